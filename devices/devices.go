@@ -1,0 +1,149 @@
+// Package devices holds the types every part of iotdash speaks in (a device
+// id, a reading, a presence status, a device's metadata) with their
+// validation, and the Fleet: what is known of each device right now
+// (metadata, presence, last seen, latest values).
+//
+// It is the domain package: it imports nothing of iotdash and nothing
+// outside the standard library. It is not a store of history; that is the
+// store packages' job.
+package devices
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math"
+)
+
+// MaxNameLen is the longest device id or metric name accepted.
+const MaxNameLen = 64
+
+// ValidName reports whether s may be used as a device id or a metric name:
+// 1 to 64 characters of [A-Za-z0-9._-].
+func ValidName(s string) bool {
+	if len(s) == 0 || len(s) > MaxNameLen {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch {
+		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9', c == '.', c == '_', c == '-':
+		default:
+			return false
+		}
+	}
+	return true
+}
+
+// Reading is one value of one metric of one device at one instant.
+// Time is in Unix milliseconds. Two readings with the same Device, Metric and
+// Time are the same reading: stores keep one of them.
+type Reading struct {
+	Device string  `json:"d"`
+	Metric string  `json:"m"`
+	Time   int64   `json:"t"`
+	Value  float64 `json:"v"`
+}
+
+// Validate says what is wrong with r, or returns nil.
+func (r Reading) Validate() error {
+	switch {
+	case !ValidName(r.Device):
+		return Errorf(EInvalid, "device id %q is not 1 to 64 characters of [A-Za-z0-9._-]", r.Device)
+	case !ValidName(r.Metric):
+		return Errorf(EInvalid, "metric name %q is not 1 to 64 characters of [A-Za-z0-9._-]", r.Metric)
+	case math.IsNaN(r.Value) || math.IsInf(r.Value, 0):
+		return Errorf(EInvalid, "metric %q is not a finite number", r.Metric)
+	}
+	return nil
+}
+
+// Status is a device's presence as the dashboard shows it.
+type Status string
+
+// The presence statuses. Online and Offline are what a device reports on its
+// status topic; Stale is derived: an online device that has been silent for
+// longer than three of its usual intervals.
+const (
+	StatusUnknown Status = "unknown"
+	StatusOnline  Status = "online"
+	StatusStale   Status = "stale"
+	StatusOffline Status = "offline"
+)
+
+// ParseStatus reads a status payload as devices publish it: online or offline.
+func ParseStatus(b []byte) (Status, error) {
+	switch string(b) {
+	case "online":
+		return StatusOnline, nil
+	case "offline":
+		return StatusOffline, nil
+	}
+	return "", Errorf(EInvalid, "status must be online or offline")
+}
+
+// Meta is what a device says about itself on its retained meta topic.
+type Meta struct {
+	Name     string `json:"name,omitempty"`
+	Kind     string `json:"kind,omitempty"`
+	Location string `json:"location,omitempty"`
+	// Units maps a metric name to its unit, e.g. "temperature": "°C".
+	Units map[string]string `json:"units,omitempty"`
+	// Limits maps a metric name to the [low, high] range it should stay in.
+	Limits map[string][2]float64 `json:"limits,omitempty"`
+}
+
+// maxMetaLen bounds a meta payload; real ones are a few hundred bytes.
+const maxMetaLen = 16 << 10
+
+// ParseMeta decodes and validates a meta payload.
+func ParseMeta(b []byte) (Meta, error) {
+	var m Meta
+	if len(b) > maxMetaLen {
+		return m, Errorf(EInvalid, "meta payload of %d bytes is larger than %d", len(b), maxMetaLen)
+	}
+	if err := json.Unmarshal(b, &m); err != nil {
+		return Meta{}, Errorf(EInvalid, "meta is not a JSON object of name, kind, location, units, limits: %v", err)
+	}
+	for k := range m.Units {
+		if !ValidName(k) {
+			return Meta{}, Errorf(EInvalid, "meta units name metric %q, which is not a valid metric name", k)
+		}
+	}
+	for k, l := range m.Limits {
+		if !ValidName(k) || !(l[0] <= l[1]) {
+			return Meta{}, Errorf(EInvalid, "meta limits for %q must be a valid metric name with [low, high], low <= high", k)
+		}
+	}
+	return m, nil
+}
+
+// Error kinds a caller can act on.
+const (
+	EInvalid     = "invalid"     // the caller's input is wrong; the message says how
+	ENotFound    = "not_found"   // the thing asked for does not exist
+	EUnavailable = "unavailable" // a service behind this one is down; try again
+	EInternal    = "internal"    // a fault of ours; details are in the log
+)
+
+// Error is an error with a kind and a message fit to show a user.
+type Error struct {
+	Kind    string
+	Message string
+}
+
+func (e *Error) Error() string { return e.Message }
+
+// Errorf returns an *Error of the given kind.
+func Errorf(kind, format string, args ...any) *Error {
+	return &Error{Kind: kind, Message: fmt.Sprintf(format, args...)}
+}
+
+// ErrorKind returns the kind of err's first *Error, or EInternal.
+func ErrorKind(err error) string {
+	var e *Error
+	if errors.As(err, &e) {
+		return e.Kind
+	}
+	return EInternal
+}

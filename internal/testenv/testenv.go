@@ -1,0 +1,310 @@
+// Package testenv starts the real services iotdash's tests talk to
+// (Mosquitto, InfluxDB OSS 1.8 with Flux, Chromium) on free loopback ports.
+// It never mocks them: where a program is missing, the test fails with a
+// message that says what to install (`make test` installs everything).
+package testenv
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// FreePort returns a TCP port on 127.0.0.1 that nothing listens on now.
+func FreePort(t testing.TB) int {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatalf("testenv: no free port: %v", err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+// program finds a program by the environment variable `make test` sets, then
+// on PATH, then in extra places, and fails t with what to install.
+func program(t testing.TB, envVar, name, install string, extra ...string) string {
+	t.Helper()
+	if p := os.Getenv(envVar); p != "" {
+		return p
+	}
+	if p, err := exec.LookPath(name); err == nil {
+		return p
+	}
+	for _, p := range extra {
+		if _, err := os.Stat(p); err == nil {
+			return p
+		}
+	}
+	t.Fatalf("testenv: %s not found (set %s or put it on PATH). %s, or run `make test`, which installs it.", name, envVar, install)
+	return ""
+}
+
+// Chromium returns the path of a Chromium binary for browser tests.
+func Chromium(t testing.TB) string {
+	return program(t, "IOTDASH_TEST_CHROMIUM", "chromium", "Install it with `apt-get install chromium`", "/usr/bin/chromium", "/usr/bin/chromium-browser")
+}
+
+// process is a started service that dies with the test binary.
+type process struct {
+	cmd    *exec.Cmd
+	out    *bytes.Buffer
+	mu     sync.Mutex
+	exited chan struct{}
+}
+
+type lockedBuffer struct {
+	mu *sync.Mutex
+	b  *bytes.Buffer
+}
+
+func (w lockedBuffer) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.b.Write(p)
+}
+
+func start(name string, args ...string) (*process, error) {
+	p := &process{out: new(bytes.Buffer), exited: make(chan struct{})}
+	p.cmd = exec.Command(name, args...)
+	p.cmd.Stdout = lockedBuffer{&p.mu, p.out}
+	p.cmd.Stderr = lockedBuffer{&p.mu, p.out}
+	// The service dies with the test binary, however the binary ends.
+	p.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	if err := p.cmd.Start(); err != nil {
+		return nil, err
+	}
+	go func() { p.cmd.Wait(); close(p.exited) }()
+	return p, nil
+}
+
+func (p *process) output() string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.out.String()
+}
+
+func (p *process) stop() {
+	p.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-p.exited:
+	case <-time.After(10 * time.Second):
+		p.cmd.Process.Kill()
+		<-p.exited
+	}
+}
+
+// waitTCP waits until addr accepts connections, or the process exits.
+func waitTCP(p *process, addr string, within time.Duration) error {
+	deadline := time.Now().Add(within)
+	for time.Now().Before(deadline) {
+		select {
+		case <-p.exited:
+			return fmt.Errorf("exited early: %s", p.output())
+		default:
+		}
+		if c, err := net.DialTimeout("tcp", addr, 200*time.Millisecond); err == nil {
+			c.Close()
+			return nil
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	return fmt.Errorf("not listening on %s after %v: %s", addr, within, p.output())
+}
+
+// Mosquitto is a running Mosquitto broker with default settings but for its
+// listener.
+type Mosquitto struct {
+	// Addr is host:port; URL is tcp://Addr for MQTT clients.
+	Addr, URL string
+	bin, conf string
+	proc      *process
+}
+
+// StartMosquitto starts a Mosquitto broker of its own for this test on a free
+// port and stops it when the test ends.
+func StartMosquitto(t testing.TB) *Mosquitto {
+	t.Helper()
+	bin := program(t, "IOTDASH_TEST_MOSQUITTO", "mosquitto", "Install it with `apt-get install mosquitto`", "/usr/sbin/mosquitto")
+	port := FreePort(t)
+	dir := t.TempDir()
+	conf := filepath.Join(dir, "mosquitto.conf")
+	// Default settings but for where it listens: the throughput figures and
+	// the in-flight window tests rely on Mosquitto's defaults.
+	cfg := fmt.Sprintf("listener %d 127.0.0.1\nallow_anonymous true\npersistence true\npersistence_location %s/\nlog_dest stderr\nlog_type error\nlog_type warning\n", port, dir)
+	if err := os.WriteFile(conf, []byte(cfg), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	m := &Mosquitto{Addr: fmt.Sprintf("127.0.0.1:%d", port), bin: bin, conf: conf}
+	m.URL = "tcp://" + m.Addr
+	m.Start(t)
+	t.Cleanup(m.Stop)
+	return m
+}
+
+// Start starts the broker again after Stop, on the same port, with the same
+// persistence file.
+func (m *Mosquitto) Start(t testing.TB) {
+	t.Helper()
+	p, err := start(m.bin, "-c", m.conf)
+	if err != nil {
+		t.Fatalf("testenv: starting mosquitto: %v", err)
+	}
+	if err := waitTCP(p, m.Addr, 10*time.Second); err != nil {
+		p.stop()
+		t.Fatalf("testenv: mosquitto: %v", err)
+	}
+	m.proc = p
+}
+
+// Stop stops the broker gracefully (it saves its persistent sessions).
+func (m *Mosquitto) Stop() {
+	if m.proc != nil {
+		m.proc.stop()
+		m.proc = nil
+	}
+}
+
+// InfluxDB is a database on a running InfluxDB OSS 1.8 server with Flux and
+// the v2 API compatibility endpoints on. Clients use URL, an empty token,
+// any org, and Bucket ("db/autogen").
+type InfluxDB struct {
+	URL      string
+	Database string
+	Bucket   string
+}
+
+var influx struct {
+	once sync.Once
+	url  string
+	proc *process
+	err  error
+	seq  atomic.Int64
+}
+
+// StartInfluxDB returns a new, empty database on the package's InfluxDB
+// server, starting the server on first use. The server is shared by the tests
+// of a package (it takes a second or two to start) and dies with the test
+// binary; call Main from TestMain to stop it tidily.
+func StartInfluxDB(t testing.TB) *InfluxDB {
+	t.Helper()
+	home, _ := os.UserHomeDir()
+	bin := program(t, "IOTDASH_TEST_INFLUXD", "influxd",
+		"Build it with `scripts/test-deps.sh` (go install github.com/influxdata/influxdb/cmd/influxd@v1.8.10)",
+		filepath.Join(home, ".cache", "iotdash", "influxd-v1.8.10"))
+	influx.once.Do(func() { influx.url, influx.proc, influx.err = startInfluxd(bin) })
+	if influx.err != nil {
+		t.Fatalf("testenv: influxd: %v", influx.err)
+	}
+	db := fmt.Sprintf("iotdash_test_%d_%d", os.Getpid(), influx.seq.Add(1))
+	if err := InfluxQL(influx.url, "CREATE DATABASE "+db); err != nil {
+		t.Fatalf("testenv: creating database %s: %v", db, err)
+	}
+	return &InfluxDB{URL: influx.url, Database: db, Bucket: db + "/autogen"}
+}
+
+func startInfluxd(bin string) (string, *process, error) {
+	dir, err := os.MkdirTemp("", "iotdash-influxd-")
+	if err != nil {
+		return "", nil, err
+	}
+	httpPort, rpcPort := freePortNoT(), freePortNoT()
+	conf := fmt.Sprintf(`reporting-disabled = true
+bind-address = "127.0.0.1:%d"
+[meta]
+  dir = "%[3]s/meta"
+[data]
+  dir = "%[3]s/data"
+  wal-dir = "%[3]s/wal"
+  query-log-enabled = false
+[monitor]
+  store-enabled = false
+[continuous_queries]
+  enabled = false
+[http]
+  bind-address = "127.0.0.1:%[2]d"
+  flux-enabled = true
+  log-enabled = false
+[logging]
+  level = "warn"
+`, rpcPort, httpPort, dir)
+	confPath := filepath.Join(dir, "influxdb.conf")
+	if err := os.WriteFile(confPath, []byte(conf), 0o644); err != nil {
+		return "", nil, err
+	}
+	p, err := start(bin, "-config", confPath)
+	if err != nil {
+		return "", nil, err
+	}
+	u := fmt.Sprintf("http://127.0.0.1:%d", httpPort)
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		resp, err := http.Get(u + "/ping")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusNoContent {
+				return u, p, nil
+			}
+		}
+		select {
+		case <-p.exited:
+			return "", nil, fmt.Errorf("exited early: %s", p.output())
+		default:
+		}
+		if time.Now().After(deadline) {
+			p.stop()
+			return "", nil, fmt.Errorf("not ready at %s after 60s: %s", u, p.output())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+func freePortNoT() int {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		panic(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+// InfluxQL runs one InfluxQL statement against the server at baseURL.
+func InfluxQL(baseURL, q string) error {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	req, _ := http.NewRequestWithContext(ctx, "POST", baseURL+"/query", strings.NewReader(url.Values{"q": {q}}.Encode()))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	var body bytes.Buffer
+	body.ReadFrom(resp.Body)
+	if resp.StatusCode != http.StatusOK || strings.Contains(body.String(), `"error"`) {
+		return fmt.Errorf("%s: %s", resp.Status, body.String())
+	}
+	return nil
+}
+
+// Main runs a package's tests and then stops the services testenv shared
+// among them. Call it from TestMain: func TestMain(m *testing.M) { testenv.Main(m) }.
+func Main(m *testing.M) {
+	code := m.Run()
+	if influx.proc != nil {
+		influx.proc.stop()
+	}
+	os.Exit(code)
+}

@@ -1,0 +1,90 @@
+// Package store defines what a history query is (Query, Agg, Point) for the
+// storage backends under it and the HTTP API above them.
+//
+// The backends each wrap one outside thing: sqlite is the embedded store the
+// self-contained mode uses, influx writes to and queries InfluxDB, and
+// journal is the durable on-disk buffer in front of InfluxDB. None of them
+// imports another; cmd/iotdash picks one.
+package store
+
+import (
+	"iotdash/devices"
+)
+
+// Agg is how the readings in one step are combined into one point.
+type Agg string
+
+// The aggregates a query may ask for.
+const (
+	AggMean  Agg = "mean"
+	AggMin   Agg = "min"
+	AggMax   Agg = "max"
+	AggFirst Agg = "first"
+	AggLast  Agg = "last"
+	AggCount Agg = "count"
+	AggSum   Agg = "sum"
+)
+
+// Aggs lists every aggregate, in the order the API documents them.
+var Aggs = []Agg{AggMean, AggMin, AggMax, AggFirst, AggLast, AggCount, AggSum}
+
+// ParseAgg returns the aggregate named s, or an EInvalid error that lists
+// the ones there are.
+func ParseAgg(s string) (Agg, error) {
+	for _, a := range Aggs {
+		if string(a) == s {
+			return a, nil
+		}
+	}
+	return "", devices.Errorf(devices.EInvalid, "agg %q is not one of mean, min, max, first, last, count, sum", s)
+}
+
+// Query asks for the readings of one metric of one device with
+// From <= Time < To (Unix milliseconds). With Step > 0 the range is cut into
+// buckets aligned to whole multiples of Step since the Unix epoch (UTC), and
+// each bucket that holds a reading gives one Point: its start and the Agg of
+// its readings. With Step == 0 every reading is a Point (Agg is ignored).
+type Query struct {
+	Device string
+	Metric string
+	From   int64
+	To     int64
+	Step   int64
+	Agg    Agg
+}
+
+// Validate says what is wrong with q, or returns nil.
+func (q Query) Validate() error {
+	switch {
+	case !devices.ValidName(q.Device):
+		return devices.Errorf(devices.EInvalid, "device %q is not 1 to 64 characters of [A-Za-z0-9._-]", q.Device)
+	case !devices.ValidName(q.Metric):
+		return devices.Errorf(devices.EInvalid, "metric %q is not 1 to 64 characters of [A-Za-z0-9._-]", q.Metric)
+	case q.From >= q.To:
+		return devices.Errorf(devices.EInvalid, "from must be before to")
+	case q.Step < 0:
+		return devices.Errorf(devices.EInvalid, "step must not be negative")
+	}
+	if q.Step > 0 {
+		if _, err := ParseAgg(string(q.Agg)); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// BucketStart returns the start of the Step-wide bucket that holds t.
+func (q Query) BucketStart(t int64) int64 {
+	b := t - t%q.Step
+	if t < 0 && t%q.Step != 0 {
+		b -= q.Step
+	}
+	return b
+}
+
+// Point is one point of a query's answer: a time in Unix milliseconds and a
+// value. In JSON it is the pair [t, v].
+type Point struct {
+	T int64
+	V float64
+}

@@ -111,7 +111,7 @@ func (d *device) setStatus(id string, s Status, cs []change) []change {
 }
 
 // Seen records the readings of one message from one device, which arrived now.
-// A device that sends readings is online, whatever it last said.
+// A device that sends readings is online, whatever it said before.
 func (f *Fleet) Seen(id string, rs []Reading) {
 	now := f.now().UnixMilli()
 	f.mu.Lock()
@@ -130,11 +130,8 @@ func (f *Fleet) Seen(id string, rs []Reading) {
 			d.latest[r.Metric] = Value{T: r.Time, V: r.Value}
 		}
 	}
-	var cs []change
-	if d.reported != StatusOffline || d.status == StatusStale || d.status == StatusUnknown {
-		d.reported = StatusOnline
-		cs = d.setStatus(id, StatusOnline, cs)
-	}
+	d.reported = StatusOnline
+	cs := d.setStatus(id, StatusOnline, nil)
 	f.mu.Unlock()
 	f.notify(cs)
 }

@@ -1,0 +1,130 @@
+// Package api is iotdash's HTTP API for integrators and for the dashboard's
+// range views: the fleet as JSON, history queries, and the health checks.
+// It reads through small interfaces it declares (Reader, Fleet), so it works
+// the same over the embedded store and InfluxDB. It renders no pages; that
+// is the views package.
+package api
+
+import (
+	"context"
+	"encoding/json"
+	"log/slog"
+	"net/http"
+	"time"
+
+	"iotdash/devices"
+	"iotdash/store"
+)
+
+// Reader answers history queries.
+type Reader interface {
+	// Query answers q, returning an EInvalid error for a query it cannot
+	// answer and EUnavailable when the store cannot be reached.
+	Query(ctx context.Context, q store.Query) ([]store.Point, error)
+}
+
+// Fleet lists the devices known now.
+type Fleet interface {
+	List() []devices.Device
+}
+
+// writeJSON writes v as the response with status code.
+func writeJSON(w http.ResponseWriter, code int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(code)
+	enc := json.NewEncoder(w)
+	enc.Encode(v)
+}
+
+// writeError answers with the status that err's kind calls for and a message
+// fit for the caller; internal detail goes to the log only.
+func writeError(w http.ResponseWriter, r *http.Request, log *slog.Logger, err error) {
+	code, msg := http.StatusInternalServerError, "internal error"
+	switch devices.ErrorKind(err) {
+	case devices.EInvalid:
+		code, msg = http.StatusBadRequest, err.Error()
+	case devices.ENotFound:
+		code, msg = http.StatusNotFound, err.Error()
+	case devices.EUnavailable:
+		code, msg = http.StatusServiceUnavailable, err.Error()
+	}
+	if code >= 500 {
+		log.Error("request failed", "path", r.URL.Path, "error", err)
+	}
+	writeJSON(w, code, map[string]string{"error": msg})
+}
+
+// deviceJSON is a device as /api/v1/devices gives it.
+type deviceJSON struct {
+	ID       string                `json:"id"`
+	Name     string                `json:"name"`
+	Kind     string                `json:"kind"`
+	Location string                `json:"location"`
+	Status   devices.Status        `json:"status"`
+	LastSeen *time.Time            `json:"last_seen"`
+	Latest   map[string]latestJSON `json:"latest"`
+	Limits   map[string][2]float64 `json:"limits,omitempty"`
+}
+
+type latestJSON struct {
+	T    int64   `json:"t"`
+	V    float64 `json:"v"`
+	Unit string  `json:"unit,omitempty"`
+}
+
+// Devices serves GET /api/v1/devices: every device with its metadata,
+// status, last seen time and latest values.
+func Devices(f Fleet) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		list := f.List()
+		out := make([]deviceJSON, 0, len(list))
+		for _, d := range list {
+			j := deviceJSON{ID: d.ID, Name: d.Name(), Kind: d.Meta.Kind, Location: d.Meta.Location,
+				Status: d.Status, Latest: make(map[string]latestJSON, len(d.Latest)), Limits: d.Meta.Limits}
+			if d.LastSeen > 0 {
+				t := time.UnixMilli(d.LastSeen).UTC()
+				j.LastSeen = &t
+			}
+			for m, v := range d.Latest {
+				j.Latest[m] = latestJSON{T: v.T, V: v.V, Unit: d.Meta.Units[m]}
+			}
+			out = append(out, j)
+		}
+		writeJSON(w, http.StatusOK, out)
+	})
+}
+
+// Check is one readiness condition: nil when it holds.
+type Check struct {
+	Name string
+	Fn   func(ctx context.Context) error
+}
+
+// Health serves GET /healthz: the process is up.
+func Health() http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		w.Write([]byte("ok\n"))
+	})
+}
+
+// Ready serves GET /readyz: 200 when every check holds, else 503, with each
+// check's state in the JSON body.
+func Ready(checks ...Check) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		ctx, cancel := context.WithTimeout(r.Context(), 3*time.Second)
+		defer cancel()
+		code := http.StatusOK
+		out := map[string]string{}
+		for _, c := range checks {
+			if err := c.Fn(ctx); err != nil {
+				code = http.StatusServiceUnavailable
+				out[c.Name] = err.Error()
+			} else {
+				out[c.Name] = "ok"
+			}
+		}
+		writeJSON(w, code, out)
+	})
+}

@@ -1,0 +1,320 @@
+package ingest
+
+import (
+	"encoding/json"
+	"math"
+	"strconv"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"iotdash/devices"
+)
+
+// MaxPayload is the largest payload accepted; a telemetry message of a few
+// dozen metrics is well under 4 KiB.
+const MaxPayload = 64 << 10
+
+// Reasons a message, or one metric in it, is rejected. They are the values of
+// the reason label of iotdash_rejected_total.
+const (
+	ReasonTopic     = "topic"        // not devices/{id}/{telemetry|meta|status}
+	ReasonDeviceID  = "device_id"    // id not 1-64 of [A-Za-z0-9._-]
+	ReasonTooLarge  = "too_large"    // payload over MaxPayload
+	ReasonJSON      = "invalid_json" // not a flat JSON object (includes NaN, Infinity, invalid UTF-8)
+	ReasonNotNumber = "not_number"   // a metric whose value is not a number
+	ReasonRange     = "out_of_range" // a number that does not fit a float64
+	ReasonMetric    = "metric_name"  // a metric name not 1-64 of [A-Za-z0-9._-]
+	ReasonTimestamp = "timestamp"    // ts neither Unix ms nor RFC 3339, or implausible
+	ReasonEmpty     = "empty"        // no metrics at all
+	ReasonMeta      = "meta"         // a meta payload that does not decode
+	ReasonStatus    = "status"       // a status payload other than online/offline
+)
+
+// Kind is which of a device's topics a message came on.
+type Kind int
+
+// The topics of a device.
+const (
+	KindTelemetry Kind = iota + 1
+	KindMeta
+	KindStatus
+)
+
+// Rejection is why a message, or one metric of it, was not taken.
+type Rejection struct {
+	Reason string
+	Detail string
+}
+
+func (r *Rejection) Error() string { return r.Reason + ": " + r.Detail }
+
+func reject(reason, detail string) *Rejection { return &Rejection{reason, detail} }
+
+// ParseTopic splits devices/{id}/{telemetry|meta|status}.
+func ParseTopic(topic string) (id string, kind Kind, err *Rejection) {
+	rest, ok := strings.CutPrefix(topic, "devices/")
+	if !ok {
+		return "", 0, reject(ReasonTopic, "topic is not under devices/")
+	}
+	id, sub, ok := strings.Cut(rest, "/")
+	if !ok {
+		return "", 0, reject(ReasonTopic, "topic has no kind after the device id")
+	}
+	switch sub {
+	case "telemetry":
+		kind = KindTelemetry
+	case "meta":
+		kind = KindMeta
+	case "status":
+		kind = KindStatus
+	default:
+		return "", 0, reject(ReasonTopic, "topic kind is not telemetry, meta or status")
+	}
+	if !devices.ValidName(id) {
+		return "", 0, reject(ReasonDeviceID, "device id is not 1 to 64 characters of [A-Za-z0-9._-]")
+	}
+	return id, kind, nil
+}
+
+// plausible bounds for a ts: 2000-01-01 to 2100-01-01.
+const (
+	minTS = 946684800000
+	maxTS = 4102444800000
+)
+
+// DecodeTelemetry decodes a telemetry payload of device id: a flat JSON
+// object of metric name to number, with an optional ts (Unix ms, or RFC 3339)
+// that defaults to now (Unix ms). It appends the readings to dst and returns
+// it, with the rejections of single metrics (the other metrics still count).
+// A payload that is not a flat JSON object, or whose ts is bad, gives no
+// readings and one rejection in err.
+func DecodeTelemetry(dst []devices.Reading, id string, payload []byte, now int64) (_ []devices.Reading, skipped []*Rejection, err *Rejection) {
+	if len(payload) > MaxPayload {
+		return dst, nil, reject(ReasonTooLarge, "payload larger than "+strconv.Itoa(MaxPayload)+" bytes")
+	}
+	start := len(dst)
+	ts := now
+	p := parser{b: payload}
+	p.ws()
+	if !p.eat('{') {
+		return dst, nil, reject(ReasonJSON, "payload is not a JSON object")
+	}
+	p.ws()
+	if !p.eat('}') {
+		for {
+			p.ws()
+			key, ok := p.str()
+			if !ok {
+				return dst[:start], nil, reject(ReasonJSON, "bad object key")
+			}
+			p.ws()
+			if !p.eat(':') {
+				return dst[:start], nil, reject(ReasonJSON, "missing ':' after a key")
+			}
+			p.ws()
+			switch c := p.peek(); {
+			case c == '"':
+				s, ok := p.str()
+				if !ok {
+					return dst[:start], nil, reject(ReasonJSON, "bad string")
+				}
+				if key == "ts" {
+					t, err := time.Parse(time.RFC3339Nano, s)
+					if err != nil {
+						return dst[:start], nil, reject(ReasonTimestamp, "ts is neither Unix milliseconds nor RFC 3339")
+					}
+					ts = t.UnixMilli()
+				} else {
+					skipped = append(skipped, reject(ReasonNotNumber, "metric value is a string"))
+				}
+			case c == '-' || (c >= '0' && c <= '9'):
+				lit, ok := p.number()
+				if !ok {
+					return dst[:start], nil, reject(ReasonJSON, "bad number")
+				}
+				v, perr := strconv.ParseFloat(lit, 64)
+				if key == "ts" {
+					if perr != nil || v != math.Trunc(v) {
+						return dst[:start], nil, reject(ReasonTimestamp, "ts is not a whole number of milliseconds")
+					}
+					ts = int64(v)
+				} else if perr != nil || math.IsInf(v, 0) {
+					skipped = append(skipped, reject(ReasonRange, "metric value does not fit a 64-bit float"))
+				} else if !devices.ValidName(key) {
+					skipped = append(skipped, reject(ReasonMetric, "metric name is not 1 to 64 characters of [A-Za-z0-9._-]"))
+				} else {
+					dst = append(dst, devices.Reading{Device: id, Metric: key, Value: v})
+				}
+			default:
+				if !p.skipValue() {
+					return dst[:start], nil, reject(ReasonJSON, "bad value")
+				}
+				if key == "ts" {
+					return dst[:start], nil, reject(ReasonTimestamp, "ts is neither Unix milliseconds nor RFC 3339")
+				}
+				skipped = append(skipped, reject(ReasonNotNumber, "metric value is not a number"))
+			}
+			p.ws()
+			if p.eat(',') {
+				continue
+			}
+			if p.eat('}') {
+				break
+			}
+			return dst[:start], nil, reject(ReasonJSON, "missing ',' or '}'")
+		}
+	}
+	p.ws()
+	if p.i != len(p.b) {
+		return dst[:start], nil, reject(ReasonJSON, "data after the object")
+	}
+	if ts < minTS || ts > maxTS {
+		return dst[:start], nil, reject(ReasonTimestamp, "ts is not between 2000 and 2100")
+	}
+	for i := start; i < len(dst); i++ {
+		dst[i].Time = ts
+	}
+	if len(dst) == start && len(skipped) == 0 {
+		return dst, nil, reject(ReasonEmpty, "payload has no metrics")
+	}
+	return dst, skipped, nil
+}
+
+// parser reads the few JSON forms a telemetry payload may hold. Values other
+// than numbers and strings (objects, arrays, literals) are skipped without
+// recursion, so deep nesting costs nothing.
+type parser struct {
+	b []byte
+	i int
+}
+
+func (p *parser) ws() {
+	for p.i < len(p.b) {
+		switch p.b[p.i] {
+		case ' ', '\t', '\n', '\r':
+			p.i++
+		default:
+			return
+		}
+	}
+}
+
+func (p *parser) peek() byte {
+	if p.i < len(p.b) {
+		return p.b[p.i]
+	}
+	return 0
+}
+
+func (p *parser) eat(c byte) bool {
+	if p.i < len(p.b) && p.b[p.i] == c {
+		p.i++
+		return true
+	}
+	return false
+}
+
+// str reads a JSON string. Strings without escapes are not copied twice.
+func (p *parser) str() (string, bool) {
+	if !p.eat('"') {
+		return "", false
+	}
+	start := p.i
+	escaped := false
+	for p.i < len(p.b) {
+		c := p.b[p.i]
+		switch {
+		case c == '"':
+			raw := p.b[start:p.i]
+			p.i++
+			if !escaped {
+				if !utf8.Valid(raw) {
+					return "", false
+				}
+				return string(raw), true
+			}
+			var s string
+			if !utf8.Valid(raw) || json.Unmarshal(p.b[start-1:p.i], &s) != nil {
+				return "", false
+			}
+			return s, true
+		case c == '\\':
+			escaped = true
+			p.i += 2
+		case c < 0x20:
+			return "", false
+		default:
+			p.i++
+		}
+	}
+	return "", false
+}
+
+// number reads a JSON number literal per RFC 8259.
+func (p *parser) number() (string, bool) {
+	start := p.i
+	p.eat('-')
+	switch {
+	case p.eat('0'):
+	case p.i < len(p.b) && p.b[p.i] >= '1' && p.b[p.i] <= '9':
+		p.digits()
+	default:
+		return "", false
+	}
+	if p.eat('.') {
+		if p.digits() == 0 {
+			return "", false
+		}
+	}
+	if p.eat('e') || p.eat('E') {
+		if !p.eat('+') {
+			p.eat('-')
+		}
+		if p.digits() == 0 {
+			return "", false
+		}
+	}
+	return string(p.b[start:p.i]), true
+}
+
+func (p *parser) digits() int {
+	n := 0
+	for p.i < len(p.b) && p.b[p.i] >= '0' && p.b[p.i] <= '9' {
+		p.i++
+		n++
+	}
+	return n
+}
+
+// skipValue skips an object, array or literal, checking that its brackets
+// balance and its strings are well formed.
+func (p *parser) skipValue() bool {
+	switch {
+	case p.eat('{'), p.eat('['):
+		start := p.i - 1
+		depth := 1
+		for p.i < len(p.b) && depth > 0 {
+			switch c := p.b[p.i]; c {
+			case '"':
+				if _, ok := p.str(); !ok {
+					return false
+				}
+				continue
+			case '{', '[':
+				depth++
+			case '}', ']':
+				depth--
+			}
+			p.i++
+		}
+		return depth == 0 && json.Valid(p.b[start:p.i])
+	}
+	for _, lit := range []string{"true", "false", "null"} {
+		if strings.HasPrefix(string(p.b[p.i:min(p.i+5, len(p.b))]), lit) {
+			p.i += len(lit)
+			return true
+		}
+	}
+	return false
+}

@@ -1,0 +1,349 @@
+// Package ingest takes device messages from an MQTT broker and hands every
+// valid reading to a durable store before acknowledging it to the broker.
+//
+// It subscribes to devices/# with QoS 1 on a persistent session (clean
+// session off, a stable client id), decodes topics and payloads, counts and
+// skips what is malformed, and commits readings in small groups: every
+// message that arrived while the previous commit was running goes into the
+// next one, so a broker's in-flight window of unacknowledged messages is
+// refilled within a commit's time rather than a batching interval. Once a
+// group is durable, its messages are acknowledged in the order they arrived,
+// then the fleet state and the live push learn of them.
+//
+// It is not a store and not a pusher: those are handed in as small
+// interfaces by the caller.
+package ingest
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	mqtt "github.com/eclipse/paho.mqtt.golang"
+	"golang.org/x/time/rate"
+
+	"iotdash/devices"
+)
+
+// Appender stores readings durably: when Append returns nil, the readings
+// survive a crash. Append is called from one goroutine.
+type Appender interface {
+	Append(ctx context.Context, rs []devices.Reading) error
+}
+
+// Fleet is told of what arrives from each device.
+type Fleet interface {
+	Seen(id string, rs []devices.Reading)
+	SetMeta(id string, m devices.Meta)
+	SetPresence(id string, s devices.Status)
+}
+
+// Config is what an Ingester needs.
+type Config struct {
+	// Broker is the broker's URL: tcp://host:1883 or ssl://host:8883.
+	Broker string
+	// ClientID is the stable client id of the persistent session.
+	ClientID           string
+	Username, Password string
+	TLS                *tls.Config
+
+	Store Appender
+	Fleet Fleet
+	// Publish, if not nil, gets every stored reading for the live push. It
+	// must not block.
+	Publish func([]devices.Reading)
+	Metrics *Metrics
+	Logger  *slog.Logger
+	// MaxGroup caps the messages in one commit (default 1000).
+	MaxGroup int
+}
+
+// message is one MQTT message on its way through the pipeline.
+type message struct {
+	msg      mqtt.Message
+	id       string
+	kind     Kind
+	readings []devices.Reading
+	meta     devices.Meta
+	status   devices.Status
+}
+
+// Ingester is a running subscription. Create it with New, start it with Run.
+type Ingester struct {
+	cfg       Config
+	client    mqtt.Client
+	in        chan message
+	connected atomic.Bool
+	log       *slog.Logger
+	logLimit  *rate.Limiter
+	suppress  atomic.Int64
+	closing   sync.Mutex // held while handlers may still send on in
+	closed    bool
+}
+
+// New returns an Ingester for cfg; Run starts it.
+func New(cfg Config) *Ingester {
+	if cfg.MaxGroup <= 0 {
+		cfg.MaxGroup = 1000
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if cfg.Metrics == nil {
+		cfg.Metrics = NewMetrics(nil)
+	}
+	if cfg.ClientID == "" {
+		cfg.ClientID = "iotdash-ingest"
+	}
+	in := &Ingester{
+		cfg: cfg,
+		// Room for far more than a broker's in-flight window, so that the
+		// network goroutine almost never waits for the committer.
+		in:       make(chan message, 4096),
+		log:      cfg.Logger.With("component", "ingest"),
+		logLimit: rate.NewLimiter(rate.Every(time.Second), 5),
+	}
+	opts := mqtt.NewClientOptions().
+		AddBroker(cfg.Broker).
+		SetClientID(cfg.ClientID).
+		SetCleanSession(false).
+		SetAutoAckDisabled(true).
+		SetOrderMatters(true).
+		SetAutoReconnect(true).
+		SetConnectRetry(true).
+		SetConnectRetryInterval(time.Second).
+		SetMaxReconnectInterval(2 * time.Second).
+		SetKeepAlive(15 * time.Second).
+		SetUsername(cfg.Username).
+		SetPassword(cfg.Password).
+		// Messages the broker kept for the session arrive before Subscribe
+		// returns: the default handler takes them.
+		SetDefaultPublishHandler(in.handle).
+		SetOnConnectHandler(in.onConnect).
+		SetConnectionLostHandler(func(_ mqtt.Client, err error) {
+			in.connected.Store(false)
+			in.log.Warn("broker connection lost", "broker", cfg.Broker, "error", err)
+		})
+	if cfg.TLS != nil {
+		opts.SetTLSConfig(cfg.TLS)
+	}
+	in.client = mqtt.NewClient(opts)
+	return in
+}
+
+func (in *Ingester) onConnect(c mqtt.Client) {
+	tok := c.Subscribe("devices/#", 1, nil)
+	if !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
+		in.log.Error("subscribing to devices/#", "error", tok.Error())
+		// Drop the connection: the reconnect subscribes again.
+		go c.Disconnect(0)
+		return
+	}
+	in.connected.Store(true)
+	in.log.Info("subscribed", "broker", in.cfg.Broker, "topic", "devices/#")
+}
+
+// Connected reports whether the broker connection is up and subscribed.
+func (in *Ingester) Connected() bool { return in.connected.Load() && in.client.IsConnectionOpen() }
+
+// handle runs on paho's network goroutine, in order: it decodes and queues,
+// and never waits for storage unless the queue is full.
+func (in *Ingester) handle(_ mqtt.Client, msg mqtt.Message) {
+	in.cfg.Metrics.Received.Inc()
+	m := message{msg: msg}
+	var rej *Rejection
+	m.id, m.kind, rej = ParseTopic(msg.Topic())
+	if rej == nil {
+		switch m.kind {
+		case KindTelemetry:
+			var skipped []*Rejection
+			m.readings, skipped, rej = DecodeTelemetry(nil, m.id, msg.Payload(), time.Now().UnixMilli())
+			for _, s := range skipped {
+				in.rejected(msg.Topic(), s)
+			}
+		case KindMeta:
+			if len(msg.Payload()) == 0 {
+				in.queue(m) // a cleared retained meta: nothing to record
+				return
+			}
+			var err error
+			if m.meta, err = devices.ParseMeta(msg.Payload()); err != nil {
+				rej = reject(ReasonMeta, err.Error())
+			}
+		case KindStatus:
+			if len(msg.Payload()) == 0 {
+				in.queue(m)
+				return
+			}
+			var err error
+			if m.status, err = devices.ParseStatus(msg.Payload()); err != nil {
+				rej = reject(ReasonStatus, err.Error())
+			}
+		}
+	}
+	if rej != nil {
+		in.rejected(msg.Topic(), rej)
+		m.kind = 0 // acknowledged in turn, nothing else
+	}
+	in.queue(m)
+}
+
+func (in *Ingester) queue(m message) {
+	in.closing.Lock()
+	defer in.closing.Unlock()
+	if in.closed {
+		return // not acknowledged: the broker sends it again next session
+	}
+	in.in <- m
+}
+
+// rejected counts a rejection and logs it at a limited rate.
+func (in *Ingester) rejected(topic string, r *Rejection) {
+	in.cfg.Metrics.Rejected.WithLabelValues(r.Reason).Inc()
+	if !in.logLimit.Allow() {
+		in.suppress.Add(1)
+		return
+	}
+	in.log.Warn("rejected message", "topic", truncate(topic, 200), "reason", r.Reason, "detail", r.Detail, "suppressed_since_last", in.suppress.Swap(0))
+}
+
+func truncate(s string, n int) string {
+	if len(s) > n {
+		return s[:n] + "…"
+	}
+	return s
+}
+
+// Run connects to the broker and ingests until ctx ends. Then it stops
+// taking messages, commits and acknowledges what it has, and disconnects.
+// It returns an error only if the pipeline could not start.
+func (in *Ingester) Run(ctx context.Context) error {
+	done := make(chan struct{})
+	go func() { defer close(done); in.commitLoop(ctx) }()
+
+	tok := in.client.Connect()
+	// With ConnectRetry the token completes on the first success; a wrong
+	// URL fails at once.
+	go func() {
+		tok.Wait()
+		if err := tok.Error(); err != nil {
+			in.log.Error("connecting to broker", "broker", in.cfg.Broker, "error", err)
+		}
+	}()
+	<-ctx.Done()
+
+	// Disconnect lets paho finish delivering to handle, while the commit loop
+	// still runs and acknowledges; then no handler runs again.
+	in.client.Disconnect(500)
+	in.connected.Store(false)
+	in.closing.Lock()
+	in.closed = true
+	close(in.in)
+	in.closing.Unlock()
+	<-done
+	return nil
+}
+
+// commitLoop commits the queued messages in groups, then acknowledges them
+// in order and tells the fleet and the push.
+//
+// Once ctx has ended, a failing store is tried once more per group instead of
+// until it succeeds; what is not stored then is not acknowledged either, and
+// the broker delivers it again on the next session.
+func (in *Ingester) commitLoop(ctx context.Context) {
+	group := make([]message, 0, in.cfg.MaxGroup)
+	var rs []devices.Reading
+	for first := range in.in {
+		group = append(group[:0], first)
+	fill:
+		for len(group) < in.cfg.MaxGroup {
+			select {
+			case m, ok := <-in.in:
+				if !ok {
+					break fill
+				}
+				group = append(group, m)
+			default:
+				break fill
+			}
+		}
+		rs = rs[:0]
+		for _, m := range group {
+			rs = append(rs, m.readings...)
+		}
+		if len(rs) > 0 && !in.store(ctx, rs) {
+			continue
+		}
+		for _, m := range group {
+			m.msg.Ack()
+			switch m.kind {
+			case KindTelemetry:
+				in.cfg.Fleet.Seen(m.id, m.readings)
+			case KindMeta:
+				if m.meta.Name != "" || m.meta.Kind != "" || m.meta.Units != nil {
+					in.cfg.Fleet.SetMeta(m.id, m.meta)
+				}
+			case KindStatus:
+				if m.status != "" {
+					in.cfg.Fleet.SetPresence(m.id, m.status)
+				}
+			}
+		}
+		if len(rs) > 0 && in.cfg.Publish != nil {
+			in.cfg.Publish(rs)
+		}
+	}
+}
+
+// store appends rs until it succeeds, or ctx has ended and it failed once
+// more: a message is acknowledged only once its readings are durable, so a
+// store that fails holds the pipeline (and the broker keeps the messages)
+// rather than losing them.
+func (in *Ingester) store(ctx context.Context, rs []devices.Reading) bool {
+	backoff := 50 * time.Millisecond
+	for {
+		start := time.Now()
+		err := in.cfg.Store.Append(context.Background(), rs)
+		in.cfg.Metrics.WriteSeconds.Observe(time.Since(start).Seconds())
+		if err == nil {
+			in.cfg.Metrics.Stored.Add(float64(len(rs)))
+			in.cfg.Metrics.Groups.Inc()
+			return true
+		}
+		in.cfg.Metrics.WriteErrors.Inc()
+		if devices.ErrorKind(err) == devices.EInvalid {
+			// Decoding validated every reading, so this is a fault of ours:
+			// keep the pipeline moving and say so loudly.
+			in.log.Error("store refused readings as invalid; skipping the group", "readings", len(rs), "error", err)
+			return true
+		}
+		if in.logLimit.Allow() {
+			in.log.Error("store write failed; retrying", "readings", len(rs), "retry_in", backoff, "error", err)
+		}
+		select {
+		case <-ctx.Done():
+			return false
+		case <-time.After(backoff):
+		}
+		backoff = min(backoff*2, 2*time.Second)
+	}
+}
+
+// ErrNoBroker is returned when no broker URL is configured.
+var ErrNoBroker = errors.New("ingest: no broker URL")
+
+// Validate checks cfg before use.
+func (c Config) Validate() error {
+	if c.Broker == "" {
+		return ErrNoBroker
+	}
+	if c.Store == nil || c.Fleet == nil {
+		return fmt.Errorf("ingest: Store and Fleet are required")
+	}
+	return nil
+}

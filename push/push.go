@@ -1,0 +1,679 @@
+// Package push streams live readings and presence changes to browsers over
+// WebSockets (GET /ws).
+//
+// A Hub keeps one bounded queue per connected client. Publish and
+// PublishStatus put work on those queues and return at once: they never wait
+// on a client's connection, so a slow or stalled browser never slows ingest or
+// the other browsers. Each client's own goroutine sends what is queued in
+// batches, at most one batch per FlushEvery. When a client's queue overflows,
+// the readings that do not fit are dropped and the client is told with a gap
+// frame naming the span it missed, so it can refetch that span from history.
+// A client that cannot take a frame for several write timeouts in a row is
+// closed.
+//
+// It is not a history: a client that connects late or misses a span gets
+// that span from the history API, not from here.
+//
+// The protocol, as JSON text frames:
+//
+//	client → server  {"subscribe":{"devices":["*"]}}         all devices
+//	                 {"subscribe":{"devices":["dev-1","dev-2"]}}
+//	server → client  {"subscribed":{"devices":["*"]}}        the subscription is in force
+//	                 {"readings":[{"d":"dev-1","m":"temperature","t":1764000000123,"v":21.5}]}
+//	                 {"status":[{"d":"dev-1","s":"offline"}]}
+//	                 {"gap":{"from":T1,"to":T2,"dropped":N}}   readings with times T1..T2 were dropped
+//
+// Nothing is sent before the client's first subscribe; the client may
+// subscribe again at any time to change what it receives. A message that is
+// not a valid subscribe, or is larger than 64 KiB, closes that connection.
+package push
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"log/slog"
+	"math"
+	"net"
+	"net/http"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/coder/websocket"
+
+	"iotdash/devices"
+)
+
+// Defaults for Options left zero.
+const (
+	DefaultQueueSize    = 4096
+	DefaultFlushEvery   = 50 * time.Millisecond
+	DefaultWriteTimeout = 5 * time.Second
+)
+
+// maxMessage bounds what a client may send in one message. A subscribe to a
+// thousand 64-character ids fits.
+const maxMessage = 64 << 10
+
+// slowStrikes is how many write timeouts in a row a client may take before
+// it is closed as too slow.
+const slowStrikes = 3
+
+// Options configure a Hub. Zero values take the defaults.
+type Options struct {
+	// QueueSize is how many readings are buffered per client; default 4096.
+	QueueSize int
+	// FlushEvery is the least time between two readings frames to one
+	// client; default 50ms.
+	FlushEvery time.Duration
+	// OriginPatterns are extra origins allowed to connect, matched as
+	// coder/websocket's AcceptOptions.OriginPatterns (host patterns such as
+	// "dash.example.com" or "*.example.com"). The request's own host is
+	// always allowed.
+	OriginPatterns []string
+	// WriteTimeout is how long one frame may take to write; default 5s. A
+	// client that stays unable to write for 3 of these in a row is closed.
+	WriteTimeout time.Duration
+	// Logger receives connection errors; default slog.Default().
+	Logger *slog.Logger
+}
+
+// Stats are the hub's counters since it started.
+type Stats struct {
+	Clients         int    // clients connected now
+	Frames          uint64 // frames sent to clients
+	DroppedReadings uint64 // readings dropped because a client's queue was full
+	Gaps            uint64 // gap frames sent
+	SlowClosed      uint64 // clients closed for being too slow
+}
+
+// Hub fans readings and presence changes out to WebSocket clients. It is safe
+// for concurrent use.
+type Hub struct {
+	opts Options
+	log  *slog.Logger
+
+	mu      sync.Mutex
+	set     map[*client]struct{}
+	closed  bool
+	clients atomic.Pointer[[]*client] // copy of set, read by Publish without a lock
+	wg      sync.WaitGroup            // one per connection being served
+
+	frames     atomic.Uint64
+	dropped    atomic.Uint64
+	gaps       atomic.Uint64
+	slowClosed atomic.Uint64
+}
+
+// NewHub returns a hub with no clients.
+func NewHub(opts Options) *Hub {
+	if opts.QueueSize <= 0 {
+		opts.QueueSize = DefaultQueueSize
+	}
+	if opts.FlushEvery <= 0 {
+		opts.FlushEvery = DefaultFlushEvery
+	}
+	if opts.WriteTimeout <= 0 {
+		opts.WriteTimeout = DefaultWriteTimeout
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	h := &Hub{opts: opts, log: opts.Logger.With("component", "push"), set: map[*client]struct{}{}}
+	h.clients.Store(&[]*client{})
+	return h
+}
+
+// Publish queues readings for every client subscribed to their devices. It
+// never blocks on a client: what does not fit in a client's queue is dropped
+// and reported to that client as a gap. It copies what it keeps; rs may be
+// reused when it returns.
+func (h *Hub) Publish(rs []devices.Reading) {
+	if len(rs) == 0 {
+		return
+	}
+	for _, c := range *h.clients.Load() {
+		if c.enqueue(rs) {
+			c.wake()
+		}
+	}
+}
+
+// PublishStatus queues a presence change of device id for every client
+// subscribed to it. It never blocks on a client.
+func (h *Hub) PublishStatus(id string, s devices.Status) {
+	for _, c := range *h.clients.Load() {
+		if c.enqueueStatus(id, s) {
+			c.wake()
+		}
+	}
+}
+
+// Stats returns the hub's counters.
+func (h *Hub) Stats() Stats {
+	return Stats{
+		Clients:         len(*h.clients.Load()),
+		Frames:          h.frames.Load(),
+		DroppedReadings: h.dropped.Load(),
+		Gaps:            h.gaps.Load(),
+		SlowClosed:      h.slowClosed.Load(),
+	}
+}
+
+// Close closes every client with StatusGoingAway and refuses new ones. It
+// returns once every connection has been closed; a client that does not
+// answer the close handshake costs at most a few seconds.
+func (h *Hub) Close() {
+	h.mu.Lock()
+	h.closed = true
+	for c := range h.set {
+		c.stop(closeReason{websocket.StatusGoingAway, "server shutting down"})
+	}
+	h.mu.Unlock()
+	h.wg.Wait()
+}
+
+// add registers c, or reports false if the hub is closed.
+func (h *Hub) add(c *client) bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.closed {
+		return false
+	}
+	h.set[c] = struct{}{}
+	h.wg.Add(1)
+	h.storeClients()
+	return true
+}
+
+func (h *Hub) remove(c *client) {
+	h.mu.Lock()
+	delete(h.set, c)
+	h.storeClients()
+	h.mu.Unlock()
+	h.wg.Done()
+}
+
+// storeClients publishes a fresh copy of the client set; h.mu must be held.
+func (h *Hub) storeClients() {
+	cs := make([]*client, 0, len(h.set))
+	for c := range h.set {
+		cs = append(cs, c)
+	}
+	h.clients.Store(&cs)
+}
+
+// ServeHTTP upgrades GET /ws to a WebSocket and serves the client until it
+// goes away. A request from another origin than the request's host (and
+// not allowed by Options.OriginPatterns) is refused with 403.
+func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	h.mu.Lock()
+	closed := h.closed
+	h.mu.Unlock()
+	if closed {
+		http.Error(w, "server shutting down", http.StatusServiceUnavailable)
+		return
+	}
+	conn, err := websocket.Accept(w, r, &websocket.AcceptOptions{OriginPatterns: h.opts.OriginPatterns})
+	if err != nil {
+		// Accept has written the response (403 for a foreign origin, 400 for
+		// a bad handshake).
+		h.log.Debug("websocket refused", "remote", r.RemoteAddr, "origin", r.Header.Get("Origin"), "error", err)
+		return
+	}
+	conn.SetReadLimit(maxMessage)
+	c := newClient(h, conn)
+	if !h.add(c) {
+		conn.Close(websocket.StatusGoingAway, "server shutting down")
+		return
+	}
+	defer h.remove(c)
+	c.serve(r)
+}
+
+// closeReason is why the server ends a connection, as sent in its close frame.
+type closeReason struct {
+	code   websocket.StatusCode
+	reason string
+}
+
+// client is one WebSocket connection: its subscription and its queues.
+type client struct {
+	h    *Hub
+	conn *websocket.Conn
+
+	wakeC chan struct{} // holds one token when there is something to send
+	done  chan struct{} // closed when the connection is to end
+	once  sync.Once
+	why   closeReason // set before done is closed; zero when the peer left
+
+	// mu guards the fields below. It is held only to copy in or swap out
+	// queues, never while writing to the connection.
+	mu         sync.Mutex
+	subscribed bool
+	all        bool
+	devices    map[string]struct{}
+	ack        []string // subscription to confirm, nil if none pending
+	q          []devices.Reading
+	gap        gapFrame // readings dropped since the last gap frame
+	status     map[string]devices.Status
+	maxStatus  int
+
+	strikes int // write timeouts in a row; only the writer touches it
+}
+
+type gapFrame struct {
+	From    int64  `json:"from"`
+	To      int64  `json:"to"`
+	Dropped uint64 `json:"dropped"`
+}
+
+func newClient(h *Hub, conn *websocket.Conn) *client {
+	return &client{
+		h:         h,
+		conn:      conn,
+		wakeC:     make(chan struct{}, 1),
+		done:      make(chan struct{}),
+		status:    map[string]devices.Status{},
+		maxStatus: max(h.opts.QueueSize, 1024),
+	}
+}
+
+func (c *client) wake() {
+	select {
+	case c.wakeC <- struct{}{}:
+	default:
+	}
+}
+
+// stop ends the connection with why; the first reason given wins.
+func (c *client) stop(why closeReason) {
+	c.once.Do(func() {
+		c.why = why
+		close(c.done)
+	})
+}
+
+// wants reports whether the client is subscribed to device id; c.mu held.
+func (c *client) wants(id string) bool {
+	if c.all {
+		return true
+	}
+	_, ok := c.devices[id]
+	return ok
+}
+
+// enqueue copies the readings c subscribes to into its queue, dropping what
+// does not fit. It reports whether anything was queued or dropped.
+func (c *client) enqueue(rs []devices.Reading) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if !c.subscribed {
+		return false
+	}
+	limit := c.h.opts.QueueSize
+	changed := false
+	dropped := uint64(0)
+	// Readings of one message share a device; decide once per run.
+	last, want := "", false
+	for i := range rs {
+		r := &rs[i]
+		if r.Device != last || i == 0 {
+			last, want = r.Device, c.wants(r.Device)
+		}
+		if !want {
+			continue
+		}
+		changed = true
+		if len(c.q) < limit {
+			c.q = append(c.q, *r)
+			continue
+		}
+		if c.gap.Dropped == 0 || r.Time < c.gap.From {
+			c.gap.From = r.Time
+		}
+		if c.gap.Dropped == 0 || r.Time > c.gap.To {
+			c.gap.To = r.Time
+		}
+		c.gap.Dropped++
+		dropped++
+	}
+	if dropped > 0 {
+		c.h.dropped.Add(dropped)
+	}
+	return changed
+}
+
+// enqueueStatus records a presence change for c if it subscribes to id. A
+// newer change of the same device replaces an unsent older one.
+func (c *client) enqueueStatus(id string, s devices.Status) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if !c.subscribed || !c.wants(id) {
+		return false
+	}
+	if _, ok := c.status[id]; !ok && len(c.status) >= c.maxStatus {
+		// Only a client whose writer has been stuck for long gets here; it
+		// is about to be closed as too slow, and reloads when it reconnects.
+		return false
+	}
+	c.status[id] = s
+	return true
+}
+
+// subscribe replaces c's subscription and drops queued readings and statuses
+// it no longer wants, so that everything sent after the confirmation
+// matches the new subscription.
+func (c *client) subscribe(ids []string) {
+	all := false
+	set := make(map[string]struct{}, len(ids))
+	for _, id := range ids {
+		if id == "*" {
+			all = true
+		}
+		set[id] = struct{}{}
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.subscribed, c.all, c.devices = true, all, set
+	c.ack = append([]string{}, ids...)
+	kept := c.q[:0]
+	for _, r := range c.q {
+		if c.wants(r.Device) {
+			kept = append(kept, r)
+		}
+	}
+	clear(c.q[len(kept):])
+	c.q = kept
+	for id := range c.status {
+		if !c.wants(id) {
+			delete(c.status, id)
+		}
+	}
+	c.wake()
+}
+
+// batch is what one flush takes from a client.
+type batch struct {
+	ack      []string
+	status   map[string]devices.Status
+	readings []devices.Reading
+	gap      gapFrame
+}
+
+// take swaps c's queues out, leaving spare (emptied) in their place.
+func (c *client) take(spare []devices.Reading) batch {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	b := batch{ack: c.ack, readings: c.q, gap: c.gap}
+	c.ack = nil
+	c.q = spare[:0]
+	c.gap = gapFrame{}
+	if len(c.status) > 0 {
+		b.status = c.status
+		c.status = map[string]devices.Status{}
+	}
+	return b
+}
+
+// queued returns how many readings wait in c's queue.
+func (c *client) queued() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return len(c.q)
+}
+
+// serve runs the connection: a reader goroutine takes subscriptions, and
+// this goroutine writes batches until the connection ends.
+func (c *client) serve(r *http.Request) {
+	h := c.h
+	readDone := make(chan struct{})
+	go func() {
+		defer close(readDone)
+		c.read(context.WithoutCancel(r.Context()))
+	}()
+
+	c.write()
+
+	var err error
+	switch why := c.why; {
+	case why.code == 0:
+		// The peer left, or the library already closed the connection
+		// (read limit, failed write); nothing more can be said to it.
+		err = c.conn.CloseNow()
+	default:
+		err = c.conn.Close(why.code, why.reason)
+	}
+	if err != nil && !errors.Is(err, net.ErrClosed) {
+		h.log.Debug("websocket close", "remote", r.RemoteAddr, "error", err)
+	}
+	<-readDone
+}
+
+// read takes the client's messages until the connection ends.
+func (c *client) read(ctx context.Context) {
+	for {
+		typ, b, err := c.conn.Read(ctx)
+		if err != nil {
+			// Closed by the peer, by us, or by the library after an oversized
+			// message (it sends StatusMessageTooBig itself).
+			c.stop(closeReason{})
+			return
+		}
+		if typ != websocket.MessageText {
+			c.stop(closeReason{websocket.StatusUnsupportedData, "messages must be JSON text"})
+			return
+		}
+		ids, err := parseSubscribe(b)
+		if err != nil {
+			c.stop(closeReason{websocket.StatusPolicyViolation, err.Error()})
+			return
+		}
+		c.subscribe(ids)
+	}
+}
+
+// subscribeMsg is the only message a client sends.
+type subscribeMsg struct {
+	Subscribe *struct {
+		Devices []string `json:"devices"`
+	} `json:"subscribe"`
+}
+
+// parseSubscribe reads a subscribe message. Its errors are short enough for
+// a close frame's reason (at most 123 bytes).
+func parseSubscribe(b []byte) ([]string, error) {
+	var m subscribeMsg
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&m); err != nil || dec.More() {
+		return nil, devices.Errorf(devices.EInvalid, `expected {"subscribe":{"devices":[...]}}`)
+	}
+	if m.Subscribe == nil || m.Subscribe.Devices == nil {
+		return nil, devices.Errorf(devices.EInvalid, `expected {"subscribe":{"devices":[...]}}`)
+	}
+	for _, id := range m.Subscribe.Devices {
+		if id != "*" && !devices.ValidName(id) {
+			return nil, devices.Errorf(devices.EInvalid, "device ids must be * or 1-64 of [A-Za-z0-9._-]")
+		}
+	}
+	return m.Subscribe.Devices, nil
+}
+
+// write sends batches until c is stopped or a write fails.
+func (c *client) write() {
+	h := c.h
+	var (
+		spare []devices.Reading
+		buf   []byte
+		last  time.Time
+		timer = time.NewTimer(0)
+	)
+	<-timer.C
+	defer timer.Stop()
+	for {
+		select {
+		case <-c.done:
+			return
+		case <-c.wakeC:
+		}
+		// At most one batch per FlushEvery: what arrives meanwhile joins it.
+		if wait := time.Until(last.Add(h.opts.FlushEvery)); wait > 0 {
+			timer.Reset(wait)
+			select {
+			case <-c.done:
+				return
+			case <-timer.C:
+			}
+		}
+		last = time.Now()
+		b := c.take(spare)
+		if b.ack != nil {
+			buf = appendAck(buf[:0], b.ack)
+			if !c.send(buf) {
+				return
+			}
+		}
+		if b.status != nil {
+			buf = appendStatus(buf[:0], b.status)
+			if !c.send(buf) {
+				return
+			}
+		}
+		if len(b.readings) > 0 {
+			buf = appendReadings(buf[:0], b.readings)
+			clear(b.readings) // let go of the publishers' strings
+			spare = b.readings
+			if !c.send(buf) {
+				return
+			}
+		} else {
+			spare = b.readings
+		}
+		if b.gap.Dropped > 0 {
+			buf = appendGap(buf[:0], b.gap)
+			if !c.send(buf) {
+				return
+			}
+			h.gaps.Add(1)
+		}
+		if cap(buf) > 1<<20 {
+			buf = nil // one burst should not pin a large buffer for good
+		}
+	}
+}
+
+// send writes one frame. It reports false when the connection is to end:
+// the write failed, or the client has been too slow for slowStrikes write
+// timeouts in a row.
+func (c *client) send(frame []byte) bool {
+	h := c.h
+	// coder/websocket closes the connection when a write's context expires,
+	// so the context carries the whole remaining budget: a stalled client
+	// is cut off once it is spent, while a slow one that finishes its write
+	// late is counted and closed with a reason it can read.
+	budget := time.Duration(slowStrikes-c.strikes) * h.opts.WriteTimeout
+	ctx, cancel := context.WithTimeout(context.Background(), budget)
+	start := time.Now()
+	err := c.conn.Write(ctx, websocket.MessageText, frame)
+	took := time.Since(start)
+	cancel()
+	if err != nil {
+		if errors.Is(err, context.DeadlineExceeded) {
+			h.slowClosed.Add(1)
+			h.log.Info("websocket client too slow, closed", "error", err)
+		}
+		c.stop(closeReason{})
+		return false
+	}
+	h.frames.Add(1)
+	if took < h.opts.WriteTimeout {
+		c.strikes = 0
+		return true
+	}
+	c.strikes += int(took / h.opts.WriteTimeout)
+	if c.strikes >= slowStrikes {
+		h.slowClosed.Add(1)
+		h.log.Info("websocket client too slow, closed", "strikes", c.strikes)
+		c.stop(closeReason{websocket.StatusPolicyViolation, "too slow"})
+		return false
+	}
+	return true
+}
+
+// appendName appends s as a JSON string. Ids and metric names are checked
+// by devices.ValidName and need no escaping; anything else is escaped.
+func appendName(b []byte, s string) []byte {
+	if devices.ValidName(s) {
+		b = append(b, '"')
+		b = append(b, s...)
+		return append(b, '"')
+	}
+	q, _ := json.Marshal(s)
+	return append(b, q...)
+}
+
+func appendReadings(b []byte, rs []devices.Reading) []byte {
+	b = append(b, `{"readings":[`...)
+	n := 0
+	for _, r := range rs {
+		if math.IsNaN(r.Value) || math.IsInf(r.Value, 0) {
+			continue // not representable in JSON; ingest rejects these
+		}
+		if n > 0 {
+			b = append(b, ',')
+		}
+		n++
+		b = append(b, `{"d":`...)
+		b = appendName(b, r.Device)
+		b = append(b, `,"m":`...)
+		b = appendName(b, r.Metric)
+		b = append(b, `,"t":`...)
+		b = strconv.AppendInt(b, r.Time, 10)
+		b = append(b, `,"v":`...)
+		b = strconv.AppendFloat(b, r.Value, 'g', -1, 64)
+		b = append(b, '}')
+	}
+	return append(b, "]}"...)
+}
+
+func appendStatus(b []byte, st map[string]devices.Status) []byte {
+	b = append(b, `{"status":[`...)
+	first := true
+	for id, s := range st {
+		if !first {
+			b = append(b, ',')
+		}
+		first = false
+		b = append(b, `{"d":`...)
+		b = appendName(b, id)
+		b = append(b, `,"s":`...)
+		b = appendName(b, string(s))
+		b = append(b, '}')
+	}
+	return append(b, "]}"...)
+}
+
+func appendGap(b []byte, g gapFrame) []byte {
+	b = append(b, `{"gap":{"from":`...)
+	b = strconv.AppendInt(b, g.From, 10)
+	b = append(b, `,"to":`...)
+	b = strconv.AppendInt(b, g.To, 10)
+	b = append(b, `,"dropped":`...)
+	b = strconv.AppendUint(b, g.Dropped, 10)
+	return append(b, "}}"...)
+}
+
+func appendAck(b []byte, ids []string) []byte {
+	b = append(b, `{"subscribed":{"devices":[`...)
+	for i, id := range ids {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = appendName(b, id)
+	}
+	return append(b, "]}}"...)
+}

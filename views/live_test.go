@@ -1,0 +1,144 @@
+package views
+
+import (
+	"context"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/chromedp/chromedp"
+
+	"iotdash/devices"
+	"iotdash/internal/testenv"
+	"iotdash/push"
+)
+
+// liveServer is the overview with a fleet and a push hub behind /ws, as
+// cmd/iotdash wires them. The hub can be swapped to play a server restart.
+type liveServer struct {
+	*httptest.Server
+	fleet *devices.Fleet
+	hub   atomic.Pointer[push.Hub]
+}
+
+func newLiveServer(t *testing.T) *liveServer {
+	s := &liveServer{}
+	s.hub.Store(push.NewHub(push.Options{}))
+	s.fleet = devices.NewFleet(func(id string, st devices.Status) { s.hub.Load().PublishStatus(id, st) })
+	mux := http.NewServeMux()
+	mux.Handle("GET /{$}", Overview(s.fleet))
+	mux.Handle("GET /devices/{id}", DevicePage(s.fleet))
+	mux.Handle("GET /static/", Static())
+	mux.Handle("GET /ws", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { s.hub.Load().ServeHTTP(w, r) }))
+	mux.Handle("/", NotFound())
+	s.Server = httptest.NewServer(mux)
+	t.Cleanup(func() { s.hub.Load().Close(); s.Close() })
+	return s
+}
+
+// reading is what ingest does with one message: the fleet sees it, then the
+// hub publishes it.
+func (s *liveServer) reading(id, metric string, v float64) {
+	rs := []devices.Reading{{Device: id, Metric: metric, Time: time.Now().UnixMilli(), Value: v}}
+	s.fleet.Seen(id, rs)
+	s.hub.Load().Publish(rs)
+}
+
+func browser(t *testing.T) context.Context {
+	t.Helper()
+	opts := append(chromedp.DefaultExecAllocatorOptions[:],
+		chromedp.ExecPath(testenv.Chromium(t)),
+		chromedp.NoSandbox,
+		chromedp.DisableGPU,
+		chromedp.WindowSize(1280, 800),
+	)
+	ctx, cancel := chromedp.NewExecAllocator(context.Background(), opts...)
+	t.Cleanup(cancel)
+	ctx, cancel = chromedp.NewContext(ctx)
+	t.Cleanup(cancel)
+	ctx, cancel = context.WithTimeout(ctx, 60*time.Second)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+// until polls a JavaScript expression in the page until it is true.
+func until(t *testing.T, ctx context.Context, what, expr string) {
+	t.Helper()
+	if err := chromedp.Do(ctx, chromedp.Poll[chromedp.Void](expr, chromedp.WithPollingInterval(20*time.Millisecond), chromedp.WithPollingTimeout(20*time.Second))); err != nil {
+		t.Fatalf("waiting for %s (%s): %v", what, expr, err)
+	}
+}
+
+// screenshot saves the whole page as PNG in the test's artifacts directory
+// (go test -artifacts keeps them).
+func screenshot(t *testing.T, ctx context.Context, name string) {
+	t.Helper()
+	png, err := chromedp.Run(ctx, chromedp.FullScreenshot(100))
+	if err != nil {
+		t.Fatalf("screenshot: %v", err)
+	}
+	if err := os.WriteFile(filepath.Join(t.ArtifactDir(), name), png, 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+const (
+	connected = `document.body.dataset.liveState === 'connected'`
+)
+
+func TestOverviewIsLiveInABrowser(t *testing.T) {
+	s := newLiveServer(t)
+	s.fleet.SetMeta("boiler-1", devices.Meta{Name: "Boiler room", Kind: "thermometer", Location: "Basement", Units: map[string]string{"temperature": "°C"}, Limits: map[string][2]float64{"temperature": {5, 30}}})
+	s.reading("boiler-1", "temperature", 21.5)
+	s.reading("gate-3", "open", 0)
+
+	ctx := browser(t)
+	if err := chromedp.Do(ctx, chromedp.Navigate(s.URL)); err != nil {
+		t.Fatal(err)
+	}
+	until(t, ctx, "two cards", `document.querySelectorAll('[data-testid="device-card"]').length === 2`)
+	until(t, ctx, "the live connection", connected)
+
+	// A reading changes the value in place; out of its limits, it says so.
+	s.reading("boiler-1", "temperature", 31.25)
+	until(t, ctx, "the new value", `document.querySelector('[data-device="boiler-1"] [data-metric="temperature"] [data-value]').textContent === '31.25'`)
+	until(t, ctx, "out of range shown", `!document.querySelector('[data-device="boiler-1"] [data-testid="out-of-range"]').hidden`)
+
+	// A device that goes offline changes its badge and the counts.
+	s.fleet.SetPresence("gate-3", devices.StatusOffline)
+	until(t, ctx, "the offline badge", `document.querySelector('[data-device="gate-3"] .badge-text').textContent === 'Offline'`)
+	until(t, ctx, "the counts", `document.querySelector('[data-count="offline"] .count-n').textContent === '1' && document.querySelector('[data-count="online"] .count-n').textContent === '1'`)
+
+	// A device the page has not shown gets a card.
+	s.reading("new-9", "humidity", 40)
+	until(t, ctx, "a card for the new device", `document.querySelector('[data-device="new-9"] [data-metric="humidity"]') !== null`)
+	screenshot(t, ctx, "overview-live.png")
+
+	// The server goes away: the page says so, then reconnects by itself.
+	s.hub.Load().Close()
+	until(t, ctx, "the disconnected banner", `!document.getElementById('conn-banner').hidden && document.body.dataset.liveState === 'disconnected'`)
+	screenshot(t, ctx, "overview-disconnected.png")
+	s.hub.Store(push.NewHub(push.Options{}))
+	until(t, ctx, "the reconnection", connected+` && document.getElementById('conn-banner').hidden`)
+	s.reading("boiler-1", "temperature", 22)
+	until(t, ctx, "values after reconnecting", `document.querySelector('[data-device="boiler-1"] [data-metric="temperature"] [data-value]').textContent === '22'`)
+}
+
+func TestDevicePageIsLiveInABrowser(t *testing.T) {
+	s := newLiveServer(t)
+	s.fleet.SetMeta("boiler-1", devices.Meta{Name: "Boiler room", Units: map[string]string{"temperature": "°C"}})
+	s.reading("boiler-1", "temperature", 21.5)
+
+	ctx := browser(t)
+	if err := chromedp.Do(ctx, chromedp.Navigate(s.URL+"/devices/boiler-1")); err != nil {
+		t.Fatal(err)
+	}
+	until(t, ctx, "the live connection", connected)
+	s.reading("boiler-1", "temperature", 23.75)
+	until(t, ctx, "the new value", `document.querySelector('[data-metric="temperature"] [data-value]').textContent === '23.75'`)
+	screenshot(t, ctx, "device-live.png")
+}

@@ -1,0 +1,23 @@
+# iotdash: `make run` starts the product self-contained; `make test` installs
+# what the tests need (Mosquitto, Chromium, InfluxDB 1.8.10) and runs them all.
+SHELL := /bin/bash
+GO ?= go
+
+.PHONY: run test generate bench fuzz
+
+run:
+	$(GO) run ./cmd/iotdash
+
+# Regenerates the templ components; the generated *_templ.go files are committed.
+generate:
+	$(GO) tool templ generate
+
+test:
+	@deps="$$(scripts/test-deps.sh)" && eval "$$deps" && \
+	  $(GO) vet ./... && \
+	  $(GO) test -count=1 -timeout 12m ./... && \
+	  $(GO) test -count=1 -run '^$$' -fuzz '^FuzzDecodeTelemetry$$' -fuzztime 15s ./ingest
+
+bench:
+	@deps="$$(scripts/test-deps.sh)" && eval "$$deps" && \
+	  $(GO) test -run '^$$' -bench . -benchmem ./...

@@ -1,0 +1,371 @@
+// Command iotdash is the telemetry dashboard: it takes device readings from
+// an MQTT broker, stores every one, streams them live to browsers and serves
+// their history over HTTP.
+//
+// With no flags it is self-contained: an embedded broker, the embedded store
+// under ./iotdash-data, a simulated fleet of 12 devices, and the dashboard on
+// http://127.0.0.1:8080. See -h for pointing it at a broker and InfluxDB of
+// your own.
+package main
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"iotdash/api"
+	"iotdash/broker"
+	"iotdash/devices"
+	"iotdash/ingest"
+	"iotdash/push"
+	"iotdash/simulator"
+	"iotdash/store/influx"
+	"iotdash/store/journal"
+	"iotdash/store/sqlite"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	err := run(ctx, os.Args[1:], os.Getenv, os.Stdout, os.Stderr)
+	stop()
+	if err != nil {
+		if !errors.Is(err, flag.ErrHelp) {
+			fmt.Fprintln(os.Stderr, "iotdash:", err)
+		}
+		os.Exit(2)
+	}
+}
+
+// config is what the flags say.
+type config struct {
+	httpAddr, brokerAddr, dataDir string
+	mqttURL, mqttUser, mqttPass   string
+	mqttCA, mqttCert, mqttKey     string
+	mqttClientID                  string
+	simulate                      int
+	simInterval                   time.Duration
+	influxURL, influxOrg          string
+	influxBucket, influxToken     string
+	influxBatch                   int
+	journalMax                    int64
+	origins                       string
+	maxPoints                     int
+	logLevel                      string
+}
+
+// parseFlags reads flags, each with an IOTDASH_* environment twin that the
+// flag overrides.
+func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (config, error) {
+	var c config
+	fs := flag.NewFlagSet("iotdash", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	env := func(name, def string) string {
+		if v := getenv(name); v != "" {
+			return v
+		}
+		return def
+	}
+	envInt := func(name string, def int) int {
+		if v, err := strconv.Atoi(getenv(name)); err == nil {
+			return v
+		}
+		return def
+	}
+	envDur := func(name string, def time.Duration) time.Duration {
+		if v, err := time.ParseDuration(getenv(name)); err == nil {
+			return v
+		}
+		return def
+	}
+	fs.StringVar(&c.httpAddr, "http", env("IOTDASH_HTTP", "127.0.0.1:8080"), "address the dashboard and API listen on (IOTDASH_HTTP)")
+	fs.StringVar(&c.brokerAddr, "broker", env("IOTDASH_BROKER", "127.0.0.1:1883"), "address the embedded MQTT broker listens on, when -mqtt is not set (IOTDASH_BROKER)")
+	fs.StringVar(&c.dataDir, "data", env("IOTDASH_DATA", "iotdash-data"), "directory of the embedded store and the InfluxDB write journal (IOTDASH_DATA)")
+	fs.StringVar(&c.mqttURL, "mqtt", env("IOTDASH_MQTT", ""), "URL of an MQTT broker to use instead of the embedded one: tcp://host:1883 or ssl://host:8883 (IOTDASH_MQTT)")
+	fs.StringVar(&c.mqttUser, "mqtt-user", env("IOTDASH_MQTT_USER", ""), "MQTT user name; the password comes from IOTDASH_MQTT_PASSWORD (IOTDASH_MQTT_USER)")
+	fs.StringVar(&c.mqttCA, "mqtt-ca", env("IOTDASH_MQTT_CA", ""), "PEM file of the CA that signed the broker's certificate, for ssl:// (IOTDASH_MQTT_CA)")
+	fs.StringVar(&c.mqttCert, "mqtt-cert", env("IOTDASH_MQTT_CERT", ""), "PEM client certificate for ssl://, with -mqtt-key (IOTDASH_MQTT_CERT)")
+	fs.StringVar(&c.mqttKey, "mqtt-key", env("IOTDASH_MQTT_KEY", ""), "PEM client key for ssl:// (IOTDASH_MQTT_KEY)")
+	fs.StringVar(&c.mqttClientID, "mqtt-client-id", env("IOTDASH_MQTT_CLIENT_ID", "iotdash-ingest"), "MQTT client id of the ingester's persistent session; keep it stable (IOTDASH_MQTT_CLIENT_ID)")
+	fs.IntVar(&c.simulate, "simulate", envInt("IOTDASH_SIMULATE", -1), "number of simulated devices; default 12 with the embedded broker, 0 with -mqtt (IOTDASH_SIMULATE)")
+	fs.DurationVar(&c.simInterval, "simulate-interval", envDur("IOTDASH_SIMULATE_INTERVAL", 2*time.Second), "mean time between a simulated device's readings (IOTDASH_SIMULATE_INTERVAL)")
+	fs.StringVar(&c.influxURL, "influx-url", env("IOTDASH_INFLUX_URL", ""), "InfluxDB URL; set it to store in InfluxDB instead of the embedded store. The token comes from INFLUX_TOKEN (IOTDASH_INFLUX_URL)")
+	fs.StringVar(&c.influxOrg, "influx-org", env("IOTDASH_INFLUX_ORG", ""), "InfluxDB organisation (IOTDASH_INFLUX_ORG)")
+	fs.StringVar(&c.influxBucket, "influx-bucket", env("IOTDASH_INFLUX_BUCKET", "iotdash"), "InfluxDB bucket; db/rp on InfluxDB 1.8 (IOTDASH_INFLUX_BUCKET)")
+	fs.IntVar(&c.influxBatch, "influx-batch", envInt("IOTDASH_INFLUX_BATCH", 5000), "most readings in one write to InfluxDB (IOTDASH_INFLUX_BATCH)")
+	fs.Int64Var(&c.journalMax, "journal-max", int64(envInt("IOTDASH_JOURNAL_MAX", 50_000_000)), "most readings the on-disk journal holds while InfluxDB is unreachable; past it, messages stay unacknowledged at the broker (IOTDASH_JOURNAL_MAX)")
+	fs.StringVar(&c.origins, "allowed-origins", env("IOTDASH_ALLOWED_ORIGINS", ""), "comma-separated host patterns, besides the dashboard's own, whose pages may open /ws (IOTDASH_ALLOWED_ORIGINS)")
+	fs.IntVar(&c.maxPoints, "max-points", envInt("IOTDASH_MAX_POINTS", 10000), "most points one history query may return (IOTDASH_MAX_POINTS)")
+	fs.StringVar(&c.logLevel, "log-level", env("IOTDASH_LOG_LEVEL", "info"), "debug, info, warn or error (IOTDASH_LOG_LEVEL)")
+	fs.Usage = func() {
+		fmt.Fprintf(fs.Output(), "Usage: iotdash [flags]\n\nWith no flags, iotdash runs self-contained: embedded MQTT broker, embedded store, 12 simulated devices.\nEvery flag can also be set by the environment variable named after it.\n\n")
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		return c, err
+	}
+	if fs.NArg() > 0 {
+		return c, fmt.Errorf("unexpected argument %q; see -h", fs.Arg(0))
+	}
+	c.mqttPass = getenv("IOTDASH_MQTT_PASSWORD")
+	c.influxToken = getenv("INFLUX_TOKEN")
+	if c.simulate < 0 {
+		c.simulate = 12
+		if c.mqttURL != "" {
+			c.simulate = 0
+		}
+	}
+	return c, nil
+}
+
+// listenError turns a failed listen into one line that names the flag to change.
+func listenError(flagName, addr string, err error) error {
+	if errors.Is(err, syscall.EADDRINUSE) {
+		return fmt.Errorf("%s is already in use; choose another address with -%s", addr, flagName)
+	}
+	return fmt.Errorf("cannot listen on %s (-%s): %v", addr, flagName, err)
+}
+
+func tlsConfig(c config) (*tls.Config, error) {
+	if !strings.HasPrefix(c.mqttURL, "ssl://") && !strings.HasPrefix(c.mqttURL, "tls://") && c.mqttCA == "" && c.mqttCert == "" {
+		return nil, nil
+	}
+	tc := &tls.Config{MinVersion: tls.VersionTLS12}
+	if c.mqttCA != "" {
+		pem, err := os.ReadFile(c.mqttCA)
+		if err != nil {
+			return nil, fmt.Errorf("-mqtt-ca: %w", err)
+		}
+		tc.RootCAs = x509.NewCertPool()
+		if !tc.RootCAs.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("-mqtt-ca: no PEM certificate in %s", c.mqttCA)
+		}
+	}
+	if c.mqttCert != "" || c.mqttKey != "" {
+		cert, err := tls.LoadX509KeyPair(c.mqttCert, c.mqttKey)
+		if err != nil {
+			return nil, fmt.Errorf("-mqtt-cert/-mqtt-key: %w", err)
+		}
+		tc.Certificates = []tls.Certificate{cert}
+	}
+	return tc, nil
+}
+
+// closers runs shutdown steps in reverse order of registration, keeping the
+// first error.
+type closers []func() error
+
+func (cs *closers) add(f func() error) { *cs = append(*cs, f) }
+
+func (cs closers) close() error {
+	var first error
+	for i := len(cs) - 1; i >= 0; i-- {
+		if err := cs[i](); err != nil && first == nil {
+			first = err
+		}
+	}
+	return first
+}
+
+// task runs f in a goroutine and returns a function that cancels it and
+// waits for it to end.
+func task(parent context.Context, f func(ctx context.Context)) func() error {
+	ctx, cancel := context.WithCancel(parent)
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() { defer wg.Done(); f(ctx) }()
+	return func() error { cancel(); wg.Wait(); return nil }
+}
+
+// run is iotdash: it starts every part, waits for ctx to end, and stops them
+// in reverse order.
+func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) (err error) {
+	c, err := parseFlags(args, getenv, stderr)
+	if err != nil {
+		return err
+	}
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(c.logLevel)); err != nil {
+		return fmt.Errorf("-log-level: %w", err)
+	}
+	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
+
+	// Listen before anything else starts, so a taken port fails fast.
+	httpLn, err := net.Listen("tcp", c.httpAddr)
+	if err != nil {
+		return listenError("http", c.httpAddr, err)
+	}
+	var cl closers
+	defer func() {
+		if cerr := cl.close(); err == nil {
+			err = cerr
+		}
+	}()
+	cl.add(func() error { httpLn.Close(); return nil })
+
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+
+	origins := []string{}
+	for _, o := range strings.Split(c.origins, ",") {
+		if o = strings.TrimSpace(o); o != "" {
+			origins = append(origins, o)
+		}
+	}
+	hub := push.NewHub(push.Options{OriginPatterns: origins, Logger: log})
+	cl.add(func() error { hub.Close(); return nil })
+	fleet := devices.NewFleet(hub.PublishStatus)
+	cl.add(task(ctx, func(ctx context.Context) { fleet.Run(ctx, time.Second) }))
+
+	// Storage: the embedded store, or InfluxDB behind the on-disk journal.
+	if err := os.MkdirAll(c.dataDir, 0o755); err != nil {
+		return fmt.Errorf("-data %s: %w", c.dataDir, err)
+	}
+	var (
+		durable ingest.Appender
+		reader  interface {
+			api.Reader
+			Ping(context.Context) error
+		}
+		storeDesc string
+	)
+	if c.influxURL == "" {
+		db, err := sqlite.Open(filepath.Join(c.dataDir, "iotdash.db"))
+		if err != nil {
+			return fmt.Errorf("opening the embedded store in -data %s: %w", c.dataDir, err)
+		}
+		cl.add(db.Close)
+		durable, reader = db, db
+		storeDesc = "embedded store in " + filepath.Join(c.dataDir, "iotdash.db")
+	} else {
+		ix, err := influx.New(influx.Config{URL: c.influxURL, Token: c.influxToken, Org: c.influxOrg, Bucket: c.influxBucket, BatchSize: c.influxBatch})
+		if err != nil {
+			return fmt.Errorf("-influx-url: %w", err)
+		}
+		cl.add(func() error { ix.Close(); return nil })
+		j, err := journal.Open(filepath.Join(c.dataDir, "journal.db"), journal.Options{MaxReadings: c.journalMax})
+		if err != nil {
+			return fmt.Errorf("opening the write journal in -data %s: %w", c.dataDir, err)
+		}
+		cl.add(j.Close)
+		// On the way out, give InfluxDB a few seconds to take the backlog;
+		// what it does not take stays in the journal for the next start.
+		cl.add(func() error {
+			fctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			if err := j.Flush(fctx, ix); err != nil {
+				log.Warn("journal not empty at shutdown; it is replayed at the next start", "backlog", j.Stats().Backlog, "error", err)
+			}
+			return nil
+		})
+		cl.add(task(ctx, func(ctx context.Context) { j.Drain(ctx, ix, c.influxBatch) }))
+		registerJournalMetrics(reg, j)
+		durable, reader = j, ix
+		storeDesc = "InfluxDB at " + c.influxURL + ", bucket " + c.influxBucket
+	}
+
+	// The broker: embedded, or the user's.
+	brokerURL := c.mqttURL
+	if brokerURL == "" {
+		quiet := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelError}))
+		b, err := broker.Start(c.brokerAddr, quiet)
+		if err != nil {
+			return listenError("broker", c.brokerAddr, err)
+		}
+		cl.add(b.Close)
+		brokerURL = b.URL()
+		fmt.Fprintf(stdout, "iotdash: embedded MQTT broker on %s\n", brokerURL)
+	}
+	tc, err := tlsConfig(c)
+	if err != nil {
+		return err
+	}
+	in := ingest.New(ingest.Config{
+		Broker: brokerURL, ClientID: c.mqttClientID, Username: c.mqttUser, Password: c.mqttPass, TLS: tc,
+		Store: durable, Fleet: fleet, Publish: hub.Publish,
+		Metrics: ingest.NewMetrics(reg), Logger: log,
+	})
+	cl.add(task(ctx, func(ctx context.Context) { in.Run(ctx) }))
+	fmt.Fprintf(stdout, "iotdash: storing readings in the %s\n", storeDesc)
+
+	if c.simulate > 0 {
+		cl.add(task(ctx, func(ctx context.Context) {
+			err := simulator.Run(ctx, simulator.Config{Broker: brokerURL, Devices: c.simulate, Interval: c.simInterval, Seed: time.Now().UnixNano(), Username: c.mqttUser, Password: c.mqttPass, Logger: log})
+			if err != nil {
+				log.Error("simulator stopped", "error", err)
+			}
+		}))
+		fmt.Fprintf(stdout, "iotdash: simulating %d devices\n", c.simulate)
+	}
+
+	registerHubMetrics(reg, hub)
+	srv := &http.Server{
+		Handler:           routes(deps{fleet: fleet, hub: hub, reader: reader, ingester: in, registry: reg, maxPoints: c.maxPoints, log: log}),
+		ReadHeaderTimeout: 5 * time.Second,
+		ReadTimeout:       30 * time.Second,
+		WriteTimeout:      0, // /ws and CSV exports stream; handlers bound their own work
+		IdleTimeout:       120 * time.Second,
+		MaxHeaderBytes:    64 << 10,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	}
+	srvErr := make(chan error, 1)
+	go func() { srvErr <- srv.Serve(httpLn) }()
+	cl.add(func() error {
+		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		hub.Close() // WebSockets are hijacked: Shutdown does not wait for them
+		return srv.Shutdown(sctx)
+	})
+	fmt.Fprintf(stdout, "iotdash: dashboard on http://%s/\n", httpLn.Addr())
+
+	select {
+	case <-ctx.Done():
+		log.Info("shutting down")
+		return nil
+	case err := <-srvErr:
+		return fmt.Errorf("http server: %w", err)
+	}
+}
+
+func registerJournalMetrics(reg *prometheus.Registry, j *journal.Journal) {
+	reg.MustRegister(
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "iotdash_journal_backlog_readings", Help: "Readings in the on-disk journal waiting for InfluxDB."},
+			func() float64 { return float64(j.Stats().Backlog) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "iotdash_journal_written_total", Help: "Readings written from the journal to InfluxDB."},
+			func() float64 { return float64(j.Stats().Written) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "iotdash_journal_write_failures_total", Help: "Failed writes from the journal to InfluxDB (retried)."},
+			func() float64 { return float64(j.Stats().Failures) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "iotdash_journal_full_total", Help: "Appends refused because the journal was full (the messages stay at the broker)."},
+			func() float64 { return float64(j.Stats().Full) }),
+	)
+}
+
+func registerHubMetrics(reg *prometheus.Registry, hub *push.Hub) {
+	reg.MustRegister(
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "iotdash_websocket_clients", Help: "Browsers connected to /ws."},
+			func() float64 { return float64(hub.Stats().Clients) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "iotdash_websocket_frames_total", Help: "Frames sent to browsers."},
+			func() float64 { return float64(hub.Stats().Frames) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "iotdash_websocket_dropped_readings_total", Help: "Readings not sent to a browser whose queue was full (it is told of the gap)."},
+			func() float64 { return float64(hub.Stats().DroppedReadings) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "iotdash_websocket_slow_closed_total", Help: "Browsers disconnected for being too slow."},
+			func() float64 { return float64(hub.Stats().SlowClosed) }),
+	)
+}

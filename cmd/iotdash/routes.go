@@ -1,0 +1,59 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net/http"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"iotdash/api"
+	"iotdash/ingest"
+	"iotdash/push"
+	"iotdash/views"
+)
+
+// deps is what the routes are built from.
+type deps struct {
+	fleet interface {
+		views.Fleet
+		api.Fleet
+	}
+	hub    *push.Hub
+	reader interface {
+		api.Reader
+		Ping(context.Context) error
+	}
+	ingester  *ingest.Ingester
+	registry  *prometheus.Registry
+	maxPoints int
+	log       *slog.Logger
+}
+
+// routes lists every path iotdash serves.
+func routes(d deps) http.Handler {
+	mux := http.NewServeMux()
+	mux.Handle("GET /{$}", views.Overview(d.fleet))
+	mux.Handle("GET /devices/{id}", views.DevicePage(d.fleet))
+	mux.Handle("GET /static/", http.StripPrefix("/static/", views.Static()))
+	mux.Handle("GET /ws", d.hub)
+
+	mux.Handle("GET /api/v1/devices", api.Devices(d.fleet))
+	mux.Handle("GET /api/v1/query", api.Query(d.reader, api.QueryOptions{MaxPoints: d.maxPoints, Logger: d.log}))
+
+	mux.Handle("GET /healthz", api.Health())
+	mux.Handle("GET /readyz", api.Ready(
+		api.Check{Name: "broker", Fn: func(context.Context) error {
+			if !d.ingester.Connected() {
+				return errors.New("not connected to the MQTT broker")
+			}
+			return nil
+		}},
+		api.Check{Name: "store", Fn: d.reader.Ping},
+	))
+	mux.Handle("GET /metrics", promhttp.HandlerFor(d.registry, promhttp.HandlerOpts{Registry: d.registry}))
+	mux.Handle("/", views.NotFound())
+	return mux
+}

@@ -14,7 +14,7 @@ import (
 )
 
 // buildBinary builds iotdash once for the tests that run it as a user does.
-func buildBinary(t *testing.T) string {
+func buildBinary(t testing.TB) string {
 	t.Helper()
 	bin := filepath.Join(t.TempDir(), "iotdash")
 	out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput()
@@ -33,7 +33,7 @@ type process struct {
 	done   chan error
 }
 
-func startBinary(t *testing.T, bin string, args ...string) *process {
+func startBinary(t testing.TB, bin string, args ...string) *process {
 	t.Helper()
 	p := &process{stdout: &syncBuffer{}, stderr: &syncBuffer{}, done: make(chan error, 1)}
 	p.cmd = exec.Command(bin, args...)

@@ -105,7 +105,7 @@ func startInProcess(t *testing.T, args ...string) *instance {
 	return in
 }
 
-func (in *instance) waitReady(t *testing.T) {
+func (in *instance) waitReady(t testing.TB) {
 	t.Helper()
 	waitFor(t, 30*time.Second, "/readyz", func() bool {
 		resp, err := http.Get(in.URL + "/readyz")
@@ -249,7 +249,7 @@ func publish(t *testing.T, c mqtt.Client, topic string, retained bool, payload a
 
 // metric returns the value of a Prometheus sample line such as
 // `iotdash_rejected_total{reason="topic"}` from /metrics.
-func metric(t *testing.T, base, sample string) float64 {
+func metric(t testing.TB, base, sample string) float64 {
 	t.Helper()
 	resp, err := http.Get(base + "/metrics")
 	if err != nil {

@@ -2,11 +2,23 @@
 // the same readings written, the same queries asked, the same answers
 // required, computed here from the readings rather than read back from a
 // store.
+//
+// It is for the backends' own tests (store/sqlite, store/influx), not for
+// production code.
 package storetest
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"math"
+	mrand "math/rand/v2"
+	"slices"
+	"strings"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	"iotdash/devices"
 	"iotdash/store"
@@ -26,7 +38,531 @@ type Store interface {
 // store must be closed by open's own t.Cleanup. Device names are unique per
 // subtest, so a backend that cannot be emptied (a shared InfluxDB) still
 // passes.
+//
+// Besides store.Query's meaning, the suite requires: an answer with no
+// points is an empty, non-nil slice; a batch holding an invalid reading is
+// rejected whole with an EInvalid error; an invalid query gives EInvalid.
 func Run(t *testing.T, open func(t *testing.T) Store) {
-	_ = context.Background
-	t.Fatal("storetest: not written yet")
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			c.run(t, &suite{t: t, s: open(t)})
+		})
+	}
+}
+
+var cases = []struct {
+	name string
+	run  func(t *testing.T, s *suite)
+}{
+	{"RawInTimeOrder", testRawInTimeOrder},
+	{"EachAggregate", testEachAggregate},
+	{"BucketEdges", testBucketEdges},
+	{"FromIncludedToExcluded", testFromIncludedToExcluded},
+	{"Duplicates", testDuplicates},
+	{"OutOfOrderAppends", testOutOfOrderAppends},
+	{"DevicesAndMetricsApart", testDevicesAndMetricsApart},
+	{"EmptyRange", testEmptyRange},
+	{"FutureRange", testFutureRange},
+	{"SingleReading", testSingleReading},
+	{"StepNotDividingRange", testStepNotDividingRange},
+	{"StepLongerThanRange", testStepLongerThanRange},
+	{"LongRangeManySteps", testLongRangeManySteps},
+	{"InvalidReadingRejectsBatch", testInvalidReadingRejectsBatch},
+	{"InvalidQuery", testInvalidQuery},
+}
+
+// base is a fixed recent instant, 2026-01-01T00:00:00Z, so that every
+// backend (InfluxDB's Flux ranges included) handles the times written.
+var base = time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC).UnixMilli()
+
+const (
+	second = int64(1000)
+	minute = 60 * second
+	hour   = 60 * minute
+)
+
+// suite is one subtest's store and the readings the subtest wrote to it, in
+// the order written, from which the expected answers are computed.
+type suite struct {
+	t       *testing.T
+	s       Store
+	written []devices.Reading
+}
+
+// runID keeps device names of one test binary apart from an earlier run's
+// in a database that outlives the run.
+var runID = func() string {
+	b := make([]byte, 3)
+	rand.Read(b)
+	return hex.EncodeToString(b)
+}()
+
+var deviceSeq atomic.Int64
+
+// device returns a device id unique to this subtest and run, derived from
+// the subtest's name so that stray data in a shared database says where it
+// came from.
+func (s *suite) device(suffix string) string {
+	name := s.t.Name()
+	if i := strings.LastIndexByte(name, '/'); i >= 0 {
+		name = name[i+1:]
+	}
+	var b strings.Builder
+	for _, c := range name {
+		if c < 128 && devices.ValidName(string(c)) {
+			b.WriteRune(c)
+		}
+	}
+	name = b.String()
+	if len(name) > 32 {
+		name = name[:32]
+	}
+	id := fmt.Sprintf("st-%s-%s-%d%s", name, runID, deviceSeq.Add(1), suffix)
+	if !devices.ValidName(id) {
+		s.t.Fatalf("storetest: made invalid device id %q", id)
+	}
+	return id
+}
+
+func (s *suite) append(rs ...devices.Reading) {
+	s.t.Helper()
+	if err := s.s.Append(context.Background(), rs); err != nil {
+		s.t.Fatalf("Append(%d readings): %v", len(rs), err)
+	}
+	s.written = append(s.written, rs...)
+}
+
+// check asks q and compares the answer with the one computed from the
+// readings written.
+func (s *suite) check(q store.Query) {
+	s.t.Helper()
+	want := expect(s.written, q)
+	got, err := s.s.Query(context.Background(), q)
+	if err != nil {
+		s.t.Fatalf("Query(%+v): %v", q, err)
+	}
+	if got == nil {
+		s.t.Errorf("Query(%+v) = nil, want a non-nil slice", q)
+	}
+	if !samePoints(got, want) {
+		s.t.Errorf("Query(%+v)\n got %s\nwant %s", q, showPoints(got, q.From), showPoints(want, q.From))
+	}
+}
+
+// checkAll asks q with Step 0 and then with step and every aggregate.
+func (s *suite) checkAll(q store.Query, step int64) {
+	s.t.Helper()
+	q.Step, q.Agg = 0, ""
+	s.check(q)
+	for _, a := range store.Aggs {
+		q.Step, q.Agg = step, a
+		s.check(q)
+	}
+}
+
+// expect is the reference answer: the readings of q's series kept once per
+// time (the last written wins), filtered to [From, To), ordered by time, and
+// with Step > 0 combined per bucket. It shares no code with any backend.
+func expect(written []devices.Reading, q store.Query) []store.Point {
+	byTime := map[int64]float64{}
+	for _, r := range written {
+		if r.Device == q.Device && r.Metric == q.Metric && r.Time >= q.From && r.Time < q.To {
+			byTime[r.Time] = r.Value
+		}
+	}
+	times := make([]int64, 0, len(byTime))
+	for tm := range byTime {
+		times = append(times, tm)
+	}
+	slices.Sort(times)
+	out := []store.Point{}
+	if q.Step == 0 {
+		for _, tm := range times {
+			out = append(out, store.Point{T: tm, V: byTime[tm]})
+		}
+		return out
+	}
+	var vals []float64
+	flush := func(start int64) {
+		if len(vals) == 0 {
+			return
+		}
+		out = append(out, store.Point{T: start, V: combine(q.Agg, vals)})
+		vals = vals[:0]
+	}
+	start := int64(math.MinInt64)
+	for _, tm := range times {
+		// The bucket start computed by floor division, independently of
+		// store.Query.BucketStart.
+		b := int64(math.Floor(float64(tm)/float64(q.Step))) * q.Step
+		if b != start {
+			flush(start)
+			start = b
+		}
+		vals = append(vals, byTime[tm])
+	}
+	flush(start)
+	return out
+}
+
+// combine applies a to values given in time order.
+func combine(a store.Agg, vals []float64) float64 {
+	switch a {
+	case store.AggFirst:
+		return vals[0]
+	case store.AggLast:
+		return vals[len(vals)-1]
+	case store.AggCount:
+		return float64(len(vals))
+	case store.AggMin:
+		return slices.Min(vals)
+	case store.AggMax:
+		return slices.Max(vals)
+	}
+	sum := 0.0
+	for _, v := range vals {
+		sum += v
+	}
+	if a == store.AggMean {
+		return sum / float64(len(vals))
+	}
+	return sum
+}
+
+// samePoints compares times exactly and values within a relative 1e-9, as a
+// backend may add in another order than the reference.
+func samePoints(got, want []store.Point) bool {
+	if len(got) != len(want) {
+		return false
+	}
+	for i := range got {
+		if got[i].T != want[i].T {
+			return false
+		}
+		d := math.Abs(got[i].V - want[i].V)
+		if !(d <= 1e-9*math.Max(1, math.Max(math.Abs(got[i].V), math.Abs(want[i].V)))) {
+			return false
+		}
+	}
+	return true
+}
+
+// showPoints prints points with times relative to from, to keep failures
+// readable.
+func showPoints(ps []store.Point, from int64) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "%d points [", len(ps))
+	for i, p := range ps {
+		if i == 20 {
+			fmt.Fprintf(&b, " ...")
+			break
+		}
+		fmt.Fprintf(&b, " from%+d:%g", p.T-from, p.V)
+	}
+	b.WriteString(" ]")
+	return b.String()
+}
+
+func reading(device, metric string, t int64, v float64) devices.Reading {
+	return devices.Reading{Device: device, Metric: metric, Time: t, Value: v}
+}
+
+// rng is seeded per subtest so that a failure repeats.
+func rng(t *testing.T) *mrand.Rand {
+	var seed uint64
+	for _, c := range t.Name() {
+		seed = seed*31 + uint64(c)
+	}
+	return mrand.New(mrand.NewPCG(seed, 2026))
+}
+
+func testRawInTimeOrder(t *testing.T, s *suite) {
+	d := s.device("")
+	r := rng(t)
+	var rs []devices.Reading
+	for i := range 200 {
+		rs = append(rs, reading(d, "temperature", base+int64(i)*1537+int64(r.IntN(1000)), r.NormFloat64()*10+20))
+	}
+	r.Shuffle(len(rs), func(i, j int) { rs[i], rs[j] = rs[j], rs[i] })
+	s.append(rs[:70]...)
+	s.append(rs[70:]...)
+	q := store.Query{Device: d, Metric: "temperature", From: base, To: base + hour}
+	s.check(q)
+	got, err := s.s.Query(context.Background(), q)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 200 {
+		t.Errorf("got %d points, want the 200 written", len(got))
+	}
+	if !slices.IsSortedFunc(got, func(a, b store.Point) int { return int(a.T - b.T) }) {
+		t.Errorf("points are not in time order")
+	}
+}
+
+func testEachAggregate(t *testing.T, s *suite) {
+	d := s.device("")
+	r := rng(t)
+	var rs []devices.Reading
+	// Uneven gaps so buckets hold different numbers of readings, and a few
+	// empty buckets, with negative and fractional values.
+	tm := base + 250
+	for range 300 {
+		rs = append(rs, reading(d, "power", tm, math.Round(r.NormFloat64()*1e5)/1e3))
+		tm += int64(r.IntN(4000)) + 1
+		if r.IntN(40) == 0 {
+			tm += 30 * second
+		}
+	}
+	s.append(rs...)
+	for _, a := range store.Aggs {
+		t.Run(string(a), func(t *testing.T) {
+			sub := &suite{t: t, s: s.s, written: s.written}
+			for _, step := range []int64{10 * second, 7 * second, minute} {
+				sub.check(store.Query{Device: d, Metric: "power", From: base, To: tm + 1, Step: step, Agg: a})
+			}
+		})
+	}
+}
+
+func testBucketEdges(t *testing.T, s *suite) {
+	d := s.device("")
+	const step = 10 * second
+	// Readings on each side of and exactly on bucket boundaries: one on a
+	// boundary belongs to the bucket that starts there.
+	s.append(
+		reading(d, "m", base, 1),
+		reading(d, "m", base+step-1, 2),
+		reading(d, "m", base+step, 4),
+		reading(d, "m", base+step+1, 8),
+		reading(d, "m", base+2*step-1, 16),
+		reading(d, "m", base+3*step, 32),
+	)
+	s.checkAll(store.Query{Device: d, Metric: "m", From: base, To: base + 4*step}, step)
+	got, err := s.s.Query(context.Background(), store.Query{Device: d, Metric: "m", From: base, To: base + 4*step, Step: step, Agg: store.AggSum})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []store.Point{{T: base, V: 3}, {T: base + step, V: 28}, {T: base + 3*step, V: 32}}
+	if !samePoints(got, want) {
+		t.Errorf("sum per bucket: got %s, want %s", showPoints(got, base), showPoints(want, base))
+	}
+}
+
+func testFromIncludedToExcluded(t *testing.T, s *suite) {
+	d := s.device("")
+	from, to := base+5*second+123, base+50*second+456
+	s.append(
+		reading(d, "m", from-1, 100),
+		reading(d, "m", from, 1),
+		reading(d, "m", from+1000, 2),
+		reading(d, "m", to-1, 3),
+		reading(d, "m", to, 200),
+	)
+	q := store.Query{Device: d, Metric: "m", From: from, To: to}
+	s.checkAll(q, 10*second)
+	got, err := s.s.Query(context.Background(), q)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []store.Point{{T: from, V: 1}, {T: from + 1000, V: 2}, {T: to - 1, V: 3}}
+	if !samePoints(got, want) {
+		t.Errorf("got %s, want %s", showPoints(got, from), showPoints(want, from))
+	}
+}
+
+func testDuplicates(t *testing.T, s *suite) {
+	d := s.device("")
+	// The same time twice in one batch, and again in a later batch: one
+	// reading, with the value written last.
+	s.append(
+		reading(d, "m", base+1000, 1),
+		reading(d, "m", base+2000, 2),
+		reading(d, "m", base+1000, 3),
+	)
+	s.append(
+		reading(d, "m", base+2000, 5),
+		reading(d, "m", base+3000, 7),
+	)
+	// A redelivery of what is stored already.
+	s.append(reading(d, "m", base+3000, 7))
+	q := store.Query{Device: d, Metric: "m", From: base, To: base + minute}
+	s.checkAll(q, 10*second)
+	got, err := s.s.Query(context.Background(), store.Query{Device: d, Metric: "m", From: base, To: base + minute, Step: minute, Agg: store.AggCount})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := []store.Point{{T: base, V: 3}}; !samePoints(got, want) {
+		t.Errorf("count: got %s, want %s", showPoints(got, base), showPoints(want, base))
+	}
+}
+
+func testOutOfOrderAppends(t *testing.T, s *suite) {
+	d := s.device("")
+	// Batches written newest first, each batch itself shuffled: late data
+	// lands in buckets that already hold readings.
+	r := rng(t)
+	for b := 9; b >= 0; b-- {
+		var rs []devices.Reading
+		for i := range 30 {
+			rs = append(rs, reading(d, "m", base+int64(b)*37*second+int64(i)*1300, float64(r.IntN(1000))/10))
+		}
+		r.Shuffle(len(rs), func(i, j int) { rs[i], rs[j] = rs[j], rs[i] })
+		s.append(rs...)
+	}
+	s.checkAll(store.Query{Device: d, Metric: "m", From: base, To: base + 10*minute}, 30*second)
+}
+
+func testDevicesAndMetricsApart(t *testing.T, s *suite) {
+	a, b := s.device("a"), s.device("b")
+	var rs []devices.Reading
+	for i := range 50 {
+		tm := base + int64(i)*second
+		rs = append(rs,
+			reading(a, "temperature", tm, float64(i)),
+			reading(a, "humidity", tm, float64(1000+i)),
+			reading(b, "temperature", tm, float64(-i)),
+			reading(b, "humidity", tm, float64(-1000-i)),
+		)
+	}
+	s.append(rs...)
+	for _, dev := range []string{a, b} {
+		for _, m := range []string{"temperature", "humidity"} {
+			s.checkAll(store.Query{Device: dev, Metric: m, From: base, To: base + minute}, 10*second)
+		}
+	}
+	// A metric one device has and another does not, and a device never seen.
+	s.check(store.Query{Device: a, Metric: "pressure", From: base, To: base + minute})
+	s.check(store.Query{Device: s.device("never"), Metric: "temperature", From: base, To: base + minute, Step: second, Agg: store.AggMean})
+}
+
+func testEmptyRange(t *testing.T, s *suite) {
+	d := s.device("")
+	s.append(reading(d, "m", base, 1), reading(d, "m", base+hour, 2))
+	// Between two readings, and ending just before one.
+	s.checkAll(store.Query{Device: d, Metric: "m", From: base + 1, To: base + hour}, minute)
+	s.checkAll(store.Query{Device: d, Metric: "m", From: base - hour, To: base}, minute)
+	got, err := s.s.Query(context.Background(), store.Query{Device: d, Metric: "m", From: base + 1, To: base + hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got == nil || len(got) != 0 {
+		t.Errorf("got %#v, want an empty non-nil slice", got)
+	}
+}
+
+func testFutureRange(t *testing.T, s *suite) {
+	d := s.device("")
+	s.append(reading(d, "m", base, 1))
+	now := time.Now().UnixMilli()
+	s.checkAll(store.Query{Device: d, Metric: "m", From: now + 24*hour, To: now + 48*hour}, hour)
+}
+
+func testSingleReading(t *testing.T, s *suite) {
+	d := s.device("")
+	s.append(reading(d, "m", base+90*second+7, 42.5))
+	for _, step := range []int64{1, second, minute, hour} {
+		s.checkAll(store.Query{Device: d, Metric: "m", From: base, To: base + hour}, step)
+	}
+}
+
+func testStepNotDividingRange(t *testing.T, s *suite) {
+	d := s.device("")
+	var rs []devices.Reading
+	for i := range 120 {
+		rs = append(rs, reading(d, "m", base+int64(i)*second+int64(i%7)*11, float64(i%13)))
+	}
+	s.append(rs...)
+	// Buckets are aligned to the epoch, not to From: the first point's time
+	// is the start of the bucket holding From, before From itself.
+	s.checkAll(store.Query{Device: d, Metric: "m", From: base + 3*second + 500, To: base + 100*second + 1}, 7*second)
+	s.checkAll(store.Query{Device: d, Metric: "m", From: base + 1, To: base + 119*second}, 13*second+1)
+}
+
+func testStepLongerThanRange(t *testing.T, s *suite) {
+	d := s.device("")
+	s.append(reading(d, "m", base+10*second, 1), reading(d, "m", base+20*second, 2), reading(d, "m", base+30*second, 4))
+	s.checkAll(store.Query{Device: d, Metric: "m", From: base + 15*second, To: base + 40*second}, 24*hour)
+}
+
+func testLongRangeManySteps(t *testing.T, s *suite) {
+	d := s.device("")
+	r := rng(t)
+	// Two days at one reading per 10 s with gaps, asked for with steps that
+	// are and are not whole minutes, from and to times off any minute: what a
+	// backend that keeps per-minute (or other) summaries must get right at
+	// the edges of its summaries.
+	var rs []devices.Reading
+	for tm := base - hour + 3; tm < base+2*24*hour; tm += 10*second + int64(r.IntN(50)) {
+		if r.IntN(500) == 0 {
+			tm += 2 * hour
+		}
+		rs = append(rs, reading(d, "m", tm, math.Round(r.NormFloat64()*1000)/100))
+		if len(rs) == 2000 {
+			s.append(rs...)
+			rs = rs[:0]
+		}
+	}
+	s.append(rs...)
+	// Late corrections of values already summarised: one made the largest,
+	// then made small again, so a summary must forget the old maximum.
+	late := s.written[len(s.written)/2]
+	late.Value = 1e6
+	s.append(late)
+	late.Value = -5
+	s.append(late)
+	from, to := base+17*minute+12345, base+47*hour+31*second
+	for _, step := range []int64{minute, 5 * minute, 10*minute + 480, hour, 3*hour + 7} {
+		for _, a := range store.Aggs {
+			s.check(store.Query{Device: d, Metric: "m", From: from, To: to, Step: step, Agg: a})
+		}
+	}
+	for _, a := range store.Aggs {
+		s.check(store.Query{Device: d, Metric: "m", From: base, To: base + 24*hour, Step: hour, Agg: a})
+	}
+	// A step boundary inside the first and inside the last whole minute of
+	// the range.
+	for _, step := range []int64{10*minute + 480, 3*hour + 7} {
+		b1 := (base/step + 5) * step
+		b2 := b1 + 4*step
+		from, to := b1-b1%minute-5*second, b2-b2%minute+minute+5*second
+		for _, a := range store.Aggs {
+			s.check(store.Query{Device: d, Metric: "m", From: from, To: to, Step: step, Agg: a})
+		}
+	}
+}
+
+func testInvalidReadingRejectsBatch(t *testing.T, s *suite) {
+	d := s.device("")
+	for _, bad := range []devices.Reading{
+		reading(d, "m", base+2000, math.NaN()),
+		reading(d, "m", base+2000, math.Inf(1)),
+		reading(d, "bad metric", base+2000, 1),
+		reading("", "m", base+2000, 1),
+	} {
+		err := s.s.Append(context.Background(), []devices.Reading{reading(d, "m", base+1000, 1), bad})
+		if devices.ErrorKind(err) != devices.EInvalid {
+			t.Errorf("Append(%+v) = %v, want an %s error", bad, err, devices.EInvalid)
+		}
+	}
+	// Nothing of the rejected batches was stored.
+	s.check(store.Query{Device: d, Metric: "m", From: base, To: base + minute})
+}
+
+func testInvalidQuery(t *testing.T, s *suite) {
+	d := s.device("")
+	s.append(reading(d, "m", base, 1))
+	for _, q := range []store.Query{
+		{Device: d, Metric: "m", From: base + 1, To: base},
+		{Device: d, Metric: "m", From: base, To: base},
+		{Device: d, Metric: "m", From: base, To: base + 1, Step: -1},
+		{Device: d, Metric: "m", From: base, To: base + 1, Step: 1, Agg: "median"},
+		{Device: "a b", Metric: "m", From: base, To: base + 1},
+		{Device: d, Metric: "", From: base, To: base + 1},
+	} {
+		_, err := s.s.Query(context.Background(), q)
+		if devices.ErrorKind(err) != devices.EInvalid {
+			t.Errorf("Query(%+v) = %v, want an %s error", q, err, devices.EInvalid)
+		}
+	}
 }

@@ -1,0 +1,450 @@
+// Package influx stores readings in InfluxDB and answers history queries
+// from it with Flux. It works with InfluxDB 2.x (a token, an org and a
+// bucket) and with InfluxDB 1.8 with Flux enabled (token "" or "user:pass",
+// org ignored, bucket "database/retention-policy").
+//
+// Data model: measurement "telemetry", tag "device", one float field per
+// metric, millisecond timestamps. The readings of one device at one instant
+// written by one Append (what one MQTT message carries) become one point
+// with several fields. Writing a reading again overwrites its value, so
+// writing a batch twice is harmless.
+//
+// It is not a buffer: Append writes once, blocking, and returns the error.
+// Retrying and surviving an outage is store/journal's job, which sits in
+// front of this package.
+package influx
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"math"
+	"net/http"
+	"net/url"
+	"slices"
+	"strings"
+	"time"
+
+	influxdb2 "github.com/influxdata/influxdb-client-go/v2"
+	"github.com/influxdata/influxdb-client-go/v2/api"
+	influxhttp "github.com/influxdata/influxdb-client-go/v2/api/http"
+	"github.com/influxdata/influxdb-client-go/v2/api/write"
+
+	"iotdash/devices"
+	"iotdash/store"
+)
+
+// Measurement and DeviceTag are where readings live in InfluxDB.
+const (
+	Measurement = "telemetry"
+	DeviceTag   = "device"
+)
+
+// Defaults for a Config's zero values.
+const (
+	DefaultBatchSize = 5000
+	DefaultTimeout   = 10 * time.Second
+)
+
+// Config says which InfluxDB to use and how.
+type Config struct {
+	// URL is the server's base URL, e.g. http://localhost:8086.
+	URL string
+	// Token is an API token for InfluxDB 2.x; for 1.8 it is "" or
+	// "user:pass".
+	Token string
+	// Org is the organization (InfluxDB 2.x); 1.8 ignores it.
+	Org string
+	// Bucket is the bucket (2.x) or "database/retention-policy" (1.8).
+	Bucket string
+	// BatchSize is the most points written in one HTTP request
+	// (DefaultBatchSize if 0).
+	BatchSize int
+	// Timeout bounds each HTTP request (DefaultTimeout if 0).
+	Timeout time.Duration
+}
+
+// Store writes readings to and queries one InfluxDB bucket. It is safe for
+// concurrent use.
+type Store struct {
+	client influxdb2.Client
+	http   *http.Client
+	writer api.WriteAPIBlocking
+	query  api.QueryAPI
+	bucket string
+	batch  int
+}
+
+// New returns a Store for cfg. It does not contact the server; Ping does.
+func New(cfg Config) (*Store, error) {
+	u, err := url.Parse(cfg.URL)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return nil, devices.Errorf(devices.EInvalid, "influx: URL %q is not an http(s) URL", cfg.URL)
+	}
+	if cfg.Bucket == "" {
+		return nil, devices.Errorf(devices.EInvalid, "influx: a bucket is required (database/retention-policy for InfluxDB 1.8)")
+	}
+	if cfg.BatchSize < 0 || cfg.Timeout < 0 {
+		return nil, devices.Errorf(devices.EInvalid, "influx: batch size and timeout must not be negative")
+	}
+	if cfg.BatchSize == 0 {
+		cfg.BatchSize = DefaultBatchSize
+	}
+	if cfg.Timeout == 0 {
+		cfg.Timeout = DefaultTimeout
+	}
+	// A client of our own: the library's timeout is in whole seconds, and
+	// Close can then drop its idle connections.
+	hc := &http.Client{Timeout: cfg.Timeout, Transport: http.DefaultTransport.(*http.Transport).Clone()}
+	opts := influxdb2.DefaultOptions().
+		SetHTTPClient(hc).
+		SetPrecision(time.Millisecond).
+		// Blocking writes do not retry (influxdb-client-go#235, #239); no
+		// gzip: on loopback and LANs it costs more CPU than it saves.
+		SetUseGZip(false).
+		SetApplicationName("iotdash").
+		SetLogLevel(0)
+	c := influxdb2.NewClientWithOptions(cfg.URL, cfg.Token, opts)
+	return &Store{
+		client: c,
+		http:   hc,
+		writer: c.WriteAPIBlocking(cfg.Org, cfg.Bucket),
+		query:  c.QueryAPI(cfg.Org),
+		bucket: cfg.Bucket,
+		batch:  cfg.BatchSize,
+	}, nil
+}
+
+// Close releases the Store's connections.
+func (s *Store) Close() {
+	s.client.Close()
+	s.http.CloseIdleConnections()
+}
+
+// The times InfluxDB can hold, in Unix milliseconds: its nanosecond int64
+// range less the two values it reserves at each end.
+const (
+	minTime = (math.MinInt64 + 2) / int64(time.Millisecond) // rounds toward zero: inside the range
+	maxTime = (math.MaxInt64 - 1) / int64(time.Millisecond)
+)
+
+// Append writes rs, at most BatchSize points per request. The readings of
+// one device at one time become one point; of two readings of the same
+// device, metric and time the later one wins. A batch holding an invalid
+// reading is rejected whole with EInvalid. Errors: EInvalid when a reading
+// is invalid or InfluxDB says the data is bad; EUnavailable when InfluxDB
+// cannot be reached, is failing (5xx, 429) or refuses the request (wrong
+// token, no such bucket). After an error some requests may have been
+// written: writing rs again is safe.
+func (s *Store) Append(ctx context.Context, rs []devices.Reading) error {
+	for _, r := range rs {
+		if err := r.Validate(); err != nil {
+			return err
+		}
+		if r.Time < minTime || r.Time >= maxTime {
+			return devices.Errorf(devices.EInvalid, "reading time %d ms is outside what InfluxDB can store (1677 to 2262)", r.Time)
+		}
+	}
+	pts := toPoints(rs)
+	for len(pts) > 0 {
+		n := min(len(pts), s.batch)
+		if err := s.writer.WritePoint(ctx, pts[:n]...); err != nil {
+			return writeError(err)
+		}
+		pts = pts[n:]
+	}
+	return nil
+}
+
+// toPoints turns readings into InfluxDB points, one per device and time, in
+// the order each first appears.
+func toPoints(rs []devices.Reading) []*write.Point {
+	type key struct {
+		device string
+		time   int64
+	}
+	at := make(map[key]*write.Point, len(rs))
+	points := make([]*write.Point, 0, len(rs))
+	for _, r := range rs {
+		k := key{r.Device, r.Time}
+		if p := at[k]; p != nil {
+			p.AddField(r.Metric, r.Value) // replaces a field already there
+			continue
+		}
+		p := write.NewPointWithMeasurement(Measurement).
+			AddTag(DeviceTag, r.Device).
+			AddField(r.Metric, r.Value).
+			SetTime(time.UnixMilli(r.Time))
+		at[k] = p
+		points = append(points, p)
+	}
+	return points
+}
+
+// badData are the phrases with which InfluxDB (1.8 and 2.x) says that
+// written data is wrong; another 4xx is a matter of configuration (token,
+// org, bucket) and is worth retrying once that is fixed.
+var badData = []string{"unable to parse", "partial write", "field type conflict", "beyond retention", "invalid"}
+
+// writeError gives a write error its kind.
+func writeError(err error) error {
+	var he *influxhttp.Error
+	if !errors.As(err, &he) {
+		return fmt.Errorf("%w: %w", devices.Errorf(devices.EInternal, "influx: write failed"), err)
+	}
+	code := he.StatusCode
+	switch {
+	case code == 0:
+		return fmt.Errorf("%w: %w", devices.Errorf(devices.EUnavailable, "InfluxDB cannot be reached"), err)
+	case code == http.StatusTooManyRequests || code >= 500:
+		return fmt.Errorf("%w: %w", devices.Errorf(devices.EUnavailable, "InfluxDB is failing (HTTP %d)", code), err)
+	case code == http.StatusBadRequest || code == http.StatusUnprocessableEntity || code == http.StatusRequestEntityTooLarge:
+		msg := strings.ToLower(he.Code + " " + he.Message)
+		for _, p := range badData {
+			if strings.Contains(msg, p) {
+				return fmt.Errorf("%w: %w", devices.Errorf(devices.EInvalid, "InfluxDB rejected the data (HTTP %d)", code), err)
+			}
+		}
+	}
+	return fmt.Errorf("%w: %w", devices.Errorf(devices.EUnavailable, "InfluxDB refused the write (HTTP %d): check its token, org and bucket", code), err)
+}
+
+// queryError gives a query error its kind: the queries are ours, so a 4xx
+// is our fault or the configuration's.
+func queryError(err error) error {
+	var he *influxhttp.Error
+	if errors.As(err, &he) && (he.StatusCode == 0 || he.StatusCode == http.StatusTooManyRequests || he.StatusCode >= 500) {
+		return fmt.Errorf("%w: %w", devices.Errorf(devices.EUnavailable, "InfluxDB cannot answer now"), err)
+	}
+	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		return fmt.Errorf("%w: %w", devices.Errorf(devices.EUnavailable, "InfluxDB did not answer in time"), err)
+	}
+	return fmt.Errorf("%w: %w", devices.Errorf(devices.EInternal, "InfluxDB query failed"), err)
+}
+
+// Ping reports whether the server answers (GET /ping, on 1.8 and 2.x). It
+// checks neither the token nor the bucket. Errors: EUnavailable.
+func (s *Store) Ping(ctx context.Context) error {
+	if _, err := s.client.Ping(ctx); err != nil {
+		return fmt.Errorf("%w: %w", devices.Errorf(devices.EUnavailable, "InfluxDB does not answer"), err)
+	}
+	return nil
+}
+
+// fluxFn maps an aggregate to the Flux function that computes it.
+var fluxFn = map[store.Agg]string{
+	store.AggMean: "mean", store.AggMin: "min", store.AggMax: "max",
+	store.AggFirst: "first", store.AggLast: "last", store.AggCount: "count", store.AggSum: "sum",
+}
+
+// Query answers q (see store.Query): the points sorted by time, an empty
+// slice when there are none. Errors: EInvalid when q is invalid;
+// EUnavailable when InfluxDB cannot answer; EInternal otherwise.
+func (s *Store) Query(ctx context.Context, q store.Query) ([]store.Point, error) {
+	if err := q.Validate(); err != nil {
+		return nil, err
+	}
+	from, to := max(q.From, minTime), min(q.To, maxTime)
+	out := []store.Point{}
+	if from >= to {
+		return out, nil
+	}
+	if q.Step == 0 {
+		return s.run(ctx, out, fluxQuery(s.bucket, q.Device, q.Metric, from, to, 0, ""), nil, from, to)
+	}
+	// Flux v0.65 (InfluxDB 1.8) drops the windows that start before the
+	// Unix epoch; the buckets there, if any, are combined here from the
+	// raw readings. Buckets are aligned to the epoch, so none spans it.
+	if from < 0 {
+		raw, err := s.run(ctx, nil, fluxQuery(s.bucket, q.Device, q.Metric, from, min(to, 0), 0, ""), nil, from, min(to, 0))
+		if err != nil {
+			return nil, err
+		}
+		out = aggregate(out, raw, q)
+	}
+	if to <= 0 {
+		return out, nil
+	}
+	from = max(from, 0)
+	fn := fluxFn[q.Agg]
+	// A window ending after the last time InfluxDB can hold overflows
+	// Flux's nanoseconds, and InfluxDB 1.8 then never answers: the last
+	// bucket, if it is such, is combined by fn over the range without
+	// windows.
+	end := to
+	if last := q.BucketStart(to - 1); last > maxTime-q.Step {
+		end = max(from, last)
+		flux := fluxQuery(s.bucket, q.Device, q.Metric, end, to, 0, fn)
+		var err error
+		if out, err = s.run(ctx, out, flux, func(int64) int64 { return last }, last, to); err != nil {
+			return nil, err
+		}
+	}
+	if from < end {
+		// With timeSrc "_start" a point's time is its window's start, cut
+		// to the range's start for the first window: BucketStart puts it
+		// back on the bucket's.
+		flux := fluxQuery(s.bucket, q.Device, q.Metric, from, end, q.Step, fn)
+		var err error
+		if out, err = s.run(ctx, out, flux, q.BucketStart, q.BucketStart(from), end); err != nil {
+			return nil, err
+		}
+	}
+	slices.SortStableFunc(out, func(a, b store.Point) int { return cmp.Compare(a.T, b.T) })
+	return out, nil
+}
+
+// run runs a Flux query whose tables have _time and _value columns, maps
+// each time with at if not nil, and appends the points with
+// lo <= time < hi to out, sorted by time. The bounds only guard: the
+// query's range and filter already keep to them.
+func (s *Store) run(ctx context.Context, out []store.Point, flux string, at func(int64) int64, lo, hi int64) ([]store.Point, error) {
+	res, err := s.query.Query(ctx, flux)
+	if err != nil {
+		return nil, queryError(err)
+	}
+	defer res.Close()
+	n := len(out)
+	for res.Next() {
+		rec := res.Record()
+		t := rec.Time().UnixMilli()
+		if at != nil {
+			t = at(t)
+		}
+		if t < lo || t >= hi {
+			continue
+		}
+		var v float64
+		switch x := rec.Value().(type) {
+		case float64:
+			v = x
+		case int64: // count
+			v = float64(x)
+		case uint64:
+			v = float64(x)
+		default:
+			return nil, devices.Errorf(devices.EInternal, "influx: a value of type %T in the answer", x)
+		}
+		out = append(out, store.Point{T: t, V: v})
+	}
+	if err := res.Err(); err != nil {
+		return nil, queryError(err)
+	}
+	slices.SortStableFunc(out[n:], func(a, b store.Point) int { return cmp.Compare(a.T, b.T) })
+	return out, nil
+}
+
+// aggregate combines raw points, sorted by time, per q's buckets and
+// appends the results to out.
+func aggregate(out, raw []store.Point, q store.Query) []store.Point {
+	for i := 0; i < len(raw); {
+		b := q.BucketStart(raw[i].T)
+		j := i
+		for j < len(raw) && q.BucketStart(raw[j].T) == b {
+			j++
+		}
+		vs := raw[i:j]
+		var v float64
+		switch q.Agg {
+		case store.AggFirst:
+			v = vs[0].V
+		case store.AggLast:
+			v = vs[len(vs)-1].V
+		case store.AggCount:
+			v = float64(len(vs))
+		case store.AggMin:
+			v = vs[0].V
+			for _, p := range vs[1:] {
+				v = min(v, p.V)
+			}
+		case store.AggMax:
+			v = vs[0].V
+			for _, p := range vs[1:] {
+				v = max(v, p.V)
+			}
+		default: // mean, sum
+			for _, p := range vs {
+				v += p.V
+			}
+			if q.Agg == store.AggMean {
+				v /= float64(len(vs))
+			}
+		}
+		out = append(out, store.Point{T: b, V: v})
+		i = j
+	}
+	return out
+}
+
+// fluxQuery returns the Flux query for one metric of one device with
+// from <= _time < to (Unix ms): with step > 0, fn applied per step-wide
+// window aligned to the epoch, each point at its window's start; else fn
+// applied to the whole range, or the raw points if fn is "". fn must be a
+// Flux aggregate or selector name. Every
+// string is quoted with fluxString and every time and duration is an
+// integer, so no argument can change the query's meaning.
+func fluxQuery(bucket, device, metric string, from, to, step int64, fn string) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "from(bucket: %s)\n", fluxString(bucket))
+	// InfluxDB 1.8 includes a range's stop, 2.x excludes it: a stop 1 ns
+	// before to gives from <= _time < to on both, times being whole ms.
+	const ms = int64(time.Millisecond)
+	start, stop := from*ms, to*ms-1
+	fmt.Fprintf(&b, "  |> range(start: %s, stop: %s)\n", fluxTime(start), fluxTime(stop))
+	fmt.Fprintf(&b, "  |> filter(fn: (r) => r._measurement == %s and r.%s == %s and r._field == %s",
+		fluxString(Measurement), DeviceTag, fluxString(device), fluxString(metric))
+	if start <= 0 || stop <= 0 {
+		// InfluxDB 1.8 takes a bound at or before the epoch for no bound
+		// at all. Only then, as it would keep 2.x from pushing the
+		// aggregate down to its storage, the filter holds the range too.
+		fmt.Fprintf(&b, " and r._time >= %s and r._time < %s", fluxTime(start), fluxTime(to*ms))
+	}
+	b.WriteString(")\n")
+	switch {
+	case step > 0:
+		fmt.Fprintf(&b, "  |> aggregateWindow(every: %dms, fn: %s, createEmpty: false, timeSrc: \"_start\")\n", step, fn)
+	case fn != "":
+		fmt.Fprintf(&b, "  |> %s()\n", fn)
+	}
+	b.WriteString(`  |> keep(columns: ["_time", "_value"])`)
+	return b.String()
+}
+
+// fluxTime writes a Unix ns time as a Flux time literal (RFC 3339, UTC).
+func fluxTime(ns int64) string {
+	return time.Unix(0, ns).UTC().Format(time.RFC3339Nano)
+}
+
+// fluxString quotes s as a Flux string literal: backslash, double quote and
+// the "${" that would start an interpolation are escaped, and so are the
+// control characters Flux has escapes for.
+func fluxString(s string) string {
+	var b strings.Builder
+	b.Grow(len(s) + 2)
+	b.WriteByte('"')
+	for i := 0; i < len(s); i++ {
+		switch c := s[i]; c {
+		case '\\':
+			b.WriteString(`\\`)
+		case '"':
+			b.WriteString(`\"`)
+		case '\n':
+			b.WriteString(`\n`)
+		case '\r':
+			b.WriteString(`\r`)
+		case '\t':
+			b.WriteString(`\t`)
+		case '$':
+			if i+1 < len(s) && s[i+1] == '{' {
+				b.WriteString(`\$`)
+			} else {
+				b.WriteByte('$')
+			}
+		default:
+			b.WriteByte(c)
+		}
+	}
+	b.WriteByte('"')
+	return b.String()
+}

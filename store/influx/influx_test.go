@@ -1,0 +1,337 @@
+package influx_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"iotdash/devices"
+	"iotdash/internal/testenv"
+	"iotdash/store"
+	"iotdash/store/influx"
+	"iotdash/store/storetest"
+)
+
+func TestMain(m *testing.M) { testenv.Main(m) }
+
+var _ storetest.Store = (*influx.Store)(nil)
+
+// open returns a Store on a new, empty database of the test InfluxDB.
+func open(t testing.TB, batch int) (*influx.Store, *testenv.InfluxDB) {
+	t.Helper()
+	db := testenv.StartInfluxDB(t)
+	s, err := influx.New(influx.Config{URL: db.URL, Bucket: db.Bucket, BatchSize: batch})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(s.Close)
+	return s, db
+}
+
+func TestConformance(t *testing.T) {
+	storetest.Run(t, func(t *testing.T) storetest.Store {
+		s, _ := open(t, 0)
+		return s
+	})
+}
+
+// base is a fixed recent instant, 2026-01-01T00:00:00Z.
+var base = time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC).UnixMilli()
+
+// writeCounter is a reverse proxy in front of the real server that counts
+// write requests and the lines (points) each carried.
+type writeCounter struct {
+	mu    sync.Mutex
+	lines []int
+}
+
+func (c *writeCounter) proxy(t *testing.T, target string) string {
+	u, _ := url.Parse(target)
+	rp := httputil.NewSingleHostReverseProxy(u)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if strings.HasSuffix(r.URL.Path, "/write") {
+			body, _ := io.ReadAll(r.Body)
+			c.mu.Lock()
+			c.lines = append(c.lines, strings.Count(strings.TrimSpace(string(body)), "\n")+1)
+			c.mu.Unlock()
+			r.Body = io.NopCloser(strings.NewReader(string(body)))
+		}
+		rp.ServeHTTP(w, r)
+	}))
+	t.Cleanup(srv.Close)
+	return srv.URL
+}
+
+func (c *writeCounter) requests() []int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return append([]int(nil), c.lines...)
+}
+
+// influxQL runs a SELECT and returns the first series' columns and rows.
+func influxQL(t *testing.T, db *testenv.InfluxDB, q string) ([]string, [][]any) {
+	t.Helper()
+	resp, err := http.Get(db.URL + "/query?" + url.Values{"db": {db.Database}, "q": {q}, "epoch": {"ms"}}.Encode())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var out struct {
+		Results []struct {
+			Error  string
+			Series []struct {
+				Columns []string
+				Values  [][]any
+			}
+		}
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&out); err != nil {
+		t.Fatal(err)
+	}
+	if len(out.Results) != 1 || out.Results[0].Error != "" {
+		t.Fatalf("%s: %+v", q, out)
+	}
+	if len(out.Results[0].Series) == 0 {
+		return nil, nil
+	}
+	return out.Results[0].Series[0].Columns, out.Results[0].Series[0].Values
+}
+
+func TestOnePointPerMessage(t *testing.T) {
+	db := testenv.StartInfluxDB(t)
+	var c writeCounter
+	s, err := influx.New(influx.Config{URL: c.proxy(t, db.URL), Bucket: db.Bucket, BatchSize: 3})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	// Four messages of three metrics each, one of them from a second
+	// device at the same instant: four points, in two requests of at most
+	// three points.
+	var rs []devices.Reading
+	for i, d := range []string{"pump-1", "pump-1", "pump-2", "pump-1"} {
+		tm := base + int64(i/3)*1000 + int64(i%3)*10
+		if d == "pump-2" {
+			tm = base + 10
+		}
+		for j, m := range []string{"temperature", "pressure", "flow"} {
+			rs = append(rs, devices.Reading{Device: d, Metric: m, Time: tm, Value: float64(10*i + j)})
+		}
+	}
+	if err := s.Append(context.Background(), rs); err != nil {
+		t.Fatal(err)
+	}
+	if got := c.requests(); fmt.Sprint(got) != "[3 1]" {
+		t.Errorf("points per write request: got %v, want [3 1]", got)
+	}
+	cols, rows := influxQL(t, db, `SELECT "temperature", "pressure", "flow" FROM "telemetry" WHERE "device" = 'pump-1'`)
+	if want := "[time temperature pressure flow]"; fmt.Sprint(cols) != want {
+		t.Errorf("columns: got %v, want %s", cols, want)
+	}
+	want := fmt.Sprint([][]any{
+		{float64(base), 0., 1., 2.},
+		{float64(base + 10), 10., 11., 12.},
+		{float64(base + 1000), 30., 31., 32.},
+	})
+	if got := fmt.Sprint(rows); got != want {
+		t.Errorf("pump-1 rows:\n got %s\nwant %s", got, want)
+	}
+}
+
+func TestAppendIsIdempotent(t *testing.T) {
+	s, db := open(t, 0)
+	ctx := context.Background()
+	rs := []devices.Reading{
+		{Device: "d", Metric: "m", Time: base, Value: 1},
+		{Device: "d", Metric: "m", Time: base + 1, Value: 2},
+	}
+	for range 3 {
+		if err := s.Append(ctx, rs); err != nil {
+			t.Fatal(err)
+		}
+	}
+	got, err := s.Query(ctx, store.Query{Device: "d", Metric: "m", From: base, To: base + 10})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := []store.Point{{T: base, V: 1}, {T: base + 1, V: 2}}; fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("got %v, want %v", got, want)
+	}
+	_, rows := influxQL(t, db, `SELECT COUNT("m") FROM "telemetry"`)
+	if fmt.Sprint(rows) != "[[0 2]]" {
+		t.Errorf("count: got %v, want [[0 2]]", rows)
+	}
+}
+
+func TestHostileNamesRejected(t *testing.T) {
+	s, _ := open(t, 0)
+	ctx := context.Background()
+	for _, bad := range []string{
+		`") |> drop()`,
+		`d" or r.device != "`,
+		"d\nx",
+		`${x}`,
+		`d\`,
+		`d'`,
+		strings.Repeat("d", devices.MaxNameLen+1),
+	} {
+		err := s.Append(ctx, []devices.Reading{{Device: bad, Metric: "m", Time: base, Value: 1}})
+		if devices.ErrorKind(err) != devices.EInvalid {
+			t.Errorf("Append(device %q) = %v, want %s", bad, err, devices.EInvalid)
+		}
+		err = s.Append(ctx, []devices.Reading{{Device: "d", Metric: bad, Time: base, Value: 1}})
+		if devices.ErrorKind(err) != devices.EInvalid {
+			t.Errorf("Append(metric %q) = %v, want %s", bad, err, devices.EInvalid)
+		}
+		_, err = s.Query(ctx, store.Query{Device: bad, Metric: "m", From: base, To: base + 1})
+		if devices.ErrorKind(err) != devices.EInvalid {
+			t.Errorf("Query(device %q) = %v, want %s", bad, err, devices.EInvalid)
+		}
+		_, err = s.Query(ctx, store.Query{Device: "d", Metric: bad, From: base, To: base + 1, Step: 1, Agg: store.AggMean})
+		if devices.ErrorKind(err) != devices.EInvalid {
+			t.Errorf("Query(metric %q) = %v, want %s", bad, err, devices.EInvalid)
+		}
+	}
+	err := s.Append(ctx, []devices.Reading{{Device: "d", Metric: "m", Time: 1 << 62, Value: 1}})
+	if devices.ErrorKind(err) != devices.EInvalid {
+		t.Errorf("Append(time after 2262) = %v, want %s", err, devices.EInvalid)
+	}
+}
+
+func TestUnreachable(t *testing.T) {
+	s, err := influx.New(influx.Config{URL: fmt.Sprintf("http://127.0.0.1:%d", testenv.FreePort(t)), Bucket: "db/autogen", Timeout: 5 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	ctx := context.Background()
+	if err := s.Append(ctx, []devices.Reading{{Device: "d", Metric: "m", Time: base, Value: 1}}); devices.ErrorKind(err) != devices.EUnavailable {
+		t.Errorf("Append = %v, want %s", err, devices.EUnavailable)
+	}
+	if _, err := s.Query(ctx, store.Query{Device: "d", Metric: "m", From: base, To: base + 1}); devices.ErrorKind(err) != devices.EUnavailable {
+		t.Errorf("Query = %v, want %s", err, devices.EUnavailable)
+	}
+	if err := s.Ping(ctx); devices.ErrorKind(err) != devices.EUnavailable {
+		t.Errorf("Ping = %v, want %s", err, devices.EUnavailable)
+	}
+}
+
+func TestServerErrorKinds(t *testing.T) {
+	s, db := open(t, 0)
+	ctx := context.Background()
+	if err := s.Ping(ctx); err != nil {
+		t.Fatalf("Ping: %v", err)
+	}
+	// Another writer made "m" an integer field: InfluxDB says the data is
+	// bad, and retrying will not help.
+	resp, err := http.Post(db.URL+"/write?precision=ms&db="+db.Database, "text/plain", strings.NewReader(fmt.Sprintf("telemetry,device=d m=1i %d", base)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	err = s.Append(ctx, []devices.Reading{{Device: "d", Metric: "m", Time: base, Value: 1.5}})
+	if devices.ErrorKind(err) != devices.EInvalid {
+		t.Errorf("Append(float to an integer field) = %v, want %s", err, devices.EInvalid)
+	}
+	// No such database: configuration, worth retrying once fixed.
+	bad, err := influx.New(influx.Config{URL: db.URL, Bucket: "no_such_db/autogen"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer bad.Close()
+	err = bad.Append(ctx, []devices.Reading{{Device: "d", Metric: "m", Time: base, Value: 1}})
+	if devices.ErrorKind(err) != devices.EUnavailable {
+		t.Errorf("Append(to a missing database) = %v, want %s", err, devices.EUnavailable)
+	}
+}
+
+func TestQueryEdges(t *testing.T) {
+	s, _ := open(t, 0)
+	ctx := context.Background()
+	// Before the epoch (where Flux v0.65 has no windows), across it, and
+	// the widest range a query may ask for.
+	rs := []devices.Reading{
+		{Device: "d", Metric: "m", Time: -2500, Value: 1},
+		{Device: "d", Metric: "m", Time: -1500, Value: 2},
+		{Device: "d", Metric: "m", Time: -1, Value: 4},
+		{Device: "d", Metric: "m", Time: 0, Value: 8},
+		{Device: "d", Metric: "m", Time: 1999, Value: 16},
+		{Device: "d", Metric: "m", Time: base, Value: 32},
+	}
+	if err := s.Append(ctx, rs); err != nil {
+		t.Fatal(err)
+	}
+	// The last instant InfluxDB can hold, on a series of its own.
+	if err := s.Append(ctx, []devices.Reading{{Device: "e", Metric: "m", Time: 9223372036853, Value: 1}, {Device: "e", Metric: "m", Time: 1, Value: 2}}); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		q    store.Query
+		want string
+	}{
+		{store.Query{Device: "e", From: 0, To: 1<<63 - 1, Step: 1 << 42, Agg: store.AggSum}, "[{0 2} {8796093022208 1}]"},
+		{store.Query{Device: "e", From: 0, To: 1<<63 - 1, Step: 1 << 43, Agg: store.AggSum}, "[{0 2} {8796093022208 1}]"},
+		{store.Query{Device: "e", From: 0, To: 1<<63 - 1, Step: 1 << 62, Agg: store.AggSum}, "[{0 3}]"},
+		{store.Query{Device: "e", From: 0, To: 1<<63 - 1, Step: 3600000, Agg: store.AggLast}, "[{0 2} {9223369200000 1}]"},
+		{store.Query{From: -3000, To: 2000}, "[{-2500 1} {-1500 2} {-1 4} {0 8} {1999 16}]"},
+		{store.Query{From: -3000, To: 2000, Step: 2000, Agg: store.AggSum}, "[{-4000 1} {-2000 6} {0 24}]"},
+		{store.Query{From: -2000, To: -1, Step: 1000, Agg: store.AggCount}, "[{-2000 1}]"},
+		{store.Query{From: -3000, To: 0, Step: 3000, Agg: store.AggMax}, "[{-3000 4}]"},
+		{store.Query{From: -1, To: 1, Step: 1, Agg: store.AggFirst}, "[{-1 4} {0 8}]"},
+		{store.Query{From: -1 << 63, To: 1<<63 - 1, Step: 1 << 40, Agg: store.AggCount}, "[{-1099511627776 3} {0 2} {1099511627776 1}]"},
+		{store.Query{From: -1 << 63, To: 1<<63 - 1, Step: 1<<63 - 1, Agg: store.AggSum}, "[{-9223372036854775807 7} {0 56}]"},
+		{store.Query{From: 1, To: 1<<63 - 1, Step: 1 << 62, Agg: store.AggCount}, "[{0 2}]"},
+		{store.Query{From: -1 << 63, To: 1<<63 - 1, Step: 1, Agg: store.AggCount}, "[{-2500 1} {-1500 1} {-1 1} {0 1} {1999 1} {1767225600000 1}]"},
+		{store.Query{From: -1 << 63, To: 1<<63 - 1}, "[{-2500 1} {-1500 2} {-1 4} {0 8} {1999 16} {1767225600000 32}]"},
+	} {
+		q := c.q
+		if q.Device == "" {
+			q.Device = "d"
+		}
+		q.Metric = "m"
+		got, err := s.Query(ctx, q)
+		if err != nil {
+			t.Errorf("Query(%+v): %v", q, err)
+			continue
+		}
+		if fmt.Sprint(got) != c.want {
+			t.Errorf("Query(%+v)\n got %v\nwant %s", q, got, c.want)
+		}
+	}
+}
+
+// BenchmarkAppend writes messages of four metrics to the real server in
+// batches of 500 and 5000 readings.
+func BenchmarkAppend(b *testing.B) {
+	for _, batch := range []int{500, 5000} {
+		b.Run(fmt.Sprintf("readings=%d", batch), func(b *testing.B) {
+			s, _ := open(b, 0)
+			metrics := []string{"temperature", "humidity", "pressure", "battery"}
+			rs := make([]devices.Reading, batch)
+			tm := base
+			ctx := context.Background()
+			b.ResetTimer()
+			for range b.N {
+				for i := range rs {
+					if i%len(metrics) == 0 {
+						tm++
+					}
+					rs[i] = devices.Reading{Device: fmt.Sprintf("dev-%d", i/len(metrics)%50), Metric: metrics[i%len(metrics)], Time: tm, Value: float64(i)}
+				}
+				if err := s.Append(ctx, rs); err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.ReportMetric(float64(b.N*batch)/b.Elapsed().Seconds(), "readings/s")
+		})
+	}
+}

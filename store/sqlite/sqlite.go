@@ -1,0 +1,559 @@
+// Package sqlite is the embedded history store iotdash uses when no InfluxDB
+// is configured: one SQLite file (pure Go, modernc.org/sqlite) holding every
+// reading, written in group commits and queried raw or downsampled.
+//
+// It is for a single iotdash process on one machine. It is not a shared
+// database: one Store owns its file, and the series cache it keeps in memory
+// assumes no other process writes to it.
+package sqlite
+
+import (
+	"cmp"
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"net/url"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+
+	_ "modernc.org/sqlite" // registers the "sqlite" driver
+
+	"iotdash/devices"
+	"iotdash/store"
+)
+
+// schema is applied on every Open; it only creates what is missing.
+//
+// Readings are keyed by series and time in a table WITHOUT ROWID, so a
+// series' readings lie together in time order and a query is one range scan
+// of the primary key. Device and metric names are stored once, in series.
+const schema = `
+CREATE TABLE IF NOT EXISTS series (
+	id     INTEGER PRIMARY KEY,
+	device TEXT NOT NULL,
+	metric TEXT NOT NULL,
+	UNIQUE (device, metric)
+);
+CREATE TABLE IF NOT EXISTS readings (
+	series INTEGER NOT NULL,
+	t      INTEGER NOT NULL,
+	v      REAL NOT NULL,
+	PRIMARY KEY (series, t)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS minutes (
+	series  INTEGER NOT NULL,
+	m       INTEGER NOT NULL,
+	n       INTEGER NOT NULL,
+	total   REAL NOT NULL,
+	lo      REAL NOT NULL,
+	hi      REAL NOT NULL,
+	first_t INTEGER NOT NULL,
+	first_v REAL NOT NULL,
+	last_t  INTEGER NOT NULL,
+	last_v  REAL NOT NULL,
+	PRIMARY KEY (series, m)
+) WITHOUT ROWID;
+`
+
+type seriesKey struct{ device, metric string }
+
+// Store is the embedded store. Its methods are safe for concurrent use;
+// Appends are serialised, Queries run beside them.
+type Store struct {
+	w *sql.DB // the one writing connection
+	r *sql.DB // reading connections
+
+	mu     sync.Mutex // serialises Append and Ping on w
+	insSer *sql.Stmt
+	insert *sql.Stmt // a new reading
+	update *sql.Stmt // a new value for a stored reading
+	addMin *sql.Stmt // new readings into their minute's summary
+	sumUp  *sql.Stmt // a minute's summary recomputed
+
+	smu    sync.RWMutex
+	series map[seriesKey]int64 // every series in the file
+
+	raw     *sql.Stmt
+	summary *sql.Stmt
+	within  *sql.Stmt
+}
+
+// Open opens the store in the file at path, creating the file and its
+// directory when they do not exist. A path holding '?' gives EInvalid; a
+// directory that cannot be made gives EUnavailable.
+func Open(path string) (*Store, error) {
+	if strings.ContainsRune(path, '?') {
+		return nil, devices.Errorf(devices.EInvalid, "store path %q must not hold a '?'", path)
+	}
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return nil, devices.Errorf(devices.EUnavailable, "store directory: %v", err)
+	}
+	// WAL lets queries read while a commit is written; synchronous=FULL
+	// fsyncs the WAL on every commit, so a reading Append has returned
+	// survives a power cut, not just a crash.
+	v := url.Values{}
+	v.Add("_pragma", "busy_timeout(10000)")
+	v.Add("_pragma", "journal_mode(WAL)")
+	v.Add("_pragma", "synchronous(FULL)")
+	// Without a limit the WAL file keeps the size of its largest burst.
+	v.Add("_pragma", "journal_size_limit(67108864)")
+	w, err := sql.Open("sqlite", path+"?"+v.Encode()+"&_txlock=immediate")
+	if err != nil {
+		return nil, fmt.Errorf("sqlite: open %s: %w", path, err)
+	}
+	w.SetMaxOpenConns(1)
+	s := &Store{w: w, series: map[seriesKey]int64{}}
+	if err := s.init(); err != nil {
+		w.Close()
+		return nil, err
+	}
+	v.Add("_pragma", "query_only(1)")
+	r, err := sql.Open("sqlite", path+"?"+v.Encode())
+	if err != nil {
+		w.Close()
+		return nil, fmt.Errorf("sqlite: open %s: %w", path, err)
+	}
+	r.SetMaxOpenConns(4)
+	r.SetMaxIdleConns(4)
+	s.r = r
+	for _, p := range []struct {
+		st **sql.Stmt
+		q  string
+	}{
+		{&s.raw, `SELECT t, v FROM readings WHERE series = ? AND t >= ? AND t < ? ORDER BY t`},
+		{&s.summary, `SELECT m, n, total, lo, hi, first_t, first_v, last_t, last_v FROM minutes WHERE series = ? AND m >= ? AND m < ? ORDER BY m`},
+		// The readings of the minutes starting at the times in a JSON array;
+		// CROSS JOIN keeps the planner from scanning the whole series.
+		{&s.within, `SELECT r.t, r.v FROM json_each(?2) AS j CROSS JOIN readings AS r ON r.series = ?1 AND r.t >= j.value AND r.t < j.value + 60000`},
+	} {
+		if *p.st, err = r.Prepare(p.q); err != nil {
+			s.Close()
+			return nil, fmt.Errorf("sqlite: prepare: %w", err)
+		}
+	}
+	return s, nil
+}
+
+func (s *Store) init() error {
+	ctx := context.Background()
+	if _, err := s.w.ExecContext(ctx, schema); err != nil {
+		return fmt.Errorf("sqlite: schema: %w", err)
+	}
+	if err := s.loadSeries(ctx); err != nil {
+		return fmt.Errorf("sqlite: series: %w", err)
+	}
+	var err error
+	for _, p := range []struct {
+		st **sql.Stmt
+		q  string
+	}{
+		{&s.insSer, `INSERT INTO series (device, metric) VALUES (?, ?) RETURNING id`},
+		{&s.insert, `INSERT INTO readings (series, t, v) VALUES (?, ?, ?) ON CONFLICT DO NOTHING`},
+		{&s.update, `UPDATE readings SET v = ?3 WHERE series = ?1 AND t = ?2 AND v IS NOT ?3`},
+		// Merges a summary of new readings into their minute's. In
+		// SQLite's UPDATE every column on the right is the old value.
+		{&s.addMin, `INSERT INTO minutes (series, m, n, total, lo, hi, first_t, first_v, last_t, last_v)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+ON CONFLICT (series, m) DO UPDATE SET
+	n = n + excluded.n,
+	total = total + excluded.total,
+	lo = min(lo, excluded.lo),
+	hi = max(hi, excluded.hi),
+	first_t = min(first_t, excluded.first_t),
+	first_v = CASE WHEN excluded.first_t < first_t THEN excluded.first_v ELSE first_v END,
+	last_t = max(last_t, excluded.last_t),
+	last_v = CASE WHEN excluded.last_t > last_t THEN excluded.last_v ELSE last_v END`},
+		// A replaced value may have been the minute's min or max, which
+		// the old summary cannot tell: the minute is read again.
+		{&s.sumUp, `INSERT OR REPLACE INTO minutes (series, m, n, total, lo, hi, first_t, first_v, last_t, last_v)
+SELECT ?1, ?2, a.n, a.total, a.lo, a.hi, f.t, f.v, l.t, l.v
+FROM (SELECT count(*) AS n, sum(v) AS total, min(v) AS lo, max(v) AS hi FROM readings WHERE series = ?1 AND t >= ?2 AND t < ?2 + 60000) AS a,
+	(SELECT t, v FROM readings WHERE series = ?1 AND t >= ?2 AND t < ?2 + 60000 ORDER BY t LIMIT 1) AS f,
+	(SELECT t, v FROM readings WHERE series = ?1 AND t >= ?2 AND t < ?2 + 60000 ORDER BY t DESC LIMIT 1) AS l`},
+	} {
+		if *p.st, err = s.w.Prepare(p.q); err != nil {
+			return fmt.Errorf("sqlite: prepare: %w", err)
+		}
+	}
+	return nil
+}
+
+func (s *Store) loadSeries(ctx context.Context) error {
+	rows, err := s.w.QueryContext(ctx, `SELECT id, device, metric FROM series`)
+	if err != nil {
+		return err
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var id int64
+		var k seriesKey
+		if err := rows.Scan(&id, &k.device, &k.metric); err != nil {
+			return err
+		}
+		s.series[k] = id
+	}
+	return rows.Err()
+}
+
+// Close closes the file. Every Append that returned is already durable.
+func (s *Store) Close() error {
+	var errs []error
+	if s.r != nil {
+		errs = append(errs, s.r.Close())
+	}
+	errs = append(errs, s.w.Close())
+	return errors.Join(errs...)
+}
+
+// Append stores rs in one transaction, durably, before it returns. A reading
+// with the device, metric and time of one already stored replaces its value.
+// If any reading is invalid none is stored and the error is EInvalid; a
+// failure of the file gives EUnavailable.
+func (s *Store) Append(ctx context.Context, rs []devices.Reading) error {
+	for _, r := range rs {
+		if err := r.Validate(); err != nil {
+			return err
+		}
+	}
+	if len(rs) == 0 {
+		return nil
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	tx, err := s.w.BeginTx(ctx, nil)
+	if err != nil {
+		return unavailable("begin", err)
+	}
+	defer tx.Rollback()
+	insert, update := tx.StmtContext(ctx, s.insert), tx.StmtContext(ctx, s.update)
+	var added map[seriesKey]int64
+	type minuteKey struct{ series, m int64 }
+	var changed map[minuteKey]bool
+	fresh := map[minuteKey]*bucket{} // new readings per minute
+	s.smu.RLock()
+	cache := s.series
+	s.smu.RUnlock()
+	for _, r := range rs {
+		k := seriesKey{r.Device, r.Metric}
+		id, ok := cache[k]
+		if !ok {
+			if id, ok = added[k]; !ok {
+				if err := tx.StmtContext(ctx, s.insSer).QueryRowContext(ctx, r.Device, r.Metric).Scan(&id); err != nil {
+					return unavailable("add series", err)
+				}
+				if added == nil {
+					added = map[seriesKey]int64{}
+				}
+				added[k] = id
+			}
+		}
+		m := floorTo(r.Time, minute)
+		res, err := insert.ExecContext(ctx, id, r.Time, r.Value)
+		if err != nil {
+			return unavailable("write", err)
+		}
+		if n, err := res.RowsAffected(); err != nil {
+			return unavailable("write", err)
+		} else if n == 1 {
+			b := fresh[minuteKey{id, m}]
+			if b == nil {
+				b = &bucket{}
+				fresh[minuteKey{id, m}] = b
+			}
+			b.add(m, r.Time, r.Value)
+			continue
+		}
+		// Stored already: a redelivery changes nothing, a new value
+		// changes the reading and its minute.
+		res, err = update.ExecContext(ctx, id, r.Time, r.Value)
+		if err != nil {
+			return unavailable("write", err)
+		}
+		if n, err := res.RowsAffected(); err != nil {
+			return unavailable("write", err)
+		} else if n == 1 {
+			if changed == nil {
+				changed = map[minuteKey]bool{}
+			}
+			changed[minuteKey{id, m}] = true
+		}
+	}
+	addMin := tx.StmtContext(ctx, s.addMin)
+	for k, b := range fresh {
+		if changed[k] {
+			continue // read again below
+		}
+		if _, err := addMin.ExecContext(ctx, k.series, k.m, b.n, b.sum, b.min, b.max, b.firstT, b.first, b.lastT, b.last); err != nil {
+			return unavailable("summarise", err)
+		}
+	}
+	if len(changed) > 0 {
+		sumUp := tx.StmtContext(ctx, s.sumUp)
+		for k := range changed {
+			if _, err := sumUp.ExecContext(ctx, k.series, k.m); err != nil {
+				return unavailable("summarise", err)
+			}
+		}
+	}
+	if err := tx.Commit(); err != nil {
+		return unavailable("commit", err)
+	}
+	if len(added) > 0 {
+		s.smu.Lock()
+		for k, id := range added {
+			s.series[k] = id
+		}
+		s.smu.Unlock()
+	}
+	return nil
+}
+
+func unavailable(what string, err error) error {
+	return fmt.Errorf("%w: %w", devices.Errorf(devices.EUnavailable, "history store: %s failed", what), err)
+}
+
+// Query answers q (see store.Query). An invalid q gives EInvalid; no
+// readings give an empty, non-nil slice.
+func (s *Store) Query(ctx context.Context, q store.Query) ([]store.Point, error) {
+	if err := q.Validate(); err != nil {
+		return nil, err
+	}
+	s.smu.RLock()
+	id, ok := s.series[seriesKey{q.Device, q.Metric}]
+	s.smu.RUnlock()
+	if !ok {
+		return []store.Point{}, nil
+	}
+	if useMinutes(q) {
+		return s.fromMinutes(ctx, id, q)
+	}
+	return s.fromReadings(ctx, id, q)
+}
+
+const minute = 60000 // ms
+
+// useMinutes says whether q is answered faster from the per-minute
+// summaries than from the readings: when its steps are whole minutes, or
+// long enough that the few minutes cut by a step boundary, read in full,
+// cost little.
+func useMinutes(q store.Query) bool {
+	return q.Step > 0 && (q.Step%minute == 0 || q.Step >= 10*minute) && ceilTo(q.From, minute) < floorTo(q.To, minute)
+}
+
+// fromReadings answers q from a scan of its readings in time order.
+func (s *Store) fromReadings(ctx context.Context, id int64, q store.Query) ([]store.Point, error) {
+	out := []store.Point{}
+	rows, err := s.raw.QueryContext(ctx, id, q.From, q.To)
+	if err != nil {
+		return nil, unavailable("query", err)
+	}
+	defer rows.Close()
+	var b bucket
+	for rows.Next() {
+		var p store.Point
+		if err := rows.Scan(&p.T, &p.V); err != nil {
+			return nil, unavailable("query", err)
+		}
+		if q.Step == 0 {
+			out = append(out, p)
+			continue
+		}
+		start := q.BucketStart(p.T)
+		if b.n > 0 && start != b.start {
+			out = append(out, store.Point{T: b.start, V: b.value(q.Agg)})
+			b = bucket{}
+		}
+		b.add(start, p.T, p.V)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, unavailable("query", err)
+	}
+	if b.n > 0 {
+		out = append(out, store.Point{T: b.start, V: b.value(q.Agg)})
+	}
+	return out, nil
+}
+
+// fromMinutes answers q from the minute summaries that lie wholly inside
+// one step and inside [From, To), and from the readings of the rest: the
+// partial minutes at From and To and the minutes a step boundary cuts.
+func (s *Store) fromMinutes(ctx context.Context, id int64, q store.Query) ([]store.Point, error) {
+	lo, hi := ceilTo(q.From, minute), floorTo(q.To, minute)
+	buckets := map[int64]*bucket{}
+	get := func(start int64) *bucket {
+		b := buckets[start]
+		if b == nil {
+			b = &bucket{start: start}
+			buckets[start] = b
+		}
+		return b
+	}
+	cut := func(m int64) bool { return q.BucketStart(m) != q.BucketStart(m+minute-1) }
+
+	rows, err := s.summary.QueryContext(ctx, id, lo, hi)
+	if err != nil {
+		return nil, unavailable("query", err)
+	}
+	for rows.Next() {
+		var m minuteSummary
+		if err := rows.Scan(&m.m, &m.n, &m.sum, &m.min, &m.max, &m.firstT, &m.firstV, &m.lastT, &m.lastV); err != nil {
+			rows.Close()
+			return nil, unavailable("query", err)
+		}
+		if !cut(m.m) {
+			get(q.BucketStart(m.m)).merge(m)
+		}
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return nil, unavailable("query", err)
+	}
+
+	addRows := func(rows *sql.Rows, err error) error {
+		if err != nil {
+			return unavailable("query", err)
+		}
+		defer rows.Close()
+		for rows.Next() {
+			var t int64
+			var v float64
+			if err := rows.Scan(&t, &v); err != nil {
+				return unavailable("query", err)
+			}
+			start := q.BucketStart(t)
+			get(start).add(start, t, v)
+		}
+		if err := rows.Err(); err != nil {
+			return unavailable("query", err)
+		}
+		return nil
+	}
+	if err := addRows(s.raw.QueryContext(ctx, id, q.From, lo)); err != nil {
+		return nil, err
+	}
+	if err := addRows(s.raw.QueryContext(ctx, id, hi, q.To)); err != nil {
+		return nil, err
+	}
+	if q.Step%minute != 0 {
+		var starts []byte
+		starts = append(starts, '[')
+		for b := q.BucketStart(lo) + q.Step; b < hi; b += q.Step {
+			if m := floorTo(b, minute); m != b && m >= lo {
+				if len(starts) > 1 {
+					starts = append(starts, ',')
+				}
+				starts = strconv.AppendInt(starts, m, 10)
+			}
+		}
+		starts = append(starts, ']')
+		if len(starts) > 2 {
+			if err := addRows(s.within.QueryContext(ctx, id, string(starts))); err != nil {
+				return nil, err
+			}
+		}
+	}
+
+	out := make([]store.Point, 0, len(buckets))
+	for _, b := range buckets {
+		out = append(out, store.Point{T: b.start, V: b.value(q.Agg)})
+	}
+	slices.SortFunc(out, func(a, b store.Point) int { return cmp.Compare(a.T, b.T) })
+	return out, nil
+}
+
+// minuteSummary is one row of the minutes table.
+type minuteSummary struct {
+	m, n          int64
+	sum, min, max float64
+	firstT, lastT int64
+	firstV, lastV float64
+}
+
+func floorTo(t, d int64) int64 {
+	f := t - t%d
+	if t < 0 && t%d != 0 {
+		f -= d
+	}
+	return f
+}
+
+func ceilTo(t, d int64) int64 {
+	f := floorTo(t, d)
+	if f < t {
+		f += d
+	}
+	return f
+}
+
+// bucket accumulates the readings of one step, given in any order.
+type bucket struct {
+	start         int64
+	n             int64
+	sum, min, max float64
+	firstT, lastT int64
+	first, last   float64
+}
+
+func (b *bucket) add(start, t int64, v float64) {
+	b.merge(minuteSummary{n: 1, sum: v, min: v, max: v, firstT: t, firstV: v, lastT: t, lastV: v})
+	b.start = start
+}
+
+func (b *bucket) merge(m minuteSummary) {
+	if b.n == 0 {
+		b.n, b.sum, b.min, b.max = m.n, m.sum, m.min, m.max
+		b.firstT, b.first, b.lastT, b.last = m.firstT, m.firstV, m.lastT, m.lastV
+		return
+	}
+	b.n += m.n
+	b.sum += m.sum
+	b.min = min(b.min, m.min)
+	b.max = max(b.max, m.max)
+	if m.firstT < b.firstT {
+		b.firstT, b.first = m.firstT, m.firstV
+	}
+	if m.lastT > b.lastT {
+		b.lastT, b.last = m.lastT, m.lastV
+	}
+}
+
+func (b *bucket) value(a store.Agg) float64 {
+	switch a {
+	case store.AggMean:
+		return b.sum / float64(b.n)
+	case store.AggMin:
+		return b.min
+	case store.AggMax:
+		return b.max
+	case store.AggFirst:
+		return b.first
+	case store.AggLast:
+		return b.last
+	case store.AggCount:
+		return float64(b.n)
+	}
+	return b.sum
+}
+
+// Ping reports whether the store can be read and written: it takes the
+// write lock and reads the schema, without writing. A failure gives
+// EUnavailable.
+func (s *Store) Ping(ctx context.Context) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	tx, err := s.w.BeginTx(ctx, nil)
+	if err != nil {
+		return unavailable("ping", err)
+	}
+	defer tx.Rollback()
+	var n int64
+	if err := tx.QueryRowContext(ctx, `SELECT count(*) FROM sqlite_schema`).Scan(&n); err != nil {
+		return unavailable("ping", err)
+	}
+	return nil
+}

@@ -1,0 +1,180 @@
+package sqlite_test
+
+import (
+	"context"
+	"errors"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"syscall"
+	"testing"
+
+	"iotdash/devices"
+	"iotdash/store"
+	"iotdash/store/sqlite"
+	"iotdash/store/storetest"
+)
+
+var _ storetest.Store = (*sqlite.Store)(nil)
+
+func open(t testing.TB, path string) *sqlite.Store {
+	t.Helper()
+	s, err := sqlite.Open(path)
+	if err != nil {
+		t.Fatalf("Open(%s): %v", path, err)
+	}
+	return s
+}
+
+func TestConformance(t *testing.T) {
+	storetest.Run(t, func(t *testing.T) storetest.Store {
+		s := open(t, filepath.Join(t.TempDir(), "iotdash.db"))
+		t.Cleanup(func() {
+			if err := s.Close(); err != nil {
+				t.Errorf("Close: %v", err)
+			}
+		})
+		return s
+	})
+}
+
+// sample is what the durability tests write and then expect to find.
+var sample = []devices.Reading{
+	{Device: "boiler-1", Metric: "temperature", Time: 1767225600000, Value: 61.5},
+	{Device: "boiler-1", Metric: "temperature", Time: 1767225601000, Value: 62},
+	{Device: "boiler-1", Metric: "pressure", Time: 1767225601000, Value: 1.2},
+}
+
+func checkSample(t *testing.T, s *sqlite.Store) {
+	t.Helper()
+	got, err := s.Query(context.Background(), store.Query{Device: "boiler-1", Metric: "temperature", From: 1767225600000, To: 1767225602000})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []store.Point{{T: 1767225600000, V: 61.5}, {T: 1767225601000, V: 62}}
+	if len(got) != len(want) || got[0] != want[0] || got[1] != want[1] {
+		t.Errorf("after reopening got %v, want %v", got, want)
+	}
+	got, err = s.Query(context.Background(), store.Query{Device: "boiler-1", Metric: "pressure", From: 1767225600000, To: 1767225602000, Step: 60000, Agg: store.AggCount})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 1 || got[0].V != 1 {
+		t.Errorf("after reopening pressure count = %v, want one point of 1", got)
+	}
+}
+
+func TestOpenCreatesDirectory(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "a", "b", "iotdash.db")
+	s := open(t, path)
+	defer s.Close()
+	if _, err := os.Stat(path); err != nil {
+		t.Errorf("Open did not create the file: %v", err)
+	}
+	if err := s.Ping(context.Background()); err != nil {
+		t.Errorf("Ping: %v", err)
+	}
+}
+
+func TestReopenAfterClose(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "iotdash.db")
+	s := open(t, path)
+	if err := s.Append(context.Background(), sample); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	s = open(t, path)
+	defer s.Close()
+	checkSample(t, s)
+	// Series known from the file take new readings.
+	if err := s.Append(context.Background(), []devices.Reading{{Device: "boiler-1", Metric: "pressure", Time: 1767225601500, Value: 1.3}}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestSurvivesKill appends in a child process that then kills itself with
+// SIGKILL, never closing the store, and finds the readings afterwards.
+func TestSurvivesKill(t *testing.T) {
+	if path := os.Getenv("IOTDASH_SQLITE_KILL_CHILD"); path != "" {
+		s, err := sqlite.Open(path)
+		if err != nil {
+			os.Exit(3)
+		}
+		if err := s.Append(context.Background(), sample); err != nil {
+			os.Exit(4)
+		}
+		syscall.Kill(os.Getpid(), syscall.SIGKILL)
+		select {}
+	}
+	path := filepath.Join(t.TempDir(), "iotdash.db")
+	cmd := exec.Command(os.Args[0], "-test.run=^TestSurvivesKill$", "-test.count=1")
+	cmd.Env = append(os.Environ(), "IOTDASH_SQLITE_KILL_CHILD="+path)
+	out, err := cmd.CombinedOutput()
+	var exit *exec.ExitError
+	if !errors.As(err, &exit) || exit.Sys().(syscall.WaitStatus).Signal() != syscall.SIGKILL {
+		t.Fatalf("child: got %v, want killed by SIGKILL; output:\n%s", err, out)
+	}
+	s := open(t, path)
+	defer s.Close()
+	checkSample(t, s)
+}
+
+func TestPingClosed(t *testing.T) {
+	s := open(t, filepath.Join(t.TempDir(), "iotdash.db"))
+	s.Close()
+	if err := s.Ping(context.Background()); devices.ErrorKind(err) != devices.EUnavailable {
+		t.Errorf("Ping on a closed store = %v, want an %s error", err, devices.EUnavailable)
+	}
+}
+
+// TestQueryWhileAppending reads while one goroutine commits, as the history
+// API does beside ingest; run it with -race.
+func TestQueryWhileAppending(t *testing.T) {
+	s := open(t, filepath.Join(t.TempDir(), "iotdash.db"))
+	defer s.Close()
+	ctx := context.Background()
+	const batches, per = 50, 20
+	done := make(chan error, 1)
+	go func() {
+		for b := range batches {
+			rs := make([]devices.Reading, per)
+			for i := range rs {
+				rs[i] = devices.Reading{Device: "pump", Metric: "flow", Time: 1767225600000 + int64(b*per+i)*1000, Value: float64(i)}
+			}
+			if err := s.Append(ctx, rs); err != nil {
+				done <- err
+				return
+			}
+		}
+		done <- nil
+	}()
+	q := store.Query{Device: "pump", Metric: "flow", From: 1767225600000, To: 1767225600000 + batches*per*1000, Step: 60000, Agg: store.AggCount}
+	last := 0.0
+	for finished := false; !finished; {
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Fatal(err)
+			}
+			finished = true
+		default:
+		}
+		got, err := s.Query(ctx, q)
+		if err != nil {
+			t.Fatal(err)
+		}
+		n := 0.0
+		for _, p := range got {
+			n += p.V
+		}
+		if n < last || int(n)%per != 0 {
+			t.Fatalf("count went from %v to %v: a query saw part of a commit or lost one", last, n)
+		}
+		last = n
+	}
+	if last != batches*per {
+		t.Errorf("final count %v, want %d", last, batches*per)
+	}
+}

@@ -1,14 +1,11 @@
 package simulator
 
 import (
-	"bufio"
 	"context"
 	"fmt"
 	"io"
 	"log/slog"
 	"math"
-	"net"
-	"net/url"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -17,6 +14,7 @@ import (
 	mqtt "github.com/eclipse/paho.mqtt.golang"
 
 	"iotdash/devices"
+	"iotdash/internal/mqttconn"
 )
 
 // LoadConfig says what load to send and where.
@@ -154,7 +152,7 @@ func Load(ctx context.Context, cfg LoadConfig) (Summary, error) {
 			SetWriteTimeout(10 * time.Second).
 			SetKeepAlive(30 * time.Second).
 			SetOrderMatters(false).
-			SetCustomOpenConnectionFn(dialBatched))
+			SetCustomOpenConnectionFn(mqttconn.Batched(time.Millisecond)))
 		conns[i] = c
 	}
 	// Connect all at once.
@@ -335,71 +333,4 @@ func loadPayload(b []byte, n int64, stamp bool) []byte {
 	b = append(b, `,"humidity":`...)
 	b = strconv.AppendFloat(b, 35+float64(n%250)/10, 'f', 1, 64)
 	return append(b, '}')
-}
-
-// dialBatched opens a connection that gathers writes for up to a
-// millisecond. The MQTT client writes each packet on its own, and at tens of
-// thousands of messages a second a system call per packet costs more than the
-// rest of the work together.
-func dialBatched(u *url.URL, o mqtt.ClientOptions) (net.Conn, error) {
-	c, err := dialBroker(u, o)
-	if err != nil {
-		return nil, err
-	}
-	return &batchConn{Conn: c, r: bufio.NewReaderSize(c, batchSize)}, nil
-}
-
-// batchConn is a connection whose writes are sent together, a millisecond
-// after the first of them or once 64 KiB have gathered, and whose reads are
-// buffered (the client reads a packet a few bytes at a time). A write error
-// shows in a later write.
-type batchConn struct {
-	net.Conn
-	r     *bufio.Reader
-	mu    sync.Mutex
-	buf   []byte
-	armed bool
-	err   error
-}
-
-const batchSize = 64 << 10
-
-func (c *batchConn) Read(p []byte) (int, error) { return c.r.Read(p) }
-
-func (c *batchConn) Write(p []byte) (int, error) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.err != nil {
-		return 0, c.err
-	}
-	c.buf = append(c.buf, p...)
-	if len(c.buf) >= batchSize {
-		c.flushLocked()
-		return len(p), c.err
-	}
-	if !c.armed {
-		c.armed = true
-		time.AfterFunc(time.Millisecond, c.flush)
-	}
-	return len(p), nil
-}
-
-func (c *batchConn) flush() {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.armed = false
-	c.flushLocked()
-}
-
-func (c *batchConn) flushLocked() {
-	if len(c.buf) > 0 && c.err == nil {
-		_, c.err = c.Conn.Write(c.buf)
-		c.buf = c.buf[:0]
-	}
-}
-
-// Close sends what has gathered, then closes.
-func (c *batchConn) Close() error {
-	c.flush()
-	return c.Conn.Close()
 }

@@ -13,7 +13,6 @@ package simulator
 
 import (
 	"context"
-	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"log/slog"
@@ -28,6 +27,7 @@ import (
 	mqtt "github.com/eclipse/paho.mqtt.golang"
 
 	"iotdash/devices"
+	"iotdash/internal/mqttconn"
 )
 
 // Config says what fleet to simulate and where.
@@ -260,7 +260,7 @@ func (s *Sim) newDevice(sp deviceSpec) *device {
 // dial opens the device's network connection and keeps it, so that cut can
 // close it under the MQTT client's feet.
 func (d *device) dial(u *url.URL, o mqtt.ClientOptions) (net.Conn, error) {
-	c, err := dialBroker(u, o)
+	c, err := mqttconn.Dial(u, o)
 	if err != nil {
 		return nil, err
 	}
@@ -271,20 +271,6 @@ func (d *device) dial(u *url.URL, o mqtt.ClientOptions) (net.Conn, error) {
 	return cc, nil
 }
 
-// dialBroker opens a connection to the broker at u, over TLS for ssl, tls
-// and mqtts.
-func dialBroker(u *url.URL, o mqtt.ClientOptions) (net.Conn, error) {
-	dialer := &net.Dialer{Timeout: o.ConnectTimeout}
-	switch u.Scheme {
-	case "ssl", "tls", "mqtts":
-		cfg := &tls.Config{ServerName: u.Hostname()}
-		if o.TLSConfig != nil {
-			cfg = o.TLSConfig.Clone()
-		}
-		return (&tls.Dialer{NetDialer: dialer, Config: cfg}).Dial("tcp", u.Host)
-	}
-	return dialer.Dial("tcp", u.Host)
-}
 
 func (d *device) cut() {
 	d.mu.Lock()

@@ -5,14 +5,11 @@ import (
 	"os"
 	"strconv"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
-	mqtt "github.com/eclipse/paho.mqtt.golang"
-
 	"iotdash/internal/testenv"
+	"iotdash/simulator"
 )
 
 // cpuTime returns the user+system CPU time the process pid has used.
@@ -29,18 +26,30 @@ func cpuTime(b *testing.B, pid int) time.Duration {
 }
 
 // BenchmarkIngest measures the built iotdash binary ingesting b.N telemetry
-// messages (4 readings each) published with QoS 1 to a Mosquitto with
-// default settings (max_inflight_messages 20), acknowledged only after the
-// durable write, until every reading is stored: in InfluxDB (through the
-// journal), or in the embedded store. It reports messages per second end to
-// end and iotdash's CPU time per message.
+// messages (2 readings each) that iotsim's load mode publishes with QoS 1 at
+// IOTDASH_BENCH_RATE messages a second (default 5000), evenly paced over 4
+// connections and 1000 device ids, to a Mosquitto with default settings
+// (max_inflight_messages 20, max_queued_messages 1000), acknowledged only
+// after the durable write (IOTDASH_BENCH_INFLIGHT=N raises the window to N).
+// It waits until every reading is stored, in
+// InfluxDB (through the journal) or in the embedded store, fails if any is
+// missing, and reports the rate held and iotdash's CPU time per message.
 //
-//	go test -run '^$' -bench Ingest -benchtime 50000x ./cmd/iotdash
+//	IOTDASH_BENCH_RATE=5000 go test -run '^$' -bench Ingest -benchtime 100000x ./cmd/iotdash
 func BenchmarkIngest(b *testing.B) {
+	rate := 5000
+	if r, err := strconv.Atoi(os.Getenv("IOTDASH_BENCH_RATE")); err == nil {
+		rate = r
+	}
+	// IOTDASH_BENCH_INFLIGHT raises Mosquitto's window from its default 20.
+	var mosquittoConf []string
+	if n := os.Getenv("IOTDASH_BENCH_INFLIGHT"); n != "" {
+		mosquittoConf = []string{"max_inflight_messages " + n, "max_queued_messages 1000000"}
+	}
 	bin := buildBinary(b)
 	for _, backend := range []string{"influxdb", "embedded"} {
 		b.Run(backend, func(b *testing.B) {
-			mq := testenv.StartMosquitto(b)
+			mq := testenv.StartMosquitto(b, mosquittoConf...)
 			args := []string{"-http", fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(b)), "-mqtt", mq.URL, "-data", b.TempDir(), "-log-level", "warn"}
 			stored := "iotdash_readings_stored_total"
 			if backend == "influxdb" {
@@ -49,67 +58,33 @@ func BenchmarkIngest(b *testing.B) {
 				stored = "iotdash_journal_written_total"
 			}
 			p := startBinary(b, bin, args...)
-			const conns = 4
-			clients := make([]mqtt.Client, conns)
-			for i := range clients {
-				clients[i] = mqtt.NewClient(mqtt.NewClientOptions().AddBroker(mq.URL).SetClientID(fmt.Sprintf("load-%d", i)).SetMaxResumePubInFlight(1000))
-				if tok := clients[i].Connect(); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
-					b.Fatal(tok.Error())
-				}
-				defer clients[i].Disconnect(100)
-			}
-			base := time.Now().Add(-time.Hour).UnixMilli()
 			cpu0 := cpuTime(b, p.cmd.Process.Pid)
 			b.ResetTimer()
 			start := time.Now()
-			var wg sync.WaitGroup
-			var failed atomic.Int64
-			for c := range conns {
-				wg.Add(1)
-				go func() {
-					defer wg.Done()
-					// A window of outstanding publishes per connection.
-					window := make(chan mqtt.Token, 200)
-					for i := c; i < b.N; i += conns {
-						dev := i % 1000
-						payload := fmt.Sprintf(`{"ts":%d,"temperature":%d.5,"humidity":40.%d,"pressure":1013.2,"battery":3.7}`, base+int64(i/1000), i%40, i%10)
-						tok := clients[c].Publish(fmt.Sprintf("devices/dev-%04d/telemetry", dev), 1, false, payload)
-						select {
-						case window <- tok:
-						default:
-							old := <-window
-							if old.Wait(); old.Error() != nil {
-								failed.Add(1)
-							}
-							window <- tok
-						}
-					}
-					close(window)
-					for tok := range window {
-						if tok.Wait(); tok.Error() != nil {
-							failed.Add(1)
-						}
-					}
-				}()
+			sum, err := simulator.Load(b.Context(), simulator.LoadConfig{
+				Broker: mq.URL, Rate: rate, Devices: 1000, Conns: 4, QoS: 1,
+				Duration: time.Duration(b.N) * time.Second / time.Duration(rate),
+			})
+			if err != nil {
+				b.Fatal(err)
 			}
-			wg.Wait()
-			want := float64(b.N * 4)
-			deadline := time.Now().Add(10 * time.Minute)
-			for metric(b, p.URL, stored) < want {
-				if time.Now().After(deadline) {
-					b.Fatalf("only %v of %v readings stored", metric(b, p.URL, stored), want)
-				}
+			want := float64(sum.Acked * 2)
+			deadline := time.Now().Add(time.Minute)
+			for metric(b, p.URL, stored) < want && time.Now().Before(deadline) {
 				time.Sleep(20 * time.Millisecond)
 			}
 			elapsed := time.Since(start)
 			b.StopTimer()
 			cpu := cpuTime(b, p.cmd.Process.Pid) - cpu0
-			if failed.Load() > 0 {
-				b.Fatalf("%d publishes failed", failed.Load())
+			if got := metric(b, p.URL, stored); got != want {
+				b.Fatalf("%v of the %v readings the broker accepted were stored (load: %v)", got, want, sum)
 			}
-			b.ReportMetric(float64(b.N)/elapsed.Seconds(), "msgs/s")
-			b.ReportMetric(float64(cpu.Microseconds())/float64(b.N), "cpu-µs/msg")
-			b.ReportMetric(metric(b, p.URL, "iotdash_store_commits_total"), "commits")
+			if !sum.Held {
+				b.Logf("the load tool did not hold %d/s: %v", rate, sum)
+			}
+			b.ReportMetric(float64(sum.Acked)/elapsed.Seconds(), "msgs/s")
+			b.ReportMetric(float64(cpu.Microseconds())/float64(sum.Acked), "cpu-µs/msg")
+			b.ReportMetric(float64(sum.Acked)/metric(b, p.URL, "iotdash_store_commits_total"), "msgs/commit")
 		})
 	}
 }

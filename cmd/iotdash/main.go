@@ -69,6 +69,7 @@ type config struct {
 	origins                       string
 	maxPoints                     int
 	logLevel                      string
+	pprof                         bool
 }
 
 // parseFlags reads flags, each with an IOTDASH_* environment twin that the
@@ -113,6 +114,7 @@ func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (co
 	fs.Int64Var(&c.journalMax, "journal-max", int64(envInt("IOTDASH_JOURNAL_MAX", 50_000_000)), "most readings the on-disk journal holds while InfluxDB is unreachable; past it, messages stay unacknowledged at the broker (IOTDASH_JOURNAL_MAX)")
 	fs.StringVar(&c.origins, "allowed-origins", env("IOTDASH_ALLOWED_ORIGINS", ""), "comma-separated host patterns, besides the dashboard's own, whose pages may open /ws (IOTDASH_ALLOWED_ORIGINS)")
 	fs.IntVar(&c.maxPoints, "max-points", envInt("IOTDASH_MAX_POINTS", 10000), "most points one history query may return (IOTDASH_MAX_POINTS)")
+	fs.BoolVar(&c.pprof, "pprof", getenv("IOTDASH_PPROF") == "true", "serve Go's profiler under /debug/pprof/ (IOTDASH_PPROF=true)")
 	fs.StringVar(&c.logLevel, "log-level", env("IOTDASH_LOG_LEVEL", "info"), "debug, info, warn or error (IOTDASH_LOG_LEVEL)")
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), "Usage: iotdash [flags]\n\nWith no flags, iotdash runs self-contained: embedded MQTT broker, embedded store, 12 simulated devices.\nEvery flag can also be set by the environment variable named after it.\n\n")
@@ -317,7 +319,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 
 	registerHubMetrics(reg, hub)
 	srv := &http.Server{
-		Handler:           routes(deps{fleet: fleet, hub: hub, reader: reader, ingester: in, registry: reg, maxPoints: c.maxPoints, log: log}),
+		Handler:           routes(deps{fleet: fleet, hub: hub, reader: reader, ingester: in, registry: reg, maxPoints: c.maxPoints, pprof: c.pprof, log: log}),
 		ReadHeaderTimeout: 5 * time.Second,
 		ReadTimeout:       30 * time.Second,
 		WriteTimeout:      0, // /ws and CSV exports stream; handlers bound their own work

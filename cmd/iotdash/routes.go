@@ -5,6 +5,7 @@ import (
 	"errors"
 	"log/slog"
 	"net/http"
+	"net/http/pprof"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -29,6 +30,7 @@ type deps struct {
 	ingester  *ingest.Ingester
 	registry  *prometheus.Registry
 	maxPoints int
+	pprof     bool
 	log       *slog.Logger
 }
 
@@ -54,6 +56,10 @@ func routes(d deps) http.Handler {
 		api.Check{Name: "store", Fn: d.reader.Ping},
 	))
 	mux.Handle("GET /metrics", promhttp.HandlerFor(d.registry, promhttp.HandlerOpts{Registry: d.registry}))
+	if d.pprof {
+		mux.HandleFunc("GET /debug/pprof/", pprof.Index)
+		mux.HandleFunc("GET /debug/pprof/profile", pprof.Profile)
+	}
 	mux.Handle("/", views.NotFound())
 	return mux
 }

@@ -134,8 +134,9 @@ type Mosquitto struct {
 }
 
 // StartMosquitto starts a Mosquitto broker of its own for this test on a free
-// port and stops it when the test ends.
-func StartMosquitto(t testing.TB) *Mosquitto {
+// port and stops it when the test ends. extraConf lines, if any, are added
+// to its configuration (such as "max_inflight_messages 1000").
+func StartMosquitto(t testing.TB, extraConf ...string) *Mosquitto {
 	t.Helper()
 	bin := program(t, "IOTDASH_TEST_MOSQUITTO", "mosquitto", "Install it with `apt-get install mosquitto`", "/usr/sbin/mosquitto")
 	port := FreePort(t)
@@ -143,7 +144,7 @@ func StartMosquitto(t testing.TB) *Mosquitto {
 	conf := filepath.Join(dir, "mosquitto.conf")
 	// Default settings but for where it listens: the throughput figures and
 	// the in-flight window tests rely on Mosquitto's defaults.
-	cfg := fmt.Sprintf("listener %d 127.0.0.1\nallow_anonymous true\npersistence true\npersistence_location %s/\nlog_dest stderr\nlog_type error\nlog_type warning\n", port, dir)
+	cfg := fmt.Sprintf("listener %d 127.0.0.1\nallow_anonymous true\npersistence true\npersistence_location %s/\nlog_dest stderr\nlog_type error\nlog_type warning\n%s\n", port, dir, strings.Join(extraConf, "\n"))
 	if err := os.WriteFile(conf, []byte(cfg), 0o644); err != nil {
 		t.Fatal(err)
 	}

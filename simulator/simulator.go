@@ -271,7 +271,6 @@ func (d *device) dial(u *url.URL, o mqtt.ClientOptions) (net.Conn, error) {
 	return cc, nil
 }
 
-
 func (d *device) cut() {
 	d.mu.Lock()
 	defer d.mu.Unlock()

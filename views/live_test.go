@@ -2,6 +2,7 @@ package views
 
 import (
 	"context"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -11,6 +12,7 @@ import (
 	"time"
 
 	"github.com/chromedp/chromedp"
+	"github.com/chromedp/chromedp/kb"
 
 	"iotdash/devices"
 	"iotdash/internal/testenv"
@@ -141,4 +143,51 @@ func TestDevicePageIsLiveInABrowser(t *testing.T) {
 	s.reading("boiler-1", "temperature", 23.75)
 	until(t, ctx, "the new value", `document.querySelector('[data-metric="temperature"] [data-value]').textContent === '23.75'`)
 	screenshot(t, ctx, "device-live.png")
+}
+
+// TestEmbeddedHistoryInABrowser serves the pages with history from a real
+// embedded store and no history API: the sparklines and charts draw what
+// the page carries, without asking for more, and grow with live readings.
+func TestEmbeddedHistoryInABrowser(t *testing.T) {
+	f, st := historyFleet(t, 3, time.Now())
+	hub := push.NewHub(push.Options{})
+	mux := http.NewServeMux()
+	mux.Handle("GET /{$}", OverviewWithHistory(f, st))
+	mux.Handle("GET /devices/{id}", DevicePageWithHistory(f, st))
+	mux.Handle("GET /static/", Static())
+	mux.Handle("GET /ws", hub)
+	mux.Handle("/", NotFound())
+	srv := httptest.NewServer(mux)
+	t.Cleanup(func() { hub.Close(); srv.Close() })
+
+	ctx := browser(t)
+	if err := chromedp.Do(ctx, chromedp.Navigate(srv.URL)); err != nil {
+		t.Fatal(err)
+	}
+	until(t, ctx, "the live connection", connected)
+	spark := `document.querySelector('[data-device="device-001"] [data-metric="temperature"] canvas.spark').drawing.series`
+	until(t, ctx, "a sparkline of the embedded 15 minutes", spark+`.pts.length >= 15`)
+	last := time.Now().Truncate(time.Minute).Add(time.Minute)
+	hub.Publish([]devices.Reading{{Device: "device-001", Metric: "temperature", Time: last.UnixMilli(), Value: 99}})
+	until(t, ctx, "the live reading in the sparkline", fmt.Sprintf(`%s.last().t === %d && %s.last().v === 99`, spark, last.UnixMilli(), spark))
+	screenshot(t, ctx, "overview-history.png")
+
+	if err := chromedp.Do(ctx, chromedp.Navigate(srv.URL+"/devices/device-001")); err != nil {
+		t.Fatal(err)
+	}
+	until(t, ctx, "the live connection", connected)
+	chart := `document.querySelector('figure[data-chart="humidity"]').chart`
+	until(t, ctx, "a chart of every reading of the last 15 minutes", chart+`.series.step === 0 && `+chart+`.shown().length > 400`)
+	hub.Publish([]devices.Reading{{Device: "device-001", Metric: "humidity", Time: time.Now().UnixMilli(), Value: 95}})
+	until(t, ctx, "the live reading on the chart", chart+`.series.last().v === 95`)
+	if got := eval[string](t, ctx, `document.getElementById('range-label').textContent`); got != "Showing the last 15 min." {
+		t.Errorf("range label %q: the page asked for history it had", got)
+	}
+
+	// The keyboard reads the chart too.
+	if err := chromedp.Do(ctx, chromedp.Focus(`figure[data-chart="humidity"] canvas`), chromedp.KeyEvent(kb.ArrowLeft)); err != nil {
+		t.Fatal(err)
+	}
+	until(t, ctx, "the read-out of the point before the last", `/: \d+(\.\d+)? % — out of range$|: \d+(\.\d+)? %$/.test(document.querySelector('figure[data-chart="humidity"] output').textContent)`)
+	screenshot(t, ctx, "device-history.png")
 }

@@ -1,51 +1,48 @@
 // Package views renders iotdash's HTML pages with templ and serves the small
-// script and stylesheet that make them live.
+// scripts and stylesheet that make them live.
 //
 // A page is a templ component of a typed view model: the handlers here read
-// the fleet and build the model (every string already formatted), and the
-// components only render it. Every page is complete and readable without
-// scripts; static/live.js then keeps values, statuses, counts and ages
-// current over /ws.
+// the fleet (and, when given one, the history store) and build the model
+// with every string already formatted; the components only render it. Every
+// page is complete and readable without scripts: values, statuses, times,
+// and a summary of each chart in words. The ES modules in static/ then keep
+// it live over /ws and draw the charts on canvas.
 //
-// It is not the JSON API and not the WebSocket hub; it only reads the fleet
-// through the small Fleet interface declared here.
+// It is not the JSON API and not the WebSocket hub; it reads the fleet and
+// the history only through the small Fleet and History interfaces declared
+// here.
 package views
 
 //go:generate go tool templ generate -path .
 
 import (
-	"bytes"
-	"log/slog"
 	"math"
-	"net/http"
+	"net/url"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/a-h/templ"
 
 	"iotdash/devices"
+	"iotdash/store"
 )
-
-// Fleet is what the pages read: the devices known now. *devices.Fleet
-// satisfies it.
-type Fleet interface {
-	// List returns every known device, ordered by id.
-	List() []devices.Device
-	// Get returns the device with id, and false if it is not known.
-	Get(id string) (devices.Device, bool)
-}
-
-var _ Fleet = (*devices.Fleet)(nil)
 
 // Page is what the shared chrome needs from every page.
 type Page struct {
 	Title string
+	// Kind names the page for the scripts: "overview", "device", or "" for
+	// a page that is not live.
+	Kind string
 	// Live names the devices the page subscribes to over /ws ("*" for
 	// all); empty for a page that is not live.
 	Live string
 	// NowMs is the server's time when the page was rendered (Unix ms), so
 	// that the script can tick ages from the server's clock.
 	NowMs int64
+	// History says the server embeds history in the page, so that a fresh
+	// copy of the page brings sparklines the script does not have.
+	History bool
 }
 
 // Counts are how many devices are in each status.
@@ -72,6 +69,9 @@ type Metric struct {
 	HasLimits  bool
 	Lo, Hi     float64
 	OutOfRange bool
+	// Recent is the metric's last minutes for the card's sparkline; its
+	// Known is false when the page was rendered without history.
+	Recent Series
 }
 
 // LimitsText is the metric's allowed range as shown, e.g. "5–30 °C".
@@ -83,6 +83,14 @@ func (m Metric) LimitsText() string {
 	return s
 }
 
+// withUnit is v followed by the metric's unit, if it has one.
+func (m Metric) withUnit(v float64) string {
+	if m.Unit == "" {
+		return formatValue(v)
+	}
+	return formatValue(v) + " " + m.Unit
+}
+
 // Card is one device as the fleet overview and the device page show it.
 type Card struct {
 	ID, Name, Kind, Location string
@@ -91,22 +99,138 @@ type Card struct {
 	// Interval is the device's usual time between messages, "" until known.
 	Interval string
 	Metrics  []Metric
+	// Hidden says the overview's filter leaves the card out.
+	Hidden bool
 }
 
 // URL is the device's page.
 func (c Card) URL() templ.SafeURL { return templ.URL("/devices/" + c.ID) }
 
+// OutOfRange reports whether any metric of the card is outside its limits.
+func (c Card) OutOfRange() bool {
+	for _, m := range c.Metrics {
+		if m.OutOfRange {
+			return true
+		}
+	}
+	return false
+}
+
+// Series is a stretch of one metric's history as a chart draws it.
+type Series struct {
+	// Known says the history was read. Without it the page embeds none: a
+	// device page's script asks the history API, and a sparkline starts
+	// from the live readings.
+	Known bool
+	// From and To are the span shown (Unix ms, From <= t < To).
+	From, To int64
+	// Step is the bucket width in ms, 0 when Points are raw readings.
+	Step int64
+	// Points are the readings, or each bucket's mean.
+	Points []store.Point
+	// Lo and Hi are each bucket's min and max, beside Points; nil for raw
+	// readings.
+	Lo, Hi []float64
+}
+
+// Range returns the lowest and highest value in s, and false if s is empty.
+func (s Series) Range() (lo, hi float64, ok bool) {
+	if len(s.Points) == 0 {
+		return 0, 0, false
+	}
+	lo, hi = math.Inf(1), math.Inf(-1)
+	for i, p := range s.Points {
+		l, h := p.V, p.V
+		if s.Lo != nil {
+			l, h = s.Lo[i], s.Hi[i]
+		}
+		lo, hi = min(lo, l), max(hi, h)
+	}
+	return lo, hi, true
+}
+
 // OverviewModel is the fleet overview page.
 type OverviewModel struct {
 	Page
 	Counts  Counts
+	Filter  Filter
+	Shown   int // cards the filter leaves on screen
 	Devices []Card
+}
+
+// Filter is what the overview's filter asks for; it lives in the URL as
+// ?q=text&status=offline.
+type Filter struct {
+	// Text matches a device's id, name, kind or location, ignoring case.
+	Text string
+	// Status is one of the Statuses' values; "" shows every device.
+	Status string
+}
+
+// Statuses are the filter's status choices: a value and its label.
+var Statuses = []struct{ Value, Label string }{
+	{"", "Any status"},
+	{"attention", "Needs attention"},
+	{"online", "Online"},
+	{"stale", "Stale"},
+	{"offline", "Offline"},
+	{"unknown", "Unknown"},
+}
+
+// ParseFilter reads a filter from the overview's URL parameters; a status
+// it does not know is ignored.
+func ParseFilter(get func(string) string) Filter {
+	f := Filter{Text: strings.TrimSpace(get("q"))}
+	for _, s := range Statuses {
+		if s.Value == get("status") {
+			f.Status = s.Value
+		}
+	}
+	return f
+}
+
+// Active reports whether the filter may leave devices out.
+func (f Filter) Active() bool { return f.Text != "" || f.Status != "" }
+
+// Match reports whether c passes the filter. "attention" is a device that
+// is not online or has a value out of range. live.js matches the same way.
+func (f Filter) Match(c Card) bool {
+	switch f.Status {
+	case "":
+	case "attention":
+		if c.Status == devices.StatusOnline && !c.OutOfRange() {
+			return false
+		}
+	default:
+		if string(c.Status) != f.Status {
+			return false
+		}
+	}
+	if f.Text == "" {
+		return true
+	}
+	q := strings.ToLower(f.Text)
+	for _, s := range []string{c.ID, c.Name, c.Kind, c.Location} {
+		if strings.Contains(strings.ToLower(s), q) {
+			return true
+		}
+	}
+	return false
 }
 
 // DeviceModel is one device's page.
 type DeviceModel struct {
 	Page
 	Device Card
+	Range  Range
+	// Charts are one per metric, in the order of Device.Metrics.
+	Charts []Chart
+}
+
+// Chart is one metric's chart on the device page.
+type Chart struct {
+	Metric Metric
+	Series Series
 }
 
 // NotFoundModel is the page for something that does not exist.
@@ -115,11 +239,12 @@ type NotFoundModel struct {
 	Message string
 }
 
-// NewOverview builds the overview of ds as of now.
+// NewOverview builds the overview of ds as of now, every device shown.
 func NewOverview(ds []devices.Device, now time.Time) OverviewModel {
-	m := OverviewModel{Page: Page{Title: "Fleet", Live: "*", NowMs: now.UnixMilli()}, Devices: make([]Card, 0, len(ds))}
+	m := OverviewModel{Page: Page{Title: "Fleet", Kind: "overview", Live: "*", NowMs: now.UnixMilli()}, Devices: make([]Card, 0, len(ds))}
 	for _, d := range ds {
-		switch d.Status {
+		c := NewCard(d, now)
+		switch c.Status {
 		case devices.StatusOnline:
 			m.Counts.Online++
 		case devices.StatusStale:
@@ -129,15 +254,33 @@ func NewOverview(ds []devices.Device, now time.Time) OverviewModel {
 		default:
 			m.Counts.Unknown++
 		}
-		m.Devices = append(m.Devices, NewCard(d, now))
+		m.Devices = append(m.Devices, c)
 	}
+	m.Shown = len(m.Devices)
 	return m
 }
 
-// NewDevice builds the page of d as of now.
+// SetFilter hides the cards f leaves out. The counts stay those of the
+// whole fleet.
+func (m *OverviewModel) SetFilter(f Filter) {
+	m.Filter = f
+	m.Shown = 0
+	for i := range m.Devices {
+		m.Devices[i].Hidden = !f.Match(m.Devices[i])
+		if !m.Devices[i].Hidden {
+			m.Shown++
+		}
+	}
+}
+
+// NewDevice builds the page of d as of now, over the last 15 minutes.
 func NewDevice(d devices.Device, now time.Time) DeviceModel {
 	c := NewCard(d, now)
-	return DeviceModel{Page: Page{Title: c.Name, Live: d.ID, NowMs: now.UnixMilli()}, Device: c}
+	m := DeviceModel{Page: Page{Title: c.Name, Kind: "device", Live: d.ID, NowMs: now.UnixMilli()}, Device: c, Range: DefaultRange(now)}
+	for _, mt := range c.Metrics {
+		m.Charts = append(m.Charts, Chart{Metric: mt, Series: Series{From: m.Range.From, To: m.Range.To}})
+	}
+	return m
 }
 
 // NewCard builds d's card as of now.
@@ -268,63 +411,6 @@ func statusIcon(s devices.Status) string {
 	return "?"
 }
 
-// Overview serves the fleet overview at /. Any other path gets the 404 page,
-// so the handler may also be mounted as the catch-all "/".
-func Overview(f Fleet) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.URL.Path != "/" {
-			notFound(w, r, "There is no page at "+r.URL.Path+".")
-			return
-		}
-		render(w, r, http.StatusOK, OverviewPage(NewOverview(f.List(), time.Now())))
-	})
-}
-
-// DevicePage serves /devices/{id}: one device's metadata and latest values.
-// An unknown id gets the 404 page.
-func DevicePage(f Fleet) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		id := r.PathValue("id")
-		d, ok := f.Get(id)
-		if !devices.ValidName(id) || !ok {
-			notFound(w, r, "There is no device with the id “"+id+"”.")
-			return
-		}
-		render(w, r, http.StatusOK, DeviceView(NewDevice(d, time.Now())))
-	})
-}
-
-// NotFound serves the 404 page.
-func NotFound() http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		notFound(w, r, "There is no page at "+r.URL.Path+".")
-	})
-}
-
-func notFound(w http.ResponseWriter, r *http.Request, msg string) {
-	render(w, r, http.StatusNotFound, NotFoundPage(NotFoundModel{Page: Page{Title: "Not found"}, Message: msg}))
-}
-
-// render writes c whole, or a plain 500 if it fails to render.
-func render(w http.ResponseWriter, r *http.Request, status int, c templ.Component) {
-	var buf bytes.Buffer
-	if err := c.Render(r.Context(), &buf); err != nil {
-		if r.Context().Err() == nil {
-			slog.Error("render page", "path", r.URL.Path, "error", err)
-		}
-		http.Error(w, "The page could not be shown; the server's log says why.", http.StatusInternalServerError)
-		return
-	}
-	h := w.Header()
-	h.Set("Content-Type", "text/html; charset=utf-8")
-	h.Set("Cache-Control", "no-store") // the values are live
-	h.Set("Content-Length", strconv.Itoa(buf.Len()))
-	w.WriteHeader(status)
-	if r.Method != http.MethodHead {
-		w.Write(buf.Bytes())
-	}
-}
-
 func orDash(s string) string {
 	if s == "" {
 		return "–"
@@ -342,9 +428,136 @@ func metricAttrs(m Metric) templ.Attributes {
 		"data-t":      strconv.FormatInt(m.At.Ms, 10),
 	}
 	if m.HasLimits {
-		a["data-lo"] = strconv.FormatFloat(m.Lo, 'g', -1, 64)
-		a["data-hi"] = strconv.FormatFloat(m.Hi, 'g', -1, 64)
+		addLimits(a, m)
 		a["title"] = "Expected range " + m.LimitsText()
+	}
+	return a
+}
+
+func addLimits(a templ.Attributes, m Metric) {
+	a["data-lo"] = strconv.FormatFloat(m.Lo, 'g', -1, 64)
+	a["data-hi"] = strconv.FormatFloat(m.Hi, 'g', -1, 64)
+}
+
+// seriesAttrs are the attributes that carry a series to the chart script:
+// data-from, data-to and data-step, and when the history is known
+// data-points, a flat JSON array [t0,v0,t1,v1,…], and for buckets
+// data-band, [t0,min0,max0,…].
+func seriesAttrs(s Series) templ.Attributes {
+	a := templ.Attributes{
+		"data-from": strconv.FormatInt(s.From, 10),
+		"data-to":   strconv.FormatInt(s.To, 10),
+		"data-step": strconv.FormatInt(s.Step, 10),
+	}
+	if !s.Known {
+		return a
+	}
+	a["data-points"] = flatJSON(len(s.Points), func(b []byte, i int) []byte {
+		b = strconv.AppendInt(b, s.Points[i].T, 10)
+		b = append(b, ',')
+		return appendNumber(b, s.Points[i].V)
+	})
+	if s.Lo != nil {
+		a["data-band"] = flatJSON(len(s.Points), func(b []byte, i int) []byte {
+			b = strconv.AppendInt(b, s.Points[i].T, 10)
+			b = append(b, ',')
+			b = appendNumber(b, s.Lo[i])
+			b = append(b, ',')
+			return appendNumber(b, s.Hi[i])
+		})
+	}
+	return a
+}
+
+// flatJSON is a JSON array of n rows of numbers, each appended by row,
+// flattened into one array.
+func flatJSON(n int, row func(b []byte, i int) []byte) string {
+	b := make([]byte, 0, 24*n+2)
+	b = append(b, '[')
+	for i := range n {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = row(b, i)
+	}
+	return string(append(b, ']'))
+}
+
+// appendNumber appends v to six significant digits, plenty for a chart and
+// a third of the bytes of a float64 in full; JSON has no NaN, so it is null.
+func appendNumber(b []byte, v float64) []byte {
+	if math.IsNaN(v) || math.IsInf(v, 0) {
+		return append(b, "null"...)
+	}
+	return strconv.AppendFloat(b, v, 'g', 6, 64)
+}
+
+// sparkLabel says in words what a card's sparkline shows.
+func sparkLabel(m Metric) string {
+	lo, hi, ok := m.Recent.Range()
+	if !ok {
+		return m.Name + ": no history of the last 15 minutes"
+	}
+	return m.Name + " over the last 15 minutes: from " + m.withUnit(lo) + " to " + m.withUnit(hi)
+}
+
+// chartSummary says in words what a chart shows, for readers without the
+// canvas.
+func chartSummary(c Chart, r Range) string {
+	if !c.Series.Known {
+		return c.Metric.Name + ", " + r.Label() + "."
+	}
+	lo, hi, ok := c.Series.Range()
+	if !ok {
+		return "No readings of " + c.Metric.Name + " in " + r.Label() + "."
+	}
+	s := c.Metric.Name + ", " + r.Label() + ": from " + c.Metric.withUnit(lo) + " to " + c.Metric.withUnit(hi)
+	if c.Series.Step == 0 {
+		s += ", " + strconv.Itoa(len(c.Series.Points)) + " readings"
+	}
+	if c.Metric.HasLimits {
+		s += "; expected " + c.Metric.LimitsText()
+	}
+	return s + "."
+}
+
+// filterURL is the overview filtered by f.
+func filterURL(f Filter) templ.SafeURL {
+	v := url.Values{}
+	if f.Text != "" {
+		v.Set("q", f.Text)
+	}
+	if f.Status != "" {
+		v.Set("status", f.Status)
+	}
+	if len(v) == 0 {
+		return "/"
+	}
+	return templ.SafeURL("/?" + v.Encode())
+}
+
+// shownText says how many devices the overview shows. live.js says it the
+// same way.
+func shownText(shown, total int, filtered bool) string {
+	noun := " devices"
+	if total == 1 {
+		noun = " device"
+	}
+	if !filtered {
+		return strconv.Itoa(total) + noun
+	}
+	return "Showing " + strconv.Itoa(shown) + " of " + strconv.Itoa(total) + noun
+}
+
+func int64s(v int64) string { return strconv.FormatInt(v, 10) }
+
+// chartAttrs are a chart's series, unit and limits, for chart.js.
+func chartAttrs(c Chart) templ.Attributes {
+	a := seriesAttrs(c.Series)
+	a["data-chart"] = c.Metric.Name
+	a["data-unit"] = c.Metric.Unit
+	if c.Metric.HasLimits {
+		addLimits(a, c.Metric)
 	}
 	return a
 }

@@ -37,13 +37,13 @@ type deps struct {
 // routes lists every path iotdash serves.
 func routes(d deps) http.Handler {
 	mux := http.NewServeMux()
-	mux.Handle("GET /{$}", views.Overview(d.fleet))
-	mux.Handle("GET /devices/{id}", views.DevicePage(d.fleet))
+	mux.Handle("GET /{$}", views.OverviewWithHistory(d.fleet, d.reader))
+	mux.Handle("GET /devices/{id}", views.DevicePageWithHistory(d.fleet, d.reader))
 	mux.Handle("GET /static/", http.StripPrefix("/static/", views.Static()))
 	mux.Handle("GET /ws", d.hub)
 
-	mux.Handle("GET /api/v1/devices", api.Devices(d.fleet))
-	mux.Handle("GET /api/v1/query", api.Query(d.reader, api.QueryOptions{MaxPoints: d.maxPoints, Logger: d.log}))
+	mux.Handle("GET /api/v1/devices", views.Compress(api.Devices(d.fleet)))
+	mux.Handle("GET /api/v1/query", views.Compress(api.Query(d.reader, api.QueryOptions{MaxPoints: d.maxPoints, Logger: d.log})))
 
 	mux.Handle("GET /healthz", api.Health())
 	mux.Handle("GET /readyz", api.Ready(

@@ -1,20 +1,26 @@
 // live.js keeps a server-rendered iotdash page current over /ws.
 //
 // The page is complete without it. This module connects to /ws, subscribes
-// to what the page shows (<body data-live="*"> or one device id), and
-// updates values, statuses, counts and last-seen ages in place. Updates are
+// to what the page shows, and updates values, statuses, counts and
+// last-seen ages in place; overview.js and device.js add the page's own
+// parts (filter and sparklines; range picker and charts). Updates are
 // coalesced: each frame of the screen draws only the latest of each, and a
-// hidden tab draws nothing. A device the page does not show yet, a gap in
-// the stream, or a reconnection makes it fetch the page again and swap in
-// its <main>. When the connection drops it says so in a banner and
-// reconnects with backoff.
+// hidden tab draws nothing. When the connection drops it says so in a
+// banner, reconnects with backoff, and then has the page fill the gap from
+// history and fetches a fresh copy of the page's changing parts.
 //
 // It finds what to update by data attributes the templates render:
 // [data-device] per device, [data-metric] with [data-value] per metric,
-// time[data-ms] for instants, [data-count] for the counts. It says how the
-// connection is on <body data-live-state="connected|disconnected">.
+// time[data-ms] for instants, [data-count] for the counts, [data-swap] with
+// an id for the parts a fresh copy replaces. It says how the connection is
+// on <body data-live-state="connected|disconnected"> and what the server
+// confirmed it sends in <body data-subscribed="ids">.
 
-const live = document.body.dataset.live;
+import { formatValue, relative, absolute, onFrame } from '/static/chart.js';
+import * as overview from '/static/overview.js';
+import * as device from '/static/device.js';
+
+const body = document.body;
 
 // The server's clock minus ours, so that ages agree with the server.
 let offset = 0;
@@ -23,28 +29,6 @@ function syncClock(doc) {
   if (now > 0) offset = now - Date.now();
 }
 const serverNow = () => Date.now() + offset;
-
-// Values formatted as the server formats them (views.formatValue).
-export function formatValue(v) {
-  if (!Number.isFinite(v)) return '–';
-  const a = Math.abs(v);
-  const decimals = a < 100 ? 2 : a < 1000 ? 1 : 0;
-  let s = v.toFixed(decimals);
-  if (decimals > 0) s = s.replace(/\.?0+$/, '');
-  return s === '-0' ? '0' : s;
-}
-
-// Ages said as the server says them (views.relative).
-export function relative(ms) {
-  const s = Math.floor(ms / 1000);
-  if (s < 1) return 'just now';
-  if (s < 60) return `${s} s ago`;
-  if (s < 3600) return `${Math.floor(s / 60)} min ago`;
-  if (s < 86400) return `${Math.floor(s / 3600)} h ago`;
-  return `${Math.floor(s / 86400)} d ago`;
-}
-
-const absolute = (ms) => new Date(ms).toISOString().slice(0, 19).replace('T', ' ') + ' UTC';
 
 const statusWords = { online: ['●', 'Online'], stale: ['◐', 'Stale'], offline: ['○', 'Offline'] };
 
@@ -55,14 +39,9 @@ const pending = {
   seen: new Map(), // device -> server time it was last heard from
 };
 
-let drawScheduled = false;
-function scheduleDraw() {
-  if (drawScheduled || document.hidden) return;
-  drawScheduled = true;
-  requestAnimationFrame(draw);
-}
+const scheduleDraw = () => onFrame(draw);
 
-const cards = new Map(); // device id -> element, reset when <main> is swapped
+const cards = new Map(); // device id -> element, reset when parts are swapped
 function cardFor(id) {
   let el = cards.get(id);
   if (!el || !el.isConnected) {
@@ -73,51 +52,57 @@ function cardFor(id) {
 }
 
 function draw() {
-  drawScheduled = false;
-  if (document.hidden) return; // visibilitychange draws when it is shown again
   let missing = false;
-  let statusChanged = false;
+  const changed = new Set(); // cards whose status or range changed
   for (const r of pending.values.values()) {
     const card = cardFor(r.d);
     if (!card) { missing = true; continue; }
     const el = card.querySelector(`[data-metric="${CSS.escape(r.m)}"]`);
     if (!el) { missing = true; continue; }
-    drawValue(el, r);
+    if (drawValue(el, r)) changed.add(card);
   }
   for (const [id, ms] of pending.seen) {
     const t = cardFor(id)?.querySelector('time[data-testid="last-seen"]');
     if (t && ms > Number(t.dataset.ms)) setTime(t, ms);
   }
+  let statusChanged = false;
   for (const [id, s] of pending.status) {
     const card = cardFor(id);
     if (!card) { missing = true; continue; }
     if (card.dataset.status !== s) {
       drawStatus(card, s);
       statusChanged = true;
+      changed.add(card);
     }
   }
   pending.values.clear();
   pending.seen.clear();
   pending.status.clear();
   if (statusChanged) recount();
+  if (changed.size) page.changed?.(changed);
   // A device or metric the page does not show yet: the server renders it.
   if (missing) refreshSoon();
 }
 
+// drawValue shows reading r in a metric's element; it reports whether the
+// card's out-of-range state may have changed.
 function drawValue(el, r) {
-  if (r.t < Number(el.dataset.t || 0)) return; // an older reading than shown
+  if (r.t < Number(el.dataset.t || 0)) return false; // older than shown
   el.dataset.t = r.t;
   const v = el.querySelector('[data-value]');
   const text = formatValue(r.v);
   if (v.textContent !== text) v.textContent = text;
-  if (el.dataset.lo !== undefined) {
-    const out = r.v < Number(el.dataset.lo) || r.v > Number(el.dataset.hi);
-    el.classList.toggle('out', out);
-    const note = el.querySelector('.out-note');
-    if (note) note.hidden = !out;
-  }
   const t = el.querySelector('time[data-ms]');
   if (t) setTime(t, r.t);
+  if (el.dataset.lo === undefined) return false;
+  const out = r.v < Number(el.dataset.lo) || r.v > Number(el.dataset.hi);
+  if (out === el.classList.contains('out')) return false;
+  el.classList.toggle('out', out);
+  const note = el.querySelector('.out-note');
+  if (note) note.hidden = !out;
+  const card = el.closest('[data-device]');
+  if (card) card.toggleAttribute('data-out', !!card.querySelector('.metric.out'));
+  return true;
 }
 
 function setTime(t, ms) {
@@ -164,6 +149,8 @@ function recount() {
       el.dataset.testid = `count-${s}`;
       el.className = `count count-${s}`;
       el.querySelector('.count-label').textContent = s;
+      const a = el.querySelector('a');
+      if (a) { a.search = `?status=${s}`; a.removeAttribute('aria-current'); }
       section.append(el);
     }
     if (el) el.querySelector('.count-n').textContent = String(count);
@@ -182,10 +169,13 @@ function tick() {
       if (rel.textContent !== text) rel.textContent = text;
     }
   }
+  page.tick?.(now);
+  if (retryAt) showBanner();
 }
 
-// Refetch the page and swap in its <main>: at most one fetch at a time and
-// one every few seconds, however often it is asked for.
+// Fetch the page again and swap in its changing parts ([data-swap] by id):
+// at most one fetch at a time and one every few seconds, however often it
+// is asked for.
 let refreshTimer = 0;
 let refreshing = false;
 let lastRefresh = 0;
@@ -203,15 +193,17 @@ async function refresh() {
     const res = await fetch(location.href, { cache: 'no-store', headers: { Accept: 'text/html' } });
     if (!res.ok) return; // e.g. the device is gone; the page as shown stays
     const doc = new DOMParser().parseFromString(await res.text(), 'text/html');
-    const next = doc.getElementById('main');
-    const main = document.getElementById('main');
-    if (!next || !main) return;
     syncClock(doc);
     const focused = document.activeElement;
-    const href = main.contains(focused) ? focused.getAttribute('href') : null;
-    main.replaceWith(next);
+    for (const next of doc.querySelectorAll('[data-swap][id]')) {
+      const old = document.getElementById(next.id);
+      if (!old) continue;
+      const href = old.contains(focused) ? focused.getAttribute('href') : null;
+      old.replaceWith(next);
+      if (href) next.querySelector(`a[href="${CSS.escape(href)}"]`)?.focus();
+    }
     cards.clear();
-    if (href) next.querySelector(`a[href="${CSS.escape(href)}"]`)?.focus();
+    page.swapped?.();
     scheduleDraw(); // what arrived meanwhile, if newer than the page
   } catch (err) {
     console.warn('iotdash: refreshing the page failed', err);
@@ -228,6 +220,7 @@ function receive(msg) {
       const had = pending.values.get(key);
       if (!had || r.t >= had.t) pending.values.set(key, r);
       pending.seen.set(r.d, now);
+      page.reading?.(r);
     }
     scheduleDraw();
   }
@@ -235,52 +228,117 @@ function receive(msg) {
     for (const s of msg.status) pending.status.set(s.d, s.s);
     scheduleDraw();
   }
-  if (msg.gap) refreshSoon(); // some readings were dropped for us
+  if (msg.gap) {
+    // Some readings were dropped for us: the page refetches them.
+    page.gap?.(msg.gap.from, msg.gap.to + 1);
+    refreshSoon();
+  }
 }
 
+// The connection, its backoff, and the banner that says how it is.
 const banner = document.getElementById('conn-banner');
-function showBanner(text) {
+let ws = null;
+let subscription = [body.dataset.live];
+let attempt = 0;
+let everConnected = false;
+let downSince = 0; // server time the connection dropped, 0 while connected
+let retryAt = 0; // when the next attempt is due (our clock), 0 if none
+let retryTimer = 0;
+
+function showBanner() {
   if (!banner) return;
-  banner.textContent = text;
+  const since = new Date(downSince - offset).toLocaleTimeString();
+  const wait = Math.max(0, Math.ceil((retryAt - Date.now()) / 1000));
+  const text = retryAt
+    ? `Live updates are disconnected since ${since}. Reconnecting in ${wait} s…`
+    : `Live updates are disconnected since ${since}. Reconnecting…`;
+  let msg = banner.querySelector('.banner-text');
+  if (!msg) {
+    msg = document.createElement('span');
+    msg.className = 'banner-text';
+    const retry = document.createElement('button');
+    retry.type = 'button';
+    retry.className = 'banner-retry';
+    retry.textContent = 'Reconnect now';
+    retry.addEventListener('click', retryNow);
+    banner.replaceChildren(msg, ' ', retry);
+  }
+  if (msg.textContent !== text) msg.textContent = text;
   banner.hidden = false;
 }
 
-let attempt = 0;
-let everConnected = false;
+function retryNow() {
+  if (ws) return;
+  clearTimeout(retryTimer);
+  retryAt = 0;
+  connect();
+}
+
+// subscribe changes what the server sends; the page calls it when what it
+// shows changes.
+function subscribe(ids) {
+  subscription = ids;
+  if (ws && ws.readyState === WebSocket.OPEN) ws.send(JSON.stringify({ subscribe: { devices: ids } }));
+}
+
 function connect() {
-  const ws = new WebSocket(`${location.protocol === 'https:' ? 'wss:' : 'ws:'}//${location.host}/ws`);
-  ws.onopen = () => {
-    ws.send(JSON.stringify({ subscribe: { devices: [live] } }));
-  };
-  ws.onmessage = (ev) => {
+  const sock = new WebSocket(`${location.protocol === 'https:' ? 'wss:' : 'ws:'}//${location.host}/ws`);
+  ws = sock;
+  sock.onopen = () => sock.send(JSON.stringify({ subscribe: { devices: subscription } }));
+  sock.onmessage = (ev) => {
     let msg;
     try { msg = JSON.parse(ev.data); } catch { return; }
     if (msg.subscribed) {
+      body.dataset.subscribed = msg.subscribed.devices.join(' ');
+      if (body.dataset.liveState === 'connected') return; // a new filter
       attempt = 0;
-      document.body.dataset.liveState = 'connected';
+      body.dataset.liveState = 'connected';
       if (banner) banner.hidden = true;
-      if (everConnected) refreshSoon(); // fill in what changed while away
+      if (everConnected) {
+        // Fill in what happened while away.
+        page.reconnected?.(downSince);
+        refreshSoon();
+      }
       everConnected = true;
+      downSince = 0;
       return;
     }
     receive(msg);
   };
-  ws.onclose = () => {
+  sock.onclose = () => {
+    ws = null;
+    if (!downSince) downSince = serverNow();
     // Back off exponentially to 30 s, with jitter so that a restarted
     // server is not met by every browser at once.
     const delay = Math.min(30000, 500 * 2 ** attempt) * (0.5 + Math.random() / 2);
     attempt++;
-    document.body.dataset.liveState = 'disconnected';
-    showBanner(`Live updates are disconnected. Reconnecting in ${Math.ceil(delay / 1000)} s…`);
-    setTimeout(connect, delay);
+    body.dataset.liveState = 'disconnected';
+    retryAt = Date.now() + delay;
+    showBanner();
+    retryTimer = setTimeout(() => { retryAt = 0; connect(); }, delay);
   };
 }
 
-if (live) {
+// The page's own part, given what it needs of the connection.
+const live = {
+  serverNow,
+  subscribe,
+  refreshSoon,
+  // status shows statuses learnt other than over /ws.
+  status(list) {
+    for (const s of list) pending.status.set(s.d, s.s);
+    scheduleDraw();
+  },
+};
+const page = body.dataset.page === 'overview' ? overview.init(live)
+  : body.dataset.page === 'device' ? device.init(live) : {};
+
+if (body.dataset.live) {
   syncClock(document);
   document.addEventListener('visibilitychange', () => {
     if (!document.hidden) { tick(); scheduleDraw(); }
   });
+  window.addEventListener('online', retryNow);
   setInterval(tick, 1000);
   connect();
 }

@@ -1,0 +1,311 @@
+package views
+
+import (
+	"bytes"
+	"context"
+	"log/slog"
+	"net/http"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/a-h/templ"
+
+	"iotdash/devices"
+	"iotdash/store"
+)
+
+// Fleet is what the pages read: the devices known now. *devices.Fleet
+// satisfies it.
+type Fleet interface {
+	// List returns every known device, ordered by id.
+	List() []devices.Device
+	// Get returns the device with id, and false if it is not known.
+	Get(id string) (devices.Device, bool)
+}
+
+var _ Fleet = (*devices.Fleet)(nil)
+
+// History is the store the pages read recent history from, to embed it in
+// the page: the overview's sparklines and the device page's charts.
+// *sqlite.Store and *influx.Store satisfy it.
+type History interface {
+	// Query answers q (see store.Query). It returns EInvalid for a query it
+	// cannot answer and EUnavailable when the store cannot be reached.
+	Query(ctx context.Context, q store.Query) ([]store.Point, error)
+}
+
+// Bounds on the history a page embeds, so that a slow store delays a page
+// by a little and never breaks it: what is not read in time is left for the
+// script to fetch from the history API.
+const (
+	// historyWait is the most a page waits for its history.
+	historyWait = 2 * time.Second
+	// historyWorkers is how many queries of one page run at once.
+	historyWorkers = 4
+	// sparkSpan and sparkStep are what a card's sparkline shows.
+	sparkSpan = 15 * time.Minute
+	sparkStep = time.Minute
+	// chartWidth is the chart width, in pixels, the server assumes when it
+	// picks a step; the script picks its own for the width it has.
+	chartWidth = 1000
+	// maxRaw is the most raw readings a chart embeds before it asks for
+	// buckets instead.
+	maxRaw = 2000
+	// maxEmbedSpan is the longest span whose history the device page
+	// embeds; a longer custom range is fetched by the script.
+	maxEmbedSpan = 7 * 24 * time.Hour
+)
+
+// Overview serves the fleet overview at /, without sparkline history. Any
+// other path gets the 404 page, so the handler may also be mounted as the
+// catch-all "/".
+func Overview(f Fleet) http.Handler { return OverviewWithHistory(f, nil) }
+
+// OverviewWithHistory serves the fleet overview at /, each card with a
+// sparkline of each metric's last 15 minutes read from h (none when h is
+// nil). The filter is read from ?q= and ?status=. Any other path gets the
+// 404 page.
+func OverviewWithHistory(f Fleet, h History) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/" {
+			notFound(w, r, "There is no page at "+r.URL.Path+".")
+			return
+		}
+		now := time.Now()
+		m := NewOverview(f.List(), now)
+		m.SetFilter(ParseFilter(r.URL.Query().Get))
+		if h != nil {
+			m.History = true
+			addSparklines(r.Context(), h, &m, now)
+		}
+		render(w, r, http.StatusOK, OverviewPage(m))
+	})
+}
+
+// DevicePage serves /devices/{id}: one device's metadata, latest values and
+// charts, without embedded history (the script fetches it). An unknown id
+// gets the 404 page.
+func DevicePage(f Fleet) http.Handler { return DevicePageWithHistory(f, nil) }
+
+// DevicePageWithHistory serves /devices/{id} with each chart's history read
+// from h (none when h is nil) for the range in ?range= (15m, 1h, 6h, 24h,
+// 7d) or ?from=&to=. An unknown id gets the 404 page.
+func DevicePageWithHistory(f Fleet, h History) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		id := r.PathValue("id")
+		d, ok := f.Get(id)
+		if !devices.ValidName(id) || !ok {
+			notFound(w, r, "There is no device with the id “"+id+"”.")
+			return
+		}
+		now := time.Now()
+		m := NewDevice(d, now)
+		m.SetRange(ParseRange(r.URL.Query().Get, now))
+		if h != nil {
+			m.History = true
+			addCharts(r.Context(), h, &m)
+		}
+		render(w, r, http.StatusOK, DeviceView(m))
+	})
+}
+
+// NotFound serves the 404 page.
+func NotFound() http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		notFound(w, r, "There is no page at "+r.URL.Path+".")
+	})
+}
+
+func notFound(w http.ResponseWriter, r *http.Request, msg string) {
+	render(w, r, http.StatusNotFound, NotFoundPage(NotFoundModel{Page: Page{Title: "Not found"}, Message: msg}))
+}
+
+// render writes c whole, gzipped if the client takes it, or a plain 500 if
+// it fails to render.
+func render(w http.ResponseWriter, r *http.Request, status int, c templ.Component) {
+	buf := getBuffer()
+	defer putBuffer(buf)
+	if err := c.Render(r.Context(), buf); err != nil {
+		if r.Context().Err() == nil {
+			slog.Error("render page", "path", r.URL.Path, "error", err)
+		}
+		http.Error(w, "The page could not be shown; the server's log says why.", http.StatusInternalServerError)
+		return
+	}
+	h := w.Header()
+	h.Set("Content-Type", "text/html; charset=utf-8")
+	h.Set("Cache-Control", "no-store") // the values are live
+	h.Add("Vary", "Accept-Encoding")
+	body := buf.Bytes()
+	if acceptsGzip(r) {
+		zbuf := getBuffer()
+		defer putBuffer(zbuf)
+		gzipInto(zbuf, body)
+		body = zbuf.Bytes()
+		h.Set("Content-Encoding", "gzip")
+	}
+	h.Set("Content-Length", strconv.Itoa(len(body)))
+	w.WriteHeader(status)
+	if r.Method != http.MethodHead {
+		w.Write(body)
+	}
+}
+
+var buffers = sync.Pool{New: func() any { return new(bytes.Buffer) }}
+
+func getBuffer() *bytes.Buffer { return buffers.Get().(*bytes.Buffer) }
+
+func putBuffer(b *bytes.Buffer) {
+	if b.Cap() > 4<<20 {
+		return // one huge page should not pin its buffer
+	}
+	b.Reset()
+	buffers.Put(b)
+}
+
+// queries runs jobs with at most historyWorkers at once, until they are
+// done or ctx ends; a job that has not started by then does not run.
+func queries(ctx context.Context, jobs []func(context.Context)) {
+	next := make(chan func(context.Context))
+	var wg sync.WaitGroup
+	for range min(historyWorkers, len(jobs)) {
+		wg.Go(func() {
+			for job := range next {
+				job(ctx)
+			}
+		})
+	}
+feed:
+	for _, job := range jobs {
+		select {
+		case next <- job:
+		case <-ctx.Done():
+			break feed
+		}
+	}
+	close(next)
+	wg.Wait()
+}
+
+// historyFailed logs, once per page, that some history could not be read;
+// the page is shown without it.
+func historyFailed(path string) func(error) {
+	var once sync.Once
+	return func(err error) {
+		once.Do(func() {
+			slog.Warn("page shown without some of its history", "path", path, "error", err)
+		})
+	}
+}
+
+// addSparklines reads the last 15 minutes of every metric of the cards the
+// filter shows, one point a minute.
+func addSparklines(ctx context.Context, h History, m *OverviewModel, now time.Time) {
+	ctx, cancel := context.WithTimeout(ctx, historyWait)
+	defer cancel()
+	to := now.UnixMilli() + 1
+	from := to - sparkSpan.Milliseconds()
+	fail := historyFailed("/")
+	var jobs []func(context.Context)
+	for i := range m.Devices {
+		c := &m.Devices[i]
+		for j := range c.Metrics {
+			mt := &c.Metrics[j]
+			mt.Recent = Series{From: from, To: to, Step: sparkStep.Milliseconds()}
+			if c.Hidden {
+				continue
+			}
+			jobs = append(jobs, func(ctx context.Context) {
+				pts, err := h.Query(ctx, store.Query{Device: c.ID, Metric: mt.Name, From: from, To: to, Step: sparkStep.Milliseconds(), Agg: store.AggMean})
+				if err != nil {
+					fail(err)
+					return
+				}
+				mt.Recent.Points, mt.Recent.Known = pts, true
+			})
+		}
+	}
+	queries(ctx, jobs)
+}
+
+// addCharts reads each chart's history over the page's range.
+func addCharts(ctx context.Context, h History, m *DeviceModel) {
+	if time.Duration(m.Range.To-m.Range.From)*time.Millisecond > maxEmbedSpan {
+		return
+	}
+	ctx, cancel := context.WithTimeout(ctx, historyWait)
+	defer cancel()
+	fail := historyFailed("/devices/" + m.Device.ID)
+	jobs := make([]func(context.Context), len(m.Charts))
+	for i := range m.Charts {
+		c := &m.Charts[i]
+		jobs[i] = func(ctx context.Context) {
+			s, err := readSeries(ctx, h, m.Device.ID, c.Metric.Name, m.Range.From, m.Range.To)
+			if err != nil {
+				fail(err)
+				return
+			}
+			c.Series = s
+		}
+	}
+	queries(ctx, jobs)
+}
+
+// readSeries reads one metric over [from, to): every reading if that is
+// few enough for the chart's width, else buckets with their mean, min and
+// max.
+func readSeries(ctx context.Context, h History, device, metric string, from, to int64) (Series, error) {
+	s := Series{From: from, To: to, Step: StepFor(to-from, chartWidth)}
+	q := store.Query{Device: device, Metric: metric, From: from, To: to, Step: s.Step, Agg: store.AggMean}
+	if s.Step == 0 {
+		pts, err := h.Query(ctx, q)
+		if err != nil {
+			return s, err
+		}
+		if len(pts) <= maxRaw {
+			s.Points, s.Known = pts, true
+			return s, nil
+		}
+		s.Step = max(StepFor(to-from, maxRaw/2), time.Second.Milliseconds())
+		q.Step = s.Step
+	}
+	mean, err := h.Query(ctx, q)
+	if err != nil {
+		return s, err
+	}
+	q.Agg = store.AggMin
+	lo, err := h.Query(ctx, q)
+	if err != nil {
+		return s, err
+	}
+	q.Agg = store.AggMax
+	hi, err := h.Query(ctx, q)
+	if err != nil {
+		return s, err
+	}
+	// The three answers were read one after another; a bucket that gained
+	// its first reading meanwhile is in some and not others.
+	los, his := byTime(lo), byTime(hi)
+	s.Points = mean
+	s.Lo, s.Hi = make([]float64, len(mean)), make([]float64, len(mean))
+	for i, p := range mean {
+		s.Lo[i], s.Hi[i] = p.V, p.V
+		if v, ok := los[p.T]; ok {
+			s.Lo[i] = min(v, p.V)
+		}
+		if v, ok := his[p.T]; ok {
+			s.Hi[i] = max(v, p.V)
+		}
+	}
+	s.Known = true
+	return s, nil
+}
+
+func byTime(pts []store.Point) map[int64]float64 {
+	m := make(map[int64]float64, len(pts))
+	for _, p := range pts {
+		m[p.T] = p.V
+	}
+	return m
+}

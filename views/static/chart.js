@@ -1,0 +1,571 @@
+// chart.js draws iotdash's charts on canvas: the device page's charts with
+// axes, limits, a min–max band and a read-out of the point under the
+// pointer, and the overview's sparklines. It holds a metric's points in a
+// Series, which live readings extend and history fills.
+//
+// Drawing happens once per animation frame at most, only for canvases on
+// screen, and never in a hidden tab: invalidate() marks a drawing dirty and
+// the frame draws what is dirty.
+
+// formatValue shows a value as the server does (views.formatValue).
+export function formatValue(v) {
+  if (!Number.isFinite(v)) return '–';
+  const a = Math.abs(v);
+  const decimals = a < 100 ? 2 : a < 1000 ? 1 : 0;
+  let s = v.toFixed(decimals);
+  if (decimals > 0) s = s.replace(/\.?0+$/, '');
+  return s === '-0' ? '0' : s;
+}
+
+// relative says an age as the server does (views.relative).
+export function relative(ms) {
+  const s = Math.floor(ms / 1000);
+  if (s < 1) return 'just now';
+  if (s < 60) return `${s} s ago`;
+  if (s < 3600) return `${Math.floor(s / 60)} min ago`;
+  if (s < 86400) return `${Math.floor(s / 3600)} h ago`;
+  return `${Math.floor(s / 86400)} d ago`;
+}
+
+// absolute is an instant as the server shows it, in UTC.
+export const absolute = (ms) => new Date(ms).toISOString().slice(0, 19).replace('T', ' ') + ' UTC';
+
+// localTime is an instant in the browser's time zone, to the second.
+const localFmt = new Intl.DateTimeFormat(undefined, {
+  year: 'numeric', month: '2-digit', day: '2-digit', hour: '2-digit', minute: '2-digit', second: '2-digit', hour12: false,
+});
+export const localTime = (ms) => localFmt.format(ms);
+
+// The steps a chart picks from, as the server's views.niceSteps.
+const S = 1000, M = 60 * S, H = 60 * M, D = 24 * H;
+const niceSteps = [S, 2 * S, 5 * S, 10 * S, 15 * S, 30 * S, M, 2 * M, 5 * M, 10 * M, 15 * M, 30 * M, H, 2 * H, 3 * H, 6 * H, 12 * H, D, 7 * D];
+
+// stepFor is the step at which a span of ms fits width pixels: 0 (every
+// reading) while a second is less than a pixel, else the smallest nice step
+// at least a pixel wide. views.StepFor picks the same.
+export function stepFor(span, width) {
+  const per = Math.floor(span / Math.max(1, Math.floor(width)));
+  if (per < S) return 0;
+  return niceSteps.find((s) => s >= per) ?? niceSteps[niceSteps.length - 1];
+}
+
+const floorTo = (t, step) => t - (((t % step) + step) % step);
+
+// Series is one metric's points in time order: {t, v} for readings, or
+// {t, v, lo, hi, n} for buckets of step ms (v their mean, lo and hi their
+// min and max, n how many readings a live bucket has folded in).
+export class Series {
+  constructor(step = 0, points = []) {
+    this.step = step;
+    this.pts = points;
+  }
+
+  // fromData reads a series from an element's data-step, data-points
+  // ([t,v,…]) and data-band ([t,lo,hi,…]); null if it carries none.
+  static fromData(el) {
+    if (!el.dataset.points) return null;
+    const flat = JSON.parse(el.dataset.points);
+    const band = el.dataset.band ? JSON.parse(el.dataset.band) : null;
+    const s = new Series(Number(el.dataset.step) || 0);
+    for (let i = 0; i < flat.length / 2; i++) {
+      const [t, v] = [flat[2 * i], flat[2 * i + 1]];
+      if (v === null) continue;
+      const p = { t, v };
+      if (band) { p.lo = band[3 * i + 1] ?? v; p.hi = band[3 * i + 2] ?? v; }
+      s.pts.push(p);
+    }
+    return s;
+  }
+
+  // index is the position of the first point at or after t.
+  index(t) {
+    let lo = 0, hi = this.pts.length;
+    while (lo < hi) {
+      const mid = (lo + hi) >> 1;
+      if (this.pts[mid].t < t) lo = mid + 1; else hi = mid;
+    }
+    return lo;
+  }
+
+  // put stores p in time order, replacing a point of the same time.
+  put(p) {
+    const n = this.pts.length;
+    if (n === 0 || this.pts[n - 1].t < p.t) { this.pts.push(p); return; }
+    const i = this.index(p.t);
+    if (i < n && this.pts[i].t === p.t) this.pts[i] = p; else this.pts.splice(i, 0, p);
+  }
+
+  // add takes a live reading: as it is, or folded into its bucket.
+  add(t, v) {
+    if (!this.step) { this.put({ t, v }); return; }
+    const b = floorTo(t, this.step);
+    const i = this.index(b);
+    const p = this.pts[i];
+    if (p && p.t === b) {
+      const n = p.n ?? 1;
+      p.v = (p.v * n + v) / (n + 1);
+      p.n = n + 1;
+      p.lo = Math.min(p.lo ?? p.v, v);
+      p.hi = Math.max(p.hi ?? p.v, v);
+    } else {
+      this.put({ t: b, v, lo: v, hi: v, n: 1 });
+    }
+  }
+
+  // merge takes the points of other (history read later), replacing those
+  // of the same time.
+  merge(other) {
+    for (const p of other.pts) this.put(p);
+  }
+
+  // trim drops the points before t.
+  trim(t) {
+    const i = this.index(t - this.step);
+    if (i > 0) this.pts.splice(0, i);
+  }
+
+  // within returns the points with from <= t < to.
+  within(from, to) {
+    return this.pts.slice(this.index(from - this.step), this.index(to));
+  }
+
+  last() { return this.pts[this.pts.length - 1]; }
+}
+
+// Drawing is batched per animation frame.
+const dirty = new Set();
+let frame = 0;
+const onScreen = new WeakMap(); // canvas -> whether it is in view
+const seen = new IntersectionObserver((entries) => {
+  for (const e of entries) {
+    onScreen.set(e.target, e.isIntersecting);
+    if (e.isIntersecting && e.target.drawing) invalidate(e.target.drawing);
+  }
+});
+
+// invalidate asks for d.draw() in the next frame, if d's canvas is on
+// screen and the tab is visible; otherwise when it comes into view.
+export function invalidate(d) {
+  dirty.add(d);
+  if (!frame && !document.hidden) frame = requestAnimationFrame(drawDirty);
+}
+
+// onFrame runs f in the next frame with the drawings.
+const frameTasks = new Set();
+export function onFrame(f) {
+  frameTasks.add(f);
+  if (!frame && !document.hidden) frame = requestAnimationFrame(drawDirty);
+}
+
+function drawDirty() {
+  frame = 0;
+  if (document.hidden) return;
+  for (const f of frameTasks) f();
+  frameTasks.clear();
+  theme ??= readTheme();
+  for (const d of dirty) {
+    if (!d.canvas.isConnected) { dirty.delete(d); continue; }
+    if (onScreen.get(d.canvas) === false || !d.size) continue; // drawn when it is in view and sized
+    dirty.delete(d);
+    d.draw();
+  }
+}
+
+document.addEventListener('visibilitychange', () => {
+  if (!document.hidden && (dirty.size || frameTasks.size) && !frame) frame = requestAnimationFrame(drawDirty);
+});
+
+// Colours come from the stylesheet, so charts follow the light or dark theme.
+let theme = null;
+function readTheme() {
+  const cs = getComputedStyle(document.documentElement);
+  const v = (name) => cs.getPropertyValue(name).trim();
+  return {
+    line: v('--chart-line'), band: v('--chart-band'), grid: v('--line'), text: v('--muted'),
+    out: v('--offline'), outBg: v('--chart-out-bg'), cursor: v('--fg'), bg: v('--card'),
+  };
+}
+const allDrawings = new Set();
+matchMedia('(prefers-color-scheme: dark)').addEventListener('change', () => {
+  theme = null;
+  for (const d of allDrawings) if (d.canvas.isConnected) invalidate(d); else allDrawings.delete(d);
+});
+
+// Each canvas's size in CSS pixels comes from a ResizeObserver, never from
+// reading the layout while drawing: on a page of hundreds of cards whose
+// values just changed, one read of clientWidth costs a whole layout.
+const sizes = new ResizeObserver((entries) => {
+  for (const e of entries) {
+    const d = e.target.drawing;
+    if (!d) continue;
+    const box = e.contentBoxSize?.[0];
+    d.size = { w: box ? box.inlineSize : e.contentRect.width, h: box ? box.blockSize : e.contentRect.height };
+    invalidate(d);
+  }
+});
+
+// fit sizes a canvas's backing store to its box at the screen's pixel
+// ratio and returns its context scaled to CSS pixels, with its size.
+function fit(canvas, size) {
+  const dpr = window.devicePixelRatio || 1;
+  const { w, h } = size;
+  if (canvas.width !== Math.round(w * dpr) || canvas.height !== Math.round(h * dpr)) {
+    canvas.width = Math.round(w * dpr);
+    canvas.height = Math.round(h * dpr);
+  }
+  const ctx = canvas.getContext('2d');
+  ctx.setTransform(dpr, 0, 0, dpr, 0, 0);
+  ctx.clearRect(0, 0, w, h);
+  return { ctx, w, h };
+}
+
+// breakAfter is the gap between two points past which the line breaks: a
+// hole the data has is shown as one.
+function breakAfter(pts, step) {
+  const dts = [];
+  for (let i = Math.max(1, pts.length - 64); i < pts.length; i++) dts.push(pts[i].t - pts[i - 1].t);
+  dts.sort((a, b) => a - b);
+  const typical = dts.length ? dts[dts.length >> 1] : 0;
+  return Math.max(2.5 * step, 3 * typical, 3000);
+}
+
+// plot draws pts into the box (x0, y0)–(x1, y1) for the times from–to and
+// values lo–hi: the band, then the line, the parts beyond the limits in
+// the out-of-range colour.
+function plot(ctx, pts, step, box, lim, lineWidth) {
+  const { x0, x1, y0, y1, from, to, lo, hi } = box;
+  const x = (t) => x0 + ((t + step / 2 - from) / (to - from)) * (x1 - x0);
+  const y = (v) => y1 - ((v - lo) / (hi - lo || 1)) * (y1 - y0);
+  const gap = breakAfter(pts, step);
+  const runs = [];
+  let run = [];
+  for (let i = 0; i < pts.length; i++) {
+    if (i > 0 && pts[i].t - pts[i - 1].t > gap) { runs.push(run); run = []; }
+    run.push(pts[i]);
+  }
+  if (run.length) runs.push(run);
+
+  ctx.save();
+  ctx.beginPath();
+  ctx.rect(x0, y0 - 2, x1 - x0, y1 - y0 + 4);
+  ctx.clip();
+  if (step) {
+    ctx.fillStyle = theme.band;
+    for (const r of runs) {
+      ctx.beginPath();
+      r.forEach((p, i) => (i ? ctx.lineTo(x(p.t), y(p.hi ?? p.v)) : ctx.moveTo(x(p.t), y(p.hi ?? p.v))));
+      for (let i = r.length - 1; i >= 0; i--) ctx.lineTo(x(r[i].t), y(r[i].lo ?? r[i].v));
+      ctx.closePath();
+      ctx.fill();
+    }
+  }
+  const line = () => {
+    ctx.beginPath();
+    for (const r of runs) {
+      r.forEach((p, i) => (i ? ctx.lineTo(x(p.t), y(p.v)) : ctx.moveTo(x(p.t), y(p.v))));
+      if (r.length === 1) ctx.arc(x(r[0].t), y(r[0].v), lineWidth, 0, 2 * Math.PI);
+    }
+    ctx.stroke();
+  };
+  ctx.lineWidth = lineWidth;
+  ctx.lineJoin = 'round';
+  ctx.strokeStyle = theme.line;
+  line();
+  if (lim) {
+    // The same line again, clipped to beyond the limits.
+    ctx.beginPath();
+    if (lim[1] < hi) ctx.rect(x0, y0 - 2, x1 - x0, y(lim[1]) - y0 + 2);
+    if (lim[0] > lo) ctx.rect(x0, y(lim[0]), x1 - x0, y1 - y(lim[0]) + 2);
+    ctx.clip();
+    ctx.strokeStyle = theme.out;
+    ctx.lineWidth = lineWidth + 0.5;
+    line();
+  }
+  ctx.restore();
+  return { x, y };
+}
+
+// limitZones shades the values beyond the limits and marks them with
+// dashed lines.
+function limitZones(ctx, box, lim, y, dashed) {
+  if (!lim) return;
+  const { x0, x1, y0, y1, lo, hi } = box;
+  ctx.fillStyle = theme.outBg;
+  if (lim[1] < hi) ctx.fillRect(x0, y0, x1 - x0, Math.max(0, y(lim[1]) - y0));
+  if (lim[0] > lo) ctx.fillRect(x0, y(lim[0]), x1 - x0, Math.max(0, y1 - y(lim[0])));
+  if (!dashed) return;
+  ctx.save();
+  ctx.strokeStyle = theme.out;
+  ctx.setLineDash([4, 4]);
+  ctx.lineWidth = 1;
+  for (const l of lim) {
+    if (l < lo || l > hi) continue;
+    ctx.beginPath();
+    ctx.moveTo(x0, Math.round(y(l)) + 0.5);
+    ctx.lineTo(x1, Math.round(y(l)) + 0.5);
+    ctx.stroke();
+  }
+  ctx.restore();
+}
+
+// valueRange is the lowest and highest value of pts (with their band).
+function valueRange(pts) {
+  let lo = Infinity, hi = -Infinity;
+  for (const p of pts) {
+    lo = Math.min(lo, p.lo ?? p.v);
+    hi = Math.max(hi, p.hi ?? p.v);
+  }
+  return [lo, hi];
+}
+
+function limitsOf(el) {
+  if (el.dataset.lo === undefined || el.dataset.hi === undefined) return null;
+  return [Number(el.dataset.lo), Number(el.dataset.hi)];
+}
+
+function track(d) {
+  d.canvas.drawing = d;
+  d.size = null; // until the ResizeObserver says
+  seen.observe(d.canvas);
+  sizes.observe(d.canvas);
+  allDrawings.add(d);
+}
+
+// release forgets a drawing whose canvas has left the page.
+export function release(d) {
+  seen.unobserve(d.canvas);
+  sizes.unobserve(d.canvas);
+  allDrawings.delete(d);
+  dirty.delete(d);
+}
+
+// Sparkline is a card's small chart of one metric's last minutes.
+export class Sparkline {
+  // canvas carries the series' data-*; its metric element the limits.
+  constructor(canvas, series, span) {
+    this.canvas = canvas;
+    this.series = series;
+    this.span = span;
+    this.now = () => Date.now();
+    this.limits = limitsOf(canvas.closest('[data-metric]') || canvas);
+    track(this);
+  }
+
+  draw() {
+    const { ctx, w, h } = fit(this.canvas, this.size);
+    // Up to now, or to the newest reading if a device's clock runs ahead.
+    const to = Math.max(this.now(), (this.series.last()?.t ?? 0) + this.series.step + 1);
+    const from = to - this.span;
+    const pts = this.series.within(from, to);
+    if (!pts.length) return;
+    let [lo, hi] = valueRange(pts);
+    const pad = (hi - lo) * 0.1 || Math.abs(hi) * 0.05 || 1;
+    lo -= pad; hi += pad;
+    const box = { x0: 1, x1: w - 3, y0: 2, y1: h - 2, from, to, lo, hi };
+    const y = (v) => box.y1 - ((v - lo) / (hi - lo)) * (box.y1 - box.y0);
+    limitZones(ctx, box, this.limits, y, false);
+    const { x } = plot(ctx, pts, this.series.step, box, this.limits, 1.5);
+    const p = pts[pts.length - 1];
+    const out = this.limits && (p.v < this.limits[0] || p.v > this.limits[1]);
+    ctx.fillStyle = out ? theme.out : theme.line;
+    ctx.beginPath();
+    ctx.arc(Math.min(x(p.t), box.x1), y(p.v), 2, 0, 2 * Math.PI);
+    ctx.fill();
+  }
+}
+
+// niceTick is a round step for about n ticks over a span of values.
+function niceTick(span, n) {
+  const raw = span / n;
+  const mag = 10 ** Math.floor(Math.log10(raw));
+  const f = raw / mag;
+  return (f <= 1 ? 1 : f <= 2 ? 2 : f <= 2.5 ? 2.5 : f <= 5 ? 5 : 10) * mag;
+}
+
+const timeTicks = [S, 2 * S, 5 * S, 10 * S, 15 * S, 30 * S, M, 2 * M, 5 * M, 10 * M, 15 * M, 30 * M, H, 2 * H, 3 * H, 6 * H, 12 * H, D, 2 * D, 7 * D];
+const hm = new Intl.DateTimeFormat(undefined, { hour: '2-digit', minute: '2-digit', hour12: false });
+const hms = new Intl.DateTimeFormat(undefined, { hour: '2-digit', minute: '2-digit', second: '2-digit', hour12: false });
+const md = new Intl.DateTimeFormat(undefined, { month: 'short', day: 'numeric' });
+
+// Chart is a device page's chart of one metric: axes, the limits, the
+// min–max band of bucketed history, and a cursor that the pointer or the
+// arrow keys move, read out in words in the figure's <output>.
+export class Chart {
+  constructor(fig) {
+    this.fig = fig;
+    this.canvas = fig.querySelector('canvas');
+    this.readout = fig.querySelector('output');
+    this.hint = this.readout.textContent;
+    this.metric = fig.dataset.chart;
+    this.unit = fig.dataset.unit || '';
+    this.limits = limitsOf(fig);
+    this.series = new Series(Number(fig.dataset.step) || 0);
+    this.from = Number(fig.dataset.from);
+    this.to = Number(fig.dataset.to);
+    this.cursor = null; // the time of the point under the cursor
+    this.layout = null;
+    // The canvas says in its label what the server's summary said.
+    fig.querySelector('.chart-summary')?.setAttribute('hidden', '');
+    track(this);
+    this.canvas.addEventListener('pointermove', (e) => this.point(e));
+    this.canvas.addEventListener('pointerdown', (e) => this.point(e));
+    this.canvas.addEventListener('pointerleave', () => this.setCursor(null));
+    this.canvas.addEventListener('keydown', (e) => this.key(e));
+    this.canvas.addEventListener('blur', () => this.setCursor(null));
+  }
+
+  // width is the width of the plot in CSS pixels, for picking a step.
+  width() { return Math.max(100, (this.size?.w ?? this.canvas.clientWidth) - 56); }
+
+  setWindow(from, to) {
+    this.from = from;
+    this.to = to;
+    invalidate(this);
+  }
+
+  setSeries(series) {
+    this.series = series;
+    this.cursor = null;
+    this.relabel = true;
+    invalidate(this);
+  }
+
+  // summary says in words what the chart shows.
+  summary() {
+    const pts = this.shown();
+    if (!pts.length) return `${this.metric}: no readings in this range`;
+    const [lo, hi] = valueRange(pts);
+    const u = this.unit ? ` ${this.unit}` : '';
+    let s = `${this.metric} from ${localTime(this.from)} to ${localTime(this.to)}: between ${formatValue(lo)} and ${formatValue(hi)}${u}`;
+    if (this.limits) s += `; expected ${formatValue(this.limits[0])} to ${formatValue(this.limits[1])}${u}`;
+    return s;
+  }
+
+  // shown is the points in the window.
+  shown() { return this.series.within(this.from, this.to); }
+
+  point(e) {
+    if (!this.layout) return;
+    const r = this.canvas.getBoundingClientRect();
+    const { x0, x1, from, to } = this.layout;
+    const t = from + ((e.clientX - r.left - x0) / (x1 - x0)) * (to - from);
+    const p = this.nearest(t);
+    this.setCursor(p ? p.t : null);
+  }
+
+  nearest(t) {
+    const pts = this.shown();
+    if (!pts.length) return null;
+    const half = this.series.step / 2;
+    let best = pts[0];
+    for (const p of pts) if (Math.abs(p.t + half - t) < Math.abs(best.t + half - t)) best = p;
+    return best;
+  }
+
+  key(e) {
+    const pts = this.shown();
+    if (!pts.length) return;
+    let i = this.cursor === null ? pts.length - 1 : pts.findIndex((p) => p.t === this.cursor);
+    if (i < 0) i = pts.length - 1;
+    const by = e.shiftKey ? 10 : 1;
+    switch (e.key) {
+      case 'ArrowLeft': i = Math.max(0, i - by); break;
+      case 'ArrowRight': i = Math.min(pts.length - 1, i + by); break;
+      case 'Home': i = 0; break;
+      case 'End': i = pts.length - 1; break;
+      case 'Escape': this.setCursor(null); return;
+      default: return;
+    }
+    e.preventDefault();
+    this.setCursor(pts[i].t);
+  }
+
+  setCursor(t) {
+    this.cursor = t;
+    this.readout.textContent = t === null ? this.hint : this.describe(t);
+    invalidate(this);
+  }
+
+  // describe says the point at t in words.
+  describe(t) {
+    const p = this.series.pts[this.series.index(t)];
+    if (!p || p.t !== t) return this.hint;
+    const u = this.unit ? ` ${this.unit}` : '';
+    let s = `${localTime(p.t)}: ${formatValue(p.v)}${u}`;
+    if (this.series.step) {
+      s = `${localTime(p.t)} (${this.series.step / 1000} s): mean ${formatValue(p.v)}${u}`;
+      if (p.lo !== undefined && p.hi !== undefined && p.lo !== p.hi) s += `, min ${formatValue(p.lo)}, max ${formatValue(p.hi)}`;
+    }
+    if (this.limits && ((p.lo ?? p.v) < this.limits[0] || (p.hi ?? p.v) > this.limits[1])) s += ' — out of range';
+    return s;
+  }
+
+  draw() {
+    if (this.relabel) {
+      this.relabel = false;
+      this.canvas.setAttribute('aria-label', this.summary());
+    }
+    const { ctx, w, h } = fit(this.canvas, this.size);
+    const { from, to } = this;
+    const pts = this.shown();
+    ctx.font = '12px system-ui, sans-serif';
+    ctx.textBaseline = 'middle';
+    let [lo, hi] = pts.length ? valueRange(pts) : [0, 1];
+    if (this.limits) { lo = Math.min(lo, this.limits[0]); hi = Math.max(hi, this.limits[1]); }
+    const pad = (hi - lo) * 0.08 || Math.abs(hi) * 0.05 || 1;
+    lo -= pad; hi += pad;
+    const tick = niceTick(hi - lo, Math.max(2, Math.floor(h / 50)));
+    const labels = [];
+    for (let v = Math.ceil(lo / tick) * tick; v <= hi; v += tick) labels.push(v);
+    const x0 = 8 + Math.max(...labels.map((v) => ctx.measureText(formatValue(v)).width), 20);
+    const box = { x0, x1: w - 8, y0: 8, y1: h - 22, from, to, lo, hi };
+    this.layout = box;
+    const y = (v) => box.y1 - ((v - lo) / (hi - lo)) * (box.y1 - box.y0);
+
+    limitZones(ctx, box, this.limits, y, true);
+    // Value grid and labels.
+    ctx.strokeStyle = theme.grid;
+    ctx.fillStyle = theme.text;
+    ctx.lineWidth = 1;
+    ctx.textAlign = 'right';
+    for (const v of labels) {
+      const yy = Math.round(y(v)) + 0.5;
+      ctx.beginPath(); ctx.moveTo(box.x0, yy); ctx.lineTo(box.x1, yy); ctx.stroke();
+      ctx.fillText(formatValue(v), box.x0 - 6, yy);
+    }
+    // Time labels, at round times of the browser's zone, about 110 px apart.
+    const span = to - from;
+    const tstep = timeTicks.find((s) => (s / span) * (box.x1 - box.x0) >= 110) ?? 7 * D;
+    const fmt = tstep >= D ? md : tstep < M ? hms : hm;
+    const off = new Date(from).getTimezoneOffset() * M;
+    ctx.textAlign = 'center';
+    ctx.textBaseline = 'top';
+    for (let t = floorTo(from - off, tstep) + off + tstep; t < to; t += tstep) {
+      const xx = Math.round(box.x0 + ((t - from) / span) * (box.x1 - box.x0)) + 0.5;
+      ctx.beginPath(); ctx.moveTo(xx, box.y0); ctx.lineTo(xx, box.y1 + 4); ctx.stroke();
+      const label = fmt.format(t);
+      const half = ctx.measureText(label).width / 2;
+      if (xx - half >= 0 && xx + half <= w) ctx.fillText(label, xx, box.y1 + 6);
+    }
+    if (!pts.length) {
+      ctx.textAlign = 'center';
+      ctx.textBaseline = 'middle';
+      ctx.fillText('No readings in this range', (box.x0 + box.x1) / 2, (box.y0 + box.y1) / 2);
+      return;
+    }
+    const { x } = plot(ctx, pts, this.series.step, box, this.limits, 2);
+    if (this.cursor !== null) {
+      const p = this.series.pts[this.series.index(this.cursor)];
+      if (p && p.t === this.cursor) {
+        const xx = Math.round(x(p.t)) + 0.5;
+        ctx.strokeStyle = theme.cursor;
+        ctx.lineWidth = 1;
+        ctx.beginPath(); ctx.moveTo(xx, box.y0); ctx.lineTo(xx, box.y1); ctx.stroke();
+        ctx.fillStyle = theme.bg;
+        ctx.strokeStyle = theme.cursor;
+        ctx.lineWidth = 2;
+        ctx.beginPath(); ctx.arc(x(p.t), y(p.v), 4, 0, 2 * Math.PI); ctx.fill(); ctx.stroke();
+      }
+    }
+  }
+}

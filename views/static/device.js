@@ -1,0 +1,294 @@
+// device.js is the device page's part of live.js: the charts, drawn from
+// the history embedded in the page (or fetched, if the server had none to
+// embed) and extended by live readings; the range picker, which fetches
+// history from /api/v1/query at a step that fits each chart's width; the
+// CSV download of what the charts show; and the refetch of any span the
+// connection missed, so that a chart has no hole the data does not have.
+
+import { Series, Chart, stepFor, localTime } from '/static/chart.js';
+
+const M = 60 * 1000, H = 60 * M, D = 24 * H;
+// The range picker's choices, as views.Ranges.
+const SPANS = { '15m': 15 * M, '1h': H, '6h': 6 * H, '24h': D, '7d': 7 * D };
+const LABELS = { '15m': '15 min', '1h': '1 h', '6h': '6 h', '24h': '24 h', '7d': '7 days' };
+
+const floorTo = (t, step) => (step ? t - (((t % step) + step) % step) : t);
+
+// query asks the history API; a refusal throws its message.
+async function query(params) {
+  const res = await fetch(`/api/v1/query?${new URLSearchParams(params)}`, { cache: 'no-store' });
+  const body = await res.json().catch(() => null);
+  if (!res.ok) {
+    const err = new Error(body?.error || `${res.status} ${res.statusText}`);
+    err.status = res.status;
+    throw err;
+  }
+  return body;
+}
+
+// fetchSeries reads one metric over [from, to): every reading when step is
+// 0, else buckets of step ms with their mean, min and max.
+async function fetchSeries(device, metric, from, to, step) {
+  const base = { device, metric, from: String(Math.floor(from)), to: String(Math.ceil(to)) };
+  if (!step) {
+    try {
+      const a = await query({ ...base, step: 'raw' });
+      return new Series(0, a.points.map(([t, v]) => ({ t, v })));
+    } catch (err) {
+      if (err.status !== 400) throw err;
+      step = 1000; // more readings than the API gives at once
+    }
+  }
+  const ask = (agg) => query({ ...base, step: `${step}ms`, agg });
+  const [mean, band] = await Promise.all([ask('mean'), minmax(ask)]);
+  return new Series(step, mean.points.map(([t, v]) => {
+    const [lo, hi] = band.get(t) ?? [v, v];
+    return { t, v, lo: Math.min(lo, v), hi: Math.max(hi, v) };
+  }));
+}
+
+// minmax reads each bucket's least and greatest value: with agg=minmax in
+// one request where the API has it, else with agg=min and agg=max.
+let hasMinmax = true;
+async function minmax(ask) {
+  if (hasMinmax) {
+    try {
+      return new Map((await ask('minmax')).points.map(([t, lo, hi]) => [t, [lo, hi]]));
+    } catch (err) {
+      if (err.status !== 400) throw err;
+      hasMinmax = false;
+    }
+  }
+  const [lo, hi] = await Promise.all([ask('min'), ask('max')]);
+  const his = new Map(hi.points);
+  return new Map(lo.points.map(([t, v]) => [t, [v, his.get(t) ?? v]]));
+}
+
+// toLocalInput is an instant as a datetime-local input shows it.
+function toLocalInput(ms) {
+  const d = new Date(ms);
+  const p = (n, w = 2) => String(n).padStart(w, '0');
+  return `${p(d.getFullYear(), 4)}-${p(d.getMonth() + 1)}-${p(d.getDate())}T${p(d.getHours())}:${p(d.getMinutes())}:${p(d.getSeconds())}`;
+}
+
+export function init(live) {
+  const id = document.querySelector('[data-testid="device"]')?.dataset.device;
+  const form = document.querySelector('[data-testid="range-picker"]');
+  const label = document.getElementById('range-label');
+  const charts = new Map(); // metric -> Chart
+  for (const fig of document.querySelectorAll('figure[data-chart]')) {
+    const c = new Chart(fig);
+    c.since = null; // live readings kept while a load is in flight
+    fig.chart = c;
+    charts.set(c.metric, c);
+  }
+  if (!id || !form || !charts.size) return {};
+
+  const { from: fromInput, to: toInput } = form.elements;
+  const first = charts.values().next().value;
+  let range = { name: form.elements.range.value || '15m', from: first.from, to: first.to };
+  const relative = () => range.name in SPANS;
+
+  // The custom inputs show the browser's time zone; the server's copy is UTC.
+  const tz = form.querySelector('.tz');
+  if (tz) tz.textContent = `(${Intl.DateTimeFormat().resolvedOptions().timeZone || 'local time'})`;
+  function showInputs() {
+    fromInput.value = toLocalInput(range.from);
+    toInput.value = toLocalInput(range.to);
+  }
+  showInputs();
+
+  // span is the window the charts show now: up to now, or to the newest
+  // reading if a device's clock runs ahead of the server's.
+  let newest = 0;
+  function span() {
+    if (!relative()) return { from: range.from, to: range.to };
+    const to = Math.max(live.serverNow(), newest) + 1;
+    return { from: to - SPANS[range.name], to };
+  }
+
+  function showSpan(c) {
+    const { from, to } = span();
+    c.setWindow(from, to);
+  }
+
+  function say(text) {
+    if (label && label.textContent !== text) label.textContent = text;
+  }
+
+  function describe() {
+    const step = first.series.step;
+    const what = relative() ? `the last ${LABELS[range.name]}` : `${localTime(range.from)} to ${localTime(range.to)}`;
+    const how = step ? `one point per ${step >= M ? `${step / M} min` : `${step / 1000} s`}, with its min–max band` : 'every reading';
+    return `Showing ${what}: ${how}.`;
+  }
+
+  function keepURL() {
+    const p = new URLSearchParams();
+    if (range.name === 'custom') {
+      p.set('range', 'custom');
+      p.set('from', String(range.from));
+      p.set('to', String(range.to));
+    } else if (range.name !== '15m') {
+      p.set('range', range.name);
+    }
+    const url = location.pathname + (p.size ? `?${p}` : '');
+    if (location.pathname + location.search !== url) history.replaceState(null, '', url);
+  }
+
+  // load reads the history of the charts for the range shown now; a newer
+  // load supersedes an older one still in flight.
+  let loadSeq = 0;
+  async function load(list) {
+    const seq = ++loadSeq;
+    const { from, to } = span();
+    say(`Loading ${relative() ? `the last ${LABELS[range.name]}` : 'the range'}…`);
+    for (const c of list) c.since = [];
+    try {
+      await Promise.all(list.map(async (c) => {
+        const s = await fetchSeries(id, c.metric, from, to, stepFor(to - from, c.width()));
+        if (seq !== loadSeq) return;
+        // Readings that arrived during the fetch and are not in its answer.
+        for (const r of c.since) if (!s.step || r.t >= to) s.add(r.t, r.v);
+        c.since = null;
+        c.setSeries(s);
+        c.setWindow(from, to);
+      }));
+      if (seq === loadSeq) say(describe());
+    } catch (err) {
+      if (seq === loadSeq) say(`The history could not be loaded: ${err.message}. The charts show what they had.`);
+      for (const c of list) c.since = null;
+    }
+  }
+
+  function setRange(next) {
+    range = next;
+    keepURL();
+    if (relative()) {
+      const s = span();
+      range.from = s.from;
+      range.to = s.to;
+    }
+    showInputs();
+    load([...charts.values()]);
+  }
+
+  // custom reads the custom inputs, or says what is wrong with them.
+  function custom() {
+    const from = new Date(fromInput.value).getTime();
+    const to = new Date(toInput.value).getTime();
+    if (!Number.isFinite(from) || !Number.isFinite(to)) { say('Give the custom range a start and an end.'); return null; }
+    if (from >= to) { say('The custom range must start before it ends.'); return null; }
+    return { name: 'custom', from, to };
+  }
+
+  form.addEventListener('change', (e) => {
+    if (e.target.name === 'range' && e.target.value !== 'custom') setRange({ name: e.target.value });
+    else if (e.target.name === 'range') fromInput.focus();
+    else if (e.target === fromInput || e.target === toInput) {
+      form.elements.range.value = 'custom';
+      const r = custom();
+      if (r) setRange(r);
+    }
+  });
+  form.addEventListener('submit', (e) => {
+    e.preventDefault();
+    const name = form.elements.range.value;
+    if (name !== 'custom') { setRange({ name }); return; }
+    const r = custom();
+    if (r) setRange(r);
+  });
+
+  // The CSV holds exactly what the charts show.
+  const csvButton = form.querySelector('[data-testid="download-csv"]');
+  csvButton.hidden = false;
+  csvButton.addEventListener('click', () => {
+    const lines = ['time,unix_ms,device,metric,value,min,max,unit'];
+    for (const c of charts.values()) {
+      for (const p of c.shown()) {
+        const band = c.series.step ? `${p.lo ?? p.v},${p.hi ?? p.v}` : ',';
+        lines.push(`${new Date(p.t).toISOString()},${p.t},${id},${c.metric},${p.v},${band},${csvField(c.unit)}`);
+      }
+    }
+    const { from, to } = span();
+    const name = `${id}_${new Date(from).toISOString()}_${new Date(to).toISOString()}.csv`.replaceAll(':', '-');
+    const url = URL.createObjectURL(new Blob([lines.join('\n') + '\n'], { type: 'text/csv' }));
+    const a = document.createElement('a');
+    a.href = url;
+    a.download = name;
+    document.body.append(a);
+    a.click();
+    a.remove();
+    setTimeout(() => URL.revokeObjectURL(url), 10000);
+  });
+
+  // fill refetches [from, to) of every chart and merges it in: what the
+  // connection missed is in the store. A failed fetch is tried again a few
+  // times, as the server may be starting up.
+  async function fill(from, to) {
+    await Promise.all([...charts.values()].map(async (c) => {
+      for (let attempt = 0; ; attempt++) {
+        const step = c.series.step;
+        try {
+          const s = await fetchSeries(id, c.metric, floorTo(from, step), to, step);
+          if (s.step === c.series.step) c.series.merge(s);
+          if (relative() && s.last()) newest = Math.max(newest, Math.min(s.last().t, live.serverNow() + 60000));
+          showSpan(c);
+          return;
+        } catch (err) {
+          if (attempt >= 4) {
+            console.warn('iotdash: filling the gap failed', err);
+            say(`Some readings from while the connection was down could not be loaded: ${err.message}.`);
+            return;
+          }
+          await new Promise((ok) => setTimeout(ok, 500 * 2 ** attempt));
+        }
+      }
+    }));
+  }
+
+  // The server embedded the history it had; what it did not is fetched.
+  const missing = [];
+  for (const c of charts.values()) {
+    const s = Series.fromData(c.fig);
+    if (s) c.setSeries(s); else missing.push(c);
+    showSpan(c);
+  }
+  if (missing.length) load(missing);
+
+  return {
+    reading(r) {
+      if (r.d !== id) return;
+      const c = charts.get(r.m);
+      if (!c) { live.refreshSoon(); return; } // a new metric: its row in the table
+      if (relative()) newest = Math.max(newest, Math.min(r.t, live.serverNow() + 60000));
+      const { from, to } = span();
+      if (!relative() && (r.t < from || r.t >= to)) return;
+      c.series.add(r.t, r.v);
+      c.since?.push(r);
+      c.series.trim(from);
+      c.setWindow(from, to);
+    },
+    tick() {
+      if (!relative()) return;
+      const { from, to } = span();
+      for (const c of charts.values()) c.setWindow(from, to);
+    },
+    reconnected(since) {
+      // From a little before the last point each chart has to now.
+      const { from: start, to: end } = span();
+      if (end < since - 5000) return; // a span in the past: nothing to fill
+      let from = since;
+      for (const c of charts.values()) from = Math.min(from, c.series.last()?.t ?? from);
+      // To well past now: a device's clock may run ahead of the server's.
+      fill(Math.max(start, from - 5000), live.serverNow() + H);
+    },
+    gap(from, to) {
+      fill(from, to);
+    },
+  };
+}
+
+function csvField(s) {
+  return /[",\n]/.test(s) ? `"${s.replaceAll('"', '""')}"` : s;
+}

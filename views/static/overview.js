@@ -1,0 +1,177 @@
+// overview.js is the fleet overview's part of live.js: the filter, applied
+// as it is typed and kept in the URL, the subscription that follows what
+// the filter leaves on screen, and each card's sparklines of the last 15
+// minutes, extended by live readings.
+
+import { Series, Sparkline, invalidate, release } from '/static/chart.js';
+
+const SPAN = 15 * 60 * 1000;
+const STEP = 60 * 1000; // a sparkline's bucket, as the server reads them (views.sparkStep)
+const MAX_IDS = 1000; // past this, subscribing to all is cheaper than listing
+
+export function init(live) {
+  const form = document.querySelector('[data-testid="filter"]');
+  const text = form?.elements.q;
+  const status = form?.elements.status;
+  const sparks = new Map(); // "device\nmetric" -> Sparkline
+  const hasHistory = document.body.dataset.history !== undefined;
+
+  // Sparklines: from the page's embedded history, or what arrives live.
+  function bindSparks() {
+    for (const canvas of document.querySelectorAll('canvas.spark')) {
+      if (canvas.drawing) continue;
+      const key = `${canvas.closest('[data-device]').dataset.device}\n${canvas.closest('[data-metric]').dataset.metric}`;
+      const embedded = Series.fromData(canvas);
+      let sp = sparks.get(key);
+      if (sp) {
+        // A fresh copy of the list: keep what arrived live, take the history.
+        if (embedded) sp.series.merge(embedded);
+        release(sp);
+        sp = new Sparkline(canvas, sp.series, SPAN);
+      } else {
+        sp = new Sparkline(canvas, embedded || new Series(STEP), SPAN);
+      }
+      sp.now = live.serverNow;
+      sparks.set(key, sp);
+      invalidate(sp);
+    }
+  }
+
+  // matches says whether a card passes the filter, as views.Filter.Match.
+  function matches(card, q, st) {
+    if (st === 'attention') {
+      if (card.dataset.status === 'online' && card.dataset.out === undefined) return false;
+    } else if (st && card.dataset.status !== st) return false;
+    if (!q) return true;
+    const d = card.dataset;
+    return [d.device, d.name, d.kind, d.location].some((s) => (s || '').toLowerCase().includes(q));
+  }
+
+  let subscribed = '';
+  let subTimer = 0;
+  function apply() {
+    const q = (text?.value || '').trim().toLowerCase();
+    const st = status?.value || '';
+    const cards = document.querySelectorAll('[data-testid="device-card"]');
+    const ids = [];
+    let needHistory = false;
+    for (const card of cards) {
+      const show = matches(card, q, st);
+      const li = card.parentElement;
+      if (li.hidden === show) {
+        li.hidden = !show;
+        if (show && hasHistory && card.querySelector('canvas.spark:not([data-points])')) needHistory = true;
+      }
+      if (show) ids.push(card.dataset.device);
+    }
+    const filtered = q !== '' || st !== '';
+    const shown = document.getElementById('shown');
+    if (shown) {
+      const noun = cards.length === 1 ? ' device' : ' devices';
+      shown.textContent = filtered ? `Showing ${ids.length} of ${cards.length}${noun}` : `${cards.length}${noun}`;
+    }
+    const none = document.getElementById('no-match');
+    if (none) none.hidden = ids.length > 0 || cards.length === 0;
+    for (const a of document.querySelectorAll('[data-count] a')) {
+      a.toggleAttribute('aria-current', a.closest('[data-count]').dataset.count === st);
+    }
+    // Only what is on screen is subscribed to; all of it, and devices not
+    // seen yet, when nothing is filtered out.
+    const want = !filtered || ids.length > MAX_IDS ? ['*'] : ids;
+    const key = want.join(' ');
+    if (key !== subscribed) {
+      // The first subscription goes out with the connection; a change
+      // waits for a pause in the typing.
+      const first = subscribed === '';
+      subscribed = key;
+      clearTimeout(subTimer);
+      if (first) live.subscribe(want); else subTimer = setTimeout(() => live.subscribe(want), 150);
+    }
+    if (needHistory) live.refreshSoon(); // the server reads their sparklines
+    return filtered;
+  }
+
+  // The filter lives in the URL, so that a view can be bookmarked.
+  function keepURL() {
+    const p = new URLSearchParams();
+    if (text?.value.trim()) p.set('q', text.value.trim());
+    if (status?.value) p.set('status', status.value);
+    const url = p.size ? `/?${p}` : '/';
+    if (location.pathname + location.search !== url) history.replaceState(null, '', url);
+  }
+
+  function onFilter() {
+    apply();
+    keepURL();
+  }
+
+  if (form) {
+    form.addEventListener('input', onFilter);
+    form.addEventListener('submit', (e) => { e.preventDefault(); onFilter(); });
+    form.querySelector('.filter-apply').hidden = true; // applied as typed
+  }
+  // A count filters to its status without a reload.
+  document.addEventListener('click', (e) => {
+    const a = e.target.closest?.('[data-count] a');
+    if (!a || !status || e.button !== 0 || e.metaKey || e.ctrlKey || e.shiftKey) return;
+    e.preventDefault();
+    const st = a.closest('[data-count]').dataset.count;
+    status.value = status.value === st ? '' : st;
+    onFilter();
+  });
+  window.addEventListener('popstate', () => {
+    const p = new URLSearchParams(location.search);
+    if (text) text.value = p.get('q') || '';
+    if (status) status.value = p.get('status') || '';
+    apply();
+  });
+
+  // Devices the filter hides are not subscribed to; their statuses, for
+  // the counts, are read from the devices API every half minute instead.
+  let lastPoll = Date.now();
+  async function pollHidden() {
+    lastPoll = Date.now();
+    try {
+      const res = await fetch('/api/v1/devices', { cache: 'no-store' });
+      if (!res.ok) return;
+      let unknown = false;
+      const changed = [];
+      for (const d of await res.json()) {
+        const card = document.querySelector(`[data-device="${CSS.escape(d.id)}"]`);
+        if (!card) { unknown = true; continue; }
+        if (card.parentElement.hidden && d.status && card.dataset.status !== d.status) changed.push({ d: d.id, s: d.status });
+      }
+      if (changed.length) live.status(changed);
+      if (unknown) live.refreshSoon();
+    } catch (err) {
+      console.warn('iotdash: reading the devices failed', err);
+    }
+  }
+
+  bindSparks();
+  apply();
+
+  let ticks = 0;
+  return {
+    reading(r) {
+      const sp = sparks.get(`${r.d}\n${r.m}`);
+      if (!sp) return;
+      sp.series.add(r.t, r.v);
+      sp.series.trim(live.serverNow() - SPAN);
+      invalidate(sp);
+    },
+    changed() {
+      // A status or an out-of-range changed: the filter may see it otherwise.
+      if (status?.value) apply();
+    },
+    swapped() {
+      bindSparks();
+      apply();
+    },
+    tick() {
+      // The window slides: a sparkline pixel is several seconds.
+      if (++ticks % 10 === 0) for (const sp of sparks.values()) if (sp.canvas.isConnected) invalidate(sp);
+      if (subscribed !== '*' && Date.now() - lastPoll > 30000) pollHidden();
+    },
+  };
+}

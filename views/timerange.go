@@ -1,0 +1,128 @@
+package views
+
+import (
+	"strconv"
+	"time"
+)
+
+// Range is the span of time the device page's charts show.
+type Range struct {
+	// Name is one of the Ranges' names, or "custom".
+	Name string
+	// From and To are the span (Unix ms, From <= t < To). A range that is
+	// not custom ends now and moves with the clock.
+	From, To int64
+}
+
+// Ranges are the range picker's choices besides custom: a name (as in
+// ?range=), a label, and the span up to now.
+var Ranges = []struct {
+	Name, Label string
+	Span        time.Duration
+}{
+	{"15m", "15 min", 15 * time.Minute},
+	{"1h", "1 h", time.Hour},
+	{"6h", "6 h", 6 * time.Hour},
+	{"24h", "24 h", 24 * time.Hour},
+	{"7d", "7 days", 7 * 24 * time.Hour},
+}
+
+// DefaultRange is the last 15 minutes up to now.
+func DefaultRange(now time.Time) Range {
+	return relativeRange(0, now)
+}
+
+func relativeRange(i int, now time.Time) Range {
+	to := now.UnixMilli() + 1 // the reading of this very millisecond too
+	return Range{Name: Ranges[i].Name, From: to - Ranges[i].Span.Milliseconds(), To: to}
+}
+
+// ParseRange reads the range from the device page's URL parameters:
+// ?range=1h, or ?from=&to= as Unix ms, RFC 3339, or a local date and time
+// without a zone (2025-11-24T15:00, taken as UTC). Anything else is the
+// default range.
+func ParseRange(get func(string) string, now time.Time) Range {
+	for i, r := range Ranges {
+		if get("range") == r.Name {
+			return relativeRange(i, now)
+		}
+	}
+	from, okFrom := parseInstant(get("from"))
+	to, okTo := parseInstant(get("to"))
+	if okFrom && okTo && from < to {
+		return Range{Name: "custom", From: from, To: to}
+	}
+	return DefaultRange(now)
+}
+
+func parseInstant(s string) (int64, bool) {
+	if s == "" {
+		return 0, false
+	}
+	if ms, err := strconv.ParseInt(s, 10, 64); err == nil {
+		return ms, true
+	}
+	for _, layout := range []string{time.RFC3339Nano, "2006-01-02T15:04:05", "2006-01-02T15:04"} {
+		if t, err := time.Parse(layout, s); err == nil {
+			return t.UnixMilli(), true
+		}
+	}
+	return 0, false
+}
+
+// Custom reports whether the range is a fixed span rather than the last
+// minutes or days up to now.
+func (r Range) Custom() bool { return r.Name == "custom" }
+
+// Label says the range in words: "the last 15 min", or the custom span.
+func (r Range) Label() string {
+	for _, rr := range Ranges {
+		if rr.Name == r.Name {
+			return "the last " + rr.Label
+		}
+	}
+	return formatInstant(r.From) + " to " + formatInstant(r.To) + " UTC"
+}
+
+// inputValue is an instant as a datetime-local input takes it, in UTC;
+// the script shows it in the browser's time zone.
+func inputValue(ms int64) string {
+	return time.UnixMilli(ms).UTC().Format("2006-01-02T15:04:05")
+}
+
+func formatInstant(ms int64) string {
+	return time.UnixMilli(ms).UTC().Format("2006-01-02 15:04:05")
+}
+
+// SetRange makes the page show r.
+func (m *DeviceModel) SetRange(r Range) {
+	m.Range = r
+	for i := range m.Charts {
+		m.Charts[i].Series = Series{From: r.From, To: r.To, Step: StepFor(r.To-r.From, chartWidth)}
+	}
+}
+
+// niceSteps are the steps a chart picks from: the smallest that gives a
+// bucket at least a pixel wide. They are the history API's step=auto
+// steps; chart.js has the same list.
+var niceSteps = []time.Duration{
+	time.Second, 2 * time.Second, 5 * time.Second, 10 * time.Second, 15 * time.Second, 30 * time.Second,
+	time.Minute, 2 * time.Minute, 5 * time.Minute, 10 * time.Minute, 15 * time.Minute, 30 * time.Minute,
+	time.Hour, 2 * time.Hour, 3 * time.Hour, 6 * time.Hour, 12 * time.Hour, 24 * time.Hour, 7 * 24 * time.Hour,
+}
+
+// StepFor is the step, in ms, at which span ms fits width pixels: 0 (every
+// reading) while a second is less than a pixel, else the smallest nice
+// step at least a pixel wide.
+func StepFor(span int64, width int) int64 {
+	per := span / int64(max(width, 1))
+	if per < time.Second.Milliseconds() {
+		return 0
+	}
+	for _, s := range niceSteps {
+		if s.Milliseconds() >= per {
+			return s.Milliseconds()
+		}
+	}
+	return niceSteps[len(niceSteps)-1].Milliseconds()
+}

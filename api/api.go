@@ -1,8 +1,10 @@
 // Package api is iotdash's HTTP API for integrators and for the dashboard's
-// range views: the fleet as JSON, history queries, and the health checks.
-// It reads through small interfaces it declares (Reader, Fleet), so it works
-// the same over the embedded store and InfluxDB. It renders no pages; that
-// is the views package.
+// range views: the fleet as JSON, history queries (JSON, CSV, and raw CSV
+// exports streamed with flat memory), the health checks, and the OpenAPI
+// document that describes them all (openapi.json, held to the handlers by
+// openapi_test.go). It reads through small interfaces it declares (Reader,
+// Fleet), so it works the same over the embedded store and InfluxDB. It
+// renders no pages; that is the views package.
 package api
 
 import (
@@ -21,6 +23,11 @@ type Reader interface {
 	// Query answers q, returning an EInvalid error for a query it cannot
 	// answer and EUnavailable when the store cannot be reached.
 	Query(ctx context.Context, q store.Query) ([]store.Point, error)
+	// Readings calls fn with every reading of q's series in [From, To), in
+	// time order, a chunk at a time, with memory that does not grow with
+	// the range; it returns fn's error, EInvalid for a query it cannot
+	// answer and EUnavailable when the store cannot be reached.
+	Readings(ctx context.Context, q store.Query, fn func([]store.Point) error) error
 }
 
 // Fleet lists the devices known now.

@@ -1,30 +1,89 @@
 package api
 
 import (
+	"bytes"
+	"cmp"
 	"context"
+	"errors"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"iotdash/devices"
 	"iotdash/store"
 )
 
-// QueryOptions bound what one history query may cost.
+// Defaults for QueryOptions left zero.
+const (
+	DefaultMaxPoints      = 10000
+	DefaultMaxSeries      = 100
+	DefaultMaxExportRange = 31 * 24 * time.Hour
+	DefaultTimeout        = 10 * time.Second
+	DefaultExportTimeout  = 10 * time.Minute
+)
+
+// QueryOptions bound what one history query may cost. Zero values take the
+// defaults.
 type QueryOptions struct {
-	// MaxPoints is the most points one response may hold (default 10,000).
+	// MaxPoints is the most points one response may hold, over all its
+	// series (default 10,000). A raw CSV export has no such bound.
 	MaxPoints int
-	// Timeout bounds one query (default 10s).
+	// MaxSeries is the most series (devices × metrics) one query may ask
+	// for (default 100).
+	MaxSeries int
+	// MaxExportRange is the longest range a raw CSV export
+	// (step=raw&format=csv) may cover (default 31 days).
+	MaxExportRange time.Duration
+	// Timeout bounds one query answered at once: JSON, or CSV with a step
+	// (default 10s).
 	Timeout time.Duration
-	Logger  *slog.Logger
+	// ExportTimeout bounds one raw CSV export (default 10 minutes).
+	ExportTimeout time.Duration
+	Logger        *slog.Logger
 	// Now gives the time that relative times count from (default time.Now).
 	Now func() time.Time
 }
 
-// AutoPoints is the most points step=auto gives.
+func (o QueryOptions) withDefaults() QueryOptions {
+	if o.MaxPoints <= 0 {
+		o.MaxPoints = DefaultMaxPoints
+	}
+	if o.MaxSeries <= 0 {
+		o.MaxSeries = DefaultMaxSeries
+	}
+	if o.MaxExportRange <= 0 {
+		o.MaxExportRange = DefaultMaxExportRange
+	}
+	if o.Timeout <= 0 {
+		o.Timeout = DefaultTimeout
+	}
+	if o.ExportTimeout <= 0 {
+		o.ExportTimeout = DefaultExportTimeout
+	}
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	return o
+}
+
+// The times a query may name, in Unix ms: the years 0001 to 9999, as RFC
+// 3339 writes them. The bound keeps every span and bucket count in range.
+const (
+	minTime = -62135596800000
+	maxTime = 253402300799999
+)
+
+// AutoPoints is the most points step=auto gives a series.
 const AutoPoints = 1000
 
 // niceSteps are the steps step=auto picks from.
@@ -34,120 +93,220 @@ var niceSteps = []time.Duration{
 	time.Hour, 2 * time.Hour, 3 * time.Hour, 6 * time.Hour, 12 * time.Hour, 24 * time.Hour, 7 * 24 * time.Hour,
 }
 
-// queryJSON is the answer of /api/v1/query.
-type queryJSON struct {
-	Device string       `json:"device"`
-	Metric string       `json:"metric"`
-	From   int64        `json:"from"`
-	To     int64        `json:"to"`
-	StepMS int64        `json:"step_ms"`
-	Agg    store.Agg    `json:"agg,omitempty"`
-	Points [][2]float64 `json:"points"`
+// Request is a parsed /api/v1/query: the series of every device with every
+// metric, over From <= t < To (Unix ms), every reading (Step 0) or Agg per
+// Step ms, as JSON or CSV.
+type Request struct {
+	Devices []string
+	Metrics []string
+	From    int64
+	To      int64
+	Step    int64
+	Agg     store.Agg
+	Format  string // "json" or "csv"
 }
 
-// Query serves GET /api/v1/query?device=ID&metric=M&from=-1h&to=now&step=1m&agg=mean.
-func Query(st Reader, opts QueryOptions) http.Handler {
-	if opts.MaxPoints <= 0 {
-		opts.MaxPoints = 10000
-	}
-	if opts.Timeout <= 0 {
-		opts.Timeout = 10 * time.Second
-	}
-	if opts.Logger == nil {
-		opts.Logger = slog.Default()
-	}
-	if opts.Now == nil {
-		opts.Now = time.Now
-	}
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		q, err := ParseQuery(r.URL.Query(), opts.Now(), opts.MaxPoints)
-		if err != nil {
-			writeError(w, r, opts.Logger, err)
-			return
-		}
-		ctx, cancel := context.WithTimeout(r.Context(), opts.Timeout)
-		defer cancel()
-		pts, err := st.Query(ctx, q)
-		if err != nil {
-			if ctx.Err() == context.DeadlineExceeded {
-				err = devices.Errorf(devices.EUnavailable, "query took longer than %v; narrow the range or use a larger step", opts.Timeout)
+// Series returns the queries of r's series, device by device and, within a
+// device, metric by metric, in the order asked.
+func (r Request) Series() []store.Query {
+	qs := make([]store.Query, 0, len(r.Devices)*len(r.Metrics))
+	for _, d := range r.Devices {
+		for _, m := range r.Metrics {
+			q := store.Query{Device: d, Metric: m, From: r.From, To: r.To, Step: r.Step}
+			if r.Step > 0 {
+				q.Agg = r.Agg
 			}
-			writeError(w, r, opts.Logger, err)
-			return
+			qs = append(qs, q)
 		}
-		if len(pts) > opts.MaxPoints {
-			writeError(w, r, opts.Logger, devices.Errorf(devices.EInvalid,
-				"the answer has %d points, more than the limit of %d; narrow the range or use a larger step", len(pts), opts.MaxPoints))
-			return
+	}
+	return qs
+}
+
+// single says whether r asks for one series, answered in the single-series
+// JSON shape.
+func (r Request) single() bool { return len(r.Devices) == 1 && len(r.Metrics) == 1 }
+
+// queryParams are the parameters /api/v1/query reads: params.one and
+// params.list read no other, and any other in a request is refused.
+var queryParams = []string{"device", "metric", "from", "to", "step", "agg", "format"}
+
+// params reads the parameters of a request, refusing what it does not know.
+type params url.Values
+
+func (p params) check() error {
+	for name := range p {
+		if !slices.Contains(queryParams, name) {
+			return devices.Errorf(devices.EInvalid, "unknown parameter %q; the parameters are %s", name, strings.Join(queryParams, ", "))
 		}
-		out := queryJSON{Device: q.Device, Metric: q.Metric, From: q.From, To: q.To, StepMS: q.Step, Points: make([][2]float64, len(pts))}
-		if q.Step > 0 {
-			out.Agg = q.Agg
+	}
+	return nil
+}
+
+func known(name string) {
+	if !slices.Contains(queryParams, name) {
+		panic("api: parameter " + name + " is not in queryParams")
+	}
+}
+
+// one returns a parameter given at most once ("" when absent).
+func (p params) one(name string) (string, error) {
+	known(name)
+	vs := p[name]
+	if len(vs) > 1 {
+		return "", devices.Errorf(devices.EInvalid, "%s is given %d times; give it once", name, len(vs))
+	}
+	if len(vs) == 0 {
+		return "", nil
+	}
+	return vs[0], nil
+}
+
+// list returns the names in a parameter given once or more, each time
+// holding one name or several separated by commas, without repeats. Each
+// must be a valid device id or metric name.
+func (p params) list(name string) ([]string, error) {
+	known(name)
+	var out []string
+	for _, v := range p[name] {
+		for _, s := range strings.Split(v, ",") {
+			if s == "" {
+				return nil, devices.Errorf(devices.EInvalid, "%s has an empty name; give one or more names separated by commas", name)
+			}
+			if !devices.ValidName(s) {
+				return nil, devices.Errorf(devices.EInvalid, "%s %q is not 1 to 64 characters of [A-Za-z0-9._-]", name, s)
+			}
+			if !slices.Contains(out, s) {
+				out = append(out, s)
+			}
 		}
-		for i, p := range pts {
-			out.Points[i] = [2]float64{float64(p.T), p.V}
-		}
-		writeJSON(w, http.StatusOK, out)
-	})
+	}
+	if len(out) == 0 {
+		return nil, devices.Errorf(devices.EInvalid, "%s is required", name)
+	}
+	return out, nil
 }
 
 // ParseQuery reads a history query from URL parameters, with relative times
-// counted from now. It returns EInvalid errors that name the parameter.
-func ParseQuery(v url.Values, now time.Time, maxPoints int) (store.Query, error) {
-	q := store.Query{Device: v.Get("device"), Metric: v.Get("metric")}
-	if q.Device == "" {
-		return q, devices.Errorf(devices.EInvalid, "device is required")
-	}
-	if q.Metric == "" {
-		return q, devices.Errorf(devices.EInvalid, "metric is required")
+// counted from now, within the limits of opts (whose zero values take the
+// defaults). Every mistake gives an EInvalid error that names the parameter
+// or the limit and says how to put it right.
+func ParseQuery(v url.Values, now time.Time, opts QueryOptions) (Request, error) {
+	opts = opts.withDefaults()
+	p := params(v)
+	var r Request
+	if err := p.check(); err != nil {
+		return r, err
 	}
 	var err error
-	if q.From, err = ParseTime(v.Get("from"), "-1h", now); err != nil {
-		return q, devices.Errorf(devices.EInvalid, "from: %v", err)
+	if r.Devices, err = p.list("device"); err != nil {
+		return r, err
 	}
-	if q.To, err = ParseTime(v.Get("to"), "now", now); err != nil {
-		return q, devices.Errorf(devices.EInvalid, "to: %v", err)
+	if r.Metrics, err = p.list("metric"); err != nil {
+		return r, err
 	}
-	if q.From >= q.To {
-		return q, devices.Errorf(devices.EInvalid, "from must be before to")
+	n := len(r.Devices) * len(r.Metrics)
+	if n > opts.MaxSeries {
+		return r, devices.Errorf(devices.EInvalid, "%d devices × %d metrics is %d series, more than the limit of %d in one query; ask for fewer devices or metrics",
+			len(r.Devices), len(r.Metrics), n, opts.MaxSeries)
 	}
-	agg := v.Get("agg")
-	if agg == "" {
-		agg = string(store.AggMean)
+	s, err := p.one("from")
+	if err != nil {
+		return r, err
 	}
-	if q.Agg, err = store.ParseAgg(agg); err != nil {
-		return q, err
+	if r.From, err = ParseTime(s, "-1h", now); err != nil {
+		return r, devices.Errorf(devices.EInvalid, "from: %v", err)
 	}
-	switch step := v.Get("step"); step {
+	if s, err = p.one("to"); err != nil {
+		return r, err
+	}
+	if r.To, err = ParseTime(s, "now", now); err != nil {
+		return r, devices.Errorf(devices.EInvalid, "to: %v", err)
+	}
+	for _, t := range []struct {
+		name string
+		ms   int64
+	}{{"from", r.From}, {"to", r.To}} {
+		if t.ms < minTime || t.ms > maxTime {
+			return r, devices.Errorf(devices.EInvalid, "%s: %d ms is outside the years 0001 to 9999", t.name, t.ms)
+		}
+	}
+	if r.From >= r.To {
+		return r, devices.Errorf(devices.EInvalid, "from must be before to")
+	}
+	if s, err = p.one("agg"); err != nil {
+		return r, err
+	}
+	if s == "" {
+		s = string(store.AggMean)
+	}
+	if r.Agg, err = store.ParseAgg(s); err != nil {
+		return r, err
+	}
+	if s, err = p.one("format"); err != nil {
+		return r, err
+	}
+	switch s {
+	case "", "json":
+		r.Format = "json"
+	case "csv":
+		r.Format = "csv"
+	default:
+		return r, devices.Errorf(devices.EInvalid, "format %q is not json or csv", s)
+	}
+	span := r.To - r.From
+	step, err := p.one("step")
+	if err != nil {
+		return r, err
+	}
+	switch step {
 	case "", "auto":
-		q.Step = AutoStep(q.To - q.From)
+		per := min(AutoPoints, opts.MaxPoints/n)
+		if per < 1 {
+			return r, devices.Errorf(devices.EInvalid, "%d series cannot each have a point within the limit of %d points per response; ask for fewer series", n, opts.MaxPoints)
+		}
+		r.Step = autoStep(span, per)
 	case "raw":
-		q.Step = 0
+		if r.Format == "csv" && span > opts.MaxExportRange.Milliseconds() {
+			return r, devices.Errorf(devices.EInvalid, "a raw CSV export covers at most %s (the limit -max-export-range); this one asks for %s: split it into ranges of at most %s",
+				formatSpan(opts.MaxExportRange.Milliseconds()), formatSpan(span), formatSpan(opts.MaxExportRange.Milliseconds()))
+		}
 	default:
 		d, err := ParseDuration(step)
 		if err != nil || d <= 0 {
-			return q, devices.Errorf(devices.EInvalid, "step %q is not auto, raw, or a positive duration such as 10s, 1m, 1h or 1d", step)
+			return r, devices.Errorf(devices.EInvalid, "step %q is not auto, raw, or a positive duration such as 10s, 1m, 1h or 1d", step)
 		}
-		if d < time.Millisecond || d%time.Millisecond != 0 {
-			return q, devices.Errorf(devices.EInvalid, "step must be a whole number of milliseconds")
+		if d%time.Millisecond != 0 {
+			return r, devices.Errorf(devices.EInvalid, "step %q is not a whole number of milliseconds", step)
 		}
-		q.Step = d.Milliseconds()
-		if n := (q.To - q.From + q.Step - 1) / q.Step; n > int64(maxPoints) {
-			return q, devices.Errorf(devices.EInvalid, "step %s over this range gives up to %d points, more than the limit of %d; use a larger step or step=auto", step, n, maxPoints)
+		r.Step = d.Milliseconds()
+		q := store.Query{Step: r.Step}
+		buckets := (q.BucketStart(r.To-1)-q.BucketStart(r.From))/r.Step + 1
+		if total := buckets * int64(n); buckets > int64(opts.MaxPoints) || total > int64(opts.MaxPoints) {
+			return r, devices.Errorf(devices.EInvalid, "step %s over %s gives up to %d points for %d series, more than the limit of %d points per response (-max-points); use a larger step, step=auto, a shorter range or fewer series",
+				step, formatSpan(span), total, n, opts.MaxPoints)
 		}
 	}
-	return q, q.Validate()
+	for _, q := range r.Series() {
+		if err := q.Validate(); err != nil {
+			return r, err
+		}
+	}
+	return r, nil
 }
 
 // AutoStep picks the smallest nice step that cuts a span of ms milliseconds
 // into at most AutoPoints buckets.
-func AutoStep(span int64) int64 {
+func AutoStep(span int64) int64 { return autoStep(span, AutoPoints) }
+
+// autoStep picks the smallest nice step that cuts a span of ms milliseconds
+// into at most n buckets, wherever the span starts.
+func autoStep(span int64, n int) int64 {
 	for _, s := range niceSteps {
-		if span/s.Milliseconds() < AutoPoints {
+		if span/s.Milliseconds() < int64(n) {
 			return s.Milliseconds()
 		}
 	}
-	days := span/AutoPoints/86400000 + 1
+	days := span/int64(n)/86400000 + 1
 	return days * 86400000
 }
 
@@ -196,4 +355,172 @@ func ParseDuration(s string) (time.Duration, error) {
 		return 0, err
 	}
 	return days + d, nil
+}
+
+// formatSpan writes a span of milliseconds in the largest whole unit that
+// divides it: 7d, 36h, 90s, 1500ms.
+func formatSpan(ms int64) string {
+	for _, u := range []struct {
+		ms   int64
+		name string
+	}{{86400000, "d"}, {3600000, "h"}, {60000, "m"}, {1000, "s"}} {
+		if ms%u.ms == 0 {
+			return strconv.FormatInt(ms/u.ms, 10) + u.name
+		}
+	}
+	return strconv.FormatInt(ms, 10) + "ms"
+}
+
+// Query serves GET /api/v1/query: the history of one or more series, as
+// JSON or CSV. See the OpenAPI document (OpenAPI) for its parameters and
+// answers.
+func Query(st Reader, opts QueryOptions) http.Handler {
+	opts = opts.withDefaults()
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		v, err := url.ParseQuery(r.URL.RawQuery)
+		if err != nil {
+			writeError(w, r, opts.Logger, devices.Errorf(devices.EInvalid, "the query string is malformed: %v", err))
+			return
+		}
+		req, err := ParseQuery(v, opts.Now(), opts)
+		if err != nil {
+			writeError(w, r, opts.Logger, err)
+			return
+		}
+		if req.Step == 0 && req.Format == "csv" {
+			export(w, r, st, req, opts)
+			return
+		}
+		ctx, cancel := context.WithTimeout(r.Context(), opts.Timeout)
+		defer cancel()
+		series, err := fetch(ctx, st, req, opts.MaxPoints)
+		if err != nil {
+			if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+				err = devices.Errorf(devices.EUnavailable, "the query took longer than %v, the limit (-query-timeout); narrow the range, use a larger step or ask for fewer series", opts.Timeout)
+			}
+			writeError(w, r, opts.Logger, err)
+			return
+		}
+		if req.Format == "csv" {
+			writeCSV(w, req, series)
+			return
+		}
+		var b bytes.Buffer
+		appendAnswer(&b, req, series)
+		w.Header().Set("Content-Type", "application/json")
+		w.Header().Set("Cache-Control", "no-store")
+		w.Write(b.Bytes())
+	})
+}
+
+// errTooMany stops the readings of a raw query past the points limit.
+var errTooMany = errors.New("too many points")
+
+// fetch answers every series of req, a few at a time, each series' points
+// in the order of req.Series. For raw queries it stops as soon as the
+// series together hold more than maxPoints readings.
+func fetch(ctx context.Context, st Reader, req Request, maxPoints int) ([][]store.Point, error) {
+	qs := req.Series()
+	out := make([][]store.Point, len(qs))
+	errs := make([]error, len(qs))
+	var total atomic.Int64
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	sem := make(chan struct{}, 4)
+	var wg sync.WaitGroup
+	for i, q := range qs {
+		wg.Go(func() {
+			select {
+			case sem <- struct{}{}:
+			case <-ctx.Done():
+				errs[i] = ctx.Err()
+				return
+			}
+			defer func() { <-sem }()
+			if q.Step > 0 {
+				out[i], errs[i] = st.Query(ctx, q)
+				return
+			}
+			pts := []store.Point{}
+			errs[i] = st.Readings(ctx, q, func(ps []store.Point) error {
+				if total.Add(int64(len(ps))) > int64(maxPoints) {
+					return errTooMany
+				}
+				pts = append(pts, ps...)
+				return nil
+			})
+			out[i] = pts
+			if errs[i] != nil {
+				cancel()
+			}
+		})
+	}
+	wg.Wait()
+	if total.Load() > int64(maxPoints) {
+		return nil, devices.Errorf(devices.EInvalid, "this range holds more than %d readings, the limit of points per response (-max-points); narrow the range, use a step such as step=auto, or export every reading with format=csv",
+			maxPoints)
+	}
+	for _, err := range errs {
+		if err != nil && !errors.Is(err, context.Canceled) {
+			return nil, err
+		}
+	}
+	if err := cmp.Or(errs...); err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// appendAnswer writes the JSON answer: the single-series shape for one
+// device and one metric, else the list of series.
+func appendAnswer(b *bytes.Buffer, req Request, series [][]store.Point) {
+	qs := req.Series()
+	band := req.Step > 0 && req.Agg == store.AggMinMax
+	fmt.Fprintf(b, `{`)
+	if req.single() {
+		fmt.Fprintf(b, `"device":%q,"metric":%q,`, qs[0].Device, qs[0].Metric)
+	}
+	fmt.Fprintf(b, `"from":%d,"to":%d,"step_ms":%d,`, req.From, req.To, req.Step)
+	if req.Step > 0 {
+		fmt.Fprintf(b, `"agg":%q,`, req.Agg)
+	}
+	if req.single() {
+		b.WriteString(`"points":`)
+		appendPoints(b, series[0], band)
+	} else {
+		b.WriteString(`"series":[`)
+		for i, q := range qs {
+			if i > 0 {
+				b.WriteByte(',')
+			}
+			fmt.Fprintf(b, `{"device":%q,"metric":%q,"points":`, q.Device, q.Metric)
+			appendPoints(b, series[i], band)
+			b.WriteByte('}')
+		}
+		b.WriteByte(']')
+	}
+	b.WriteString("}\n")
+}
+
+// appendPoints writes points as [[t,v],...], or [[t,min,max],...] for a
+// band.
+func appendPoints(b *bytes.Buffer, ps []store.Point, band bool) {
+	buf := b.AvailableBuffer()
+	buf = append(buf, '[')
+	for i, p := range ps {
+		if i > 0 {
+			buf = append(buf, ',')
+		}
+		buf = append(buf, '[')
+		buf = strconv.AppendInt(buf, p.T, 10)
+		buf = append(buf, ',')
+		buf = appendNumber(buf, p.V)
+		if band {
+			buf = append(buf, ',')
+			buf = appendNumber(buf, p.Max)
+		}
+		buf = append(buf, ']')
+	}
+	buf = append(buf, ']')
+	b.Write(buf)
 }

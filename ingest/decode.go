@@ -1,6 +1,7 @@
 package ingest
 
 import (
+	"bytes"
 	"encoding/json"
 	"math"
 	"strconv"
@@ -75,6 +76,20 @@ func ParseTopic(topic string) (id string, kind Kind, err *Rejection) {
 		return "", 0, reject(ReasonDeviceID, "device id is not 1 to 64 characters of [A-Za-z0-9._-]")
 	}
 	return id, kind, nil
+}
+
+// parseMeta decodes a meta payload with devices.ParseMeta, once it is sure
+// the payload is valid UTF-8 and a JSON object: encoding/json would take
+// invalid UTF-8 (turned into U+FFFD) and a JSON null (as no meta at all)
+// without an error, letting such junk through uncounted.
+func parseMeta(b []byte) (devices.Meta, error) {
+	if !utf8.Valid(b) {
+		return devices.Meta{}, devices.Errorf(devices.EInvalid, "meta is not valid UTF-8")
+	}
+	if p := bytes.TrimLeft(b, " \t\r\n"); len(p) == 0 || p[0] != '{' {
+		return devices.Meta{}, devices.Errorf(devices.EInvalid, "meta is not a JSON object")
+	}
+	return devices.ParseMeta(b)
 }
 
 // plausible bounds for a ts: 2000-01-01 to 2100-01-01.
@@ -172,6 +187,7 @@ func DecodeTelemetry(dst []devices.Reading, id string, payload []byte, now int64
 	if ts < minTS || ts > maxTS {
 		return dst[:start], nil, reject(ReasonTimestamp, "ts is not between 2000 and 2100")
 	}
+	dst = dst[:start+len(lastWins(dst[start:]))]
 	for i := start; i < len(dst); i++ {
 		dst[i].Time = ts
 	}
@@ -179,6 +195,38 @@ func DecodeTelemetry(dst []devices.Reading, id string, payload []byte, now int64
 		return dst, nil, reject(ReasonEmpty, "payload has no metrics")
 	}
 	return dst, skipped, nil
+}
+
+// lastWins keeps one reading per metric of one message, with the value
+// named last, as encoding/json does with a repeated key: otherwise the two
+// would reach the stores as the same reading with two values (the embedded
+// store keeps the first, InfluxDB the last) and the live push would send
+// both. It works in place and returns the prefix of rs it kept.
+func lastWins(rs []devices.Reading) []devices.Reading {
+	out := rs[:0]
+	if len(rs) <= 16 {
+	next:
+		for _, r := range rs {
+			for i := range out {
+				if out[i].Metric == r.Metric {
+					out[i].Value = r.Value
+					continue next
+				}
+			}
+			out = append(out, r)
+		}
+		return out
+	}
+	at := make(map[string]int, len(rs))
+	for _, r := range rs {
+		if i, ok := at[r.Metric]; ok {
+			out[i].Value = r.Value
+			continue
+		}
+		at[r.Metric] = len(out)
+		out = append(out, r)
+	}
+	return out
 }
 
 // parser reads the few JSON forms a telemetry payload may hold. Values other

@@ -2,6 +2,7 @@ package ingest
 
 import (
 	"encoding/json"
+	"fmt"
 	"math"
 	"strings"
 	"testing"
@@ -65,6 +66,7 @@ func TestDecodeTelemetry(t *testing.T) {
 		{"nested skipped", `{"a":{"b":[1,{"c":2}]},"d":4}`, []devices.Reading{r("d", now, 4)}, []string{ReasonNotNumber}, ""},
 		{"bad metric name skipped", `{"a b":1,"ok":2}`, []devices.Reading{r("ok", now, 2)}, []string{ReasonMetric}, ""},
 		{"out of range skipped", `{"a":1e999,"b":1}`, []devices.Reading{r("b", now, 1)}, []string{ReasonRange}, ""},
+		{"repeated metric: the last value wins", `{"a":1,"b":2,"a":3}`, []devices.Reading{r("a", now, 3), r("b", now, 2)}, nil, ""},
 		{"NaN", `{"a":NaN}`, nil, nil, ReasonJSON},
 		{"Infinity", `{"a":Infinity}`, nil, nil, ReasonJSON},
 		{"negative Infinity", `{"a":-Infinity}`, nil, nil, ReasonJSON},
@@ -169,4 +171,50 @@ func BenchmarkDecodeTelemetry(b *testing.B) {
 	for b.Loop() {
 		dst, _, _ = DecodeTelemetry(dst[:0], "thermostat-01", payload, now)
 	}
+}
+
+// TestRepeatedMetricAmongMany: past the few metrics compared one by one, a
+// repeated metric still keeps only its last value.
+func TestRepeatedMetricAmongMany(t *testing.T) {
+	var b strings.Builder
+	b.WriteString("{")
+	for i := range 20 {
+		fmt.Fprintf(&b, `"m%d":%d,`, i, i)
+	}
+	b.WriteString(`"m3":-1}`)
+	got, _, rej := DecodeTelemetry(nil, "d", []byte(b.String()), now)
+	if rej != nil || len(got) != 20 {
+		t.Fatalf("got %d readings, %v; want 20", len(got), rej)
+	}
+	for i, r := range got {
+		want := float64(i)
+		if i == 3 {
+			want = -1
+		}
+		if r.Metric != fmt.Sprintf("m%d", i) || r.Value != want {
+			t.Errorf("reading %d = %+v, want m%d = %v", i, r, i, want)
+		}
+	}
+}
+
+// FuzzParseTopic checks that topic parsing never panics, that what it takes
+// is exactly devices/{a valid id}/{telemetry|meta|status}, and that what it
+// refuses has a reason iotdash counts.
+func FuzzParseTopic(f *testing.F) {
+	for _, s := range []string{"devices/dev-1/telemetry", "devices/a.b/meta", "devices/x/status", "devices//telemetry", "devices/a/b/telemetry", "devices/\xff/status", "devices/" + strings.Repeat("a", 65) + "/meta", "sensors/x/telemetry"} {
+		f.Add(s)
+	}
+	kinds := map[Kind]string{KindTelemetry: "telemetry", KindMeta: "meta", KindStatus: "status"}
+	f.Fuzz(func(t *testing.T, topic string) {
+		id, kind, rej := ParseTopic(topic)
+		if rej != nil {
+			if rej.Reason != ReasonTopic && rej.Reason != ReasonDeviceID {
+				t.Fatalf("ParseTopic(%q) rejected with reason %q", topic, rej.Reason)
+			}
+			return
+		}
+		if !devices.ValidName(id) || kinds[kind] == "" || topic != "devices/"+id+"/"+kinds[kind] {
+			t.Fatalf("ParseTopic(%q) = %q, %v: not devices/{id}/{kind}", topic, id, kind)
+		}
+	})
 }

@@ -187,7 +187,7 @@ func (in *Ingester) handle(_ mqtt.Client, msg mqtt.Message) {
 				return
 			}
 			var err error
-			if m.meta, err = devices.ParseMeta(msg.Payload()); err != nil {
+			if m.meta, err = parseMeta(msg.Payload()); err != nil {
 				rej = reject(ReasonMeta, err.Error())
 			}
 		case KindStatus:
@@ -325,7 +325,11 @@ func (in *Ingester) commitLoop(ctx context.Context) {
 			m.msg.Ack()
 			switch m.kind {
 			case KindTelemetry:
-				in.cfg.Fleet.Seen(m.id, m.readings)
+				// Readings mean online: a message whose every metric was
+				// rejected says nothing of the device.
+				if len(m.readings) > 0 {
+					in.cfg.Fleet.Seen(m.id, m.readings)
+				}
 			case KindMeta:
 				if m.meta.Name != "" || m.meta.Kind != "" || m.meta.Units != nil {
 					in.cfg.Fleet.SetMeta(m.id, m.meta)

@@ -1,6 +1,11 @@
 // Package store defines what a history query is (Query, Agg, Point) for the
 // storage backends under it and the HTTP API above them.
 //
+// Every backend answers a Query in two ways: Query returns the points of one
+// series at once (raw or downsampled, bounded by the caller's limits), and
+// Readings streams the raw readings of one series in time order, a chunk at
+// a time, for exports whose size has no bound.
+//
 // The backends each wrap one outside thing: sqlite is the embedded store the
 // self-contained mode uses, influx writes to and queries InfluxDB, and
 // journal is the durable on-disk buffer in front of InfluxDB. None of them
@@ -23,10 +28,13 @@ const (
 	AggLast  Agg = "last"
 	AggCount Agg = "count"
 	AggSum   Agg = "sum"
+	// AggMinMax gives two values per step, the least and the greatest: a
+	// Point's V and Max. It draws a chart's band.
+	AggMinMax Agg = "minmax"
 )
 
 // Aggs lists every aggregate, in the order the API documents them.
-var Aggs = []Agg{AggMean, AggMin, AggMax, AggFirst, AggLast, AggCount, AggSum}
+var Aggs = []Agg{AggMean, AggMin, AggMax, AggFirst, AggLast, AggCount, AggSum, AggMinMax}
 
 // ParseAgg returns the aggregate named s, or an EInvalid error that lists
 // the ones there are.
@@ -36,7 +44,7 @@ func ParseAgg(s string) (Agg, error) {
 			return a, nil
 		}
 	}
-	return "", devices.Errorf(devices.EInvalid, "agg %q is not one of mean, min, max, first, last, count, sum", s)
+	return "", devices.Errorf(devices.EInvalid, "agg %q is not one of mean, min, max, first, last, count, sum, minmax", s)
 }
 
 // Query asks for the readings of one metric of one device with
@@ -83,8 +91,14 @@ func (q Query) BucketStart(t int64) int64 {
 }
 
 // Point is one point of a query's answer: a time in Unix milliseconds and a
-// value. In JSON it is the pair [t, v].
+// value. With AggMinMax, V is the step's least value and Max its greatest;
+// otherwise Max is 0.
 type Point struct {
-	T int64
-	V float64
+	T   int64
+	V   float64
+	Max float64
 }
+
+// ReadingsChunk is the most readings a backend's Readings passes in one call
+// of its function.
+const ReadingsChunk = 4096

@@ -145,6 +145,13 @@ func StartMosquitto(t testing.TB, extraConf ...string) *Mosquitto {
 	// Default settings but for where it listens: the throughput figures and
 	// the in-flight window tests rely on Mosquitto's defaults.
 	cfg := fmt.Sprintf("listener %d 127.0.0.1\nallow_anonymous true\npersistence true\npersistence_location %s/\nlog_dest stderr\nlog_type error\nlog_type warning\n%s\n", port, dir, strings.Join(extraConf, "\n"))
+	if os.Getuid() == 0 {
+		// Run as root, Mosquitto switches to the user "mosquitto", which
+		// cannot write its persistence file in the test's directory: it
+		// would then lose every persistent session, subscription and queued
+		// message when stopped and started again.
+		cfg += "user root\n"
+	}
 	if err := os.WriteFile(conf, []byte(cfg), 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -201,10 +208,7 @@ var influx struct {
 // binary; call Main from TestMain to stop it tidily.
 func StartInfluxDB(t testing.TB) *InfluxDB {
 	t.Helper()
-	home, _ := os.UserHomeDir()
-	bin := program(t, "IOTDASH_TEST_INFLUXD", "influxd",
-		"Build it with `scripts/test-deps.sh` (go install github.com/influxdata/influxdb/cmd/influxd@v1.8.10)",
-		filepath.Join(home, ".cache", "iotdash", "influxd-v1.8.10"))
+	bin := influxdBinary(t)
 	influx.once.Do(func() { influx.url, influx.proc, influx.err = startInfluxd(bin) })
 	if influx.err != nil {
 		t.Fatalf("testenv: influxd: %v", influx.err)
@@ -216,11 +220,30 @@ func StartInfluxDB(t testing.TB) *InfluxDB {
 	return &InfluxDB{URL: influx.url, Database: db, Bucket: db + "/autogen"}
 }
 
+func influxdBinary(t testing.TB) string {
+	t.Helper()
+	home, _ := os.UserHomeDir()
+	return program(t, "IOTDASH_TEST_INFLUXD", "influxd",
+		"Build it with `scripts/test-deps.sh` (go install github.com/influxdata/influxdb/cmd/influxd@v1.8.10)",
+		filepath.Join(home, ".cache", "iotdash", "influxd-v1.8.10"))
+}
+
 func startInfluxd(bin string) (string, *process, error) {
 	dir, err := os.MkdirTemp("", "iotdash-influxd-")
 	if err != nil {
 		return "", nil, err
 	}
+	confPath, u, err := writeInfluxdConf(dir)
+	if err != nil {
+		return "", nil, err
+	}
+	p, err := runInfluxd(bin, confPath, u)
+	return u, p, err
+}
+
+// writeInfluxdConf writes the configuration of a server with its data under
+// dir, listening on free ports, and returns its path and the server's URL.
+func writeInfluxdConf(dir string) (confPath, baseURL string, err error) {
 	httpPort, rpcPort := freePortNoT(), freePortNoT()
 	conf := fmt.Sprintf(`reporting-disabled = true
 bind-address = "127.0.0.1:%d"
@@ -241,34 +264,88 @@ bind-address = "127.0.0.1:%d"
 [logging]
   level = "warn"
 `, rpcPort, httpPort, dir)
-	confPath := filepath.Join(dir, "influxdb.conf")
+	confPath = filepath.Join(dir, "influxdb.conf")
 	if err := os.WriteFile(confPath, []byte(conf), 0o644); err != nil {
-		return "", nil, err
+		return "", "", err
 	}
+	return confPath, fmt.Sprintf("http://127.0.0.1:%d", httpPort), nil
+}
+
+// runInfluxd starts influxd with confPath and waits until baseURL answers
+// its ping.
+func runInfluxd(bin, confPath, baseURL string) (*process, error) {
 	p, err := start(bin, "-config", confPath)
 	if err != nil {
-		return "", nil, err
+		return nil, err
 	}
-	u := fmt.Sprintf("http://127.0.0.1:%d", httpPort)
 	deadline := time.Now().Add(60 * time.Second)
 	for {
-		resp, err := http.Get(u + "/ping")
+		resp, err := http.Get(baseURL + "/ping")
 		if err == nil {
 			resp.Body.Close()
 			if resp.StatusCode == http.StatusNoContent {
-				return u, p, nil
+				return p, nil
 			}
 		}
 		select {
 		case <-p.exited:
-			return "", nil, fmt.Errorf("exited early: %s", p.output())
+			return nil, fmt.Errorf("exited early: %s", p.output())
 		default:
 		}
 		if time.Now().After(deadline) {
 			p.stop()
-			return "", nil, fmt.Errorf("not ready at %s after 60s: %s", u, p.output())
+			return nil, fmt.Errorf("not ready at %s after 60s: %s", baseURL, p.output())
 		}
 		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// InfluxServer is an InfluxDB server of one test's own, with one database,
+// that the test can stop and start again on the same port and data: an
+// outage of the database iotdash writes to.
+type InfluxServer struct {
+	InfluxDB
+	bin, conf string
+	proc      *process
+}
+
+// StartInfluxServer starts an InfluxDB server for this test alone, creates
+// one database on it, and stops it when the test ends. It takes a few
+// seconds; tests that do not stop the server use StartInfluxDB instead.
+func StartInfluxServer(t testing.TB) *InfluxServer {
+	t.Helper()
+	s := &InfluxServer{bin: influxdBinary(t)}
+	conf, u, err := writeInfluxdConf(t.TempDir())
+	if err != nil {
+		t.Fatalf("testenv: influxd: %v", err)
+	}
+	s.conf, s.URL = conf, u
+	s.Start(t)
+	t.Cleanup(s.Stop)
+	s.Database = "iotdash_test"
+	s.Bucket = s.Database + "/autogen"
+	if err := InfluxQL(s.URL, "CREATE DATABASE "+s.Database); err != nil {
+		t.Fatalf("testenv: creating database %s: %v", s.Database, err)
+	}
+	return s
+}
+
+// Start starts the server again after Stop, on the same port and data, and
+// returns once it answers.
+func (s *InfluxServer) Start(t testing.TB) {
+	t.Helper()
+	p, err := runInfluxd(s.bin, s.conf, s.URL)
+	if err != nil {
+		t.Fatalf("testenv: influxd: %v", err)
+	}
+	s.proc = p
+}
+
+// Stop stops the server (SIGTERM: what it has acknowledged is on disk).
+func (s *InfluxServer) Stop() {
+	if s.proc != nil {
+		s.proc.stop()
+		s.proc = nil
 	}
 }
 

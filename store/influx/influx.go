@@ -1,7 +1,9 @@
 // Package influx stores readings in InfluxDB and answers history queries
 // from it with Flux. It works with InfluxDB 2.x (a token, an org and a
 // bucket) and with InfluxDB 1.8 with Flux enabled (token "" or "user:pass",
-// org ignored, bucket "database/retention-policy").
+// org ignored, bucket "database/retention-policy"). On 1.x it downsamples
+// with InfluxQL instead, as 1.8's Flux windows are some 40 times slower;
+// raw readings are read as Flux's CSV, line by line as it arrives.
 //
 // Data model: measurement "telemetry", tag "device", one float field per
 // metric, millisecond timestamps. The readings of one device at one instant
@@ -24,6 +26,8 @@ import (
 	"net/url"
 	"slices"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	influxdb2 "github.com/influxdata/influxdb-client-go/v2"
@@ -70,10 +74,19 @@ type Config struct {
 type Store struct {
 	client influxdb2.Client
 	http   *http.Client
+	stream *http.Client // for Readings: no overall timeout, the context ends it
 	writer api.WriteAPIBlocking
 	query  api.QueryAPI
+	url    string // without a trailing slash
+	token  string
+	org    string
 	bucket string
 	batch  int
+
+	// server is what the server at url is, learnt from its /ping on the
+	// first downsampled query: serverV1 gets InfluxQL for what InfluxQL
+	// answers faster than Flux.
+	server atomic.Int32
 }
 
 // New returns a Store for cfg. It does not contact the server; Ping does.
@@ -109,8 +122,12 @@ func New(cfg Config) (*Store, error) {
 	return &Store{
 		client: c,
 		http:   hc,
+		stream: &http.Client{Transport: hc.Transport},
 		writer: c.WriteAPIBlocking(cfg.Org, cfg.Bucket),
 		query:  c.QueryAPI(cfg.Org),
+		url:    strings.TrimSuffix(cfg.URL, "/"),
+		token:  cfg.Token,
+		org:    cfg.Org,
 		bucket: cfg.Bucket,
 		batch:  cfg.BatchSize,
 	}, nil
@@ -120,6 +137,59 @@ func New(cfg Config) (*Store, error) {
 func (s *Store) Close() {
 	s.client.Close()
 	s.http.CloseIdleConnections()
+}
+
+// What a Store knows of its server.
+const (
+	serverUnknown int32 = iota
+	serverV1            // InfluxDB 1.x: InfluxQL downsamples
+	serverFlux          // anything else: Flux does everything
+)
+
+// isV1 says whether the server is InfluxDB 1.x, asking it until it has an
+// answer: by the X-Influxdb-Version header of /ping, which both 1.x and 2.x
+// set, or, when that says "unknown" (a build from source), by whether the
+// server has 2.x's /api/v2/buckets.
+//
+// On 1.8, Flux's windows cost about 2.5 µs a reading (7 days at 1 Hz take
+// 1.6 s to cut into 1,000 points) where InfluxQL's GROUP BY time takes
+// 35 ms; 2.x pushes aggregateWindow down to its storage.
+func (s *Store) isV1(ctx context.Context) bool {
+	if v := s.server.Load(); v != serverUnknown {
+		return v == serverV1
+	}
+	get := func(path string) (*http.Response, error) {
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, s.url+path, nil)
+		if err != nil {
+			return nil, err
+		}
+		resp, err := s.http.Do(req)
+		if err != nil {
+			return nil, err
+		}
+		resp.Body.Close()
+		return resp, nil
+	}
+	resp, err := get("/ping")
+	if err != nil {
+		return false
+	}
+	v := strings.TrimPrefix(resp.Header.Get("X-Influxdb-Version"), "v")
+	switch {
+	case strings.HasPrefix(v, "1."):
+		s.server.CompareAndSwap(serverUnknown, serverV1)
+	case v != "" && v != "unknown":
+		s.server.CompareAndSwap(serverUnknown, serverFlux)
+	default:
+		if resp, err := get("/api/v2/buckets"); err == nil {
+			if resp.StatusCode == http.StatusNotFound {
+				s.server.CompareAndSwap(serverUnknown, serverV1)
+			} else {
+				s.server.CompareAndSwap(serverUnknown, serverFlux)
+			}
+		}
+	}
+	return s.server.Load() == serverV1
 }
 
 // The times InfluxDB can hold, in Unix milliseconds: its nanosecond int64
@@ -251,7 +321,20 @@ func (s *Store) Query(ctx context.Context, q store.Query) ([]store.Point, error)
 		return out, nil
 	}
 	if q.Step == 0 {
-		return s.run(ctx, out, fluxQuery(s.bucket, q.Device, q.Metric, from, to, 0, ""), nil, from, to)
+		err := s.Readings(ctx, q, func(ps []store.Point) error {
+			out = append(out, ps...)
+			return nil
+		})
+		if err != nil {
+			return nil, err
+		}
+		return out, nil
+	}
+	if q.Agg == store.AggMinMax {
+		return s.minMax(ctx, q)
+	}
+	if useInfluxQL(q, from, to) && s.isV1(ctx) {
+		return s.influxQL(ctx, q, from, to)
 	}
 	// Flux v0.65 (InfluxDB 1.8) drops the windows that start before the
 	// Unix epoch; the buckets there, if any, are combined here from the
@@ -335,6 +418,37 @@ func (s *Store) run(ctx context.Context, out []store.Point, flux string, at func
 	return out, nil
 }
 
+// minMax answers a query for AggMinMax with two queries side by side, for
+// the min and for the max of each step, and pairs their points. A step that
+// only one of them saw (a reading written between the two) is left out.
+func (s *Store) minMax(ctx context.Context, q store.Query) ([]store.Point, error) {
+	var lo, hi []store.Point
+	var loErr, hiErr error
+	qlo, qhi := q, q
+	qlo.Agg, qhi.Agg = store.AggMin, store.AggMax
+	var wg sync.WaitGroup
+	wg.Go(func() { hi, hiErr = s.Query(ctx, qhi) })
+	lo, loErr = s.Query(ctx, qlo)
+	wg.Wait()
+	if err := cmp.Or(loErr, hiErr); err != nil {
+		return nil, err
+	}
+	out := lo[:0]
+	for i, j := 0, 0; i < len(lo) && j < len(hi); {
+		switch {
+		case lo[i].T < hi[j].T:
+			i++
+		case lo[i].T > hi[j].T:
+			j++
+		default:
+			out = append(out, store.Point{T: lo[i].T, V: lo[i].V, Max: hi[j].V})
+			i++
+			j++
+		}
+	}
+	return out, nil
+}
+
 // aggregate combines raw points, sorted by time, per q's buckets and
 // appends the results to out.
 func aggregate(out, raw []store.Point, q store.Query) []store.Point {
@@ -363,7 +477,7 @@ func aggregate(out, raw []store.Point, q store.Query) []store.Point {
 			for _, p := range vs[1:] {
 				v = max(v, p.V)
 			}
-		default: // mean, sum
+		default: // mean, sum; minmax never gets here
 			for _, p := range vs {
 				v += p.V
 			}

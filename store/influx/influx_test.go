@@ -303,10 +303,23 @@ func TestQueryEdges(t *testing.T) {
 			t.Errorf("Query(%+v): %v", q, err)
 			continue
 		}
-		if fmt.Sprint(got) != c.want {
-			t.Errorf("Query(%+v)\n got %v\nwant %s", q, got, c.want)
+		if pairs(got) != c.want {
+			t.Errorf("Query(%+v)\n got %v\nwant %s", q, pairs(got), c.want)
 		}
 	}
+}
+
+// pairs prints points as [{t v} ...].
+func pairs(ps []store.Point) string {
+	type pair struct {
+		T int64
+		V float64
+	}
+	out := make([]pair, len(ps))
+	for i, p := range ps {
+		out[i] = pair{p.T, p.V}
+	}
+	return fmt.Sprint(out)
 }
 
 // BenchmarkAppend writes messages of four metrics to the real server in

@@ -12,6 +12,7 @@ import (
 
 	"iotdash/devices"
 	"iotdash/store"
+	"iotdash/store/storetest"
 )
 
 const t0 = int64(1767225600000) // 2026-01-01T00:00:00Z
@@ -132,4 +133,13 @@ func TestBigLoad(t *testing.T) {
 		slices.Sort(times)
 		t.Logf("query 7 days step=%dms agg=%s: %d points, median of 5 %v", c.step, c.agg, points, times[2].Round(time.Millisecond/10))
 	}
+}
+
+// BenchmarkQueries downsamples a week (a day without IOTDASH_BENCH_BIG=1)
+// of 1 Hz readings of one metric and reads all of it; see
+// storetest.Benchmark.
+func BenchmarkQueries(b *testing.B) {
+	s := open(b, filepath.Join(b.TempDir(), "iotdash.db"))
+	defer s.Close()
+	storetest.Benchmark(b, s)
 }

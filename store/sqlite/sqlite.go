@@ -79,6 +79,7 @@ type Store struct {
 	series map[seriesKey]int64 // every series in the file
 
 	raw     *sql.Stmt
+	page    *sql.Stmt
 	summary *sql.Stmt
 	within  *sql.Stmt
 }
@@ -126,6 +127,7 @@ func Open(path string) (*Store, error) {
 		q  string
 	}{
 		{&s.raw, `SELECT t, v FROM readings WHERE series = ? AND t >= ? AND t < ? ORDER BY t`},
+		{&s.page, `SELECT t, v FROM readings WHERE series = ? AND t >= ? AND t < ? ORDER BY t LIMIT ?`},
 		{&s.summary, `SELECT m, n, total, lo, hi, first_t, first_v, last_t, last_v FROM minutes WHERE series = ? AND m >= ? AND m < ? ORDER BY m`},
 		// The readings of the minutes starting at the times in a JSON array;
 		// CROSS JOIN keeps the planner from scanning the whole series.
@@ -337,6 +339,61 @@ func (s *Store) Query(ctx context.Context, q store.Query) ([]store.Point, error)
 
 const minute = 60000 // ms
 
+// Readings calls fn with the readings of q's series with From <= t < To, in
+// time order, at most store.ReadingsChunk at a time; q's Step and Agg are
+// ignored. fn must not keep the slice: it is reused. An error from fn stops
+// the scan and is returned. An invalid q gives EInvalid; a failure of the
+// file, EUnavailable.
+//
+// Each chunk is read in a transaction of its own and no connection is held
+// while fn runs, so a slow consumer never blocks the WAL's checkpoints nor
+// other queries, and many series may be read side by side. The export is
+// therefore not one snapshot: a reading appended while it runs appears if
+// its time is after the chunk being read.
+func (s *Store) Readings(ctx context.Context, q store.Query, fn func([]store.Point) error) error {
+	q.Step, q.Agg = 0, ""
+	if err := q.Validate(); err != nil {
+		return err
+	}
+	s.smu.RLock()
+	id, ok := s.series[seriesKey{q.Device, q.Metric}]
+	s.smu.RUnlock()
+	if !ok {
+		return nil
+	}
+	buf := make([]store.Point, 0, store.ReadingsChunk)
+	for from := q.From; ; {
+		rows, err := s.page.QueryContext(ctx, id, from, q.To, store.ReadingsChunk)
+		if err != nil {
+			return unavailable("query", err)
+		}
+		buf = buf[:0]
+		for rows.Next() {
+			var p store.Point
+			if err := rows.Scan(&p.T, &p.V); err != nil {
+				rows.Close()
+				return unavailable("query", err)
+			}
+			buf = append(buf, p)
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return unavailable("query", err)
+		}
+		if len(buf) == 0 {
+			return nil
+		}
+		full, next := len(buf) == store.ReadingsChunk, buf[len(buf)-1].T+1
+		if err := fn(buf); err != nil {
+			return err
+		}
+		if !full {
+			return nil
+		}
+		from = next
+	}
+}
+
 // useMinutes says whether q is answered faster from the per-minute
 // summaries than from the readings: when its steps are whole minutes, or
 // long enough that the few minutes cut by a step boundary, read in full,
@@ -365,7 +422,7 @@ func (s *Store) fromReadings(ctx context.Context, id int64, q store.Query) ([]st
 		}
 		start := q.BucketStart(p.T)
 		if b.n > 0 && start != b.start {
-			out = append(out, store.Point{T: b.start, V: b.value(q.Agg)})
+			out = append(out, b.point(q.Agg))
 			b = bucket{}
 		}
 		b.add(start, p.T, p.V)
@@ -374,7 +431,7 @@ func (s *Store) fromReadings(ctx context.Context, id int64, q store.Query) ([]st
 		return nil, unavailable("query", err)
 	}
 	if b.n > 0 {
-		out = append(out, store.Point{T: b.start, V: b.value(q.Agg)})
+		out = append(out, b.point(q.Agg))
 	}
 	return out, nil
 }
@@ -460,7 +517,7 @@ func (s *Store) fromMinutes(ctx context.Context, id int64, q store.Query) ([]sto
 
 	out := make([]store.Point, 0, len(buckets))
 	for _, b := range buckets {
-		out = append(out, store.Point{T: b.start, V: b.value(q.Agg)})
+		out = append(out, b.point(q.Agg))
 	}
 	slices.SortFunc(out, func(a, b store.Point) int { return cmp.Compare(a.T, b.T) })
 	return out, nil
@@ -522,22 +579,28 @@ func (b *bucket) merge(m minuteSummary) {
 	}
 }
 
-func (b *bucket) value(a store.Agg) float64 {
+// point is the bucket's point for aggregate a.
+func (b *bucket) point(a store.Agg) store.Point {
+	p := store.Point{T: b.start}
 	switch a {
 	case store.AggMean:
-		return b.sum / float64(b.n)
+		p.V = b.sum / float64(b.n)
 	case store.AggMin:
-		return b.min
+		p.V = b.min
 	case store.AggMax:
-		return b.max
+		p.V = b.max
+	case store.AggMinMax:
+		p.V, p.Max = b.min, b.max
 	case store.AggFirst:
-		return b.first
+		p.V = b.first
 	case store.AggLast:
-		return b.last
+		p.V = b.last
 	case store.AggCount:
-		return float64(b.n)
+		p.V = float64(b.n)
+	default:
+		p.V = b.sum
 	}
-	return b.sum
+	return p
 }
 
 // Ping reports whether the store can be read and written: it takes the

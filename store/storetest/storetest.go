@@ -3,14 +3,16 @@
 // required, computed here from the readings rather than read back from a
 // store.
 //
-// It is for the backends' own tests (store/sqlite, store/influx), not for
-// production code.
+// It also holds the benchmark every backend runs (Benchmark) and the week
+// of readings it loads (Week), which the API's benchmarks load too. It is
+// for tests and benchmarks, not for production code.
 package storetest
 
 import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"math"
 	mrand "math/rand/v2"
@@ -32,19 +34,28 @@ type Store interface {
 	Append(ctx context.Context, rs []devices.Reading) error
 	// Query answers q; see store.Query.
 	Query(ctx context.Context, q store.Query) ([]store.Point, error)
+	// Readings calls fn with the readings of q's series with
+	// From <= t < To, in time order, in chunks of at most
+	// store.ReadingsChunk; q's Step and Agg are ignored. An error from fn
+	// stops it and is returned.
+	Readings(ctx context.Context, q store.Query, fn func([]store.Point) error) error
 }
 
-// Run runs the suite. open returns a new, empty store for each subtest; the
-// store must be closed by open's own t.Cleanup. Device names are unique per
-// subtest, so a backend that cannot be emptied (a shared InfluxDB) still
-// passes.
+// Run runs the suite, its cases in parallel. open returns a new, empty
+// store for each subtest; the store must be closed by open's own t.Cleanup.
+// Device names are unique per subtest, so a backend that cannot be emptied
+// (a shared InfluxDB) still passes.
 //
 // Besides store.Query's meaning, the suite requires: an answer with no
 // points is an empty, non-nil slice; a batch holding an invalid reading is
-// rejected whole with an EInvalid error; an invalid query gives EInvalid.
+// rejected whole with an EInvalid error; an invalid query gives EInvalid;
+// Readings gives exactly what Query gives with Step 0.
 func Run(t *testing.T, open func(t *testing.T) Store) {
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
+			// Each case has a store of its own: they may run side by side,
+			// which halves the suite's time against a server.
+			t.Parallel()
 			c.run(t, &suite{t: t, s: open(t)})
 		})
 	}
@@ -69,6 +80,14 @@ var cases = []struct {
 	{"LongRangeManySteps", testLongRangeManySteps},
 	{"InvalidReadingRejectsBatch", testInvalidReadingRejectsBatch},
 	{"InvalidQuery", testInvalidQuery},
+	{"Gaps", testGaps},
+	{"LateReadings", testLateReadings},
+	{"ExactNames", testExactNames},
+	{"ManySeriesSameTimes", testManySeriesSameTimes},
+	{"ValuesKeepTheirPrecision", testValuesKeepTheirPrecision},
+	{"MinMaxBands", testMinMaxBands},
+	{"ReadingsStream", testReadingsStream},
+	{"ReadingsStop", testReadingsStop},
 }
 
 // base is a fixed recent instant, 2026-01-01T00:00:00Z, so that every
@@ -133,7 +152,7 @@ func (s *suite) append(rs ...devices.Reading) {
 }
 
 // check asks q and compares the answer with the one computed from the
-// readings written.
+// readings written; with Step 0 it asks Readings too.
 func (s *suite) check(q store.Query) {
 	s.t.Helper()
 	want := expect(s.written, q)
@@ -147,6 +166,30 @@ func (s *suite) check(q store.Query) {
 	if !samePoints(got, want) {
 		s.t.Errorf("Query(%+v)\n got %s\nwant %s", q, showPoints(got, q.From), showPoints(want, q.From))
 	}
+	if q.Step == 0 {
+		got := s.readings(q)
+		if !samePoints(got, want) {
+			s.t.Errorf("Readings(%+v)\n got %s\nwant %s", q, showPoints(got, q.From), showPoints(want, q.From))
+		}
+	}
+}
+
+// readings collects what Readings gives for q, checking that every chunk
+// holds 1 to store.ReadingsChunk readings.
+func (s *suite) readings(q store.Query) []store.Point {
+	s.t.Helper()
+	out := []store.Point{}
+	err := s.s.Readings(context.Background(), q, func(ps []store.Point) error {
+		if len(ps) == 0 || len(ps) > store.ReadingsChunk {
+			s.t.Errorf("Readings(%+v) passed a chunk of %d readings, want 1 to %d", q, len(ps), store.ReadingsChunk)
+		}
+		out = append(out, ps...)
+		return nil
+	})
+	if err != nil {
+		s.t.Fatalf("Readings(%+v): %v", q, err)
+	}
+	return out
 }
 
 // checkAll asks q with Step 0 and then with step and every aggregate.
@@ -187,7 +230,11 @@ func expect(written []devices.Reading, q store.Query) []store.Point {
 		if len(vals) == 0 {
 			return
 		}
-		out = append(out, store.Point{T: start, V: combine(q.Agg, vals)})
+		p := store.Point{T: start, V: combine(q.Agg, vals)}
+		if q.Agg == store.AggMinMax {
+			p.V, p.Max = slices.Min(vals), slices.Max(vals)
+		}
+		out = append(out, p)
 		vals = vals[:0]
 	}
 	start := int64(math.MinInt64)
@@ -235,12 +282,11 @@ func samePoints(got, want []store.Point) bool {
 	if len(got) != len(want) {
 		return false
 	}
+	near := func(a, b float64) bool {
+		return math.Abs(a-b) <= 1e-9*math.Max(1, math.Max(math.Abs(a), math.Abs(b)))
+	}
 	for i := range got {
-		if got[i].T != want[i].T {
-			return false
-		}
-		d := math.Abs(got[i].V - want[i].V)
-		if !(d <= 1e-9*math.Max(1, math.Max(math.Abs(got[i].V), math.Abs(want[i].V)))) {
+		if got[i].T != want[i].T || !near(got[i].V, want[i].V) || !near(got[i].Max, want[i].Max) {
 			return false
 		}
 	}
@@ -258,6 +304,9 @@ func showPoints(ps []store.Point, from int64) string {
 			break
 		}
 		fmt.Fprintf(&b, " from%+d:%g", p.T-from, p.V)
+		if p.Max != 0 {
+			fmt.Fprintf(&b, "..%g", p.Max)
+		}
 	}
 	b.WriteString(" ]")
 	return b.String()
@@ -563,6 +612,261 @@ func testInvalidQuery(t *testing.T, s *suite) {
 		_, err := s.s.Query(context.Background(), q)
 		if devices.ErrorKind(err) != devices.EInvalid {
 			t.Errorf("Query(%+v) = %v, want an %s error", q, err, devices.EInvalid)
+		}
+	}
+}
+
+func testGaps(t *testing.T, s *suite) {
+	d := s.device("")
+	r := rng(t)
+	// Bursts of readings a second apart, separated by silences of minutes,
+	// hours and a day, one of them starting just before a day boundary:
+	// the empty steps between bursts are left out, not filled.
+	var rs []devices.Reading
+	tm := base + 7*second
+	for _, silence := range []int64{3 * minute, 2 * hour, 24*hour - 30*second, 45 * minute, 6 * hour} {
+		for range 40 {
+			rs = append(rs, reading(d, "m", tm, float64(r.IntN(2000))/10-100))
+			tm += second
+		}
+		tm += silence
+	}
+	s.append(rs...)
+	for _, step := range []int64{second, minute, 10 * minute, hour, 24 * hour} {
+		s.checkAll(store.Query{Device: d, Metric: "m", From: base, To: tm}, step)
+	}
+	// Ranges that lie wholly inside a silence, or end inside one.
+	s.checkAll(store.Query{Device: d, Metric: "m", From: base + 2*minute, To: base + 3*minute}, minute)
+	s.checkAll(store.Query{Device: d, Metric: "m", From: base + 30*second, To: base + 5*minute}, minute)
+}
+
+func testLateReadings(t *testing.T, s *suite) {
+	d := s.device("")
+	// An hour at 1 Hz, asked for once so that any summary a backend keeps
+	// is built, then readings that arrive late into those steps.
+	var rs []devices.Reading
+	for i := range 3600 {
+		rs = append(rs, reading(d, "m", base+int64(i)*second+500, float64(i%97)))
+	}
+	s.append(rs...)
+	q := store.Query{Device: d, Metric: "m", From: base, To: base + hour}
+	each := func() {
+		t.Helper()
+		for _, step := range []int64{minute, 10 * minute, 7 * second, hour} {
+			for _, a := range store.Aggs {
+				q.Step, q.Agg = step, a
+				s.check(q)
+			}
+		}
+		q.Step, q.Agg = 0, ""
+		s.check(q)
+	}
+	each()
+	// Late readings between the ones stored, a new least and greatest
+	// value in an old minute, and one before everything.
+	s.append(
+		reading(d, "m", base+10*minute+250, -1000),
+		reading(d, "m", base+20*minute+750, 1000),
+		reading(d, "m", base+30*minute+1, 42),
+		reading(d, "m", base, -7),
+	)
+	each()
+	// A correction that takes the greatest value away again, and one of a
+	// minute's first reading.
+	s.append(reading(d, "m", base+20*minute+750, 3), reading(d, "m", base+500, 99))
+	each()
+}
+
+func testExactNames(t *testing.T, s *suite) {
+	a := s.device("")
+	// Names that are prefixes of each other, or differ only in case or by
+	// a dot, are different series.
+	devs := []string{a, a + "0", a + ".x", strings.ToUpper(a)}
+	metrics := []string{"temp", "temp_c", "Temp", "temp.1", "temp-1"}
+	var rs []devices.Reading
+	for i, dev := range devs {
+		for j, m := range metrics {
+			for k := range 5 {
+				rs = append(rs, reading(dev, m, base+int64(k)*second, float64(100*i+10*j+k)))
+			}
+		}
+	}
+	s.append(rs...)
+	for _, dev := range devs {
+		for _, m := range metrics {
+			s.checkAll(store.Query{Device: dev, Metric: m, From: base, To: base + minute}, 2*second)
+		}
+	}
+	s.check(store.Query{Device: a, Metric: "tem", From: base, To: base + minute})
+	s.check(store.Query{Device: a[:len(a)-1], Metric: "temp", From: base, To: base + minute})
+}
+
+func testManySeriesSameTimes(t *testing.T, s *suite) {
+	devs := []string{s.device("a"), s.device("b"), s.device("c")}
+	metrics := []string{"temperature", "humidity", "pressure"}
+	// One message per device and second carries every metric; later
+	// messages at the same instants carry only one metric each, with new
+	// values: the other metrics of that instant keep theirs.
+	var rs []devices.Reading
+	for i := range 30 {
+		for j, dev := range devs {
+			for k, m := range metrics {
+				rs = append(rs, reading(dev, m, base+int64(i)*second, float64(1000*j+100*k+i)))
+			}
+		}
+	}
+	s.append(rs...)
+	var late []devices.Reading
+	for i := 0; i < 30; i += 3 {
+		late = append(late, reading(devs[i%3], metrics[(i/3)%3], base+int64(i)*second, -float64(i)))
+	}
+	s.append(late...)
+	for _, dev := range devs {
+		for _, m := range metrics {
+			s.checkAll(store.Query{Device: dev, Metric: m, From: base, To: base + minute}, 10*second)
+		}
+	}
+}
+
+func testValuesKeepTheirPrecision(t *testing.T, s *suite) {
+	d := s.device("")
+	vals := []float64{0.1, 1.0 / 3, -2.5e-300, 1.7976931348623157e308, -1e15 - 0.3, 123456789.12345679, 0, 1e-10, -42, 6.02214076e23}
+	var rs []devices.Reading
+	for i, v := range vals {
+		rs = append(rs, reading(d, "m", base+int64(i)*second, v))
+	}
+	s.append(rs...)
+	q := store.Query{Device: d, Metric: "m", From: base, To: base + minute}
+	got := s.readings(q)
+	for i, p := range got {
+		if i < len(vals) && p.V != vals[i] {
+			t.Errorf("reading %d: got %v, want %v exactly", i, p.V, vals[i])
+		}
+	}
+	s.check(q)
+	// Sums of these would differ by the order of adding; the aggregates
+	// that only pick a value must give it exactly.
+	for _, a := range []store.Agg{store.AggMin, store.AggMax, store.AggMinMax, store.AggFirst, store.AggLast, store.AggCount} {
+		for _, step := range []int64{second, 3 * second, minute} {
+			s.check(store.Query{Device: d, Metric: "m", From: base, To: base + minute, Step: step, Agg: a})
+		}
+	}
+}
+
+func testMinMaxBands(t *testing.T, s *suite) {
+	d := s.device("")
+	const step = 10 * second
+	s.append(
+		reading(d, "m", base+1*second, 5),
+		reading(d, "m", base+2*second, -3),
+		reading(d, "m", base+9*second+999, 7.5),
+		reading(d, "m", base+step, 2), // alone in its step: min = max
+		reading(d, "m", base+3*step+5, -1),
+		reading(d, "m", base+3*step+6, -1),
+	)
+	q := store.Query{Device: d, Metric: "m", From: base, To: base + 4*step, Step: step, Agg: store.AggMinMax}
+	got, err := s.s.Query(context.Background(), q)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []store.Point{{T: base, V: -3, Max: 7.5}, {T: base + step, V: 2, Max: 2}, {T: base + 3*step, V: -1, Max: -1}}
+	if !samePoints(got, want) {
+		t.Errorf("minmax: got %v, want %v", got, want)
+	}
+	for _, st := range []int64{second, 3 * second, step, minute} {
+		s.check(store.Query{Device: d, Metric: "m", From: base + 1500, To: base + 4*step, Step: st, Agg: store.AggMinMax})
+	}
+}
+
+func testReadingsStream(t *testing.T, s *suite) {
+	d, other := s.device("a"), s.device("b")
+	r := rng(t)
+	// More than three chunks, irregularly spaced, written in shuffled
+	// batches beside another series at the same times.
+	n := 3*store.ReadingsChunk + 17
+	var rs []devices.Reading
+	tm := base
+	for i := range n {
+		tm += int64(r.IntN(900)) + 100
+		rs = append(rs, reading(d, "m", tm, float64(i)), reading(other, "m", tm, -float64(i)))
+	}
+	r.Shuffle(len(rs), func(i, j int) { rs[i], rs[j] = rs[j], rs[i] })
+	for len(rs) > 0 {
+		k := min(len(rs), 5000)
+		s.append(rs[:k]...)
+		rs = rs[k:]
+	}
+	q := store.Query{Device: d, Metric: "m", From: base, To: tm + 1}
+	chunks := 0
+	last := int64(math.MinInt64)
+	err := s.s.Readings(context.Background(), q, func(ps []store.Point) error {
+		chunks++
+		for _, p := range ps {
+			if p.T <= last {
+				t.Fatalf("Readings: time %d after %d: not in time order", p.T, last)
+			}
+			last = p.T
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if chunks < 4 {
+		t.Errorf("Readings passed %d readings in %d chunks, want at least 4 of at most %d", n, chunks, store.ReadingsChunk)
+	}
+	s.check(q)
+	// From and To exactly on readings, the readings at the edge of a
+	// chunk among them.
+	var times []int64
+	for _, w := range s.written {
+		if w.Device == d {
+			times = append(times, w.Time)
+		}
+	}
+	slices.Sort(times)
+	for _, c := range [][2]int{{0, n - 1}, {store.ReadingsChunk - 1, 2*store.ReadingsChunk + 1}, {store.ReadingsChunk, store.ReadingsChunk + 1}, {17, 18}} {
+		s.check(store.Query{Device: d, Metric: "m", From: times[c[0]], To: times[c[1]]})
+	}
+}
+
+func testReadingsStop(t *testing.T, s *suite) {
+	d := s.device("")
+	var rs []devices.Reading
+	for i := range 2*store.ReadingsChunk + 1 {
+		rs = append(rs, reading(d, "m", base+int64(i)*100, float64(i)))
+	}
+	s.append(rs...)
+	q := store.Query{Device: d, Metric: "m", From: base, To: base + hour}
+	// An error from fn ends the scan and comes back.
+	stop := errors.New("enough")
+	calls := 0
+	err := s.s.Readings(context.Background(), q, func([]store.Point) error {
+		calls++
+		return stop
+	})
+	if !errors.Is(err, stop) || calls != 1 {
+		t.Errorf("Readings with fn failing: %v after %d calls, want %v after 1", err, calls, stop)
+	}
+	// A cancelled context ends it with an error.
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if err := s.s.Readings(ctx, q, func([]store.Point) error { return nil }); err == nil {
+		t.Errorf("Readings with a cancelled context: nil error")
+	}
+	// A series never written gives no calls and no error.
+	err = s.s.Readings(context.Background(), store.Query{Device: s.device("never"), Metric: "m", From: base, To: base + hour}, func([]store.Point) error {
+		t.Errorf("Readings of a series never written called fn")
+		return nil
+	})
+	if err != nil {
+		t.Errorf("Readings of a series never written: %v", err)
+	}
+	// Invalid queries give EInvalid.
+	for _, bad := range []store.Query{{Device: d, Metric: "m", From: base, To: base}, {Device: "a b", Metric: "m", From: base, To: base + 1}} {
+		err := s.s.Readings(context.Background(), bad, func([]store.Point) error { return nil })
+		if devices.ErrorKind(err) != devices.EInvalid {
+			t.Errorf("Readings(%+v) = %v, want an %s error", bad, err, devices.EInvalid)
 		}
 	}
 }

@@ -1,0 +1,82 @@
+package main
+
+import (
+	"fmt"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"iotdash/internal/testenv"
+	"iotdash/store/journal"
+)
+
+// TestResilienceSIGTERM sends SIGTERM to the built iotdash in the middle of
+// a QoS 1 load: it exits with code 0, having committed what it took and (in
+// front of InfluxDB) flushed its journal, and once started again on the same
+// data and client id, every message the broker accepted is stored exactly
+// once. The time to exit is logged; the only bound asserted is a 30s guard
+// against a hang.
+//
+// "influxdb down" sends SIGTERM while InfluxDB is down: the flush gives up
+// after its few seconds, the journal keeps what it holds, and the next start
+// (once InfluxDB is back) replays it.
+func TestResilienceSIGTERM(t *testing.T) {
+	t.Parallel()
+	bin := buildBinary(t)
+	for _, backend := range []string{"embedded", "influxdb", "influxdb down"} {
+		t.Run(backend, func(t *testing.T) {
+			t.Parallel()
+			const rate = 2000
+			prefix := "term-" + strings.ReplaceAll(backend, " ", "-")
+			var ix *testenv.InfluxDB
+			var server *testenv.InfluxServer
+			switch backend {
+			case "influxdb":
+				ix = testenv.StartInfluxDB(t)
+			case "influxdb down":
+				server = testenv.StartInfluxServer(t)
+				ix = &server.InfluxDB
+			}
+			u := startUnderLoad(t, bin, prefix, rate, ix)
+
+			if server != nil {
+				server.Stop()
+				waitFor(t, time.Minute, "readings waiting in the journal", func() bool {
+					m, err := scrape(u.p.URL)
+					return err == nil && m["iotdash_journal_backlog_readings"] >= rate
+				})
+			}
+
+			u.p.cmd.Process.Signal(syscall.SIGTERM)
+			signalled := time.Now()
+			select {
+			case err := <-u.p.done:
+				if err != nil {
+					t.Fatalf("iotdash exited with %v after SIGTERM, want code 0\n%s", err, u.p.stderr.String())
+				}
+			case <-time.After(30 * time.Second):
+				t.Fatalf("iotdash had not exited 30s after SIGTERM")
+			}
+			exited := time.Since(signalled)
+			left := "no journal (embedded store)"
+			if ix != nil {
+				j, err := journal.Open(filepath.Join(u.data, "journal.db"), journal.Options{})
+				if err != nil {
+					t.Fatal(err)
+				}
+				left = fmt.Sprintf("%d readings left in the journal", j.Stats().Backlog)
+				j.Close()
+			}
+
+			if server != nil {
+				server.Start(t) // restart waits until /readyz, which needs InfluxDB
+			}
+			u.restart(t)
+			tl, _ := u.finish(t)
+			figures(t, prefix, "SIGTERM under %d msg/s: exited with code 0 after %v, %s; after a restart on the same data and client id: %v",
+				rate, exited.Round(10*time.Millisecond), left, tl)
+		})
+	}
+}

@@ -16,7 +16,8 @@ test:
 	@deps="$$(scripts/test-deps.sh)" && eval "$$deps" && \
 	  $(GO) vet ./... && \
 	  $(GO) test -count=1 -timeout 12m ./... && \
-	  $(GO) test -count=1 -run '^$$' -fuzz '^FuzzDecodeTelemetry$$' -fuzztime 15s ./ingest
+	  $(GO) test -count=1 -run '^$$' -fuzz '^FuzzDecodeTelemetry$$' -fuzztime 15s ./ingest && \
+	  $(GO) test -count=1 -run '^$$' -fuzz '^FuzzParseTopic$$' -fuzztime 10s ./ingest
 
 bench:
 	@deps="$$(scripts/test-deps.sh)" && eval "$$deps" && \

@@ -1,0 +1,343 @@
+package api
+
+import (
+	"context"
+	"errors"
+	"math"
+	"net/http"
+	"slices"
+	"strconv"
+	"sync"
+	"time"
+
+	"iotdash/devices"
+	"iotdash/store"
+)
+
+// csvFlushAt is how much CSV is gathered before it is written out. Until
+// the first write the response is not committed, so a store that fails at
+// once still gets a proper error response.
+const csvFlushAt = 64 << 10
+
+// csvWriter writes a CSV answer: the header row, then one row per point.
+type csvWriter struct {
+	w       http.ResponseWriter
+	req     Request
+	buf     []byte
+	started bool  // the response's header has been sent
+	err     error // the first write error
+	day     int64 // the day whose date is in date
+	date    []byte
+}
+
+func newCSVWriter(w http.ResponseWriter, req Request) *csvWriter {
+	c := &csvWriter{w: w, req: req, buf: make([]byte, 0, csvFlushAt+512), day: math.MinInt64}
+	c.buf = append(c.buf, "time,unix_ms,device,metric,"...)
+	switch {
+	case req.Step == 0:
+		c.buf = append(c.buf, "value"...)
+	case req.Agg == store.AggMinMax:
+		c.buf = append(c.buf, "min,max"...)
+	default:
+		c.buf = append(c.buf, req.Agg...)
+	}
+	c.buf = append(c.buf, '\n')
+	return c
+}
+
+// row adds one point of a series; it returns the first error writing met.
+func (c *csvWriter) row(device, metric string, p store.Point) error {
+	b := c.appendTime(c.buf, p.T)
+	b = append(b, ',')
+	b = strconv.AppendInt(b, p.T, 10)
+	b = append(b, ',')
+	b = append(b, device...)
+	b = append(b, ',')
+	b = append(b, metric...)
+	b = append(b, ',')
+	b = appendCSVNumber(b, p.V)
+	if c.req.Step > 0 && c.req.Agg == store.AggMinMax {
+		b = append(b, ',')
+		b = appendCSVNumber(b, p.Max)
+	}
+	c.buf = append(b, '\n')
+	if len(c.buf) >= csvFlushAt {
+		c.flush()
+	}
+	return c.err
+}
+
+func (c *csvWriter) flush() {
+	if c.err != nil {
+		return
+	}
+	if !c.started {
+		c.started = true
+		h := c.w.Header()
+		h.Set("Content-Type", "text/csv; charset=utf-8")
+		h.Set("Cache-Control", "no-store")
+		h.Set("Content-Disposition", `attachment; filename="`+c.req.filename()+`"`)
+		h.Set("X-Content-Type-Options", "nosniff")
+	}
+	_, c.err = c.w.Write(c.buf)
+	c.buf = c.buf[:0]
+}
+
+// appendTime writes t as RFC 3339 in UTC with milliseconds, computing the
+// date only when the day changes.
+func (c *csvWriter) appendTime(b []byte, t int64) []byte {
+	day := floorDiv(t, 86400000)
+	if day != c.day {
+		c.day = day
+		c.date = time.UnixMilli(day*86400000).UTC().AppendFormat(c.date[:0], "2006-01-02T")
+	}
+	b = append(b, c.date...)
+	ms := t - day*86400000
+	h, m, s, frac := ms/3600000, ms/60000%60, ms/1000%60, ms%1000
+	b = append(b, byte('0'+h/10), byte('0'+h%10), ':', byte('0'+m/10), byte('0'+m%10), ':', byte('0'+s/10), byte('0'+s%10),
+		'.', byte('0'+frac/100), byte('0'+frac/10%10), byte('0'+frac%10), 'Z')
+	return b
+}
+
+func floorDiv(a, b int64) int64 {
+	q := a / b
+	if a%b != 0 && a < 0 {
+		q--
+	}
+	return q
+}
+
+// filename names the download after what it holds:
+// iotdash_pump-1_temperature_20260101T000000Z_20260108T000000Z_raw.csv.
+func (r Request) filename() string {
+	name := "iotdash_"
+	if r.single() {
+		name += r.Devices[0] + "_" + r.Metrics[0]
+	} else {
+		name += strconv.Itoa(len(r.Devices)*len(r.Metrics)) + "-series"
+	}
+	stamp := func(ms int64) string { return time.UnixMilli(ms).UTC().Format("20060102T150405Z") }
+	name += "_" + stamp(r.From) + "_" + stamp(r.To)
+	if r.Step == 0 {
+		return name + "_raw.csv"
+	}
+	return name + "_" + formatSpan(r.Step) + "-" + string(r.Agg) + ".csv"
+}
+
+// appendNumber writes f as encoding/json does, and null if it is not
+// finite (a mean of values near the float64 limit can overflow).
+func appendNumber(b []byte, f float64) []byte {
+	if math.IsNaN(f) || math.IsInf(f, 0) {
+		return append(b, "null"...)
+	}
+	if f == 0 {
+		f = 0 // -0 too: a spreadsheet would show it as such
+	}
+	format := byte('f')
+	if a := math.Abs(f); a != 0 && (a < 1e-6 || a >= 1e21) {
+		format = 'e'
+	}
+	b = strconv.AppendFloat(b, f, format, -1, 64)
+	if format == 'e' {
+		// e-07 → e-7, as encoding/json writes it.
+		if n := len(b); n >= 4 && b[n-4] == 'e' && b[n-3] == '-' && b[n-2] == '0' {
+			b[n-2] = b[n-1]
+			b = b[:n-1]
+		}
+	}
+	return b
+}
+
+// appendCSVNumber writes f as appendNumber does, and nothing if it is not
+// finite.
+func appendCSVNumber(b []byte, f float64) []byte {
+	if math.IsNaN(f) || math.IsInf(f, 0) {
+		return b
+	}
+	return appendNumber(b, f)
+}
+
+// writeCSV writes the answer of a query with a step: its points in time
+// order, the series of one time in the order asked.
+func writeCSV(w http.ResponseWriter, req Request, series [][]store.Point) {
+	qs := req.Series()
+	type row struct {
+		i int
+		p store.Point
+	}
+	var rows []row
+	for i, ps := range series {
+		for _, p := range ps {
+			rows = append(rows, row{i, p})
+		}
+	}
+	slices.SortStableFunc(rows, func(a, b row) int {
+		if a.p.T != b.p.T {
+			if a.p.T < b.p.T {
+				return -1
+			}
+			return 1
+		}
+		return a.i - b.i
+	})
+	c := newCSVWriter(w, req)
+	for _, r := range rows {
+		if c.row(qs[r.i].Device, qs[r.i].Metric, r.p) != nil {
+			return
+		}
+	}
+	c.flush()
+}
+
+// export streams every reading of req's series as CSV in time order (the
+// series of one time in the order asked), with memory bounded by the
+// number of series, not by the range. An error before the first write
+// gets an error response; after it, the connection is cut so the client
+// sees an incomplete download rather than a short file that looks whole.
+func export(w http.ResponseWriter, r *http.Request, st Reader, req Request, opts QueryOptions) {
+	ctx, cancel := context.WithTimeout(r.Context(), opts.ExportTimeout)
+	defer cancel()
+	c := newCSVWriter(w, req)
+	qs := req.Series()
+	var err error
+	if len(qs) == 1 {
+		q := qs[0]
+		err = st.Readings(ctx, q, func(ps []store.Point) error {
+			for _, p := range ps {
+				if err := c.row(q.Device, q.Metric, p); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+	} else {
+		err = merge(ctx, st, qs, func(i int, p store.Point) error {
+			return c.row(qs[i].Device, qs[i].Metric, p)
+		})
+	}
+	if err == nil {
+		c.flush()
+		err = c.err
+	}
+	if err == nil {
+		return
+	}
+	if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+		err = devices.Errorf(devices.EUnavailable, "the export took longer than %v, the limit (-export-timeout); export a shorter range or fewer series at a time", opts.ExportTimeout)
+	}
+	if !c.started {
+		writeError(w, r, opts.Logger, err)
+		return
+	}
+	if r.Context().Err() != nil {
+		return // the client left
+	}
+	opts.Logger.Warn("raw export broke off", "path", r.URL.Path, "query", r.URL.RawQuery, "error", err)
+	panic(http.ErrAbortHandler)
+}
+
+// cursor is one series' readings in a merge: the chunk being read and the
+// channel the next ones come on.
+type cursor struct {
+	idx  int
+	next chan []store.Point
+	free chan []store.Point // chunks read, for the producer to reuse
+	cur  []store.Point
+	i    int
+	err  error // set before next is closed
+}
+
+// advance moves c to its next chunk, returning false at its end.
+func (c *cursor) advance() bool {
+	if c.cur != nil {
+		select {
+		case c.free <- c.cur:
+		default:
+		}
+	}
+	b, ok := <-c.next
+	c.cur, c.i = b, 0
+	return ok
+}
+
+func (c *cursor) less(d *cursor) bool {
+	t, u := c.cur[c.i].T, d.cur[d.i].T
+	return t < u || (t == u && c.idx < d.idx)
+}
+
+// merge reads the series of qs side by side, each in its own goroutine a
+// chunk ahead, and calls emit with every reading in time order (ties in
+// the order of qs). Each series holds at most three chunks in memory.
+func merge(ctx context.Context, st Reader, qs []store.Query, emit func(i int, p store.Point) error) error {
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	cs := make([]*cursor, len(qs))
+	for i, q := range qs {
+		c := &cursor{idx: i, next: make(chan []store.Point), free: make(chan []store.Point, 2)}
+		cs[i] = c
+		wg.Go(func() {
+			defer close(c.next)
+			c.err = st.Readings(ctx, q, func(ps []store.Point) error {
+				var b []store.Point
+				select {
+				case b = <-c.free:
+				default:
+				}
+				b = append(b[:0], ps...)
+				select {
+				case c.next <- b:
+					return nil
+				case <-ctx.Done():
+					return ctx.Err()
+				}
+			})
+		})
+	}
+	// A min-heap of the cursors that have a reading, by that reading.
+	h := make([]*cursor, 0, len(cs))
+	for _, c := range cs {
+		if c.advance() {
+			h = append(h, c)
+		} else if c.err != nil {
+			return c.err
+		}
+	}
+	down := func(i int) {
+		for {
+			l := 2*i + 1
+			if l >= len(h) {
+				return
+			}
+			m := l
+			if r := l + 1; r < len(h) && h[r].less(h[l]) {
+				m = r
+			}
+			if !h[m].less(h[i]) {
+				return
+			}
+			h[i], h[m] = h[m], h[i]
+			i = m
+		}
+	}
+	for i := len(h)/2 - 1; i >= 0; i-- {
+		down(i)
+	}
+	for len(h) > 0 {
+		c := h[0]
+		if err := emit(c.idx, c.cur[c.i]); err != nil {
+			return err
+		}
+		c.i++
+		if c.i == len(c.cur) && !c.advance() {
+			if c.err != nil {
+				return c.err
+			}
+			h[0] = h[len(h)-1]
+			h = h[:len(h)-1]
+		}
+		down(0)
+	}
+	return nil
+}

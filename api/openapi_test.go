@@ -1,0 +1,619 @@
+package api
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"sort"
+	"strings"
+	"sync/atomic"
+	"testing"
+
+	"github.com/coder/websocket"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"iotdash/devices"
+	"iotdash/internal/testenv"
+	"iotdash/push"
+	"iotdash/store/influx"
+	"iotdash/store/sqlite"
+)
+
+// doc is the OpenAPI document, decoded with numbers kept as written.
+type doc map[string]any
+
+func loadDoc(t *testing.T) doc {
+	t.Helper()
+	dec := json.NewDecoder(bytes.NewReader(openAPI))
+	dec.UseNumber()
+	var d doc
+	if err := dec.Decode(&d); err != nil {
+		t.Fatalf("openapi.json: %v", err)
+	}
+	return d
+}
+
+func obj(v any) map[string]any { m, _ := v.(map[string]any); return m }
+
+// openAPIExamples are the readings the examples of openapi.json are the
+// real answers to.
+var openAPIExamples = []devices.Reading{
+	{Device: "boiler-1", Metric: "temperature", Time: 1767225600000, Value: 61.5},
+	{Device: "boiler-1", Metric: "temperature", Time: 1767225601000, Value: 62},
+	{Device: "boiler-1", Metric: "temperature", Time: 1767225602000, Value: 60.5},
+	{Device: "boiler-1", Metric: "temperature", Time: 1767225603000, Value: 62.5},
+	{Device: "boiler-1", Metric: "temperature", Time: 1767225604000, Value: 61},
+	{Device: "boiler-1", Metric: "temperature", Time: 1767225660000, Value: 61},
+	{Device: "boiler-1", Metric: "temperature", Time: 1767225720000, Value: 62},
+	{Device: "boiler-1", Metric: "temperature", Time: 1767225721000, Value: 62.5},
+}
+
+// apiServer serves the API's paths as cmd/iotdash's routes.go does, from
+// the real handlers over a real store.
+type apiServer struct {
+	*httptest.Server
+	storeDown atomic.Bool // /readyz's store check fails
+	hub       *push.Hub
+}
+
+func newAPIServer(t *testing.T) *apiServer {
+	t.Helper()
+	st, err := sqlite.Open(filepath.Join(t.TempDir(), "iotdash.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	if err := st.Append(context.Background(), openAPIExamples); err != nil {
+		t.Fatal(err)
+	}
+	s := &apiServer{}
+	fleet := devices.NewFleet(nil)
+	fleet.SetMeta("boiler-1", devices.Meta{Name: "Boiler 1", Kind: "boiler", Location: "plant room",
+		Units: map[string]string{"temperature": "°C"}, Limits: map[string][2]float64{"temperature": {5, 90}}})
+	fleet.Seen("boiler-1", openAPIExamples[len(openAPIExamples)-1:])
+	fleet.SetPresence("boiler-2", devices.StatusOffline)
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(prometheus.NewCounterVec(prometheus.CounterOpts{Name: "iotdash_rejected_total", Help: "Messages or readings rejected, by reason."}, []string{"reason"}))
+	s.hub = push.NewHub(push.Options{})
+	t.Cleanup(s.hub.Close)
+
+	mux := http.NewServeMux()
+	mux.Handle("GET /api/v1/devices", Devices(fleet))
+	mux.Handle("GET /api/v1/query", Query(st, QueryOptions{Logger: slog.New(slog.DiscardHandler)}))
+	mux.Handle("GET /api/v1/openapi.json", OpenAPI())
+	mux.Handle("GET /healthz", Health())
+	mux.Handle("GET /readyz", Ready(
+		Check{Name: "broker", Fn: func(context.Context) error { return nil }},
+		Check{Name: "store", Fn: func(context.Context) error {
+			if s.storeDown.Load() {
+				return errors.New("history store: ping failed")
+			}
+			return nil
+		}},
+	))
+	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
+	mux.Handle("GET /ws", s.hub)
+	s.Server = httptest.NewServer(mux)
+	t.Cleanup(s.Close)
+	return s
+}
+
+// answer is a response read whole.
+type answer struct {
+	code int
+	ct   string
+	hdr  http.Header
+	body []byte
+}
+
+func (s *apiServer) get(t *testing.T, path string, header ...string) answer {
+	t.Helper()
+	return fetchURL(t, s.URL+path, header...)
+}
+
+func fetchURL(t *testing.T, u string, header ...string) answer {
+	t.Helper()
+	req, err := http.NewRequest("GET", u, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i+1 < len(header); i += 2 {
+		req.Header.Set(header[i], header[i+1])
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ct, _, _ := strings.Cut(resp.Header.Get("Content-Type"), ";")
+	return answer{resp.StatusCode, ct, resp.Header, b}
+}
+
+// TestOpenAPIDocumentsTheHandlers holds openapi.json to the real handlers:
+// every documented response code is produced (and only those), every
+// answer fits its documented schema, every example is a real answer or
+// fits the schema, and /api/v1/query takes exactly the documented
+// parameters.
+func TestOpenAPIDocumentsTheHandlers(t *testing.T) {
+	d := loadDoc(t)
+	s := newAPIServer(t)
+
+	paths := obj(d["paths"])
+	var got []string
+	for p := range paths {
+		got = append(got, p)
+	}
+	sort.Strings(got)
+	want := []string{"/api/v1/devices", "/api/v1/openapi.json", "/api/v1/query", "/healthz", "/metrics", "/readyz", "/ws"}
+	if !slices.Equal(got, want) {
+		t.Errorf("documented paths: got %v, want %v", got, want)
+	}
+
+	// How to make each documented response happen.
+	q := "/api/v1/query?device=boiler-1&metric=temperature&from=1767225600000&to=1767225780000"
+	scenarios := map[string]func(t *testing.T) answer{
+		"/api/v1/query 200": func(t *testing.T) answer { return s.get(t, q) },
+		"/api/v1/query 400": func(t *testing.T) answer { return s.get(t, q+"&agg=median") },
+		"/api/v1/query 500": func(t *testing.T) answer {
+			// An InfluxDB without the configured database.
+			db := testenv.StartInfluxDB(t)
+			st, err := influx.New(influx.Config{URL: db.URL, Bucket: "no_such_db/autogen"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer st.Close()
+			return serve(t, Query(st, QueryOptions{Logger: slog.New(slog.DiscardHandler)}), q+"&step=1m")
+		},
+		"/api/v1/query 503": func(t *testing.T) answer {
+			st, err := sqlite.Open(filepath.Join(t.TempDir(), "closed.db"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			st.Append(context.Background(), openAPIExamples)
+			st.Close()
+			return serve(t, Query(st, QueryOptions{Logger: slog.New(slog.DiscardHandler)}), q+"&step=1m")
+		},
+		"/api/v1/devices 200":      func(t *testing.T) answer { return s.get(t, "/api/v1/devices") },
+		"/api/v1/openapi.json 200": func(t *testing.T) answer { return s.get(t, "/api/v1/openapi.json") },
+		"/healthz 200":             func(t *testing.T) answer { return s.get(t, "/healthz") },
+		"/readyz 200":              func(t *testing.T) answer { return s.get(t, "/readyz") },
+		"/readyz 503": func(t *testing.T) answer {
+			s.storeDown.Store(true)
+			defer s.storeDown.Store(false)
+			return s.get(t, "/readyz")
+		},
+		"/metrics 200": func(t *testing.T) answer { return s.get(t, "/metrics") },
+		"/ws 101": func(t *testing.T) answer {
+			c, resp, err := websocket.Dial(context.Background(), s.URL+"/ws", nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			c.Close(websocket.StatusNormalClosure, "")
+			return answer{code: resp.StatusCode}
+		},
+		"/ws 400": func(t *testing.T) answer {
+			return s.get(t, "/ws", "Connection", "Upgrade", "Upgrade", "websocket", "Sec-WebSocket-Version", "12", "Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ==")
+		},
+		"/ws 403": func(t *testing.T) answer {
+			return s.get(t, "/ws", "Connection", "Upgrade", "Upgrade", "websocket", "Sec-WebSocket-Version", "13", "Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ==", "Origin", "https://elsewhere.example")
+		},
+		"/ws 426": func(t *testing.T) answer { return s.get(t, "/ws") },
+		"/ws 503": func(t *testing.T) answer {
+			hub := push.NewHub(push.Options{})
+			hub.Close()
+			return serve(t, hub, "/ws")
+		},
+	}
+	done := map[string]bool{}
+	for path, item := range paths {
+		for method, op := range obj(item) {
+			if method != "get" {
+				t.Errorf("%s: method %s: every path is GET", path, method)
+				continue
+			}
+			for code, r := range obj(obj(op)["responses"]) {
+				key := path + " " + code
+				sc := scenarios[key]
+				if sc == nil {
+					t.Errorf("%s: documented, but the test has no way to make it happen", key)
+					continue
+				}
+				done[key] = true
+				a := sc(t)
+				if fmt.Sprint(a.code) != code {
+					t.Errorf("%s: the handler answered %d", key, a.code)
+					continue
+				}
+				content := obj(obj(r)["content"])
+				if len(content) == 0 || a.code == http.StatusSwitchingProtocols {
+					continue
+				}
+				media := obj(content[a.ct])
+				if media == nil {
+					t.Errorf("%s: answered with %s, documented %v", key, a.ct, keys(content))
+					continue
+				}
+				if a.ct == "application/json" {
+					if err := d.validate(media["schema"], decode(t, a.body), "$"); err != nil {
+						t.Errorf("%s: the answer does not fit its schema: %v\n%s", key, err, a.body)
+					}
+				}
+			}
+		}
+	}
+	for key := range scenarios {
+		if !done[key] {
+			t.Errorf("%s: the handler gives it, the document does not say so", key)
+		}
+	}
+}
+
+// serve asks one handler directly.
+func serve(t *testing.T, h http.Handler, path string) answer {
+	t.Helper()
+	srv := httptest.NewServer(h)
+	defer srv.Close()
+	return fetchURL(t, srv.URL+path)
+}
+
+func keys(m map[string]any) []string {
+	var out []string
+	for k := range m {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// TestOpenAPIExamplesAreRealAnswers: each example of /api/v1/query whose
+// summary is a query string is exactly what the handler answers to it,
+// over the readings openAPIExamples; every other JSON example fits its
+// schema, and so does every component's.
+func TestOpenAPIExamplesAreRealAnswers(t *testing.T) {
+	d := loadDoc(t)
+	s := newAPIServer(t)
+	checked := 0
+	for path, item := range obj(d["paths"]) {
+		for _, op := range obj(item) {
+			for code, r := range obj(obj(op)["responses"]) {
+				for ct, m := range obj(obj(r)["content"]) {
+					media := obj(m)
+					examples := map[string]any{}
+					for name, ex := range obj(media["examples"]) {
+						examples[name] = ex
+					}
+					if ex, ok := media["example"]; ok {
+						examples[""] = map[string]any{"value": ex}
+					}
+					for name, ex := range examples {
+						where := fmt.Sprintf("%s %s %s example %q", path, code, ct, name)
+						value := obj(ex)["value"]
+						if ct == "application/json" {
+							if err := d.validate(media["schema"], value, "$"); err != nil {
+								t.Errorf("%s does not fit its schema: %v", where, err)
+							}
+						}
+						summary, _ := obj(ex)["summary"].(string)
+						if path != "/api/v1/query" || !strings.HasPrefix(summary, "device=") {
+							continue
+						}
+						a := s.get(t, path+"?"+summary)
+						checked++
+						if fmt.Sprint(a.code) != code || a.ct != ct {
+							t.Errorf("%s: the handler answered %d %s", where, a.code, a.ct)
+							continue
+						}
+						if ct == "application/json" {
+							if !equalJSON(decode(t, a.body), value) {
+								t.Errorf("%s:\n handler %s\n example %v", where, a.body, value)
+							}
+						} else if string(a.body) != value {
+							t.Errorf("%s:\n handler %q\n example %q", where, a.body, value)
+						}
+					}
+				}
+			}
+		}
+	}
+	if checked < 9 {
+		t.Errorf("only %d examples were run as queries", checked)
+	}
+
+	// The documented Content-Disposition is the real one.
+	hdr := obj(obj(obj(obj(obj(obj(obj(d["paths"])["/api/v1/query"])["get"])["responses"])["200"])["headers"])["Content-Disposition"])
+	a := s.get(t, "/api/v1/query?device=boiler-1&metric=temperature&from=2026-01-01T00:00:00Z&to=2026-01-02T00:00:00Z&step=raw&format=csv")
+	if got := a.hdr.Get("Content-Disposition"); got != hdr["example"] {
+		t.Errorf("Content-Disposition: handler %s, example %s", got, hdr["example"])
+	}
+
+	// The WebSocket frames' examples fit their schemas, and so does what
+	// the hub really sends.
+	comps := obj(obj(d["components"])["schemas"])
+	for _, name := range []string{"Subscribe", "Subscribed", "Readings", "Status", "Gap"} {
+		sc := comps[name]
+		if err := d.validate(sc, decode(t, mustJSON(obj(sc)["example"])), "$"); err != nil {
+			t.Errorf("%s example: %v", name, err)
+		}
+	}
+	ctx := context.Background()
+	c, _, err := websocket.Dial(ctx, s.URL+"/ws", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.CloseNow()
+	if err := c.Write(ctx, websocket.MessageText, mustJSON(obj(comps["Subscribe"])["example"])); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"Subscribed", "Readings", "Status"} {
+		_, b, err := c.Read(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := d.validate(comps[want], decode(t, b), "$"); err != nil {
+			t.Errorf("frame %s is not a %s: %v", b, want, err)
+		}
+		switch want {
+		case "Subscribed":
+			s.hub.Publish(openAPIExamples[:1])
+		case "Readings":
+			s.hub.PublishStatus("boiler-1", devices.StatusOffline)
+		}
+	}
+}
+
+// TestOpenAPIQueryParameters: /api/v1/query reads exactly the documented
+// parameters, and takes each with its documented example.
+func TestOpenAPIQueryParameters(t *testing.T) {
+	d := loadDoc(t)
+	s := newAPIServer(t)
+	op := obj(obj(obj(d["paths"])["/api/v1/query"])["get"])
+	examples := url.Values{}
+	var documented []string
+	for _, p := range op["parameters"].([]any) {
+		p := obj(p)
+		name := p["name"].(string)
+		documented = append(documented, name)
+		switch ex := p["example"].(type) {
+		case []any:
+			for _, e := range ex {
+				examples.Add(name, fmt.Sprint(e))
+			}
+		case string:
+			examples.Set(name, ex)
+		default:
+			t.Errorf("parameter %s has no example", name)
+		}
+		schema := obj(p["schema"])
+		if enum, ok := schema["enum"].([]any); ok {
+			for _, e := range enum {
+				v := url.Values{"device": examples["device"], "metric": examples["metric"], name: {fmt.Sprint(e)}}
+				if a := s.get(t, "/api/v1/query?"+v.Encode()); a.code != http.StatusOK {
+					t.Errorf("%s=%v, documented: %d %s", name, e, a.code, a.body)
+				}
+			}
+		}
+	}
+	slices.Sort(documented)
+	read := slices.Sorted(slices.Values(queryParams))
+	if !slices.Equal(documented, read) {
+		t.Errorf("documented parameters %v, the handler reads %v", documented, read)
+	}
+	for _, name := range documented {
+		v := url.Values{"device": examples["device"], "metric": examples["metric"], name: examples[name]}
+		if a := s.get(t, "/api/v1/query?"+v.Encode()); a.code != http.StatusOK {
+			t.Errorf("%s=%v, its documented example: %d %s", name, examples[name], a.code, a.body)
+		}
+	}
+	if a := s.get(t, "/api/v1/query?"+examples.Encode()); a.code != http.StatusOK {
+		t.Errorf("every example at once (%s): %d %s", examples.Encode(), a.code, a.body)
+	}
+	// A parameter the document does not name is refused.
+	if a := s.get(t, "/api/v1/query?device=boiler-1&metric=temperature&limit=10"); a.code != http.StatusBadRequest {
+		t.Errorf("an undocumented parameter: %d %s", a.code, a.body)
+	}
+}
+
+func mustJSON(v any) []byte {
+	b, err := json.Marshal(v)
+	if err != nil {
+		panic(err)
+	}
+	return b
+}
+
+func decode(t *testing.T, b []byte) any {
+	t.Helper()
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.UseNumber()
+	var v any
+	if err := dec.Decode(&v); err != nil {
+		t.Fatalf("%v in %s", err, b)
+	}
+	return v
+}
+
+// equalJSON compares decoded JSON values, numbers by value.
+func equalJSON(a, b any) bool {
+	switch x := a.(type) {
+	case json.Number:
+		y, ok := b.(json.Number)
+		if !ok {
+			return false
+		}
+		fx, _ := x.Float64()
+		fy, _ := y.Float64()
+		return fx == fy
+	case map[string]any:
+		y, ok := b.(map[string]any)
+		if !ok || len(x) != len(y) {
+			return false
+		}
+		for k, v := range x {
+			if !equalJSON(v, y[k]) {
+				return false
+			}
+		}
+		return true
+	case []any:
+		y, ok := b.([]any)
+		if !ok || len(x) != len(y) {
+			return false
+		}
+		for i := range x {
+			if !equalJSON(x[i], y[i]) {
+				return false
+			}
+		}
+		return true
+	}
+	return a == b
+}
+
+// validate checks v against a JSON Schema, of the keywords openapi.json
+// uses: $ref, oneOf, type, enum, const, pattern, properties, required,
+// additionalProperties, items, prefixItems, minItems and maxItems.
+func (d doc) validate(schema any, v any, at string) error {
+	s := obj(schema)
+	if s == nil {
+		return fmt.Errorf("%s: no schema", at)
+	}
+	if ref, ok := s["$ref"].(string); ok {
+		name, ok := strings.CutPrefix(ref, "#/components/schemas/")
+		target := obj(obj(d["components"])["schemas"])[name]
+		if !ok || target == nil {
+			return fmt.Errorf("%s: unknown $ref %s", at, ref)
+		}
+		return d.validate(target, v, at)
+	}
+	if alts, ok := s["oneOf"].([]any); ok {
+		n := 0
+		var errs []error
+		for _, alt := range alts {
+			if err := d.validate(alt, v, at); err != nil {
+				errs = append(errs, err)
+			} else {
+				n++
+			}
+		}
+		if n != 1 {
+			return fmt.Errorf("%s: fits %d of oneOf's schemas, not 1: %v", at, n, errors.Join(errs...))
+		}
+	}
+	if typ, ok := s["type"]; ok {
+		var types []string
+		switch x := typ.(type) {
+		case string:
+			types = []string{x}
+		case []any:
+			for _, t := range x {
+				types = append(types, t.(string))
+			}
+		}
+		if !slices.ContainsFunc(types, func(t string) bool { return isType(v, t) }) {
+			return fmt.Errorf("%s: %v (%T) is not %v", at, v, v, types)
+		}
+	}
+	if enum, ok := s["enum"].([]any); ok && !slices.ContainsFunc(enum, func(e any) bool { return equalJSON(e, v) }) {
+		return fmt.Errorf("%s: %v is not one of %v", at, v, enum)
+	}
+	if c, ok := s["const"]; ok && !equalJSON(c, v) {
+		return fmt.Errorf("%s: %v is not %v", at, v, c)
+	}
+	if p, ok := s["pattern"].(string); ok {
+		if str, ok := v.(string); ok && !regexp.MustCompile(p).MatchString(str) {
+			return fmt.Errorf("%s: %q does not match %s", at, str, p)
+		}
+	}
+	if m, ok := v.(map[string]any); ok {
+		props := obj(s["properties"])
+		for _, r := range asSlice(s["required"]) {
+			if _, ok := m[r.(string)]; !ok {
+				return fmt.Errorf("%s: %s is required", at, r)
+			}
+		}
+		for k, val := range m {
+			if ps, ok := props[k]; ok {
+				if err := d.validate(ps, val, at+"."+k); err != nil {
+					return err
+				}
+				continue
+			}
+			switch ap := s["additionalProperties"].(type) {
+			case bool:
+				if !ap {
+					return fmt.Errorf("%s: %s is not a documented property", at, k)
+				}
+			case map[string]any:
+				if err := d.validate(ap, val, at+"."+k); err != nil {
+					return err
+				}
+			}
+		}
+	}
+	if a, ok := v.([]any); ok {
+		if n, ok := s["minItems"].(json.Number); ok && len(a) < atoi(n) {
+			return fmt.Errorf("%s: %d items, fewer than %s", at, len(a), n)
+		}
+		if n, ok := s["maxItems"].(json.Number); ok && len(a) > atoi(n) {
+			return fmt.Errorf("%s: %d items, more than %s", at, len(a), n)
+		}
+		prefix := asSlice(s["prefixItems"])
+		for i, item := range a {
+			sc := s["items"]
+			if i < len(prefix) {
+				sc = prefix[i]
+			}
+			if sc == nil {
+				continue
+			}
+			if err := d.validate(sc, item, fmt.Sprintf("%s[%d]", at, i)); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+func asSlice(v any) []any { s, _ := v.([]any); return s }
+
+func atoi(n json.Number) int {
+	i, _ := n.Int64()
+	return int(i)
+}
+
+func isType(v any, t string) bool {
+	switch x := v.(type) {
+	case nil:
+		return t == "null"
+	case bool:
+		return t == "boolean"
+	case string:
+		return t == "string"
+	case json.Number:
+		if t == "number" {
+			return true
+		}
+		_, err := x.Int64()
+		return t == "integer" && err == nil
+	case map[string]any:
+		return t == "object"
+	case []any:
+		return t == "array"
+	}
+	return false
+}

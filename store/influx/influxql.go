@@ -1,0 +1,136 @@
+package influx
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"net/url"
+	"strings"
+
+	"iotdash/devices"
+	"iotdash/store"
+)
+
+// The ranges and steps given to InfluxQL: its GROUP BY time works in
+// nanoseconds from the epoch, so a range before the epoch or a step whose
+// buckets could reach the end of int64 goes to Flux, whose edges this
+// package already handles.
+const (
+	influxQLMaxTime = 7258118400000 // 2200-01-01
+	influxQLMaxStep = 1e12          // about 31 years
+)
+
+// useInfluxQL says whether q, clamped to [from, to), is one InfluxQL
+// answers the same as Flux.
+func useInfluxQL(q store.Query, from, to int64) bool {
+	return q.Step > 0 && q.Step <= influxQLMaxStep && from >= 0 && to <= influxQLMaxTime && q.Agg != store.AggMinMax
+}
+
+// influxQL answers a downsampling query on InfluxDB 1.x with InfluxQL's
+// GROUP BY time, whose buckets are aligned to the epoch like store.Query's
+// and whose rows carry their bucket's start.
+func (s *Store) influxQL(ctx context.Context, q store.Query, from, to int64) ([]store.Point, error) {
+	stmt := influxQLQuery(s.bucket, q.Device, q.Metric, from, to, q.Step, fluxFn[q.Agg])
+	db, _, _ := strings.Cut(s.bucket, "/")
+	form := url.Values{"db": {db}, "q": {stmt}, "epoch": {"ms"}}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, s.url+"/query", strings.NewReader(form.Encode()))
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", devices.Errorf(devices.EInternal, "influx: query"), err)
+	}
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	if user, pass, ok := strings.Cut(s.token, ":"); ok {
+		req.SetBasicAuth(user, pass)
+	} else if s.token != "" {
+		req.Header.Set("Authorization", "Token "+s.token)
+	}
+	resp, err := s.http.Do(req)
+	if err != nil {
+		return nil, queryError(err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return nil, statusError(resp)
+	}
+	var ans struct {
+		Error   string
+		Results []struct {
+			Error   string
+			Partial bool
+			Series  []struct {
+				Values [][]json.Number
+			}
+		}
+	}
+	dec := json.NewDecoder(resp.Body)
+	dec.UseNumber()
+	if err := dec.Decode(&ans); err != nil {
+		return nil, fmt.Errorf("%w: %w", devices.Errorf(devices.EUnavailable, "InfluxDB's answer broke off"), err)
+	}
+	if ans.Error != "" {
+		return nil, devices.Errorf(devices.EInternal, "InfluxDB query failed: %s", ans.Error)
+	}
+	out := []store.Point{}
+	for _, r := range ans.Results {
+		if r.Error != "" {
+			return nil, devices.Errorf(devices.EInternal, "InfluxDB query failed: %s", r.Error)
+		}
+		if r.Partial {
+			return nil, devices.Errorf(devices.EUnavailable, "InfluxDB cut its answer short (its max-row-limit); use a larger step")
+		}
+		for _, ser := range r.Series {
+			for _, row := range ser.Values {
+				if len(row) != 2 {
+					return nil, devices.Errorf(devices.EInternal, "influx: a row of %d columns in the answer", len(row))
+				}
+				t, err := row[0].Int64()
+				if err != nil {
+					return nil, devices.Errorf(devices.EInternal, "influx: time %q in the answer", row[0])
+				}
+				v, err := row[1].Float64()
+				if err != nil {
+					return nil, devices.Errorf(devices.EInternal, "influx: value %q in the answer", row[1])
+				}
+				out = append(out, store.Point{T: t, V: v})
+			}
+		}
+	}
+	return out, nil
+}
+
+// influxQLQuery returns the InfluxQL statement for fn of one metric of one
+// device per step-wide bucket with from <= time < to (Unix ms). Names are
+// quoted with influxQLQuote and times and steps are integers, so no
+// argument can change the statement's meaning.
+func influxQLQuery(bucket, device, metric string, from, to, step int64, fn string) string {
+	db, rp, _ := strings.Cut(bucket, "/")
+	return fmt.Sprintf("SELECT %s(%s) FROM %s.%s.%s WHERE %s = %s AND time >= %dms AND time < %dms GROUP BY time(%dms) fill(none)",
+		fn, influxQLQuote(metric, '"'), influxQLQuote(db, '"'), influxQLQuote(rp, '"'), influxQLQuote(Measurement, '"'),
+		influxQLQuote(DeviceTag, '"'), influxQLQuote(device, '\''), from, to, step)
+}
+
+// influxQLQuote quotes s as an InfluxQL identifier (q '"') or string
+// literal (q '\”): InfluxQL's scanner knows the escapes \\, \", \' and \n,
+// and ends a quoted text at a raw newline. An empty identifier stays empty
+// (db..measurement takes the default retention policy).
+func influxQLQuote(s string, q byte) string {
+	if s == "" && q == '"' {
+		return ""
+	}
+	var b strings.Builder
+	b.Grow(len(s) + 2)
+	b.WriteByte(q)
+	for i := 0; i < len(s); i++ {
+		switch c := s[i]; c {
+		case '\\', '"', '\'':
+			b.WriteByte('\\')
+			b.WriteByte(c)
+		case '\n':
+			b.WriteString(`\n`)
+		default:
+			b.WriteByte(c)
+		}
+	}
+	b.WriteByte(q)
+	return b.String()
+}

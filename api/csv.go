@@ -197,6 +197,9 @@ func writeCSV(w http.ResponseWriter, req Request, series [][]store.Point) {
 func export(w http.ResponseWriter, r *http.Request, st Reader, req Request, opts QueryOptions) {
 	ctx, cancel := context.WithTimeout(r.Context(), opts.ExportTimeout)
 	defer cancel()
+	// The server's write timeout is for ordinary responses; an export may
+	// stream for up to its own timeout.
+	http.NewResponseController(w).SetWriteDeadline(time.Now().Add(opts.ExportTimeout + 5*time.Second))
 	c := newCSVWriter(w, req)
 	qs := req.Series()
 	var err error

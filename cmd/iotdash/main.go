@@ -68,6 +68,8 @@ type config struct {
 	journalMax                    int64
 	origins                       string
 	maxPoints                     int
+	queryTimeout, exportTimeout   time.Duration
+	maxExportRange                time.Duration
 	logLevel                      string
 	pprof                         bool
 }
@@ -114,6 +116,23 @@ func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (co
 	fs.Int64Var(&c.journalMax, "journal-max", int64(envInt("IOTDASH_JOURNAL_MAX", 50_000_000)), "most readings the on-disk journal holds while InfluxDB is unreachable; past it, messages stay unacknowledged at the broker (IOTDASH_JOURNAL_MAX)")
 	fs.StringVar(&c.origins, "allowed-origins", env("IOTDASH_ALLOWED_ORIGINS", ""), "comma-separated host patterns, besides the dashboard's own, whose pages may open /ws (IOTDASH_ALLOWED_ORIGINS)")
 	fs.IntVar(&c.maxPoints, "max-points", envInt("IOTDASH_MAX_POINTS", 10000), "most points one history query may return (IOTDASH_MAX_POINTS)")
+	fs.DurationVar(&c.queryTimeout, "query-timeout", envDur("IOTDASH_QUERY_TIMEOUT", api.DefaultTimeout), "longest a history query may take before it gets a 503 (IOTDASH_QUERY_TIMEOUT)")
+	fs.DurationVar(&c.exportTimeout, "export-timeout", envDur("IOTDASH_EXPORT_TIMEOUT", api.DefaultExportTimeout), "longest a raw CSV export (step=raw&format=csv) may stream (IOTDASH_EXPORT_TIMEOUT)")
+	c.maxExportRange = api.DefaultMaxExportRange
+	setRange := func(s string) error {
+		d, err := api.ParseDuration(s)
+		if err != nil || d <= 0 {
+			return fmt.Errorf("%q is not a positive duration such as 31d or 744h", s)
+		}
+		c.maxExportRange = d
+		return nil
+	}
+	if v := getenv("IOTDASH_MAX_EXPORT_RANGE"); v != "" {
+		if err := setRange(v); err != nil {
+			return c, fmt.Errorf("IOTDASH_MAX_EXPORT_RANGE: %w", err)
+		}
+	}
+	fs.Func("max-export-range", "longest range one raw CSV export may cover, e.g. 31d (default 31d) (IOTDASH_MAX_EXPORT_RANGE)", setRange)
 	fs.BoolVar(&c.pprof, "pprof", getenv("IOTDASH_PPROF") == "true", "serve Go's profiler under /debug/pprof/ (IOTDASH_PPROF=true)")
 	fs.StringVar(&c.logLevel, "log-level", env("IOTDASH_LOG_LEVEL", "info"), "debug, info, warn or error (IOTDASH_LOG_LEVEL)")
 	fs.Usage = func() {
@@ -319,13 +338,15 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 
 	registerHubMetrics(reg, hub)
 	srv := &http.Server{
-		Handler:           routes(deps{fleet: fleet, hub: hub, reader: reader, ingester: in, registry: reg, maxPoints: c.maxPoints, pprof: c.pprof, log: log}),
+		Handler: routes(deps{fleet: fleet, hub: hub, reader: reader, ingester: in, registry: reg, maxPoints: c.maxPoints,
+			maxExportRange: c.maxExportRange, queryTimeout: c.queryTimeout, exportTimeout: c.exportTimeout, pprof: c.pprof, log: log}),
 		ReadHeaderTimeout: 5 * time.Second,
 		ReadTimeout:       30 * time.Second,
-		WriteTimeout:      0, // /ws and CSV exports stream; handlers bound their own work
-		IdleTimeout:       120 * time.Second,
-		MaxHeaderBytes:    64 << 10,
-		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+		// /ws is hijacked (no deadline) and a raw CSV export extends its own.
+		WriteTimeout:   60 * time.Second,
+		IdleTimeout:    120 * time.Second,
+		MaxHeaderBytes: 64 << 10,
+		ErrorLog:       slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
 	srvErr := make(chan error, 1)
 	go func() { srvErr <- srv.Serve(httpLn) }()

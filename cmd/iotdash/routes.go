@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/pprof"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -27,11 +28,14 @@ type deps struct {
 		api.Reader
 		Ping(context.Context) error
 	}
-	ingester  *ingest.Ingester
-	registry  *prometheus.Registry
-	maxPoints int
-	pprof     bool
-	log       *slog.Logger
+	ingester       *ingest.Ingester
+	registry       *prometheus.Registry
+	maxPoints      int
+	maxExportRange time.Duration
+	queryTimeout   time.Duration
+	exportTimeout  time.Duration
+	pprof          bool
+	log            *slog.Logger
 }
 
 // routes lists every path iotdash serves.
@@ -43,7 +47,9 @@ func routes(d deps) http.Handler {
 	mux.Handle("GET /ws", d.hub)
 
 	mux.Handle("GET /api/v1/devices", views.Compress(api.Devices(d.fleet)))
-	mux.Handle("GET /api/v1/query", views.Compress(api.Query(d.reader, api.QueryOptions{MaxPoints: d.maxPoints, Logger: d.log})))
+	mux.Handle("GET /api/v1/query", views.Compress(api.Query(d.reader, api.QueryOptions{
+		MaxPoints: d.maxPoints, MaxExportRange: d.maxExportRange, Timeout: d.queryTimeout, ExportTimeout: d.exportTimeout, Logger: d.log})))
+	mux.Handle("GET /api/v1/openapi.json", views.Compress(api.OpenAPI()))
 
 	mux.Handle("GET /healthz", api.Health())
 	mux.Handle("GET /readyz", api.Ready(

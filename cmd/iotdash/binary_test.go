@@ -28,14 +28,14 @@ func buildBinary(t testing.TB) string {
 type process struct {
 	cmd    *exec.Cmd
 	URL    string
-	stdout *syncBuffer
-	stderr *syncBuffer
+	stdout *testenv.Buffer
+	stderr *testenv.Buffer
 	done   chan error
 }
 
 func startBinary(t testing.TB, bin string, args ...string) *process {
 	t.Helper()
-	p := &process{stdout: &syncBuffer{}, stderr: &syncBuffer{}, done: make(chan error, 1)}
+	p := &process{stdout: &testenv.Buffer{}, stderr: &testenv.Buffer{}, done: make(chan error, 1)}
 	p.cmd = exec.Command(bin, args...)
 	p.cmd.Stdout, p.cmd.Stderr = p.stdout, p.stderr
 	p.cmd.Env = os.Environ()
@@ -135,7 +135,7 @@ func TestSelfContained(t *testing.T) {
 // flag to change.
 func TestPortTaken(t *testing.T) {
 	mq := testenv.StartMosquitto(t)
-	var out syncBuffer
+	var out testenv.Buffer
 	err := run(t.Context(), []string{"-http", mq.Addr, "-data", t.TempDir()}, func(string) string { return "" }, &out, &out)
 	if err == nil || !containsAll(err.Error(), mq.Addr, "-http") {
 		t.Errorf("run with a taken -http port = %v, want an error naming %s and -http", err, mq.Addr)

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -22,24 +21,6 @@ import (
 
 func TestMain(m *testing.M) { testenv.Main(m) }
 
-// syncBuffer is an io.Writer safe to read while written.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 var dashboardLine = regexp.MustCompile(`dashboard on (http://\S+)/`)
 
 // waitFor polls cond every 50ms until it holds or the deadline passes.
@@ -57,8 +38,8 @@ func waitFor(t testing.TB, within time.Duration, what string, cond func() bool) 
 // instance is iotdash running in this test process through run.
 type instance struct {
 	URL    string
-	stdout *syncBuffer
-	stderr *syncBuffer
+	stdout *testenv.Buffer
+	stderr *testenv.Buffer
 	stop   func() error
 }
 
@@ -67,7 +48,7 @@ type instance struct {
 func startInProcess(t *testing.T, args ...string) *instance {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
-	in := &instance{stdout: &syncBuffer{}, stderr: &syncBuffer{}}
+	in := &instance{stdout: &testenv.Buffer{}, stderr: &testenv.Buffer{}}
 	errc := make(chan error, 1)
 	args = append([]string{"-http", "127.0.0.1:0", "-data", t.TempDir()}, args...)
 	go func() { errc <- run(ctx, args, func(string) string { return "" }, in.stdout, in.stderr) }()

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"strings"
 	"sync"
@@ -13,28 +12,10 @@ import (
 	"iotdash/internal/testenv"
 )
 
-// syncBuffer is a bytes.Buffer safe to read while run writes to it.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 func envOf(m map[string]string) func(string) string { return func(k string) string { return m[k] } }
 
 func TestHelpExplainsEveryFlag(t *testing.T) {
-	var stdout, stderr syncBuffer
+	var stdout, stderr testenv.Buffer
 	if err := run(context.Background(), []string{"-h"}, envOf(nil), &stdout, &stderr); err != nil {
 		t.Fatalf("run -h: %v", err)
 	}
@@ -58,7 +39,7 @@ func TestBadFlagsAndEnvironment(t *testing.T) {
 		{[]string{"-scenario", "no-such-scenario"}, nil, "no-such-scenario"},
 		{[]string{"-mqtt", "localhost:1883"}, nil, "broker"},
 	} {
-		var stdout, stderr syncBuffer
+		var stdout, stderr testenv.Buffer
 		err := run(context.Background(), tc.args, envOf(tc.env), &stdout, &stderr)
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("run %v with %v: got %v, want an error about %s", tc.args, tc.env, err, tc.want)
@@ -101,7 +82,7 @@ func runUntil(t *testing.T, broker string, args []string, env map[string]string,
 	counts := countTelemetry(t, broker)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	var out, errOut syncBuffer
+	var out, errOut testenv.Buffer
 	done := make(chan error, 1)
 	go func() { done <- run(ctx, args, envOf(env), &out, &errOut) }()
 	deadline := time.Now().Add(15 * time.Second)
@@ -144,7 +125,7 @@ func TestScenarioMode(t *testing.T) {
 func TestLoadMode(t *testing.T) {
 	broker := testenv.StartMosquitto(t)
 	counts := countTelemetry(t, broker.URL)
-	var stdout, stderr syncBuffer
+	var stdout, stderr testenv.Buffer
 	args := []string{"-mqtt", broker.URL, "-rate", "500", "-for", "1500ms", "-devices", "20", "-conns", "2", "-stamp"}
 	if err := run(context.Background(), args, envOf(nil), &stdout, &stderr); err != nil {
 		t.Fatalf("run %v: %v\n%s%s", args, err, stdout.String(), stderr.String())
@@ -167,7 +148,7 @@ func TestLoadMode(t *testing.T) {
 // A rate far beyond any machine is not held, and run says so.
 func TestLoadModeFailsWhenTheRateIsNotHeld(t *testing.T) {
 	broker := testenv.StartMosquitto(t)
-	var stdout, stderr syncBuffer
+	var stdout, stderr testenv.Buffer
 	err := run(context.Background(), []string{"-mqtt", broker.URL, "-rate", "50000000", "-for", "300ms", "-qos", "0", "-conns", "1"}, envOf(nil), &stdout, &stderr)
 	if err == nil || !strings.Contains(err.Error(), "not held") {
 		t.Errorf("got %v, want the rate not held; stdout %q", err, stdout.String())

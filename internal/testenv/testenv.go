@@ -57,30 +57,38 @@ func Chromium(t testing.TB) string {
 	return program(t, "IOTDASH_TEST_CHROMIUM", "chromium", "Install it with `apt-get install chromium`", "/usr/bin/chromium", "/usr/bin/chromium-browser")
 }
 
+// Buffer is an io.Writer that is safe to read while a process or a
+// goroutine writes to it: the output of a program under test.
+type Buffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *Buffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+// String returns what has been written so far.
+func (s *Buffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
 // process is a started service that dies with the test binary.
 type process struct {
 	cmd    *exec.Cmd
-	out    *bytes.Buffer
-	mu     sync.Mutex
+	out    Buffer
 	exited chan struct{}
 }
 
-type lockedBuffer struct {
-	mu *sync.Mutex
-	b  *bytes.Buffer
-}
-
-func (w lockedBuffer) Write(p []byte) (int, error) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return w.b.Write(p)
-}
-
 func start(name string, args ...string) (*process, error) {
-	p := &process{out: new(bytes.Buffer), exited: make(chan struct{})}
+	p := &process{exited: make(chan struct{})}
 	p.cmd = exec.Command(name, args...)
-	p.cmd.Stdout = lockedBuffer{&p.mu, p.out}
-	p.cmd.Stderr = lockedBuffer{&p.mu, p.out}
+	p.cmd.Stdout = &p.out
+	p.cmd.Stderr = &p.out
 	// The service dies with the test binary, however the binary ends.
 	p.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	if err := p.cmd.Start(); err != nil {
@@ -90,11 +98,7 @@ func start(name string, args ...string) (*process, error) {
 	return p, nil
 }
 
-func (p *process) output() string {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return p.out.String()
-}
+func (p *process) output() string { return p.out.String() }
 
 func (p *process) stop() {
 	p.cmd.Process.Signal(syscall.SIGTERM)

@@ -130,10 +130,10 @@ func (d *dashboard) start(t *testing.T) {
 	d.done = make(chan error, 1)
 	go func(cmd *exec.Cmd, done chan error) { done <- cmd.Wait() }(d.cmd, d.done)
 	starts := strings.Count(d.out.String(), "dashboard on")
-	waitFor(t, 30*time.Second, "iotdash to start", func() bool {
+	testenv.WaitFor(t, 30*time.Second, "iotdash to start", func() bool {
 		return len(dashboardLine.FindAllString(d.out.String(), -1)) > starts
 	})
-	waitFor(t, 30*time.Second, "iotdash to be ready", func() bool {
+	testenv.WaitFor(t, 30*time.Second, "iotdash to be ready", func() bool {
 		res, err := http.Get(d.URL + "/readyz")
 		if err != nil {
 			return false
@@ -184,7 +184,7 @@ type apiDevice struct {
 func (d *dashboard) fleet(t *testing.T) []apiDevice {
 	t.Helper()
 	var list []apiDevice
-	waitFor(t, 30*time.Second, "every simulated device to report", func() bool {
+	testenv.WaitFor(t, 30*time.Second, "every simulated device to report", func() bool {
 		list = nil
 		d.getJSON(t, "/api/v1/devices", &list)
 		n := 0
@@ -223,17 +223,6 @@ func (d *device) publish(topic string, retained bool, payload string) {
 	tok := d.client.Publish("devices/"+d.id+"/"+topic, 1, retained, payload)
 	if !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
 		d.t.Fatalf("publish devices/%s/%s: %v", d.id, topic, tok.Error())
-	}
-}
-
-func waitFor(t *testing.T, within time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(within)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("gave up after %v waiting for %s", within, what)
-		}
-		time.Sleep(50 * time.Millisecond)
 	}
 }
 
@@ -364,7 +353,7 @@ func TestDevicePageEndToEnd(t *testing.T) {
 	}
 	dev.publish("telemetry", false, `{"temperature":24.5}`)
 	var hist struct{ Points [][2]float64 }
-	waitFor(t, 30*time.Second, "the history to be stored", func() bool {
+	testenv.WaitFor(t, 30*time.Second, "the history to be stored", func() bool {
 		d.getJSON(t, "/api/v1/query?device=e2e-boiler&metric=temperature&from=-7h&step=raw", &hist)
 		return len(hist.Points) > hours*60
 	})

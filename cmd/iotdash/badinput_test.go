@@ -52,7 +52,7 @@ func TestBadInput(t *testing.T) {
 	good++
 
 	var ans queryAnswer
-	waitFor(t, 15*time.Second, "every good reading in history", func() bool {
+	testenv.WaitFor(t, 15*time.Second, "every good reading in history", func() bool {
 		ans = queryAnswer{}
 		getJSON(t, app.URL, rawQuery("good-1", "temperature", base, base+int64(len(bad)+1)*1000), &ans)
 		return len(ans.Points) == good
@@ -64,7 +64,7 @@ func TestBadInput(t *testing.T) {
 	}
 	for reason, n := range wantReasons {
 		sample := fmt.Sprintf(`iotdash_rejected_total{reason=%q}`, reason)
-		waitFor(t, 10*time.Second, sample, func() bool { return metric(t, app.URL, sample) == float64(n) })
+		testenv.WaitFor(t, 10*time.Second, sample, func() bool { return metric(t, app.URL, sample) == float64(n) })
 	}
 	if got := metric(t, app.URL, "iotdash_readings_stored_total"); got != float64(good) {
 		t.Errorf("readings stored = %v, want %d", got, good)

@@ -50,7 +50,7 @@ func startBinary(t testing.TB, bin string, args ...string) *process {
 			t.Logf("iotdash stdout:\n%s\nstderr:\n%s", p.stdout.String(), p.stderr.String())
 		}
 	})
-	waitFor(t, 30*time.Second, "iotdash to print its address", func() bool {
+	testenv.WaitFor(t, 30*time.Second, "iotdash to print its address", func() bool {
 		if m := dashboardLine.FindStringSubmatch(p.stdout.String()); m != nil {
 			p.URL = m[1]
 			return true
@@ -90,7 +90,7 @@ func TestSelfContained(t *testing.T) {
 	}
 	p := startBinary(t, bin, args...)
 	live := dialLive(t, p.URL)
-	waitFor(t, 30*time.Second, "live readings from 12 simulated devices", func() bool { return len(live.devices()) == 12 })
+	testenv.WaitFor(t, 30*time.Second, "live readings from 12 simulated devices", func() bool { return len(live.devices()) == 12 })
 
 	var list []struct {
 		ID     string         `json:"id"`
@@ -109,7 +109,7 @@ func TestSelfContained(t *testing.T) {
 	}
 	from := time.Now().Add(-time.Hour).UnixMilli()
 	var before queryAnswer
-	waitFor(t, 10*time.Second, "history of "+dev.ID, func() bool {
+	testenv.WaitFor(t, 10*time.Second, "history of "+dev.ID, func() bool {
 		before = queryAnswer{}
 		getJSON(t, p.URL, rawQuery(dev.ID, metricName, from, time.Now().Add(time.Minute).UnixMilli()), &before)
 		return len(before.Points) >= 2

@@ -23,18 +23,6 @@ func TestMain(m *testing.M) { testenv.Main(m) }
 
 var dashboardLine = regexp.MustCompile(`dashboard on (http://\S+)/`)
 
-// waitFor polls cond every 50ms until it holds or the deadline passes.
-func waitFor(t testing.TB, within time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(within)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("gave up after %v waiting for %s", within, what)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-}
-
 // instance is iotdash running in this test process through run.
 type instance struct {
 	URL    string
@@ -70,7 +58,7 @@ func startInProcess(t *testing.T, args ...string) *instance {
 			t.Logf("iotdash stderr:\n%s", in.stderr.String())
 		}
 	})
-	waitFor(t, 30*time.Second, "iotdash to print its address", func() bool {
+	testenv.WaitFor(t, 30*time.Second, "iotdash to print its address", func() bool {
 		select {
 		case err := <-errc:
 			t.Fatalf("iotdash stopped: %v\n%s", err, in.stderr.String())
@@ -88,7 +76,7 @@ func startInProcess(t *testing.T, args ...string) *instance {
 
 func (in *instance) waitReady(t testing.TB) {
 	t.Helper()
-	waitFor(t, 30*time.Second, "/readyz", func() bool {
+	testenv.WaitFor(t, 30*time.Second, "/readyz", func() bool {
 		resp, err := http.Get(in.URL + "/readyz")
 		if err != nil {
 			return false

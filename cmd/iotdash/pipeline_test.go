@@ -65,7 +65,7 @@ func checkPipeline(t *testing.T, app *instance, broker string) map[string]float6
 		want[fmt.Sprintf("humidity@%d", ts)] = 40.25 - float64(i)
 	}
 
-	waitFor(t, 10*time.Second, "the readings on the WebSocket", func() bool {
+	testenv.WaitFor(t, 10*time.Second, "the readings on the WebSocket", func() bool {
 		n := 0
 		for k, v := range want {
 			m, ts, _ := strings.Cut(k, "@")
@@ -77,7 +77,7 @@ func checkPipeline(t *testing.T, app *instance, broker string) map[string]float6
 	})
 
 	var ans queryAnswer
-	waitFor(t, 15*time.Second, "the readings in the history API", func() bool {
+	testenv.WaitFor(t, 15*time.Second, "the readings in the history API", func() bool {
 		ans = queryAnswer{}
 		getJSON(t, app.URL, rawQuery("pipe-1", "temperature", base, base+3000), &ans)
 		return len(ans.Points) == 3
@@ -104,7 +104,7 @@ func checkPipeline(t *testing.T, app *instance, broker string) map[string]float6
 			Unit string  `json:"unit"`
 		} `json:"latest"`
 	}
-	waitFor(t, 10*time.Second, "pipe-1 in /api/v1/devices with its latest values", func() bool {
+	testenv.WaitFor(t, 10*time.Second, "pipe-1 in /api/v1/devices with its latest values", func() bool {
 		list = nil
 		getJSON(t, app.URL, "/api/v1/devices", &list)
 		return len(list) == 1 && list[0].Latest["temperature"].V == 22.5

@@ -25,12 +25,12 @@ func TestResilienceBrokerRestart(t *testing.T) {
 	app := startInProcess(t, "-mqtt", mq.URL, "-mqtt-client-id", "restart-iotdash", "-log-level", "error")
 	live := watch(t, app.URL, true, "*")
 	l := startLoad(t, loadConfig{Broker: mq.URL, Rate: rate, Prefix: "restart"})
-	waitFor(t, time.Minute, "live readings before the restart", func() bool { return live.received() > 0 })
+	testenv.WaitFor(t, time.Minute, "live readings before the restart", func() bool { return live.received() > 0 })
 
 	mq.Stop()
 	stopped := time.Now()
 	var notReady string
-	waitFor(t, 30*time.Second, "/readyz to report the broker gone", func() bool {
+	testenv.WaitFor(t, 30*time.Second, "/readyz to report the broker gone", func() bool {
 		code, body := readiness(app.URL)
 		if code == http.StatusServiceUnavailable && strings.Contains(body, "broker") {
 			notReady = body
@@ -40,12 +40,12 @@ func TestResilienceBrokerRestart(t *testing.T) {
 	})
 	mq.Start(t)
 	up := time.Now()
-	waitFor(t, time.Minute, "/readyz once the broker is back", func() bool {
+	testenv.WaitFor(t, time.Minute, "/readyz once the broker is back", func() bool {
 		code, _ := readiness(app.URL)
 		return code == http.StatusOK
 	})
 	back := time.Now()
-	waitFor(t, time.Minute, "live readings sent after the restart, on the same WebSocket", func() bool {
+	testenv.WaitFor(t, time.Minute, "live readings sent after the restart, on the same WebSocket", func() bool {
 		for _, times := range live.series() {
 			if slices.Max(times) >= up.UnixMilli() {
 				return true
@@ -68,7 +68,7 @@ func TestResilienceBrokerRestart(t *testing.T) {
 	if err := live.conn.Ping(ctx); err != nil {
 		t.Errorf("the WebSocket opened before the restart is closed: %v", err)
 	}
-	waitFor(t, 30*time.Second, "every accepted reading on the WebSocket", func() bool {
+	testenv.WaitFor(t, 30*time.Second, "every accepted reading on the WebSocket", func() bool {
 		wsTally, _ := res.compare(live.series())
 		return wsTally.Missing == 0 || live.gaps() > 0
 	})

@@ -76,7 +76,7 @@ func TestResilienceStalledBrowser(t *testing.T) {
 	// The load goes on. Once the stalled browser's queue is full, measure
 	// the heap over stallFor.
 	maxRSS := rss0
-	waitFor(t, 2*time.Minute, "the stalled browser to be gapped", func() bool {
+	testenv.WaitFor(t, 2*time.Minute, "the stalled browser to be gapped", func() bool {
 		m := mustScrape(t, p.URL)
 		maxRSS = max(maxRSS, m["process_resident_memory_bytes"])
 		return m["iotdash_websocket_dropped_readings_total"] > 0
@@ -89,7 +89,7 @@ func TestResilienceStalledBrowser(t *testing.T) {
 	}
 	heapB, _ := liveHeap(t, p.URL)
 	droppedB := mustScrape(t, p.URL)["iotdash_websocket_dropped_readings_total"]
-	waitFor(t, 2*time.Minute, "the stalled browser to be closed", func() bool {
+	testenv.WaitFor(t, 2*time.Minute, "the stalled browser to be closed", func() bool {
 		return mustScrape(t, p.URL)["iotdash_websocket_slow_closed_total"] > 0
 	})
 	closed := time.Since(stalledAt)
@@ -97,7 +97,7 @@ func TestResilienceStalledBrowser(t *testing.T) {
 	fres := firehose.Stop(t)
 	accepted := res.Accepted()
 	all := len(accepted) * readings
-	waitFor(t, time.Minute, "every accepted reading stored", func() bool {
+	testenv.WaitFor(t, time.Minute, "every accepted reading stored", func() bool {
 		return mustScrape(t, p.URL)["iotdash_readings_stored_total"] >= float64(all+len(fres.Accepted())*len(fres.Metrics))
 	})
 	heap2, rss2 := liveHeap(t, p.URL)
@@ -108,7 +108,7 @@ func TestResilienceStalledBrowser(t *testing.T) {
 		perDevice[msg.device] += readings
 	}
 	for _, w := range overview {
-		waitFor(t, 30*time.Second, "an overview browser to receive every reading", func() bool { return w.received() >= all || w.gaps() > 0 })
+		testenv.WaitFor(t, 30*time.Second, "an overview browser to receive every reading", func() bool { return w.received() >= all || w.gaps() > 0 })
 		tl, _ := res.compare(w.series())
 		if tl.Missing > 0 || tl.Duplicates > 0 || tl.Unexpected > 0 || w.gaps() > 0 {
 			t.Errorf("a healthy overview browser got: %v, %d gaps", tl, w.gaps())
@@ -116,7 +116,7 @@ func TestResilienceStalledBrowser(t *testing.T) {
 	}
 	for _, w := range pages {
 		want := perDevice[w.devices[0]]
-		waitFor(t, 30*time.Second, "a device page to receive every reading of "+w.devices[0], func() bool { return w.received() >= want || w.gaps() > 0 })
+		testenv.WaitFor(t, 30*time.Second, "a device page to receive every reading of "+w.devices[0], func() bool { return w.received() >= want || w.gaps() > 0 })
 		if got := w.received(); got != want || w.gaps() > 0 {
 			t.Errorf("the page of %s received %d readings and %d gaps, want %d and none", w.devices[0], got, w.gaps(), want)
 		}

@@ -35,7 +35,7 @@ func TestResilienceHostileBrowsers(t *testing.T) {
 		defer healthy.mu.Unlock()
 		return len(healthy.readings)
 	}
-	waitFor(t, 30*time.Second, "live readings", func() bool { return readingsSoFar() > 0 })
+	testenv.WaitFor(t, 30*time.Second, "live readings", func() bool { return readingsSoFar() > 0 })
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 
@@ -99,7 +99,7 @@ func TestResilienceHostileBrowsers(t *testing.T) {
 
 	// The healthy browser kept receiving, and still does.
 	n := readingsSoFar()
-	waitFor(t, 30*time.Second, "the healthy browser to receive more readings", func() bool { return readingsSoFar() > n })
+	testenv.WaitFor(t, 30*time.Second, "the healthy browser to receive more readings", func() bool { return readingsSoFar() > n })
 	if err := healthy.conn.Ping(ctx); err != nil {
 		t.Errorf("the healthy browser's connection is closed: %v", err)
 	}

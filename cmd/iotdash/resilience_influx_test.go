@@ -52,7 +52,7 @@ func influxOutage(t *testing.T, bin, prefix string, rate int, outage time.Durati
 	}
 	p := startBinary(t, bin, args...)
 	l := startLoad(t, loadConfig{Broker: mq.URL, Rate: rate, Prefix: prefix})
-	waitFor(t, time.Minute, "readings written to InfluxDB before the outage", func() bool {
+	testenv.WaitFor(t, time.Minute, "readings written to InfluxDB before the outage", func() bool {
 		m, err := scrape(p.URL)
 		return err == nil && m["iotdash_journal_written_total"] >= float64(rate)
 	})
@@ -88,7 +88,7 @@ func influxOutage(t *testing.T, bin, prefix string, rate int, outage time.Durati
 	ix.Start(t)
 	up := time.Now()
 	var recovered time.Duration
-	waitFor(t, 5*time.Minute, "/readyz and the journal to recover", func() bool {
+	testenv.WaitFor(t, 5*time.Minute, "/readyz and the journal to recover", func() bool {
 		code, _ := readiness(p.URL)
 		m, err := scrape(p.URL)
 		if err != nil {
@@ -107,7 +107,7 @@ func influxOutage(t *testing.T, bin, prefix string, rate int, outage time.Durati
 	l.waitAcked(t, acked+rate)
 	res := l.Stop(t)
 	accepted := len(res.Accepted())
-	waitFor(t, 2*time.Minute, "every accepted reading taken and drained", func() bool {
+	testenv.WaitFor(t, 2*time.Minute, "every accepted reading taken and drained", func() bool {
 		m, err := scrape(p.URL)
 		return err == nil && m["iotdash_readings_stored_total"] >= float64(accepted*len(res.Metrics)) && m["iotdash_journal_backlog_readings"] == 0
 	})

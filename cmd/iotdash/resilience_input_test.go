@@ -176,7 +176,7 @@ func TestResilienceHostileInput(t *testing.T) {
 	want["invalid_json"] += flood
 
 	var ans queryAnswer
-	waitFor(t, 30*time.Second, "every good reading in history", func() bool {
+	testenv.WaitFor(t, 30*time.Second, "every good reading in history", func() bool {
 		ans = queryAnswer{}
 		getJSON(t, app.URL, rawQuery("hostile-good", "v", base, base+int64(good)*1000), &ans)
 		return len(ans.Points) == good
@@ -189,7 +189,7 @@ func TestResilienceHostileInput(t *testing.T) {
 	total := 0
 	for reason, n := range want {
 		sample := fmt.Sprintf(`iotdash_rejected_total{reason=%q}`, reason)
-		waitFor(t, 30*time.Second, sample, func() bool {
+		testenv.WaitFor(t, 30*time.Second, sample, func() bool {
 			m, err := scrape(app.URL)
 			return err == nil && m[sample]-before[sample] >= float64(n)
 		})

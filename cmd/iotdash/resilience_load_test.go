@@ -205,7 +205,7 @@ func (l *load) counts() (sent, acked int) {
 // waitAcked waits until at least n messages have been acknowledged.
 func (l *load) waitAcked(t testing.TB, n int) {
 	t.Helper()
-	waitFor(t, time.Minute, fmt.Sprintf("the broker to acknowledge %d load messages", n), func() bool {
+	testenv.WaitFor(t, time.Minute, fmt.Sprintf("the broker to acknowledge %d load messages", n), func() bool {
 		_, acked := l.counts()
 		return acked >= n
 	})
@@ -536,7 +536,7 @@ func startUnderLoad(t *testing.T, bin, prefix string, rate int, ix *testenv.Infl
 	}
 	u.p = startBinary(t, bin, u.args...)
 	u.l = startLoad(t, loadConfig{Broker: mq.URL, Rate: rate, Prefix: prefix})
-	waitFor(t, time.Minute, "readings stored", func() bool {
+	testenv.WaitFor(t, time.Minute, "readings stored", func() bool {
 		m, err := scrape(u.p.URL)
 		return err == nil && m["iotdash_readings_stored_total"] >= float64(2*rate)
 	})

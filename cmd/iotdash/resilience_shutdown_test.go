@@ -43,7 +43,7 @@ func TestResilienceSIGTERM(t *testing.T) {
 
 			if server != nil {
 				server.Stop()
-				waitFor(t, time.Minute, "readings waiting in the journal", func() bool {
+				testenv.WaitFor(t, time.Minute, "readings waiting in the journal", func() bool {
 					m, err := scrape(u.p.URL)
 					return err == nil && m["iotdash_journal_backlog_readings"] >= rate
 				})

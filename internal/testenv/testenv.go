@@ -57,6 +57,19 @@ func Chromium(t testing.TB) string {
 	return program(t, "IOTDASH_TEST_CHROMIUM", "chromium", "Install it with `apt-get install chromium`", "/usr/bin/chromium", "/usr/bin/chromium-browser")
 }
 
+// WaitFor polls cond every 50ms until it holds, and fails t if it does not
+// within the deadline: tests wait for a condition, never for a time.
+func WaitFor(t testing.TB, within time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("gave up after %v waiting for %s", within, what)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
 // Buffer is an io.Writer that is safe to read while a process or a
 // goroutine writes to it: the output of a program under test.
 type Buffer struct {

@@ -374,6 +374,15 @@ export class Sparkline {
   }
 }
 
+// tickLabel shows an axis value with as many decimals as its tick step
+// needs, so that close ticks (44646.2, 44646.4) do not all read 44646.
+function tickLabel(v, tick) {
+  let decimals = 0;
+  while (decimals < 6 && Math.abs(Math.round(tick * 10 ** decimals) - tick * 10 ** decimals) > 1e-6 * 10 ** decimals) decimals++;
+  const s = v.toFixed(decimals);
+  return /^-0(\.0*)?$/.test(s) ? s.slice(1) : s;
+}
+
 // niceTick is a round step for about n ticks over a span of values.
 function niceTick(span, n) {
   const raw = span / n;
@@ -517,7 +526,7 @@ export class Chart {
     const tick = niceTick(hi - lo, Math.max(2, Math.floor(h / 50)));
     const labels = [];
     for (let v = Math.ceil(lo / tick) * tick; v <= hi; v += tick) labels.push(v);
-    const x0 = 8 + Math.max(...labels.map((v) => ctx.measureText(formatValue(v)).width), 20);
+    const x0 = 8 + Math.max(...labels.map((v) => ctx.measureText(tickLabel(v, tick)).width), 20);
     const box = { x0, x1: w - 8, y0: 8, y1: h - 22, from, to, lo, hi };
     this.layout = box;
     const y = (v) => box.y1 - ((v - lo) / (hi - lo)) * (box.y1 - box.y0);
@@ -531,7 +540,7 @@ export class Chart {
     for (const v of labels) {
       const yy = Math.round(y(v)) + 0.5;
       ctx.beginPath(); ctx.moveTo(box.x0, yy); ctx.lineTo(box.x1, yy); ctx.stroke();
-      ctx.fillText(formatValue(v), box.x0 - 6, yy);
+      ctx.fillText(tickLabel(v, tick), box.x0 - 6, yy);
     }
     // Time labels, at round times of the browser's zone, about 110 px apart.
     const span = to - from;

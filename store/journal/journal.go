@@ -63,6 +63,14 @@ const (
 	MaxBackoff = 5 * time.Second
 )
 
+// gather is how long Drain lets appends accumulate after it has written all
+// there was, so that under a steady load it writes a batch of many groups
+// about ten times a second rather than each group on its own: a write to the
+// store and the delete that follows it cost about the same for one group as
+// for hundreds. It delays history queries on the store by as much; the live
+// push does not wait for the store.
+const gather = 100 * time.Millisecond
+
 // idleWait is how long Drain sleeps on an empty journal without being
 // told of an append: a safety net, as Append always tells it.
 const idleWait = 2 * time.Second
@@ -77,8 +85,9 @@ type Journal struct {
 	max    int64
 	notify chan struct{} // signalled after each append
 
-	mu     sync.Mutex // serialises writes to the database
-	insert *sql.Stmt
+	mu     sync.Mutex        // serialises writes to the database
+	insert map[int]*sql.Stmt // INSERTs of 1..insertRows rows, by row count
+	args   []any             // Append's reused argument list
 
 	drainMu sync.Mutex // one batch in flight at a time, in order
 	// singly counts readings still to be written one at a time, after a
@@ -145,9 +154,7 @@ CREATE TABLE IF NOT EXISTS rejected (
 	if err != nil {
 		return err
 	}
-	if j.insert, err = j.db.PrepareContext(ctx, "INSERT INTO readings (device, metric, t, v) VALUES (?, ?, ?, ?)"); err != nil {
-		return err
-	}
+	j.insert = map[int]*sql.Stmt{}
 	var n int64
 	if err := j.db.QueryRowContext(ctx, "SELECT count(*) FROM readings").Scan(&n); err != nil {
 		return err
@@ -160,8 +167,8 @@ CREATE TABLE IF NOT EXISTS rejected (
 func (j *Journal) Close() error {
 	j.mu.Lock()
 	defer j.mu.Unlock()
-	if j.insert != nil {
-		j.insert.Close()
+	for _, st := range j.insert {
+		st.Close()
 	}
 	return j.db.Close()
 }
@@ -211,18 +218,43 @@ func (j *Journal) Append(ctx context.Context, rs []devices.Reading) error {
 	return nil
 }
 
+// insertRows is the most rows one INSERT statement adds: one statement per
+// group of readings rather than one per reading is most of what an append
+// costs in CPU.
+const insertRows = 128
+
 func (j *Journal) appendTx(ctx context.Context, rs []devices.Reading) error {
+	// Statements are prepared before the transaction takes the one
+	// connection, and kept: a group's size repeats.
+	for _, n := range []int{min(len(rs), insertRows), len(rs) % insertRows} {
+		if _, ok := j.insert[n]; ok || n == 0 {
+			continue
+		}
+		q := "INSERT INTO readings (device, metric, t, v) VALUES (?, ?, ?, ?)" + strings.Repeat(", (?, ?, ?, ?)", n-1)
+		st, err := j.db.PrepareContext(ctx, q)
+		if err != nil {
+			return err
+		}
+		j.insert[n] = st
+	}
 	tx, err := j.db.BeginTx(ctx, nil)
 	if err != nil {
 		return err
 	}
 	defer tx.Rollback()
-	ins := tx.StmtContext(ctx, j.insert)
-	for _, r := range rs {
-		if _, err := ins.ExecContext(ctx, r.Device, r.Metric, r.Time, r.Value); err != nil {
+	for len(rs) > 0 {
+		n := min(len(rs), insertRows)
+		args := j.args[:0]
+		for _, r := range rs[:n] {
+			args = append(args, r.Device, r.Metric, r.Time, r.Value)
+		}
+		j.args = args
+		if _, err := tx.StmtContext(ctx, j.insert[n]).ExecContext(ctx, args...); err != nil {
 			return err
 		}
+		rs = rs[n:]
 	}
+	clear(j.args) // holds no strings until the next append
 	return tx.Commit()
 }
 
@@ -236,7 +268,8 @@ func (j *Journal) Stats() Stats {
 // Drain writes the journal's readings to w, oldest first, up to batch
 // readings per w.Append, deleting each batch once written, until ctx ends;
 // it then returns nil. On an empty journal it waits for Append to wake it
-// (with a timer of a few seconds as a safety net). A failed write
+// (with a timer of a few seconds as a safety net); once it has written all
+// there was, it lets appends gather for a moment (see gather). A failed write
 // is retried, the same batch, after a backoff that doubles from MinBackoff
 // to MaxBackoff; Stats reports the failures. When w refuses a batch as bad
 // data (devices.EInvalid), its readings are written again one by one, and
@@ -250,7 +283,7 @@ func (j *Journal) Drain(ctx context.Context, w Writer, batch int) error {
 	idle := time.NewTimer(idleWait)
 	defer idle.Stop()
 	for ctx.Err() == nil {
-		moved, err := j.drainBatch(ctx, w, batch)
+		moved, short, err := j.drainBatch(ctx, w, batch)
 		wait := time.Duration(0)
 		switch {
 		case err != nil:
@@ -259,13 +292,16 @@ func (j *Journal) Drain(ctx context.Context, w Writer, batch int) error {
 		case !moved:
 			backoff = 0
 			wait = idleWait
+		case short:
+			backoff = 0
+			wait = gather
 		default:
 			backoff = 0
 			continue
 		}
-		// An append ends an idle wait, not a backoff.
+		// An append ends an idle wait, not a backoff or a gathering.
 		var wake <-chan struct{}
-		if err == nil {
+		if err == nil && !moved {
 			wake = j.notify
 		}
 		idle.Reset(wait)
@@ -284,7 +320,7 @@ func (j *Journal) Drain(ctx context.Context, w Writer, batch int) error {
 func (j *Journal) Flush(ctx context.Context, w Writer) error {
 	backoff := time.Duration(0)
 	for {
-		moved, err := j.drainBatch(ctx, w, flushBatch)
+		moved, _, err := j.drainBatch(ctx, w, flushBatch)
 		switch {
 		case err == nil && !moved:
 			return nil
@@ -304,9 +340,10 @@ func (j *Journal) Flush(ctx context.Context, w Writer) error {
 }
 
 // drainBatch writes the oldest readings, up to batch of them, to w and
-// deletes them. It reports whether it made progress: false with a nil
-// error means the journal is empty.
-func (j *Journal) drainBatch(ctx context.Context, w Writer, batch int) (bool, error) {
+// deletes them. It reports whether it made progress (false with a nil
+// error means the journal is empty) and whether it took fewer than batch,
+// all there were.
+func (j *Journal) drainBatch(ctx context.Context, w Writer, batch int) (moved, short bool, err error) {
 	j.drainMu.Lock()
 	defer j.drainMu.Unlock()
 	if j.singly > 0 {
@@ -317,26 +354,26 @@ func (j *Journal) drainBatch(ctx context.Context, w Writer, batch int) (bool, er
 		if err != nil && ctx.Err() == nil {
 			j.failed(err)
 		}
-		return false, err
+		return false, false, err
 	}
 	werr := w.Append(ctx, rs)
 	if werr != nil && ctx.Err() != nil {
-		return false, werr // shutting down: not the store's failure
+		return false, false, werr // shutting down: not the store's failure
 	}
 	bad := werr != nil && devices.ErrorKind(werr) == devices.EInvalid
 	if werr != nil && !bad {
 		j.failed(werr)
-		return false, werr
+		return false, false, werr
 	}
 	if bad && len(rs) > 1 {
 		// Which of them is bad? Write them one by one, setting aside only
 		// those refused.
 		j.singly = len(rs)
-		return true, nil
+		return true, false, nil
 	}
 	if err := j.remove(first, last, werr); err != nil {
 		j.failed(err)
-		return false, err
+		return false, false, err
 	}
 	j.singly = max(j.singly-len(rs), 0)
 	j.statMu.Lock()
@@ -353,7 +390,7 @@ func (j *Journal) drainBatch(ctx context.Context, w Writer, batch int) (bool, er
 		slog.Error("journal: the store refused a reading as bad data; it is set aside in the rejected table",
 			"device", rs[0].Device, "metric", rs[0].Metric, "time", rs[0].Time, "error", werr)
 	}
-	return true, nil
+	return true, len(rs) < batch, nil
 }
 
 func (j *Journal) failed(err error) {

@@ -3,9 +3,11 @@ package sqlite_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"syscall"
 	"testing"
 
@@ -177,4 +179,93 @@ func TestQueryWhileAppending(t *testing.T) {
 	if last != batches*per {
 		t.Errorf("final count %v, want %d", last, batches*per)
 	}
+}
+
+// TestBatchesMatchSingleReadings checks the multi-row writes against
+// appends of one reading each: large batches (more readings and minutes
+// than one statement takes), with repeated times in a batch and across
+// batches, new values and redeliveries, must leave the same readings and
+// the same per-minute summaries.
+func TestBatchesMatchSingleReadings(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	batched, single := open(t, filepath.Join(dir, "batched.db")), open(t, filepath.Join(dir, "single.db"))
+	defer batched.Close()
+	defer single.Close()
+	const t0 = int64(1767225600000)
+	var batches [][]devices.Reading
+	for b := range 3 {
+		var rs []devices.Reading
+		for i := range 700 {
+			n := (i*7 + b*311) % 1500 // later batches repeat earlier times
+			v := float64(n%97) + float64(b%2)*0.5*float64(i%3)
+			rs = append(rs, devices.Reading{Device: fmt.Sprintf("dev-%d", n%10), Metric: fmt.Sprintf("m%d", n%3), Time: t0 + int64(n/60)*5000, Value: v})
+		}
+		batches = append(batches, rs)
+	}
+	for _, rs := range batches {
+		if err := batched.Append(ctx, rs); err != nil {
+			t.Fatal(err)
+		}
+		for _, r := range rs {
+			if err := single.Append(ctx, []devices.Reading{r}); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	for d := range 10 {
+		for m := range 3 {
+			raw := store.Query{Device: fmt.Sprintf("dev-%d", d), Metric: fmt.Sprintf("m%d", m), From: t0 - 3600000, To: t0 + 3600000}
+			want, err := single.Query(ctx, raw)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got, err := batched.Query(ctx, raw); err != nil || len(want) == 0 || !slices.Equal(got, want) {
+				t.Fatalf("%+v: batched gives %v (%v), single readings give %v", raw, got, err, want)
+			}
+			for _, q := range []store.Query{{Step: 60000, Agg: store.AggMinMax}, {Step: 60000, Agg: store.AggSum}, {Step: 600000, Agg: store.AggFirst}, {Step: 600000, Agg: store.AggLast}, {Step: 60000, Agg: store.AggCount}} {
+				q.Device, q.Metric, q.From, q.To = raw.Device, raw.Metric, raw.From, raw.To
+				want := downsample(want, q)
+				for _, s := range []*sqlite.Store{batched, single} {
+					got, err := s.Query(ctx, q)
+					if err != nil {
+						t.Fatal(err)
+					}
+					if !slices.Equal(got, want) {
+						t.Fatalf("%+v: got %v, the readings give %v", q, got, want)
+					}
+				}
+			}
+		}
+	}
+}
+
+// downsample is q's answer computed from the raw points ps, in time order.
+func downsample(ps []store.Point, q store.Query) []store.Point {
+	var out []store.Point
+	for _, p := range ps {
+		start := p.T - p.T%q.Step
+		if len(out) == 0 || out[len(out)-1].T != start {
+			out = append(out, store.Point{T: start, V: p.V, Max: p.V})
+			if q.Agg == store.AggCount {
+				out[len(out)-1].V = 1
+			}
+			if q.Agg != store.AggMinMax {
+				out[len(out)-1].Max = 0
+			}
+			continue
+		}
+		o := &out[len(out)-1]
+		switch q.Agg {
+		case store.AggMinMax:
+			o.V, o.Max = min(o.V, p.V), max(o.Max, p.V)
+		case store.AggSum:
+			o.V += p.V
+		case store.AggLast:
+			o.V = p.V
+		case store.AggCount:
+			o.V++
+		}
+	}
+	return out
 }

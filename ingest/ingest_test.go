@@ -46,24 +46,13 @@ func (s *memStore) setDown(down bool) {
 	s.mu.Unlock()
 }
 
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("gave up waiting for %s", what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
 // start runs an ingester until the returned stop is called.
 func start(t *testing.T, broker, clientID string, st ingest.Appender, fleet *devices.Fleet) (*ingest.Ingester, func()) {
 	in := ingest.New(ingest.Config{Broker: broker, ClientID: clientID, Store: st, Fleet: fleet})
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { in.Run(ctx); close(done) }()
-	waitFor(t, "the ingester to subscribe", in.Connected)
+	testenv.WaitFor(t, 20*time.Second, "the ingester to subscribe", in.Connected)
 	var once sync.Once
 	stop := func() { once.Do(func() { cancel(); <-done }) }
 	t.Cleanup(stop)
@@ -92,7 +81,7 @@ func TestInOrder(t *testing.T) {
 	const n = 500
 	base := time.Now().UnixMilli()
 	publishAll(t, mq.URL, n, base)
-	waitFor(t, "every reading stored", func() bool { rs, _ := st.snapshot(); return len(rs) == n })
+	testenv.WaitFor(t, 20*time.Second, "every reading stored", func() bool { rs, _ := st.snapshot(); return len(rs) == n })
 	rs, _ := st.snapshot()
 	for i, r := range rs {
 		if r.Value != float64(i) || r.Time != base+int64(i) {
@@ -112,7 +101,7 @@ func TestAckAfterDurable(t *testing.T) {
 	const n = 5
 	base := time.Now().UnixMilli()
 	publishAll(t, mq.URL, n, base)
-	waitFor(t, "the store to be tried", func() bool { _, a := st.snapshot(); return a > 0 })
+	testenv.WaitFor(t, 20*time.Second, "the store to be tried", func() bool { _, a := st.snapshot(); return a > 0 })
 	stop()
 	if rs, _ := st.snapshot(); len(rs) != 0 {
 		t.Fatalf("store down, yet %d readings stored", len(rs))
@@ -120,7 +109,7 @@ func TestAckAfterDurable(t *testing.T) {
 
 	st.setDown(false)
 	start(t, mq.URL, "durable", st, fleet)
-	waitFor(t, "the unacknowledged messages to be delivered again", func() bool { rs, _ := st.snapshot(); return len(rs) >= n })
+	testenv.WaitFor(t, 20*time.Second, "the unacknowledged messages to be delivered again", func() bool { rs, _ := st.snapshot(); return len(rs) >= n })
 	rs, _ := st.snapshot()
 	seen := map[int64]int{}
 	for _, r := range rs {

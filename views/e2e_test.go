@@ -4,7 +4,6 @@ package views
 // iotdash binary running with its simulated fleet, as a user starts it.
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -65,24 +64,6 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-// syncBuffer collects a process's output for the test to read.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // dashboard is the iotdash binary, on the same ports and data directory
 // across restarts.
 type dashboard struct {
@@ -90,7 +71,7 @@ type dashboard struct {
 	Broker string // tcp://127.0.0.1:port
 	args   []string
 	cmd    *exec.Cmd
-	out    *syncBuffer
+	out    *testenv.Buffer
 	done   chan error
 }
 
@@ -102,7 +83,7 @@ func startDashboard(t *testing.T) *dashboard {
 		URL:    "http://" + httpAddr,
 		Broker: "tcp://" + brokerAddr,
 		args:   []string{"-http", httpAddr, "-broker", brokerAddr, "-data", t.TempDir(), "-simulate-interval", "500ms"},
-		out:    &syncBuffer{},
+		out:    &testenv.Buffer{},
 	}
 	t.Cleanup(func() {
 		if d.cmd != nil {

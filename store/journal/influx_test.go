@@ -73,18 +73,18 @@ func TestDrainIntoInfluxDB(t *testing.T) {
 	}
 
 	appendN(150)
-	waitFor(t, "the first readings to reach InfluxDB", func() bool { return j.Stats().Written == 300 })
+	testenv.WaitFor(t, 20*time.Second, "the first readings to reach InfluxDB", func() bool { return j.Stats().Written == 300 })
 
 	w.to.Store(dead)
 	appendN(250)
-	waitFor(t, "writes to fail", func() bool { return j.Stats().Failures >= 2 })
+	testenv.WaitFor(t, 20*time.Second, "writes to fail", func() bool { return j.Stats().Failures >= 2 })
 	if s := j.Stats(); s.Healthy || s.Backlog != 500 || s.LastError == "" {
 		t.Errorf("while InfluxDB is unreachable: %+v, want unhealthy with 500 waiting and the error", s)
 	}
 	appendN(100) // still accepted
 
 	w.to.Store(live)
-	waitFor(t, "the backlog to reach InfluxDB", func() bool { return j.Stats().Backlog == 0 })
+	testenv.WaitFor(t, 20*time.Second, "the backlog to reach InfluxDB", func() bool { return j.Stats().Backlog == 0 })
 	if s := j.Stats(); !s.Healthy || s.Written != int64(len(want)) || s.Rejected != 0 {
 		t.Errorf("after: %+v, want healthy and all %d written", s, len(want))
 	}

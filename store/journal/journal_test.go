@@ -84,18 +84,6 @@ func drain(t *testing.T, j *journal.Journal, w journal.Writer, batch int) {
 	})
 }
 
-// waitFor polls cond until it holds, or fails the test after a while.
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("gave up waiting for %s", what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-}
-
 func sameReadings(t *testing.T, got, want []devices.Reading) {
 	t.Helper()
 	if len(got) != len(want) {
@@ -121,7 +109,7 @@ func TestDrainKeepsOrder(t *testing.T) {
 		}
 		want = append(want, rs...)
 	}
-	waitFor(t, "the journal to drain", func() bool { return j.Stats().Written == int64(len(want)) })
+	testenv.WaitFor(t, 20*time.Second, "the journal to drain", func() bool { return j.Stats().Written == int64(len(want)) })
 	sameReadings(t, w.readings(), want)
 	if s := j.Stats(); s.Backlog != 0 || s.Failures != 0 || !s.Healthy {
 		t.Errorf("stats: %+v", s)
@@ -146,11 +134,11 @@ func TestFailingPeriodLosesAndRepeatsNothing(t *testing.T) {
 		want = append(want, rs...)
 	}
 	appendN(25)
-	waitFor(t, "the first readings", func() bool { return j.Stats().Written == 25 })
+	testenv.WaitFor(t, 20*time.Second, "the first readings", func() bool { return j.Stats().Written == 25 })
 
 	w.down.Store(true)
 	appendN(4)
-	waitFor(t, "failing writes", func() bool { return j.Stats().Failures >= 3 })
+	testenv.WaitFor(t, 20*time.Second, "failing writes", func() bool { return j.Stats().Failures >= 3 })
 	if s := j.Stats(); s.Healthy || !strings.Contains(s.LastError, "down") || s.Backlog != 4 {
 		t.Errorf("while down: %+v, want unhealthy, the error, 4 waiting", s)
 	}
@@ -159,7 +147,7 @@ func TestFailingPeriodLosesAndRepeatsNothing(t *testing.T) {
 	}
 
 	w.down.Store(false)
-	waitFor(t, "the backlog to drain", func() bool { return j.Stats().Backlog == 0 })
+	testenv.WaitFor(t, 20*time.Second, "the backlog to drain", func() bool { return j.Stats().Backlog == 0 })
 	sameReadings(t, w.readings(), want)
 	s := j.Stats()
 	if !s.Healthy || s.Written != int64(len(want)) || !strings.Contains(s.LastError, "down") {
@@ -258,7 +246,7 @@ func TestBadDataIsSetAside(t *testing.T) {
 		t.Fatal(err)
 	}
 	drain(t, j, &w, 5)
-	waitFor(t, "the journal to drain", func() bool { return j.Stats().Backlog == 0 })
+	testenv.WaitFor(t, 20*time.Second, "the journal to drain", func() bool { return j.Stats().Backlog == 0 })
 	// Only the bad reading is set aside; the others arrive in order.
 	sameReadings(t, w.readings(), slices.Delete(slices.Clone(rs), 3, 4))
 	if s := j.Stats(); s.Rejected != 1 || s.Written != 8 || s.Failures != 0 || !s.Healthy || s.LastError != "bad data" {

@@ -67,23 +67,31 @@ func TestFluxQueryText(t *testing.T) {
 	}
 }
 
-// TestHostileStringsKeepTheirMeaning runs queries whose device is a Flux
-// fragment (bypassing the validation Query does first) against the real
-// server: each must parse and match nothing, though the bucket holds data
-// that the fragment, were it code, would select.
-func TestHostileStringsKeepTheirMeaning(t *testing.T) {
+// storeWithOneReading returns a store on a new database of the test server
+// that holds one reading, device d, metric m, value 1, at the returned time.
+func storeWithOneReading(t *testing.T) (*Store, int64) {
+	t.Helper()
 	db := testenv.StartInfluxDB(t)
 	s, err := New(Config{URL: db.URL, Bucket: db.Bucket})
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer s.Close()
-	ctx := context.Background()
+	t.Cleanup(s.Close)
 	now := time.Now().UnixMilli()
-	if err := s.Append(ctx, []devices.Reading{{Device: "d", Metric: "m", Time: now, Value: 1}}); err != nil {
+	if err := s.Append(context.Background(), []devices.Reading{{Device: "d", Metric: "m", Time: now, Value: 1}}); err != nil {
 		t.Fatal(err)
 	}
-	plain := fluxQuery(db.Bucket, "d", "m", now-1000, now+1000, 0, "")
+	return s, now
+}
+
+// TestHostileStringsKeepTheirMeaning runs queries whose device is a Flux
+// fragment (bypassing the validation Query does first) against the real
+// server: each must parse and match nothing, though the bucket holds data
+// that the fragment, were it code, would select.
+func TestHostileStringsKeepTheirMeaning(t *testing.T) {
+	s, now := storeWithOneReading(t)
+	ctx := context.Background()
+	plain := fluxQuery(s.bucket, "d", "m", now-1000, now+1000, 0, "")
 	if got, err := s.run(ctx, nil, plain, nil, now-1000, now+1000); err != nil || len(got) != 1 {
 		t.Fatalf("the plain query: got %v, %v; want 1 point", got, err)
 	}
@@ -97,7 +105,7 @@ func TestHostileStringsKeepTheirMeaning(t *testing.T) {
 		`d\`,
 		`d\" or r.device != \"`,
 	} {
-		q := fluxQuery(db.Bucket, hostile, "m", now-1000, now+1000, 0, "")
+		q := fluxQuery(s.bucket, hostile, "m", now-1000, now+1000, 0, "")
 		got, err := s.run(ctx, nil, q, nil, now-1000, now+1000)
 		if err != nil {
 			t.Errorf("device %q: %v\n%s", hostile, err, q)

@@ -5,7 +5,6 @@ import (
 	"testing"
 	"time"
 
-	"iotdash/devices"
 	"iotdash/internal/testenv"
 	"iotdash/store"
 	"iotdash/store/storetest"
@@ -58,17 +57,8 @@ func TestInfluxQLQueryText(t *testing.T) {
 // refused, though the database holds data the fragment, were it code,
 // would select.
 func TestHostileStringsInInfluxQL(t *testing.T) {
-	db := testenv.StartInfluxDB(t)
-	s, err := New(Config{URL: db.URL, Bucket: db.Bucket})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
+	s, now := storeWithOneReading(t)
 	ctx := context.Background()
-	now := time.Now().UnixMilli()
-	if err := s.Append(ctx, []devices.Reading{{Device: "d", Metric: "m", Time: now, Value: 1}}); err != nil {
-		t.Fatal(err)
-	}
 	q := store.Query{Device: "d", Metric: "m", Step: 1000, Agg: store.AggCount}
 	if got, err := s.influxQL(ctx, q, now-1000, now+1000); err != nil || len(got) != 1 {
 		t.Fatalf("the plain query: got %v, %v; want 1 point", got, err)

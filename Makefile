@@ -10,7 +10,7 @@ run:
 
 # Regenerates the templ components; the generated *_templ.go files are committed.
 generate:
-	$(GO) tool templ generate
+	cd views && $(GO) tool templ generate
 
 test:
 	@deps="$$(scripts/test-deps.sh)" && eval "$$deps" && \

@@ -4,6 +4,12 @@
 // clients, and keeps sessions and retained messages in memory: devices
 // publish their retained meta and status again when they reconnect. For a
 // fleet in production, point iotdash at a broker of your own (-mqtt).
+//
+// Devices' messages do not reach iotdash through a subscription of its own:
+// the broker hands each one to a Deliver function on the device's own
+// connection and sends the device its PUBACK only when Deliver acknowledges
+// it, that is once it is durable. A subscriber's in-flight window, which a
+// broker overflows by dropping, is not on the path at all.
 package broker
 
 import (
@@ -24,8 +30,24 @@ type Broker struct {
 	Addr string
 }
 
+// Options are what Start needs besides an address.
+type Options struct {
+	// Deliver, if not nil, takes every message published under Prefix
+	// (default "devices/") in place of the broker's fan-out; see Deliver.
+	Deliver Deliver
+	Prefix  string
+	Logger  *slog.Logger
+}
+
 // Start starts a broker listening on addr (host:port; port 0 picks a free one).
-func Start(addr string, log *slog.Logger) (*Broker, error) {
+func Start(addr string, opts Options) (*Broker, error) {
+	log := opts.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	if opts.Prefix == "" {
+		opts.Prefix = "devices/"
+	}
 	// Listen first so that a taken port is reported plainly, and port 0
 	// resolves to the port actually used.
 	l, err := net.Listen("tcp", addr)
@@ -41,9 +63,17 @@ func Start(addr string, log *slog.Logger) (*Broker, error) {
 	s := mqtt.New(&mqtt.Options{
 		Capabilities: caps,
 		Logger:       log.With("component", "broker").WithGroup("mochi"),
+		// Deliver's acks forward the message to other subscribers through
+		// the inline client.
+		InlineClient: true,
 	})
 	if err := s.AddHook(new(auth.AllowHook), nil); err != nil {
 		return nil, err
+	}
+	if opts.Deliver != nil {
+		if err := s.AddHook(&deliverHook{server: s, prefix: opts.Prefix, deliver: opts.Deliver}, nil); err != nil {
+			return nil, err
+		}
 	}
 	if err := s.AddListener(listeners.NewTCP(listeners.Config{ID: "tcp", Address: actual})); err != nil {
 		return nil, fmt.Errorf("listening on %s: %w", actual, err)
@@ -58,6 +88,14 @@ func Start(addr string, log *slog.Logger) (*Broker, error) {
 	default:
 	}
 	return &Broker{server: s, Addr: actual}, nil
+}
+
+// Dropped is how many messages the broker has discarded since it started:
+// QoS 0 and QoS 1 messages for a subscriber whose queue or in-flight window
+// was full. Deliver's messages are never among them.
+func (b *Broker) Dropped() int64 {
+	info := b.server.Info.Clone()
+	return info.MessagesDropped + info.InflightDropped
 }
 
 // URL is the broker's address for MQTT clients: tcp://host:port.

@@ -1,8 +1,15 @@
 // Package ingest takes device messages from an MQTT broker and hands every
 // valid reading to a durable store before acknowledging it to the broker.
 //
-// It subscribes to devices/# with QoS 1 on a persistent session (clean
-// session off, a stable client id), decodes topics and payloads, counts and
+// Messages come in one of two ways. From a broker of the user's, it
+// subscribes to devices/# with QoS 1 on a persistent session (clean session
+// off, a stable client id). From the embedded broker, the broker hands each
+// message to Submit on the publishing device's own connection, and the
+// acknowledgement Submit is given is the device's PUBACK: there is no second
+// in-flight window to overflow, and "the device got its PUBACK" means "its
+// readings are on disk".
+//
+// Either way it decodes topics and payloads, counts and
 // skips what is malformed, and commits readings in small groups: every
 // message that arrived while the previous commit was running goes into the
 // next one, so a broker's in-flight window of unacknowledged messages is
@@ -17,7 +24,6 @@ package ingest
 import (
 	"context"
 	"crypto/tls"
-	"errors"
 	"fmt"
 	"log/slog"
 	"sync"
@@ -47,6 +53,8 @@ type Fleet interface {
 // Config is what an Ingester needs.
 type Config struct {
 	// Broker is the broker's URL: tcp://host:1883 or ssl://host:8883.
+	// Empty, the ingester connects to no broker and takes its messages
+	// from Submit (the embedded broker's way).
 	Broker string
 	// ClientID is the stable client id of the persistent session.
 	ClientID           string
@@ -58,8 +66,14 @@ type Config struct {
 	// Publish, if not nil, gets every stored reading for the live push. It
 	// must not block.
 	Publish func([]devices.Reading)
+	// Notice, if not nil, is told the warning every page should show when
+	// it changes ("" for none): that the broker reports dropping messages.
+	// It must not block.
+	Notice  func(string)
 	Metrics *Metrics
 	Logger  *slog.Logger
+	// DeadLetters keeps the messages the store refuses as invalid.
+	DeadLetters *DeadLetters
 	// MaxGroup caps the messages in one commit (default 1000).
 	MaxGroup int
 	// A group of fewer than MinGroup messages (default 16) waits up to
@@ -72,7 +86,9 @@ type Config struct {
 
 // message is one MQTT message on its way through the pipeline.
 type message struct {
-	msg      mqtt.Message
+	topic    string
+	payload  []byte
+	ack      func()
 	id       string
 	kind     Kind
 	readings []devices.Reading
@@ -89,8 +105,9 @@ type Ingester struct {
 	log       *slog.Logger
 	logLimit  *rate.Limiter
 	suppress  atomic.Int64
-	closing   sync.Mutex // held while handlers may still send on in
+	closing   sync.RWMutex // read-held while a message is being queued on in
 	closed    bool
+	dropped   brokerDrops
 }
 
 // New returns an Ingester for cfg; Run starts it.
@@ -120,6 +137,9 @@ func New(cfg Config) *Ingester {
 		in:       make(chan message, 4096),
 		log:      cfg.Logger.With("component", "ingest"),
 		logLimit: rate.NewLimiter(rate.Every(time.Second), 5),
+	}
+	if cfg.Broker == "" {
+		return in // fed by Submit
 	}
 	opts := mqtt.NewClientOptions().
 		AddBroker(cfg.Broker).
@@ -161,60 +181,92 @@ func (in *Ingester) onConnect(c mqtt.Client) {
 	}
 	in.connected.Store(true)
 	in.log.Info("subscribed", "broker", in.cfg.Broker, "topic", "devices/#")
+	in.watchDrops(c)
 }
 
 // Connected reports whether the broker connection is up and subscribed.
-func (in *Ingester) Connected() bool { return in.connected.Load() && in.client.IsConnectionOpen() }
+// Fed by Submit (the embedded broker, in this process), it is always true.
+func (in *Ingester) Connected() bool {
+	if in.client == nil {
+		return true
+	}
+	return in.connected.Load() && in.client.IsConnectionOpen()
+}
 
 // handle runs on paho's network goroutine, in order: it decodes and queues,
 // and never waits for storage unless the queue is full.
 func (in *Ingester) handle(_ mqtt.Client, msg mqtt.Message) {
+	if msg.Topic() == droppedTopic {
+		// Kept for the session and sent before its handler is set again.
+		in.reportDrops(msg.Payload())
+		return
+	}
+	in.Submit(msg.Topic(), msg.Payload(), msg.Ack)
+}
+
+// Submit takes one message published to topic. It decodes it and queues it
+// for the next group commit; ack is called once, from the committing
+// goroutine, when the message's readings are durable (or the message was
+// rejected as malformed, counted and logged). Messages are committed and
+// acknowledged in the order Submit was called.
+//
+// Submit blocks while the commit queue is full: a broker that calls it on
+// the publishing device's connection stops reading from that device
+// meanwhile, which is how the pressure of a store that falls behind goes
+// back to the devices instead of into a drop. Once the ingester has stopped
+// (Run returned or is returning), Submit returns false and ack is never
+// called: the message is not acknowledged, and the device sends it again.
+func (in *Ingester) Submit(topic string, payload []byte, ack func()) bool {
 	in.cfg.Metrics.Received.Inc()
-	m := message{msg: msg}
+	m := message{topic: topic, payload: payload, ack: ack}
 	var rej *Rejection
-	m.id, m.kind, rej = ParseTopic(msg.Topic())
+	m.id, m.kind, rej = ParseTopic(topic)
 	if rej == nil {
 		switch m.kind {
 		case KindTelemetry:
 			var skipped []*Rejection
-			m.readings, skipped, rej = DecodeTelemetry(nil, m.id, msg.Payload(), time.Now().UnixMilli())
+			m.readings, skipped, rej = DecodeTelemetry(nil, m.id, payload, time.Now().UnixMilli())
 			for _, s := range skipped {
-				in.rejected(msg.Topic(), s)
+				in.rejected(topic, s)
 			}
 		case KindMeta:
-			if len(msg.Payload()) == 0 {
-				in.queue(m) // a cleared retained meta: nothing to record
-				return
+			if len(payload) == 0 {
+				return in.queue(m) // a cleared retained meta: nothing to record
 			}
 			var err error
-			if m.meta, err = parseMeta(msg.Payload()); err != nil {
+			if m.meta, err = parseMeta(payload); err != nil {
 				rej = reject(ReasonMeta, err.Error())
 			}
 		case KindStatus:
-			if len(msg.Payload()) == 0 {
-				in.queue(m)
-				return
+			if len(payload) == 0 {
+				return in.queue(m)
 			}
 			var err error
-			if m.status, err = devices.ParseStatus(msg.Payload()); err != nil {
+			if m.status, err = devices.ParseStatus(payload); err != nil {
 				rej = reject(ReasonStatus, err.Error())
 			}
 		}
 	}
 	if rej != nil {
-		in.rejected(msg.Topic(), rej)
+		in.rejected(topic, rej)
 		m.kind = 0 // acknowledged in turn, nothing else
 	}
-	in.queue(m)
+	return in.queue(m)
 }
 
-func (in *Ingester) queue(m message) {
-	in.closing.Lock()
-	defer in.closing.Unlock()
+func (in *Ingester) queue(m message) bool {
+	in.closing.RLock()
+	defer in.closing.RUnlock()
 	if in.closed {
-		return // not acknowledged: the broker sends it again next session
+		return false // not acknowledged: the device or broker sends it again
 	}
-	in.in <- m
+	select {
+	case in.in <- m:
+	default:
+		in.cfg.Metrics.Throttled.Inc()
+		in.in <- m
+	}
+	return true
 }
 
 // rejected counts a rejection and logs it at a limited rate.
@@ -234,28 +286,34 @@ func truncate(s string, n int) string {
 	return s
 }
 
-// Run connects to the broker and ingests until ctx ends. Then it stops
-// taking messages, commits and acknowledges what it has, and disconnects.
-// It returns an error only if the pipeline could not start.
+// Run connects to the broker (if Config.Broker is set) and ingests until ctx
+// ends. Then it stops taking messages, commits and acknowledges what it
+// has, and disconnects. It returns an error only if the pipeline could not
+// start.
 func (in *Ingester) Run(ctx context.Context) error {
 	done := make(chan struct{})
 	go func() { defer close(done); in.commitLoop(ctx) }()
 
-	tok := in.client.Connect()
-	// With ConnectRetry the token completes on the first success; a wrong
-	// URL fails at once.
-	go func() {
-		tok.Wait()
-		if err := tok.Error(); err != nil {
-			in.log.Error("connecting to broker", "broker", in.cfg.Broker, "error", err)
-		}
-	}()
+	if in.client != nil {
+		tok := in.client.Connect()
+		// With ConnectRetry the token completes on the first success; a
+		// wrong URL fails at once.
+		go func() {
+			tok.Wait()
+			if err := tok.Error(); err != nil {
+				in.log.Error("connecting to broker", "broker", in.cfg.Broker, "error", err)
+			}
+		}()
+	}
 	<-ctx.Done()
 
-	// Disconnect lets paho finish delivering to handle, while the commit loop
-	// still runs and acknowledges; then no handler runs again.
-	in.client.Disconnect(500)
-	in.connected.Store(false)
+	if in.client != nil {
+		// Disconnect lets paho finish delivering to handle, while the
+		// commit loop still runs and acknowledges; then no handler runs
+		// again.
+		in.client.Disconnect(500)
+		in.connected.Store(false)
+	}
 	in.closing.Lock()
 	in.closed = true
 	close(in.in)
@@ -318,11 +376,23 @@ func (in *Ingester) commitLoop(ctx context.Context) {
 		for _, m := range group {
 			rs = append(rs, m.readings...)
 		}
-		if len(rs) > 0 && !in.store(ctx, rs) {
-			continue
+		if len(rs) > 0 {
+			switch err := in.store(ctx, rs); {
+			case err == nil:
+			case devices.ErrorKind(err) == devices.EInvalid:
+				if !in.storeEach(ctx, group) {
+					continue
+				}
+				rs = rs[:0]
+				for _, m := range group {
+					rs = append(rs, m.readings...)
+				}
+			default:
+				continue
+			}
 		}
 		for _, m := range group {
-			m.msg.Ack()
+			m.ack()
 			switch m.kind {
 			case KindTelemetry:
 				// Readings mean online: a message whose every metric was
@@ -346,11 +416,12 @@ func (in *Ingester) commitLoop(ctx context.Context) {
 	}
 }
 
-// store appends rs until it succeeds, or ctx has ended and it failed once
+// store appends rs until it succeeds, the store refuses the readings as
+// invalid (an error of kind EInvalid), or ctx has ended and it failed once
 // more: a message is acknowledged only once its readings are durable, so a
 // store that fails holds the pipeline (and the broker keeps the messages)
 // rather than losing them.
-func (in *Ingester) store(ctx context.Context, rs []devices.Reading) bool {
+func (in *Ingester) store(ctx context.Context, rs []devices.Reading) error {
 	backoff := 50 * time.Millisecond
 	for {
 		start := time.Now()
@@ -359,35 +430,58 @@ func (in *Ingester) store(ctx context.Context, rs []devices.Reading) bool {
 		if err == nil {
 			in.cfg.Metrics.Stored.Add(float64(len(rs)))
 			in.cfg.Metrics.Groups.Inc()
-			return true
+			return nil
 		}
 		in.cfg.Metrics.WriteErrors.Inc()
 		if devices.ErrorKind(err) == devices.EInvalid {
-			// Decoding validated every reading, so this is a fault of ours:
-			// keep the pipeline moving and say so loudly.
-			in.log.Error("store refused readings as invalid; skipping the group", "readings", len(rs), "error", err)
-			return true
+			return err
 		}
 		if in.logLimit.Allow() {
 			in.log.Error("store write failed; retrying", "readings", len(rs), "retry_in", backoff, "error", err)
 		}
 		select {
 		case <-ctx.Done():
-			return false
+			return err
 		case <-time.After(backoff):
 		}
 		backoff = min(backoff*2, 2*time.Second)
 	}
 }
 
-// ErrNoBroker is returned when no broker URL is configured.
-var ErrNoBroker = errors.New("ingest: no broker URL")
+// storeEach stores a group the store refused as invalid one message at a
+// time, so that one bad message costs nothing else: the messages it refuses
+// again go to the dead-letter file (their readings are cleared, so nothing
+// downstream sees them) and are acknowledged; the rest are stored. It
+// returns false if the group must not be acknowledged (the store failed
+// otherwise, or a dead letter could not be kept).
+func (in *Ingester) storeEach(ctx context.Context, group []message) bool {
+	for i := range group {
+		m := &group[i]
+		if len(m.readings) == 0 {
+			continue
+		}
+		err := in.store(ctx, m.readings)
+		if err == nil {
+			continue
+		}
+		if devices.ErrorKind(err) != devices.EInvalid {
+			return false
+		}
+		// Decoding validated every reading, so the store and the decoder
+		// disagree: keep the message where an operator can find it.
+		if derr := in.cfg.DeadLetters.Keep(m.topic, m.payload, err); derr != nil {
+			in.log.Error("store refused a message as invalid and it could not be kept as a dead letter; it stays unacknowledged", "topic", truncate(m.topic, 200), "error", derr)
+			return false
+		}
+		in.cfg.Metrics.DeadLetters.Inc()
+		in.log.Error("store refused a message as invalid; kept in the dead-letter file", "topic", truncate(m.topic, 200), "file", in.cfg.DeadLetters.Path(), "error", err)
+		m.readings = nil
+	}
+	return true
+}
 
 // Validate checks cfg before use.
 func (c Config) Validate() error {
-	if c.Broker == "" {
-		return ErrNoBroker
-	}
 	if c.Store == nil || c.Fleet == nil {
 		return fmt.Errorf("ingest: Store and Fleet are required")
 	}

@@ -10,6 +10,8 @@ type Metrics struct {
 	Rejected     *prometheus.CounterVec
 	WriteSeconds prometheus.Histogram
 	WriteErrors  prometheus.Counter
+	Throttled    prometheus.Counter
+	DeadLetters  prometheus.Counter
 }
 
 // NewMetrics creates the metrics and registers them with reg, if not nil.
@@ -28,12 +30,16 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Buckets: []float64{.0005, .001, .002, .005, .01, .025, .05, .1, .25, 1}}),
 		WriteErrors: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "iotdash_store_write_errors_total", Help: "Failed group commits (retried)."}),
+		Throttled: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "iotdash_ingest_throttled_total", Help: "Messages that waited for room in the full commit queue (meanwhile the embedded broker stops reading from their device)."}),
+		DeadLetters: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "iotdash_dead_letters_total", Help: "Messages the store refused as invalid, kept in the dead-letter file."}),
 	}
 	for _, r := range []string{ReasonTopic, ReasonDeviceID, ReasonTooLarge, ReasonJSON, ReasonNotNumber, ReasonRange, ReasonMetric, ReasonTimestamp, ReasonEmpty, ReasonMeta, ReasonStatus} {
 		m.Rejected.WithLabelValues(r)
 	}
 	if reg != nil {
-		reg.MustRegister(m.Received, m.Stored, m.Groups, m.Rejected, m.WriteSeconds, m.WriteErrors)
+		reg.MustRegister(m.Received, m.Stored, m.Groups, m.Rejected, m.WriteSeconds, m.WriteErrors, m.Throttled, m.DeadLetters)
 	}
 	return m
 }

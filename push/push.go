@@ -22,6 +22,7 @@
 //	                 {"readings":[{"d":"dev-1","m":"temperature","t":1764000000123,"v":21.5}]}
 //	                 {"status":[{"d":"dev-1","s":"offline"}]}
 //	                 {"gap":{"from":T1,"to":T2,"dropped":N}}   readings with times T1..T2 were dropped
+//	                 {"notice":"…"}                           a warning for every page's banner ("" clears it)
 //
 // Nothing is sent before the client's first subscribe; the client may
 // subscribe again at any time to change what it receives. A message that is
@@ -102,6 +103,8 @@ type Hub struct {
 	clients atomic.Pointer[[]*client] // copy of set, read by Publish without a lock
 	wg      sync.WaitGroup            // one per connection being served
 
+	notice atomic.Pointer[string] // the warning every page shows; "" for none
+
 	frames     atomic.Uint64
 	dropped    atomic.Uint64
 	gaps       atomic.Uint64
@@ -150,6 +153,29 @@ func (h *Hub) PublishStatus(id string, s devices.Status) {
 			c.wake()
 		}
 	}
+}
+
+// SetNotice sets the warning every page shows in its banner while it holds
+// ("" for none), and sends it to every connected client; a client that
+// subscribes later gets it with its confirmation. It never blocks.
+func (h *Hub) SetNotice(text string) {
+	if old := h.notice.Swap(&text); old != nil && *old == text {
+		return
+	}
+	for _, c := range *h.clients.Load() {
+		c.mu.Lock()
+		c.notice = true
+		c.mu.Unlock()
+		c.wake()
+	}
+}
+
+// Notice returns the warning set by SetNotice.
+func (h *Hub) Notice() string {
+	if n := h.notice.Load(); n != nil {
+		return *n
+	}
+	return ""
 }
 
 // Stats returns the hub's counters.
@@ -261,6 +287,7 @@ type client struct {
 	gap        gapFrame // readings dropped since the last gap frame
 	status     map[string]devices.Status
 	maxStatus  int
+	notice     bool // the hub's notice is to be sent
 
 	strikes int // write timeouts in a row; only the writer touches it
 }
@@ -378,6 +405,9 @@ func (c *client) subscribe(ids []string) {
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	if !c.subscribed && c.h.Notice() != "" {
+		c.notice = true
+	}
 	c.subscribed, c.all, c.devices = true, all, set
 	c.ack = append([]string{}, ids...)
 	kept := c.q[:0]
@@ -399,6 +429,7 @@ func (c *client) subscribe(ids []string) {
 // batch is what one flush takes from a client.
 type batch struct {
 	ack      []string
+	notice   bool
 	status   map[string]devices.Status
 	readings []devices.Reading
 	gap      gapFrame
@@ -408,8 +439,8 @@ type batch struct {
 func (c *client) take(spare []devices.Reading) batch {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	b := batch{ack: c.ack, readings: c.q, gap: c.gap}
-	c.ack = nil
+	b := batch{ack: c.ack, notice: c.notice, readings: c.q, gap: c.gap}
+	c.ack, c.notice = nil, false
 	c.q = spare[:0]
 	c.gap = gapFrame{}
 	if len(c.status) > 0 {
@@ -537,6 +568,12 @@ func (c *client) write() {
 				return
 			}
 		}
+		if b.notice {
+			buf = appendNotice(buf[:0], h.Notice())
+			if !c.send(buf) {
+				return
+			}
+		}
 		if b.status != nil {
 			buf = appendStatus(buf[:0], b.status)
 			if !c.send(buf) {
@@ -638,6 +675,11 @@ func appendReadings(b []byte, rs []devices.Reading) []byte {
 		b = append(b, '}')
 	}
 	return append(b, "]}"...)
+}
+
+func appendNotice(b []byte, text string) []byte {
+	q, _ := json.Marshal(text) // a string always marshals
+	return append(append(append(b, `{"notice":`...), q...), '}')
 }
 
 func appendStatus(b []byte, st map[string]devices.Status) []byte {

@@ -34,7 +34,8 @@ type frame struct {
 		D string         `json:"d"`
 		S devices.Status `json:"s"`
 	} `json:"status"`
-	Gap *gapFrame `json:"gap"`
+	Gap    *gapFrame `json:"gap"`
+	Notice *string   `json:"notice"`
 }
 
 type testClient struct {
@@ -224,6 +225,32 @@ func TestNothingIsSentBeforeSubscribe(t *testing.T) {
 	h.Publish([]devices.Reading{reading("dev-1", 2)})
 	if got, want := quiet.readings(1), []devices.Reading{reading("dev-1", 2)}; !slices.Equal(got, want) {
 		t.Fatalf("got %v, want only what was published after subscribing: %v", got, want)
+	}
+}
+
+// TestNotice: a notice reaches every subscribed client at once, a client
+// that subscribes later gets it after its confirmation, and "" clears it.
+func TestNotice(t *testing.T) {
+	h, srv := newServer(t, Options{})
+	early := dial(t, srv)
+	early.subscribe("dev-1")
+
+	h.SetNotice("The broker is dropping messages")
+	if f := early.mustNext(); f.Notice == nil || *f.Notice != "The broker is dropping messages" {
+		t.Fatalf("got %+v, want the notice", f)
+	}
+	late := dial(t, srv)
+	late.subscribe("*")
+	if f := late.mustNext(); f.Notice == nil || *f.Notice != "The broker is dropping messages" {
+		t.Fatalf("a late client got %+v, want the notice", f)
+	}
+
+	h.SetNotice("The broker is dropping messages") // unchanged: nothing sent
+	h.SetNotice("")
+	for _, c := range []*testClient{early, late} {
+		if f := c.mustNext(); f.Notice == nil || *f.Notice != "" {
+			t.Fatalf("got %+v, want the notice cleared", f)
+		}
 	}
 }
 

@@ -191,3 +191,24 @@ func TestEmbeddedHistoryInABrowser(t *testing.T) {
 	until(t, ctx, "the read-out of the point before the last", `/: \d+(\.\d+)? % — out of range$|: \d+(\.\d+)? %$/.test(document.querySelector('figure[data-chart="humidity"] output').textContent)`)
 	screenshot(t, ctx, "device-history.png")
 }
+
+// TestNoticeBannerInABrowser: the server's warning (the broker dropping
+// messages, say) shows in a banner on an open page, and goes when cleared.
+func TestNoticeBannerInABrowser(t *testing.T) {
+	s := newLiveServer(t)
+	s.reading("boiler-1", "temperature", 21.5)
+	ctx := browser(t)
+	if err := chromedp.Do(ctx, chromedp.Navigate(s.URL)); err != nil {
+		t.Fatal(err)
+	}
+	until(t, ctx, "the live connection", connected)
+	banner := `document.querySelector('[data-testid="notice-banner"]')`
+	until(t, ctx, "no banner", banner+`.hidden`)
+
+	s.hub.Load().SetNotice("The MQTT broker has dropped 12 messages")
+	until(t, ctx, "the banner", `!`+banner+`.hidden && `+banner+`.textContent === 'The MQTT broker has dropped 12 messages'`)
+	screenshot(t, ctx, "notice.png")
+
+	s.hub.Load().SetNotice("")
+	until(t, ctx, "the banner gone", banner+`.hidden`)
+}

@@ -30,8 +30,9 @@ func cpuTime(b *testing.B, pid int) time.Duration {
 // IOTDASH_BENCH_RATE messages a second (default 5000), evenly paced over 4
 // connections and 1000 device ids, to a Mosquitto with default settings
 // (max_inflight_messages 20, max_queued_messages 1000), acknowledged only
-// after the durable write (IOTDASH_BENCH_INFLIGHT=N raises the window to N).
-// It waits until every reading is stored, in
+// after the durable write (IOTDASH_BENCH_INFLIGHT=N raises the window to N);
+// and, as self-contained, to iotdash's embedded broker, which holds each
+// PUBACK until the commit. It waits until every reading is stored, in
 // InfluxDB (through the journal) or in the embedded store, fails if any is
 // missing, and reports the rate held and iotdash's CPU time per message.
 //
@@ -47,10 +48,22 @@ func BenchmarkIngest(b *testing.B) {
 		mosquittoConf = []string{"max_inflight_messages " + n, "max_queued_messages 1000000"}
 	}
 	bin := buildBinary(b)
-	for _, backend := range []string{"influxdb", "embedded"} {
+	for _, backend := range []string{"influxdb", "embedded", "self-contained"} {
 		b.Run(backend, func(b *testing.B) {
-			mq := testenv.StartMosquitto(b, mosquittoConf...)
-			args := []string{"-http", fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(b)), "-mqtt", mq.URL, "-data", b.TempDir(), "-log-level", "warn"}
+			// self-contained is the default mode: the embedded broker hands
+			// messages to the ingester in-process, and iotdash's CPU
+			// includes the broker's.
+			var brokerURL string
+			args := []string{"-http", fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(b)), "-data", b.TempDir(), "-log-level", "warn"}
+			if backend == "self-contained" {
+				addr := fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(b))
+				brokerURL = "tcp://" + addr
+				args = append(args, "-broker", addr, "-simulate", "0")
+			} else {
+				mq := testenv.StartMosquitto(b, mosquittoConf...)
+				brokerURL = mq.URL
+				args = append(args, "-mqtt", mq.URL)
+			}
 			stored := "iotdash_readings_stored_total"
 			if backend == "influxdb" {
 				ix := testenv.StartInfluxDB(b)
@@ -62,7 +75,7 @@ func BenchmarkIngest(b *testing.B) {
 			b.ResetTimer()
 			start := time.Now()
 			sum, err := simulator.Load(b.Context(), simulator.LoadConfig{
-				Broker: mq.URL, Rate: rate, Devices: 1000, Conns: 4, QoS: 1,
+				Broker: brokerURL, Rate: rate, Devices: 1000, Conns: 4, QoS: 1,
 				Duration: time.Duration(b.N) * time.Second / time.Duration(rate),
 			})
 			if err != nil {

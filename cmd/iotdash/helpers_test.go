@@ -128,6 +128,7 @@ type liveClient struct {
 	mu       sync.Mutex
 	readings []wsReading
 	status   map[string]string
+	notice   string // the last notice frame's text
 	conn     *websocket.Conn
 }
 
@@ -160,6 +161,7 @@ func dialLive(t *testing.T, base string, devices ...string) *liveClient {
 					D string `json:"d"`
 					S string `json:"s"`
 				} `json:"status"`
+				Notice *string `json:"notice"`
 			}
 			if json.Unmarshal(b, &f) != nil {
 				continue
@@ -168,6 +170,9 @@ func dialLive(t *testing.T, base string, devices ...string) *liveClient {
 			lc.readings = append(lc.readings, f.Readings...)
 			for _, s := range f.Status {
 				lc.status[s.D] = s.S
+			}
+			if f.Notice != nil {
+				lc.notice = *f.Notice
 			}
 			lc.mu.Unlock()
 		}
@@ -185,6 +190,12 @@ func (lc *liveClient) has(f func(wsReading) bool) bool {
 		}
 	}
 	return false
+}
+
+func (lc *liveClient) lastNotice() string {
+	lc.mu.Lock()
+	defer lc.mu.Unlock()
+	return lc.notice
 }
 
 func (lc *liveClient) devices() map[string]bool {

@@ -302,27 +302,41 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		storeDesc = "InfluxDB at " + c.influxURL + ", bucket " + c.influxBucket
 	}
 
-	// The broker: embedded, or the user's.
-	brokerURL := c.mqttURL
-	if brokerURL == "" {
-		quiet := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelError}))
-		b, err := broker.Start(c.brokerAddr, quiet)
-		if err != nil {
-			return listenError("broker", c.brokerAddr, err)
-		}
-		cl.add(b.Close)
-		brokerURL = b.URL()
-		fmt.Fprintf(stdout, "iotdash: embedded MQTT broker on %s\n", brokerURL)
+	dead, err := ingest.OpenDeadLetters(filepath.Join(c.dataDir, "dead-letters.jsonl"))
+	if err != nil {
+		return fmt.Errorf("-data %s: %w", c.dataDir, err)
 	}
+	cl.add(dead.Close)
+
+	// The broker: embedded, handing devices' messages straight to the
+	// ingester, or the user's, which the ingester subscribes to.
 	tc, err := tlsConfig(c)
 	if err != nil {
 		return err
 	}
 	in := ingest.New(ingest.Config{
-		Broker: brokerURL, ClientID: c.mqttClientID, Username: c.mqttUser, Password: c.mqttPass, TLS: tc,
-		Store: durable, Fleet: fleet, Publish: hub.Publish,
+		Broker: c.mqttURL, ClientID: c.mqttClientID, Username: c.mqttUser, Password: c.mqttPass, TLS: tc,
+		Store: durable, Fleet: fleet, Publish: hub.Publish, Notice: hub.SetNotice, DeadLetters: dead,
 		Metrics: ingest.NewMetrics(reg), Logger: log,
 	})
+	brokerURL := c.mqttURL
+	brokerDropped := func() float64 { n, _ := in.BrokerDrops(); return float64(n) }
+	if brokerURL == "" {
+		quiet := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelError}))
+		b, err := broker.Start(c.brokerAddr, broker.Options{Deliver: in.Submit, Logger: quiet})
+		if err != nil {
+			return listenError("broker", c.brokerAddr, err)
+		}
+		cl.add(b.Close)
+		brokerURL = b.URL()
+		brokerDropped = func() float64 { return float64(b.Dropped()) }
+		fmt.Fprintf(stdout, "iotdash: embedded MQTT broker on %s\n", brokerURL)
+	}
+	reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "iotdash_broker_dropped_messages_total",
+		Help: "Messages the broker says it discarded (for any subscriber whose queue or in-flight window was full): the embedded broker's own count, or Mosquitto's $SYS/broker/publish/messages/dropped."},
+		brokerDropped))
+	// The ingester stops before the broker: what it has taken is committed
+	// and acknowledged while the devices' connections are still open.
 	cl.add(task(ctx, func(ctx context.Context) { in.Run(ctx) }))
 	fmt.Fprintf(stdout, "iotdash: storing readings in the %s\n", storeDesc)
 
@@ -377,6 +391,8 @@ func registerJournalMetrics(reg *prometheus.Registry, j *journal.Journal) {
 			func() float64 { return float64(j.Stats().Failures) }),
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "iotdash_journal_full_total", Help: "Appends refused because the journal was full (the messages stay at the broker)."},
 			func() float64 { return float64(j.Stats().Full) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "iotdash_journal_rejected_total", Help: "Readings InfluxDB refused as bad data, set aside in the journal's rejected table."},
+			func() float64 { return float64(j.Stats().Rejected) }),
 	)
 }
 

@@ -228,6 +228,15 @@ function receive(msg) {
     for (const s of msg.status) pending.status.set(s.d, s.s);
     scheduleDraw();
   }
+  if (msg.notice !== undefined) {
+    // A warning from the server for every page (the broker dropping
+    // messages, say); "" clears it.
+    const notice = document.getElementById('notice-banner');
+    if (notice) {
+      notice.textContent = msg.notice;
+      notice.hidden = msg.notice === '';
+    }
+  }
   if (msg.gap) {
     // Some readings were dropped for us: the page refetches them.
     page.gap?.(msg.gap.from, msg.gap.to + 1);

@@ -1,0 +1,37 @@
+package ingest
+
+import (
+	"strings"
+	"testing"
+	"time"
+)
+
+// TestBrokerDropsWarning: the broker's first figure (drops from before
+// iotdash connected) raises no warning; a rise does, counting from before
+// it; the warning stays while drops go on and clears a quiet minute after
+// the last one; a figure that goes down (a restarted broker) is no rise.
+func TestBrokerDropsWarning(t *testing.T) {
+	t0 := time.Date(2026, 11, 28, 10, 0, 0, 0, time.UTC)
+	var d brokerDrops
+	for _, step := range []struct {
+		at      time.Duration
+		figure  string
+		changed bool
+		want    string // a part of the notice; "" for none
+	}{
+		{0, "500", false, ""},
+		{10 * time.Second, "500", false, ""},
+		{20 * time.Second, "530", true, "dropped 30 messages since 10:00:20"},
+		{30 * time.Second, "560", true, "dropped 60 messages since 10:00:20"},
+		{40 * time.Second, "not a number", false, ""},
+		{60 * time.Second, "560", false, ""},
+		{91 * time.Second, "560", true, ""},
+		{100 * time.Second, "3", false, ""},
+		{110 * time.Second, "13", true, "dropped 10 messages since 10:01:50"},
+	} {
+		notice, changed := d.report([]byte(step.figure), t0.Add(step.at))
+		if changed != step.changed || (step.want == "") != (notice == "") || !strings.Contains(notice, step.want) {
+			t.Errorf("at +%v figure %s: got %q, changed %v; want %q, changed %v", step.at, step.figure, notice, changed, step.want, step.changed)
+		}
+	}
+}

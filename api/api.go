@@ -69,6 +69,7 @@ type deviceJSON struct {
 	Kind     string                `json:"kind"`
 	Location string                `json:"location"`
 	Status   devices.Status        `json:"status"`
+	Since    *time.Time            `json:"since"`
 	LastSeen *time.Time            `json:"last_seen"`
 	Latest   map[string]latestJSON `json:"latest"`
 	Limits   map[string][2]float64 `json:"limits,omitempty"`
@@ -89,10 +90,7 @@ func Devices(f Fleet) http.Handler {
 		for _, d := range list {
 			j := deviceJSON{ID: d.ID, Name: d.Name(), Kind: d.Meta.Kind, Location: d.Meta.Location,
 				Status: d.Status, Latest: make(map[string]latestJSON, len(d.Latest)), Limits: d.Meta.Limits}
-			if d.LastSeen > 0 {
-				t := time.UnixMilli(d.LastSeen).UTC()
-				j.LastSeen = &t
-			}
+			j.Since, j.LastSeen = timeOrNil(d.Since), timeOrNil(d.LastSeen)
 			for m, v := range d.Latest {
 				j.Latest[m] = latestJSON{T: v.T, V: v.V, Unit: d.Meta.Units[m]}
 			}
@@ -100,6 +98,15 @@ func Devices(f Fleet) http.Handler {
 		}
 		writeJSON(w, http.StatusOK, out)
 	})
+}
+
+// timeOrNil is ms as a UTC time, or nil for 0 (never).
+func timeOrNil(ms int64) *time.Time {
+	if ms == 0 {
+		return nil
+	}
+	t := time.UnixMilli(ms).UTC()
+	return &t
 }
 
 // Check is one readiness condition: nil when it holds.

@@ -124,37 +124,13 @@ func (r Request) filename() string {
 	return name + "_" + formatSpan(r.Step) + "-" + string(r.Agg) + ".csv"
 }
 
-// appendNumber writes f as encoding/json does, and null if it is not
-// finite (a mean of values near the float64 limit can overflow).
-func appendNumber(b []byte, f float64) []byte {
-	if math.IsNaN(f) || math.IsInf(f, 0) {
-		return append(b, "null"...)
-	}
-	if f == 0 {
-		f = 0 // -0 too: a spreadsheet would show it as such
-	}
-	format := byte('f')
-	if a := math.Abs(f); a != 0 && (a < 1e-6 || a >= 1e21) {
-		format = 'e'
-	}
-	b = strconv.AppendFloat(b, f, format, -1, 64)
-	if format == 'e' {
-		// e-07 → e-7, as encoding/json writes it.
-		if n := len(b); n >= 4 && b[n-4] == 'e' && b[n-3] == '-' && b[n-2] == '0' {
-			b[n-2] = b[n-1]
-			b = b[:n-1]
-		}
-	}
-	return b
-}
-
-// appendCSVNumber writes f as appendNumber does, and nothing if it is not
-// finite.
+// appendCSVNumber writes f as devices.AppendNumber does, and nothing if it
+// is not finite.
 func appendCSVNumber(b []byte, f float64) []byte {
 	if math.IsNaN(f) || math.IsInf(f, 0) {
 		return b
 	}
-	return appendNumber(b, f)
+	return devices.AppendNumber(b, f)
 }
 
 // writeCSV writes the answer of a query with a step: its points in time

@@ -344,7 +344,7 @@ func TestOpenAPIExamplesAreRealAnswers(t *testing.T) {
 	// The WebSocket frames' examples fit their schemas, and so does what
 	// the hub really sends.
 	comps := obj(obj(d["components"])["schemas"])
-	for _, name := range []string{"Subscribe", "Subscribed", "Readings", "Status", "Gap"} {
+	for _, name := range []string{"Subscribe", "Subscribed", "Readings", "Status", "Gap", "Notice"} {
 		sc := comps[name]
 		if err := d.validate(sc, decode(t, mustJSON(obj(sc)["example"])), "$"); err != nil {
 			t.Errorf("%s example: %v", name, err)

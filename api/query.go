@@ -514,10 +514,10 @@ func appendPoints(b *bytes.Buffer, ps []store.Point, band bool) {
 		buf = append(buf, '[')
 		buf = strconv.AppendInt(buf, p.T, 10)
 		buf = append(buf, ',')
-		buf = appendNumber(buf, p.V)
+		buf = devices.AppendNumber(buf, p.V)
 		if band {
 			buf = append(buf, ',')
-			buf = appendNumber(buf, p.Max)
+			buf = devices.AppendNumber(buf, p.Max)
 		}
 		buf = append(buf, ']')
 	}

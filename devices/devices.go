@@ -13,6 +13,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"strconv"
 )
 
 // MaxNameLen is the longest device id or metric name accepted.
@@ -146,4 +147,31 @@ func ErrorKind(err error) string {
 		return e.Kind
 	}
 	return EInternal
+}
+
+// AppendNumber appends v as every number iotdash hands to a browser or an
+// integrator is written (JSON, CSV, pages): the shortest form that reads
+// back as exactly v, in encoding/json's notation (1234567.891, 4.6e-7),
+// -0 as 0, and null for NaN and ±Inf, which JSON cannot hold. Size is won
+// by sending fewer numbers, never by changing them.
+func AppendNumber(b []byte, v float64) []byte {
+	if math.IsNaN(v) || math.IsInf(v, 0) {
+		return append(b, "null"...)
+	}
+	if v == 0 {
+		v = 0 // -0 too: a spreadsheet would show it as such
+	}
+	format := byte('f')
+	if a := math.Abs(v); a != 0 && (a < 1e-6 || a >= 1e21) {
+		format = 'e'
+	}
+	b = strconv.AppendFloat(b, v, format, -1, 64)
+	if format == 'e' {
+		// e-07 → e-7, as encoding/json writes it.
+		if n := len(b); n >= 4 && b[n-4] == 'e' && b[n-3] == '-' && b[n-2] == '0' {
+			b[n-2] = b[n-1]
+			b = b[:n-1]
+		}
+	}
+	return b
 }

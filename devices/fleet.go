@@ -2,6 +2,7 @@ package devices
 
 import (
 	"context"
+	"log/slog"
 	"slices"
 	"strings"
 	"sync"
@@ -19,6 +20,8 @@ type Device struct {
 	ID     string `json:"id"`
 	Meta   Meta   `json:"meta"`
 	Status Status `json:"status"`
+	// Since is when the device's status last changed (Unix ms), 0 if never.
+	Since int64 `json:"since"`
 	// LastSeen is when a reading of the device last arrived (Unix ms), 0 if never.
 	LastSeen int64 `json:"last_seen"`
 	// Interval is the device's usual time between messages in ms, 0 until known.
@@ -48,6 +51,10 @@ func (d Device) Metrics() []string {
 // StaleAfter is how many usual intervals of silence make an online device stale.
 const StaleAfter = 3
 
+// DefaultStaleAfter is how long an online device may be silent before it
+// is stale while its usual interval is not known (it has sent one message).
+const DefaultStaleAfter = 5 * time.Minute
+
 // minInterval keeps a burst of messages from making a device look stale at
 // once after it.
 const minInterval = 1000
@@ -56,6 +63,7 @@ type device struct {
 	meta     Meta
 	reported Status // what the device said on its status topic
 	status   Status // what is shown: reported, or stale
+	since    int64  // when status last changed
 	lastSeen int64
 	lastMsg  int64 // arrival of the previous message, for the interval
 	interval int64 // smoothed gap between messages, ms
@@ -65,25 +73,39 @@ type device struct {
 // Fleet is the live state of every device seen: metadata, presence, last
 // seen and latest values. It is safe for concurrent use.
 type Fleet struct {
-	mu       sync.RWMutex
-	devices  map[string]*device
-	onChange func(id string, s Status)
-	now      func() time.Time
+	mu         sync.RWMutex
+	devices    map[string]*device
+	dirty      map[string]struct{} // changed since the last Save
+	onChange   func(id string, s Status)
+	now        func() time.Time
+	staleAfter time.Duration
 }
 
 // NewFleet returns an empty fleet. onChange, if not nil, is called with each
 // change of a device's shown status; it must not block, and is never called
 // with the fleet's lock held.
 func NewFleet(onChange func(id string, s Status)) *Fleet {
-	return &Fleet{devices: map[string]*device{}, onChange: onChange, now: time.Now}
+	return &Fleet{devices: map[string]*device{}, dirty: map[string]struct{}{}, onChange: onChange, now: time.Now, staleAfter: DefaultStaleAfter}
 }
 
+// SetStaleAfter sets how long an online device whose usual interval is not
+// known may be silent before it is stale (DefaultStaleAfter if d <= 0).
+// Call it before the fleet is used.
+func (f *Fleet) SetStaleAfter(d time.Duration) {
+	if d <= 0 {
+		d = DefaultStaleAfter
+	}
+	f.staleAfter = d
+}
+
+// get returns device id, creating it, and marks it changed; f.mu held.
 func (f *Fleet) get(id string) *device {
 	d := f.devices[id]
 	if d == nil {
 		d = &device{reported: StatusUnknown, status: StatusUnknown, latest: map[string]Value{}}
 		f.devices[id] = d
 	}
+	f.dirty[id] = struct{}{}
 	return d
 }
 
@@ -101,12 +123,12 @@ func (f *Fleet) notify(cs []change) {
 	}
 }
 
-// setStatus records d's shown status and returns the change, if any.
-func (d *device) setStatus(id string, s Status, cs []change) []change {
+// setStatus records d's shown status from now and returns the change, if any.
+func (d *device) setStatus(id string, s Status, now int64, cs []change) []change {
 	if d.status == s {
 		return cs
 	}
-	d.status = s
+	d.status, d.since = s, now
 	return append(cs, change{id, s})
 }
 
@@ -131,7 +153,7 @@ func (f *Fleet) Seen(id string, rs []Reading) {
 		}
 	}
 	d.reported = StatusOnline
-	cs := d.setStatus(id, StatusOnline, nil)
+	cs := d.setStatus(id, StatusOnline, now, nil)
 	f.mu.Unlock()
 	f.notify(cs)
 }
@@ -148,27 +170,38 @@ func (f *Fleet) SetPresence(id string, s Status) {
 	f.mu.Lock()
 	d := f.get(id)
 	d.reported = s
+	now := f.now().UnixMilli()
 	if s == StatusOnline && d.lastSeen == 0 {
-		d.lastSeen = f.now().UnixMilli()
+		d.lastSeen = now
 	}
-	cs := d.setStatus(id, s, nil)
+	cs := d.setStatus(id, s, now, nil)
 	f.mu.Unlock()
 	f.notify(cs)
 }
 
 // CheckStale marks online devices that have been silent for longer than
-// StaleAfter of their usual intervals as stale.
+// StaleAfter of their usual intervals as stale, or, while a device's
+// interval is not known, for longer than the fleet's stale-after time.
 func (f *Fleet) CheckStale() {
 	now := f.now().UnixMilli()
 	var cs []change
 	f.mu.Lock()
 	for id, d := range f.devices {
-		if d.status == StatusOnline && d.interval > 0 && now-d.lastSeen > StaleAfter*max(d.interval, minInterval) {
-			cs = d.setStatus(id, StatusStale, cs)
+		if d.status == StatusOnline && now-d.lastSeen > f.silence(d) {
+			cs = d.setStatus(id, StatusStale, now, cs)
+			f.dirty[id] = struct{}{}
 		}
 	}
 	f.mu.Unlock()
 	f.notify(cs)
+}
+
+// silence is how long d may be silent before it is stale, in ms.
+func (f *Fleet) silence(d *device) int64 {
+	if d.interval > 0 {
+		return StaleAfter * max(d.interval, minInterval)
+	}
+	return f.staleAfter.Milliseconds()
 }
 
 // Run checks for stale devices every interval until ctx ends.
@@ -186,7 +219,7 @@ func (f *Fleet) Run(ctx context.Context, every time.Duration) {
 }
 
 func (d *device) snapshot(id string) Device {
-	out := Device{ID: id, Meta: d.meta, Status: d.status, LastSeen: d.lastSeen, Interval: d.interval, Latest: make(map[string]Value, len(d.latest))}
+	out := Device{ID: id, Meta: d.meta, Status: d.status, Since: d.since, LastSeen: d.lastSeen, Interval: d.interval, Latest: make(map[string]Value, len(d.latest))}
 	for k, v := range d.latest {
 		out.Latest[k] = v
 	}
@@ -214,4 +247,102 @@ func (f *Fleet) List() []Device {
 	f.mu.RUnlock()
 	slices.SortFunc(out, func(a, b Device) int { return strings.Compare(a.ID, b.ID) })
 	return out
+}
+
+// Registry keeps the fleet across restarts: every device's meta, status and
+// since when, last seen, interval and latest values. *sqlite.Registry
+// satisfies it.
+type Registry interface {
+	// Load returns every device saved.
+	Load(ctx context.Context) ([]Device, error)
+	// Save saves ds, replacing what was saved of the same ids.
+	Save(ctx context.Context, ds []Device) error
+}
+
+// Restore puts the devices of an earlier run back in the fleet, as a
+// restart finds them: a device that was offline stays offline since then;
+// one that was online or stale is online from its last reading and goes
+// stale by the usual rule if it stays silent (at once, if its silence is
+// already too long); one whose status was never known stays unknown.
+// Devices already in the fleet are left as they are.
+func (f *Fleet) Restore(ds []Device) {
+	f.mu.Lock()
+	for _, s := range ds {
+		if !ValidName(s.ID) || f.devices[s.ID] != nil {
+			continue
+		}
+		d := &device{meta: s.Meta, reported: s.Status, status: s.Status, since: s.Since,
+			lastSeen: s.LastSeen, lastMsg: s.LastSeen, interval: s.Interval, latest: make(map[string]Value, len(s.Latest))}
+		switch s.Status {
+		case StatusStale:
+			d.reported, d.status = StatusOnline, StatusOnline
+		case StatusOnline, StatusOffline:
+		default:
+			d.reported, d.status = StatusUnknown, StatusUnknown
+		}
+		for m, v := range s.Latest {
+			d.latest[m] = v
+		}
+		f.devices[s.ID] = d
+	}
+	f.mu.Unlock()
+	f.CheckStale()
+}
+
+// Save saves the devices changed since the last Save to r. What it could
+// not save is tried again at the next Save.
+func (f *Fleet) Save(ctx context.Context, r Registry) error {
+	f.mu.Lock()
+	ids := make([]string, 0, len(f.dirty))
+	ds := make([]Device, 0, len(f.dirty))
+	for id := range f.dirty {
+		ids = append(ids, id)
+		ds = append(ds, f.devices[id].snapshot(id))
+	}
+	clear(f.dirty)
+	f.mu.Unlock()
+	if len(ds) == 0 {
+		return nil
+	}
+	if err := r.Save(ctx, ds); err != nil {
+		f.mu.Lock()
+		for _, id := range ids {
+			f.dirty[id] = struct{}{}
+		}
+		f.mu.Unlock()
+		return err
+	}
+	return nil
+}
+
+// Keep saves the fleet's changes to r every interval until ctx ends, and
+// once more then, so that a clean stop loses nothing and a crash loses at
+// most the last interval's last-seen times and latest values (the
+// readings themselves are in the store).
+func (f *Fleet) Keep(ctx context.Context, r Registry, every time.Duration, log *slog.Logger) {
+	t := time.NewTicker(every)
+	defer t.Stop()
+	failing := false
+	for {
+		select {
+		case <-ctx.Done():
+			sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			if err := f.Save(sctx, r); err != nil {
+				log.Error("saving the fleet at shutdown", "error", err)
+			}
+			return
+		case <-t.C:
+			// One line when saving starts to fail and one when it works
+			// again, not one a second.
+			switch err := f.Save(ctx, r); {
+			case err != nil && !failing:
+				failing = true
+				log.Warn("saving the fleet failed; retrying every interval", "every", every, "error", err)
+			case err == nil && failing:
+				failing = false
+				log.Info("saving the fleet works again")
+			}
+		}
+	}
 }

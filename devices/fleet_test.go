@@ -1,6 +1,7 @@
 package devices
 
 import (
+	"context"
 	"strings"
 	"sync"
 	"testing"
@@ -86,5 +87,94 @@ func TestValidation(t *testing.T) {
 	}
 	if _, err := ParseStatus([]byte("maybe")); ErrorKind(err) != EInvalid {
 		t.Errorf("status maybe: %v, want invalid", err)
+	}
+}
+
+// TestStaleWithoutAnInterval: a device heard once, whose interval is not
+// known, goes stale after the fleet's stale-after time.
+func TestStaleWithoutAnInterval(t *testing.T) {
+	f, c, _ := newTestFleet()
+	f.SetStaleAfter(time.Minute)
+	f.Seen("once-01", []Reading{{Device: "once-01", Metric: "t", Time: c.t.UnixMilli(), Value: 1}})
+	c.advance(59 * time.Second)
+	f.CheckStale()
+	if d, _ := f.Get("once-01"); d.Status != StatusOnline {
+		t.Fatalf("silent for 59s: %s, want online", d.Status)
+	}
+	c.advance(2 * time.Second)
+	f.CheckStale()
+	if d, _ := f.Get("once-01"); d.Status != StatusStale || d.Since != c.t.UnixMilli() {
+		t.Fatalf("silent for 61s: %s since %d, want stale since %d", d.Status, d.Since, c.t.UnixMilli())
+	}
+}
+
+// memRegistry is a Registry in memory.
+type memRegistry struct{ saved map[string]Device }
+
+func (r *memRegistry) Load(context.Context) ([]Device, error) {
+	var out []Device
+	for _, d := range r.saved {
+		out = append(out, d)
+	}
+	return out, nil
+}
+
+func (r *memRegistry) Save(_ context.Context, ds []Device) error {
+	for _, d := range ds {
+		r.saved[d.ID] = d
+	}
+	return nil
+}
+
+// TestRestore: what a fleet saves, a fleet of the next run restores: an
+// offline device stays offline since then, an online one whose silence is
+// already too long is stale, a recent one online, and one never heard of
+// stays unknown. Save writes only what changed.
+func TestRestore(t *testing.T) {
+	f, c, _ := newTestFleet()
+	f.SetMeta("tank-01", Meta{Name: "Tank 1"})
+	f.Seen("tank-01", []Reading{{Device: "tank-01", Metric: "level", Time: c.t.UnixMilli(), Value: 40240.648}})
+	f.SetPresence("tank-01", StatusOffline)
+	offSince := c.t.UnixMilli()
+	f.Seen("old-01", []Reading{{Device: "old-01", Metric: "t", Time: c.t.UnixMilli(), Value: 1}})
+	f.SetMeta("meta-only", Meta{Name: "Never spoke"})
+	c.advance(10 * time.Minute)
+	f.Seen("new-01", []Reading{{Device: "new-01", Metric: "t", Time: c.t.UnixMilli(), Value: 2}})
+
+	r := &memRegistry{saved: map[string]Device{}}
+	if err := f.Save(context.Background(), r); err != nil {
+		t.Fatal(err)
+	}
+	if len(r.saved) != 4 {
+		t.Fatalf("saved %d devices, want 4", len(r.saved))
+	}
+	r.saved = map[string]Device{}
+	f.Save(context.Background(), r)
+	if len(r.saved) != 0 {
+		t.Errorf("a second Save with no change saved %d devices", len(r.saved))
+	}
+	f.Seen("new-01", []Reading{{Device: "new-01", Metric: "t", Time: c.t.UnixMilli(), Value: 3}})
+	f.Save(context.Background(), r)
+	if len(r.saved) != 1 || r.saved["new-01"].Latest["t"].V != 3 {
+		t.Errorf("after one change Save saved %v, want new-01 alone", r.saved)
+	}
+
+	all, _ := (&memRegistry{saved: map[string]Device{}}).Load(context.Background())
+	for _, d := range f.List() {
+		all = append(all, d)
+	}
+	g, c2, changes := newTestFleet()
+	c2.t = c.t.Add(time.Second)
+	g.Restore(all)
+	for id, want := range map[string]Status{"tank-01": StatusOffline, "old-01": StatusStale, "new-01": StatusOnline, "meta-only": StatusUnknown} {
+		if d, ok := g.Get(id); !ok || d.Status != want {
+			t.Errorf("restored %s: %+v, want %s", id, d, want)
+		}
+	}
+	if d, _ := g.Get("tank-01"); d.Since != offSince || d.Name() != "Tank 1" || d.Latest["level"].V != 40240.648 {
+		t.Errorf("restored tank-01 = %+v, want offline since %d with its meta and level", d, offSince)
+	}
+	if got := strings.Join(*changes, ","); got != "old-01=stale" {
+		t.Errorf("status changes on restore = %s, want old-01=stale only", got)
 	}
 }

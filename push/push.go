@@ -671,7 +671,7 @@ func appendReadings(b []byte, rs []devices.Reading) []byte {
 		b = append(b, `,"t":`...)
 		b = strconv.AppendInt(b, r.Time, 10)
 		b = append(b, `,"v":`...)
-		b = strconv.AppendFloat(b, r.Value, 'g', -1, 64)
+		b = devices.AppendNumber(b, r.Value)
 		b = append(b, '}')
 	}
 	return append(b, "]}"...)

@@ -3,6 +3,7 @@ package views
 import (
 	"encoding/json"
 	"net/url"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -129,8 +130,8 @@ func TestSparklines(t *testing.T) {
 	if spark.Length() != 1 {
 		t.Fatal("no sparkline for boiler-1's temperature")
 	}
-	if got, want := flat(t, spark.AttrOr("data-points", "")), []float64{float64(from), 21.25, float64(from + 60000), 22.1235}; !equalFloats(got, want) {
-		t.Errorf("data-points %v, want %v (six significant digits)", got, want)
+	if got, want := flat(t, spark.AttrOr("data-points", "")), []float64{float64(from), 21.25, float64(from + 60000), 22.123456789}; !slices.Equal(got, want) {
+		t.Errorf("data-points %v, want %v exactly", got, want)
 	}
 	if spark.AttrOr("data-step", "") != "60000" || spark.AttrOr("role", "") != "img" {
 		t.Errorf("sparkline step %q, role %q", spark.AttrOr("data-step", ""), spark.AttrOr("role", ""))

@@ -455,15 +455,15 @@ func seriesAttrs(s Series) templ.Attributes {
 	a["data-points"] = flatJSON(len(s.Points), func(b []byte, i int) []byte {
 		b = strconv.AppendInt(b, s.Points[i].T, 10)
 		b = append(b, ',')
-		return appendNumber(b, s.Points[i].V)
+		return devices.AppendNumber(b, s.Points[i].V)
 	})
 	if s.Lo != nil {
 		a["data-band"] = flatJSON(len(s.Points), func(b []byte, i int) []byte {
 			b = strconv.AppendInt(b, s.Points[i].T, 10)
 			b = append(b, ',')
-			b = appendNumber(b, s.Lo[i])
+			b = devices.AppendNumber(b, s.Lo[i])
 			b = append(b, ',')
-			return appendNumber(b, s.Hi[i])
+			return devices.AppendNumber(b, s.Hi[i])
 		})
 	}
 	return a
@@ -481,15 +481,6 @@ func flatJSON(n int, row func(b []byte, i int) []byte) string {
 		b = row(b, i)
 	}
 	return string(append(b, ']'))
-}
-
-// appendNumber appends v to six significant digits, plenty for a chart and
-// a third of the bytes of a float64 in full; JSON has no NaN, so it is null.
-func appendNumber(b []byte, v float64) []byte {
-	if math.IsNaN(v) || math.IsInf(v, 0) {
-		return append(b, "null"...)
-	}
-	return strconv.AppendFloat(b, v, 'g', 6, 64)
 }
 
 // sparkLabel says in words what a card's sparkline shows.

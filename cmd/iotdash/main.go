@@ -62,6 +62,7 @@ type config struct {
 	mqttClientID                  string
 	simulate                      int
 	simInterval                   time.Duration
+	staleAfter                    time.Duration
 	influxURL, influxOrg          string
 	influxBucket, influxToken     string
 	influxBatch                   int
@@ -109,6 +110,7 @@ func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (co
 	fs.StringVar(&c.mqttClientID, "mqtt-client-id", env("IOTDASH_MQTT_CLIENT_ID", "iotdash-ingest"), "MQTT client id of the ingester's persistent session; keep it stable (IOTDASH_MQTT_CLIENT_ID)")
 	fs.IntVar(&c.simulate, "simulate", envInt("IOTDASH_SIMULATE", -1), "number of simulated devices; default 12 with the embedded broker, 0 with -mqtt (IOTDASH_SIMULATE)")
 	fs.DurationVar(&c.simInterval, "simulate-interval", envDur("IOTDASH_SIMULATE_INTERVAL", 2*time.Second), "mean time between a simulated device's readings (IOTDASH_SIMULATE_INTERVAL)")
+	fs.DurationVar(&c.staleAfter, "stale-after", envDur("IOTDASH_STALE_AFTER", devices.DefaultStaleAfter), "how long an online device may be silent before it is shown as stale, while its usual interval is not known; once known, 3 intervals (IOTDASH_STALE_AFTER)")
 	fs.StringVar(&c.influxURL, "influx-url", env("IOTDASH_INFLUX_URL", ""), "InfluxDB URL; set it to store in InfluxDB instead of the embedded store. The token comes from INFLUX_TOKEN (IOTDASH_INFLUX_URL)")
 	fs.StringVar(&c.influxOrg, "influx-org", env("IOTDASH_INFLUX_ORG", ""), "InfluxDB organisation (IOTDASH_INFLUX_ORG)")
 	fs.StringVar(&c.influxBucket, "influx-bucket", env("IOTDASH_INFLUX_BUCKET", "iotdash"), "InfluxDB bucket; db/rp on InfluxDB 1.8 (IOTDASH_INFLUX_BUCKET)")
@@ -252,13 +254,30 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	}
 	hub := push.NewHub(push.Options{OriginPatterns: origins, Logger: log})
 	cl.add(func() error { hub.Close(); return nil })
-	fleet := devices.NewFleet(hub.PublishStatus)
-	cl.add(task(ctx, func(ctx context.Context) { fleet.Run(ctx, time.Second) }))
 
-	// Storage: the embedded store, or InfluxDB behind the on-disk journal.
 	if err := os.MkdirAll(c.dataDir, 0o755); err != nil {
 		return fmt.Errorf("-data %s: %w", c.dataDir, err)
 	}
+	// The fleet, as the last run left it; saved every second and at the
+	// end, after the ingester has stopped.
+	fleet := devices.NewFleet(hub.PublishStatus)
+	fleet.SetStaleAfter(c.staleAfter)
+	registry, err := sqlite.OpenRegistry(filepath.Join(c.dataDir, "fleet.db"))
+	if err != nil {
+		return fmt.Errorf("opening the fleet registry in -data %s: %w", c.dataDir, err)
+	}
+	cl.add(registry.Close)
+	known, err := registry.Load(ctx)
+	if err != nil {
+		return fmt.Errorf("reading the fleet registry in -data %s: %w", c.dataDir, err)
+	}
+	fleet.Restore(known)
+	cl.add(task(ctx, func(ctx context.Context) { fleet.Run(ctx, time.Second) }))
+	// Not ended by ctx but by its closer, so that its last save comes
+	// after the ingester's last message.
+	cl.add(task(context.WithoutCancel(ctx), func(ctx context.Context) { fleet.Keep(ctx, registry, time.Second, log) }))
+
+	// Storage: the embedded store, or InfluxDB behind the on-disk journal.
 	var (
 		durable ingest.Appender
 		reader  interface {

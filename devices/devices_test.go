@@ -1,0 +1,33 @@
+package devices
+
+import (
+	"math"
+	"strconv"
+	"testing"
+)
+
+func TestAppendNumber(t *testing.T) {
+	for _, c := range []struct {
+		v    float64
+		want string
+	}{
+		{40240.648123, "40240.648123"},
+		{1234567.891, "1234567.891"},
+		{0.0046, "0.0046"},
+		{1.015, "1.015"},
+		{1763999100000, "1763999100000"},
+		{4.6e-7, "4.6e-7"},
+		{1e21, "1e+21"},
+		{math.Copysign(0, -1), "0"},
+		{math.NaN(), "null"},
+		{math.Inf(1), "null"},
+	} {
+		got := string(AppendNumber(nil, c.v))
+		if got != c.want {
+			t.Errorf("AppendNumber(%v) = %s, want %s", c.v, got, c.want)
+		}
+		if back, err := strconv.ParseFloat(got, 64); c.want != "null" && (err != nil || back != c.v) {
+			t.Errorf("%s reads back as %v, want %v", got, back, c.v)
+		}
+	}
+}

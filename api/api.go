@@ -12,6 +12,9 @@ import (
 	"encoding/json"
 	"log/slog"
 	"net/http"
+	"net/url"
+	"slices"
+	"strings"
 	"time"
 
 	"iotdash/devices"
@@ -30,9 +33,12 @@ type Reader interface {
 	Readings(ctx context.Context, q store.Query, fn func([]store.Point) error) error
 }
 
-// Fleet lists the devices known now.
+// Fleet is the devices known now.
 type Fleet interface {
+	// List returns every known device, ordered by id.
 	List() []devices.Device
+	// Get returns the device with id, and false if it is not known.
+	Get(id string) (devices.Device, bool)
 }
 
 // writeJSON writes v as the response with status code.
@@ -81,23 +87,79 @@ type latestJSON struct {
 	Unit string  `json:"unit,omitempty"`
 }
 
+// devicesParams are the parameters /api/v1/devices takes; any other is
+// refused.
+var devicesParams = []string{"status", "kind", "location", "q"}
+
 // Devices serves GET /api/v1/devices: every device with its metadata,
-// status, last seen time and latest values.
+// status, last seen time and latest values, filtered by ?status= (online,
+// stale, offline, unknown), ?kind=, ?location= (exact) and ?q= (text in the
+// id, name, kind or location, as the overview's filter matches it).
 func Devices(f Fleet) http.Handler {
+	log := slog.New(slog.DiscardHandler) // every error here is the caller's
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		list := f.List()
-		out := make([]deviceJSON, 0, len(list))
-		for _, d := range list {
-			j := deviceJSON{ID: d.ID, Name: d.Name(), Kind: d.Meta.Kind, Location: d.Meta.Location,
-				Status: d.Status, Latest: make(map[string]latestJSON, len(d.Latest)), Limits: d.Meta.Limits}
-			j.Since, j.LastSeen = timeOrNil(d.Since), timeOrNil(d.LastSeen)
-			for m, v := range d.Latest {
-				j.Latest[m] = latestJSON{T: v.T, V: v.V, Unit: d.Meta.Units[m]}
+		v, err := url.ParseQuery(r.URL.RawQuery)
+		if err != nil {
+			writeError(w, r, log, devices.Errorf(devices.EInvalid, "the query string is malformed: %v", err))
+			return
+		}
+		get := map[string]string{}
+		for name, vs := range v {
+			if !slices.Contains(devicesParams, name) {
+				writeError(w, r, log, devices.Errorf(devices.EInvalid, "unknown parameter %q; the parameters are %s", name, strings.Join(devicesParams, ", ")))
+				return
 			}
-			out = append(out, j)
+			if len(vs) > 1 {
+				writeError(w, r, log, devices.Errorf(devices.EInvalid, "%s is given %d times; give it once", name, len(vs)))
+				return
+			}
+			get[name] = vs[0]
+		}
+		if s := get["status"]; s != "" && !slices.Contains(devices.Statuses, devices.Status(s)) {
+			writeError(w, r, log, devices.Errorf(devices.EInvalid, "status %q is not one of online, stale, offline, unknown", s))
+			return
+		}
+		out := []deviceJSON{}
+		for _, d := range f.List() {
+			if (get["status"] != "" && string(d.Status) != get["status"]) ||
+				(get["kind"] != "" && d.Meta.Kind != get["kind"]) ||
+				(get["location"] != "" && d.Meta.Location != get["location"]) ||
+				!d.Matches(get["q"]) {
+				continue
+			}
+			out = append(out, newDeviceJSON(d))
 		}
 		writeJSON(w, http.StatusOK, out)
 	})
+}
+
+// Device serves GET /api/v1/devices/{id}: one device as /api/v1/devices
+// gives it, or a 404 that names the id.
+func Device(f Fleet) http.Handler {
+	log := slog.New(slog.DiscardHandler)
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		id := r.PathValue("id")
+		if !devices.ValidName(id) {
+			writeError(w, r, log, devices.Errorf(devices.EInvalid, "device id %q is not 1 to 64 characters of [A-Za-z0-9._-]", id))
+			return
+		}
+		d, ok := f.Get(id)
+		if !ok {
+			writeError(w, r, log, devices.Errorf(devices.ENotFound, "no device with the id %q is known", id))
+			return
+		}
+		writeJSON(w, http.StatusOK, newDeviceJSON(d))
+	})
+}
+
+func newDeviceJSON(d devices.Device) deviceJSON {
+	j := deviceJSON{ID: d.ID, Name: d.Name(), Kind: d.Meta.Kind, Location: d.Meta.Location,
+		Status: d.Status, Latest: make(map[string]latestJSON, len(d.Latest)), Limits: d.Meta.Limits}
+	j.Since, j.LastSeen = timeOrNil(d.Since), timeOrNil(d.LastSeen)
+	for m, v := range d.Latest {
+		j.Latest[m] = latestJSON{T: v.T, V: v.V, Unit: d.Meta.Units[m]}
+	}
+	return j
 }
 
 // timeOrNil is ms as a UTC time, or nil for 0 (never).

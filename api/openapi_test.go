@@ -81,7 +81,7 @@ func newAPIServer(t *testing.T) *apiServer {
 	fleet := devices.NewFleet(nil)
 	fleet.SetMeta("boiler-1", devices.Meta{Name: "Boiler 1", Kind: "boiler", Location: "plant room",
 		Units: map[string]string{"temperature": "°C"}, Limits: map[string][2]float64{"temperature": {5, 90}}})
-	fleet.Seen("boiler-1", openAPIExamples[len(openAPIExamples)-1:])
+	fleet.Seen("boiler-1", openAPIExamples)
 	fleet.SetPresence("boiler-2", devices.StatusOffline)
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(prometheus.NewCounterVec(prometheus.CounterOpts{Name: "iotdash_rejected_total", Help: "Messages or readings rejected, by reason."}, []string{"reason"}))
@@ -90,7 +90,8 @@ func newAPIServer(t *testing.T) *apiServer {
 
 	mux := http.NewServeMux()
 	mux.Handle("GET /api/v1/devices", Devices(fleet))
-	mux.Handle("GET /api/v1/query", Query(st, QueryOptions{Logger: slog.New(slog.DiscardHandler)}))
+	mux.Handle("GET /api/v1/devices/{id}", Device(fleet))
+	mux.Handle("GET /api/v1/query", Query(st, QueryOptions{Fleet: fleet, Logger: slog.New(slog.DiscardHandler)}))
 	mux.Handle("GET /api/v1/openapi.json", OpenAPI())
 	mux.Handle("GET /healthz", Health())
 	mux.Handle("GET /readyz", Ready(
@@ -159,7 +160,7 @@ func TestOpenAPIDocumentsTheHandlers(t *testing.T) {
 		got = append(got, p)
 	}
 	sort.Strings(got)
-	want := []string{"/api/v1/devices", "/api/v1/openapi.json", "/api/v1/query", "/healthz", "/metrics", "/readyz", "/ws"}
+	want := []string{"/api/v1/devices", "/api/v1/devices/{id}", "/api/v1/openapi.json", "/api/v1/query", "/healthz", "/metrics", "/readyz", "/ws"}
 	if !slices.Equal(got, want) {
 		t.Errorf("documented paths: got %v, want %v", got, want)
 	}
@@ -188,7 +189,12 @@ func TestOpenAPIDocumentsTheHandlers(t *testing.T) {
 			st.Close()
 			return serve(t, Query(st, QueryOptions{Logger: slog.New(slog.DiscardHandler)}), q+"&step=1m")
 		},
-		"/api/v1/devices 200":      func(t *testing.T) answer { return s.get(t, "/api/v1/devices") },
+		"/api/v1/query 404":        func(t *testing.T) answer { return s.get(t, q+"&metric=levle") },
+		"/api/v1/devices 200":      func(t *testing.T) answer { return s.get(t, "/api/v1/devices?status=online&q=BOIL") },
+		"/api/v1/devices 400":      func(t *testing.T) answer { return s.get(t, "/api/v1/devices?state=offline") },
+		"/api/v1/devices/{id} 200": func(t *testing.T) answer { return s.get(t, "/api/v1/devices/boiler-1") },
+		"/api/v1/devices/{id} 400": func(t *testing.T) answer { return s.get(t, "/api/v1/devices/a%20b") },
+		"/api/v1/devices/{id} 404": func(t *testing.T) answer { return s.get(t, "/api/v1/devices/nope") },
 		"/api/v1/openapi.json 200": func(t *testing.T) answer { return s.get(t, "/api/v1/openapi.json") },
 		"/healthz 200":             func(t *testing.T) answer { return s.get(t, "/healthz") },
 		"/readyz 200":              func(t *testing.T) answer { return s.get(t, "/readyz") },

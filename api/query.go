@@ -49,6 +49,10 @@ type QueryOptions struct {
 	Logger        *slog.Logger
 	// Now gives the time that relative times count from (default time.Now).
 	Now func() time.Time
+	// Fleet, if not nil, is asked whether each device, and each metric of
+	// it, is known: a query for one that is not gets a 404 that names it,
+	// rather than an empty answer that looks like silence.
+	Fleet Fleet
 }
 
 func (o QueryOptions) withDefaults() QueryOptions {
@@ -383,6 +387,9 @@ func Query(st Reader, opts QueryOptions) http.Handler {
 			return
 		}
 		req, err := ParseQuery(v, opts.Now(), opts)
+		if err == nil && opts.Fleet != nil {
+			err = knownSeries(opts.Fleet, req)
+		}
 		if err != nil {
 			writeError(w, r, opts.Logger, err)
 			return
@@ -411,6 +418,27 @@ func Query(st Reader, opts QueryOptions) http.Handler {
 		w.Header().Set("Cache-Control", "no-store")
 		w.Write(b.Bytes())
 	})
+}
+
+// knownSeries returns an ENotFound error naming the first device of req the
+// fleet does not know, or the first metric none of req's devices has.
+func knownSeries(f Fleet, req Request) error {
+	metrics := map[string]bool{}
+	for _, id := range req.Devices {
+		d, ok := f.Get(id)
+		if !ok {
+			return devices.Errorf(devices.ENotFound, "no device with the id %q is known", id)
+		}
+		for m := range d.Latest {
+			metrics[m] = true
+		}
+	}
+	for _, m := range req.Metrics {
+		if !metrics[m] {
+			return devices.Errorf(devices.ENotFound, "no metric %q is known for device %s", m, strings.Join(req.Devices, ", "))
+		}
+	}
+	return nil
 }
 
 // errTooMany stops the readings of a raw query past the points limit.

@@ -72,6 +72,9 @@ const (
 	StatusOffline Status = "offline"
 )
 
+// Statuses are every status a device may have.
+var Statuses = []Status{StatusUnknown, StatusOnline, StatusStale, StatusOffline}
+
 // ParseStatus reads a status payload as devices publish it: online or offline.
 func ParseStatus(b []byte) (Status, error) {
 	switch string(b) {

@@ -38,6 +38,22 @@ func (d Device) Name() string {
 	return d.ID
 }
 
+// Matches reports whether text (ignoring case) is part of the device's id,
+// name, kind or location: the one rule of the fleet's text filter, for the
+// pages and the API alike. Empty text matches every device.
+func (d Device) Matches(text string) bool {
+	if text == "" {
+		return true
+	}
+	q := strings.ToLower(text)
+	for _, s := range []string{d.ID, d.Name(), d.Meta.Kind, d.Meta.Location} {
+		if strings.Contains(strings.ToLower(s), q) {
+			return true
+		}
+	}
+	return false
+}
+
 // Metrics returns the device's metric names in order.
 func (d Device) Metrics() []string {
 	ms := make([]string, 0, len(d.Latest))

@@ -27,6 +27,7 @@ const (
 	ReasonRange     = "out_of_range" // a number that does not fit a float64
 	ReasonMetric    = "metric_name"  // a metric name not 1-64 of [A-Za-z0-9._-]
 	ReasonTimestamp = "timestamp"    // ts neither Unix ms nor RFC 3339, or implausible
+	ReasonFuture    = "future"       // ts further ahead of the server's clock than Config.MaxAhead
 	ReasonEmpty     = "empty"        // no metrics at all
 	ReasonMeta      = "meta"         // a meta payload that does not decode
 	ReasonStatus    = "status"       // a status payload other than online/offline

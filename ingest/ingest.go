@@ -82,7 +82,16 @@ type Config struct {
 	// or every group waits the whole Linger.
 	MinGroup int
 	Linger   time.Duration
+	// MaxAhead is how far ahead of the server's clock a reading's ts may
+	// be (default DefaultMaxAhead); a message beyond it is refused as
+	// "future", so that one bad clock cannot freeze a device's latest
+	// value for hours.
+	MaxAhead time.Duration
 }
+
+// DefaultMaxAhead is Config.MaxAhead's default: more than any clock a device
+// keeps with NTP is off, far less than a time zone's mistake.
+const DefaultMaxAhead = 5 * time.Minute
 
 // message is one MQTT message on its way through the pipeline.
 type message struct {
@@ -129,6 +138,9 @@ func New(cfg Config) *Ingester {
 	}
 	if cfg.ClientID == "" {
 		cfg.ClientID = "iotdash-ingest"
+	}
+	if cfg.MaxAhead <= 0 {
+		cfg.MaxAhead = DefaultMaxAhead
 	}
 	in := &Ingester{
 		cfg: cfg,
@@ -225,9 +237,15 @@ func (in *Ingester) Submit(topic string, payload []byte, ack func()) bool {
 		switch m.kind {
 		case KindTelemetry:
 			var skipped []*Rejection
-			m.readings, skipped, rej = DecodeTelemetry(nil, m.id, payload, time.Now().UnixMilli())
+			now := time.Now()
+			m.readings, skipped, rej = DecodeTelemetry(nil, m.id, payload, now.UnixMilli())
 			for _, s := range skipped {
 				in.rejected(topic, s)
+			}
+			// One message has one ts: its first reading says it.
+			if rej == nil && len(m.readings) > 0 && m.readings[0].Time > now.Add(in.cfg.MaxAhead).UnixMilli() {
+				rej = reject(ReasonFuture, fmt.Sprintf("ts is %v ahead of the server's clock, more than %v", time.UnixMilli(m.readings[0].Time).Sub(now).Round(time.Second), in.cfg.MaxAhead))
+				m.readings = nil
 			}
 		case KindMeta:
 			if len(payload) == 0 {

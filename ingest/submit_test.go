@@ -146,3 +146,29 @@ func TestDeadLetters(t *testing.T) {
 		t.Errorf("iotdash_dead_letters_total = %v, want 1", got)
 	}
 }
+
+// TestFutureReadingsRefused: a message whose ts is further ahead of the
+// server's clock than MaxAhead is refused and counted as "future", so the
+// device's latest value is its newest real one.
+func TestFutureReadingsRefused(t *testing.T) {
+	st := &memStore{}
+	fleet := devices.NewFleet(nil)
+	m := ingest.NewMetrics(nil)
+	in := runSubmitted(t, ingest.Config{Store: st, Fleet: fleet, Metrics: m, MaxAhead: time.Minute})
+	now := time.Now()
+	var acked atomic.Int64
+	ack := func() { acked.Add(1) }
+	in.Submit("devices/d1/telemetry", fmt.Appendf(nil, `{"ts":%d,"temperature":99}`, now.Add(time.Hour).UnixMilli()), ack)
+	in.Submit("devices/d1/telemetry", fmt.Appendf(nil, `{"ts":%d,"temperature":21}`, now.UnixMilli()), ack)
+	in.Submit("devices/d1/telemetry", fmt.Appendf(nil, `{"ts":%d,"humidity":40}`, now.Add(30*time.Second).UnixMilli()), ack)
+	testenv.WaitFor(t, 10*time.Second, "three acknowledgements", func() bool { return acked.Load() == 3 })
+	if rs, _ := st.snapshot(); len(rs) != 2 {
+		t.Errorf("stored %v, want the two readings within a minute of now", rs)
+	}
+	if d, _ := fleet.Get("d1"); d.Latest["temperature"].V != 21 || d.Latest["humidity"].V != 40 {
+		t.Errorf("latest = %v, want temperature 21 and humidity 40", d.Latest)
+	}
+	if got := testutil.ToFloat64(m.Rejected.WithLabelValues(ingest.ReasonFuture)); got != 1 {
+		t.Errorf(`iotdash_rejected_total{reason="future"} = %v, want 1`, got)
+	}
+}

@@ -371,6 +371,9 @@ func TestDevicePageEndToEnd(t *testing.T) {
 	}
 	until(t, ctx, "six hours of history", chart+`.series.step > 0 && `+chart+`.series.pts[0].t < Date.now() - 5.5*3600e3`)
 	until(t, ctx, "the range in the URL", `location.search === '?range=6h'`)
+	// What a screen reader hears describes the six hours, not the view
+	// before.
+	until(t, ctx, "the chart's label to describe the new range", chart+`.summary() === document.querySelector('figure[data-chart] canvas').getAttribute('aria-label')`)
 	until(t, ctx, "the range said in words", `/last 6 h: one point per/.test(document.getElementById('range-label').textContent)`)
 	step := eval[float64](t, ctx, chart+`.series.step`)
 	width := eval[float64](t, ctx, chart+`.width()`)

@@ -206,16 +206,8 @@ func (f Filter) Match(c Card) bool {
 			return false
 		}
 	}
-	if f.Text == "" {
-		return true
-	}
-	q := strings.ToLower(f.Text)
-	for _, s := range []string{c.ID, c.Name, c.Kind, c.Location} {
-		if strings.Contains(strings.ToLower(s), q) {
-			return true
-		}
-	}
-	return false
+	// The fleet's one text rule, over what the card shows of its device.
+	return devices.Device{ID: c.ID, Meta: devices.Meta{Name: c.Name, Kind: c.Kind, Location: c.Location}}.Matches(f.Text)
 }
 
 // DeviceModel is one device's page.

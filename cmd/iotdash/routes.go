@@ -47,8 +47,9 @@ func routes(d deps) http.Handler {
 	mux.Handle("GET /ws", d.hub)
 
 	mux.Handle("GET /api/v1/devices", views.Compress(api.Devices(d.fleet)))
+	mux.Handle("GET /api/v1/devices/{id}", views.Compress(api.Device(d.fleet)))
 	mux.Handle("GET /api/v1/query", views.Compress(api.Query(d.reader, api.QueryOptions{
-		MaxPoints: d.maxPoints, MaxExportRange: d.maxExportRange, Timeout: d.queryTimeout, ExportTimeout: d.exportTimeout, Logger: d.log})))
+		MaxPoints: d.maxPoints, MaxExportRange: d.maxExportRange, Timeout: d.queryTimeout, ExportTimeout: d.exportTimeout, Fleet: d.fleet, Logger: d.log})))
 	mux.Handle("GET /api/v1/openapi.json", views.Compress(api.OpenAPI()))
 
 	mux.Handle("GET /healthz", api.Health())

@@ -429,6 +429,7 @@ export class Chart {
   setWindow(from, to) {
     this.from = from;
     this.to = to;
+    this.relabel = true; // the label names the window
     invalidate(this);
   }
 

@@ -26,7 +26,6 @@ import (
 	"crypto/tls"
 	"fmt"
 	"log/slog"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -114,8 +113,7 @@ type Ingester struct {
 	log       *slog.Logger
 	logLimit  *rate.Limiter
 	suppress  atomic.Int64
-	closing   sync.RWMutex // read-held while a message is being queued on in
-	closed    bool
+	stopping  chan struct{} // closed when the ingester takes no more messages
 	dropped   brokerDrops
 }
 
@@ -147,6 +145,7 @@ func New(cfg Config) *Ingester {
 		// Room for far more than a broker's in-flight window, so that the
 		// network goroutine almost never waits for the committer.
 		in:       make(chan message, 4096),
+		stopping: make(chan struct{}),
 		log:      cfg.Logger.With("component", "ingest"),
 		logLimit: rate.NewLimiter(rate.Every(time.Second), 5),
 	}
@@ -227,7 +226,8 @@ func (in *Ingester) handle(_ mqtt.Client, msg mqtt.Message) {
 // meanwhile, which is how the pressure of a store that falls behind goes
 // back to the devices instead of into a drop. Once the ingester has stopped
 // (Run returned or is returning), Submit returns false and ack is never
-// called: the message is not acknowledged, and the device sends it again.
+// called: the message is not acknowledged, and the device sends it again;
+// so is one Submit took just as the ingester stopped.
 func (in *Ingester) Submit(topic string, payload []byte, ack func()) bool {
 	in.cfg.Metrics.Received.Inc()
 	m := message{topic: topic, payload: payload, ack: ack}
@@ -272,19 +272,24 @@ func (in *Ingester) Submit(topic string, payload []byte, ack func()) bool {
 	return in.queue(m)
 }
 
+// queue puts m on the commit queue, waiting while it is full, and reports
+// false once the ingester is stopping (m is then not acknowledged: the
+// device or the broker sends it again). It holds no lock while it waits.
 func (in *Ingester) queue(m message) bool {
-	in.closing.RLock()
-	defer in.closing.RUnlock()
-	if in.closed {
-		return false // not acknowledged: the device or broker sends it again
-	}
 	select {
+	case <-in.stopping:
+		return false
 	case in.in <- m:
+		return true
 	default:
-		in.cfg.Metrics.Throttled.Inc()
-		in.in <- m
 	}
-	return true
+	in.cfg.Metrics.Throttled.Inc()
+	select {
+	case <-in.stopping:
+		return false
+	case in.in <- m:
+		return true
+	}
 }
 
 // rejected counts a rejection and logs it at a limited rate.
@@ -332,10 +337,7 @@ func (in *Ingester) Run(ctx context.Context) error {
 		in.client.Disconnect(500)
 		in.connected.Store(false)
 	}
-	in.closing.Lock()
-	in.closed = true
-	close(in.in)
-	in.closing.Unlock()
+	close(in.stopping)
 	<-done
 	return nil
 }
@@ -351,16 +353,25 @@ func (in *Ingester) commitLoop(ctx context.Context) {
 	var rs []devices.Reading
 	linger := time.NewTimer(time.Hour)
 	linger.Stop()
-	for first := range in.in {
+	for {
+		var first message
+		select {
+		case first = <-in.in:
+		case <-in.stopping:
+			// Commit what is queued, then end. A message queued after
+			// this is never acknowledged, and is sent again.
+			select {
+			case first = <-in.in:
+			default:
+				return
+			}
+		}
 		group = append(group[:0], first)
 		lingering := false
 	fill:
 		for len(group) < in.cfg.MaxGroup {
 			select {
-			case m, ok := <-in.in:
-				if !ok {
-					break fill
-				}
+			case m := <-in.in:
 				group = append(group, m)
 				continue
 			default:
@@ -377,13 +388,12 @@ func (in *Ingester) commitLoop(ctx context.Context) {
 				linger.Reset(in.cfg.Linger)
 			}
 			select {
-			case m, ok := <-in.in:
-				if !ok {
-					break fill
-				}
+			case m := <-in.in:
 				group = append(group, m)
 			case <-linger.C:
 				lingering = false
+				break fill
+			case <-in.stopping:
 				break fill
 			}
 		}

@@ -14,6 +14,7 @@ import (
 	"fmt"
 	"math"
 	"strconv"
+	"unicode/utf8"
 )
 
 // MaxNameLen is the longest device id or metric name accepted.
@@ -95,6 +96,23 @@ type Meta struct {
 	Units map[string]string `json:"units,omitempty"`
 	// Limits maps a metric name to the [low, high] range it should stay in.
 	Limits map[string][2]float64 `json:"limits,omitempty"`
+	// Decimals maps a metric name to the decimals its values are shown
+	// with (0 to 9), where the device knows its own resolution.
+	Decimals map[string]int `json:"decimals,omitempty"`
+	// Labels maps a metric name to the name people read, e.g. "co2": "CO₂".
+	Labels map[string]string `json:"labels,omitempty"`
+}
+
+// MaxDecimals is the most decimals a value is shown with.
+const MaxDecimals = 9
+
+// Label is the name people read for metric: its label from the meta, else
+// the metric's own name.
+func (m Meta) Label(metric string) string {
+	if l := m.Labels[metric]; l != "" {
+		return l
+	}
+	return metric
 }
 
 // maxMetaLen bounds a meta payload; real ones are a few hundred bytes.
@@ -117,6 +135,16 @@ func ParseMeta(b []byte) (Meta, error) {
 	for k, l := range m.Limits {
 		if !ValidName(k) || !(l[0] <= l[1]) {
 			return Meta{}, Errorf(EInvalid, "meta limits for %q must be a valid metric name with [low, high], low <= high", k)
+		}
+	}
+	for k, d := range m.Decimals {
+		if !ValidName(k) || d < 0 || d > MaxDecimals {
+			return Meta{}, Errorf(EInvalid, "meta decimals for %q must be a valid metric name with 0 to %d", k, MaxDecimals)
+		}
+	}
+	for k, l := range m.Labels {
+		if !ValidName(k) || l == "" || len(l) > MaxNameLen || !utf8.ValidString(l) {
+			return Meta{}, Errorf(EInvalid, "meta labels for %q must be a valid metric name with 1 to %d bytes of text", k, MaxNameLen)
 		}
 	}
 	return m, nil

@@ -31,3 +31,15 @@ func TestAppendNumber(t *testing.T) {
 		}
 	}
 }
+
+func TestParseMetaDecimalsAndLabels(t *testing.T) {
+	m, err := ParseMeta([]byte(`{"decimals":{"temperature":1},"labels":{"co2":"CO₂"}}`))
+	if err != nil || m.Decimals["temperature"] != 1 || m.Label("co2") != "CO₂" || m.Label("temperature") != "temperature" {
+		t.Errorf("ParseMeta = %+v, %v", m, err)
+	}
+	for _, bad := range []string{`{"decimals":{"t":10}}`, `{"decimals":{"t":-1}}`, `{"decimals":{"bad name":1}}`, `{"labels":{"t":""}}`} {
+		if _, err := ParseMeta([]byte(bad)); ErrorKind(err) != EInvalid {
+			t.Errorf("ParseMeta(%s) = %v, want EInvalid", bad, err)
+		}
+	}
+}

@@ -429,7 +429,7 @@ func (in *Ingester) commitLoop(ctx context.Context) {
 					in.cfg.Fleet.Seen(m.id, m.readings)
 				}
 			case KindMeta:
-				if m.meta.Name != "" || m.meta.Kind != "" || m.meta.Units != nil {
+				if mt := m.meta; mt.Name != "" || mt.Kind != "" || mt.Location != "" || mt.Units != nil || mt.Limits != nil || mt.Decimals != nil || mt.Labels != nil {
 					in.cfg.Fleet.SetMeta(m.id, m.meta)
 				}
 			case KindStatus:

@@ -136,7 +136,7 @@ func TestSparklines(t *testing.T) {
 	if spark.AttrOr("data-step", "") != "60000" || spark.AttrOr("role", "") != "img" {
 		t.Errorf("sparkline step %q, role %q", spark.AttrOr("data-step", ""), spark.AttrOr("role", ""))
 	}
-	if got, want := spark.AttrOr("aria-label", ""), "temperature over the last 15 minutes: from 21.25 °C to 22.12 °C"; got != want {
+	if got, want := spark.AttrOr("aria-label", ""), "temperature over the last 15 minutes: from 21.250 °C to 22.123 °C"; got != want {
 		t.Errorf("sparkline label %q, want %q", got, want)
 	}
 	// Without history, the canvas carries none and says so.
@@ -190,7 +190,7 @@ func TestDeviceCharts(t *testing.T) {
 	if canvas.AttrOr("tabindex", "") != "0" || canvas.AttrOr("role", "") != "img" {
 		t.Error("the chart canvas cannot be focused, or is not an image to assistive technology")
 	}
-	if got, want := text(fig.Find(`[data-testid="chart-summary"]`)), "temperature, the last 1 h: from 20 °C to 31 °C; expected 5–30 °C."; got != want {
+	if got, want := text(fig.Find(`[data-testid="chart-summary"]`)), "temperature, the last 1 h: from 20.000 °C to 31.000 °C; expected 5–30 °C."; got != want {
 		t.Errorf("summary %q, want %q", got, want)
 	}
 	if id := canvas.AttrOr("aria-describedby", ""); fig.Find("output#"+id).Length() != 1 {

@@ -61,9 +61,13 @@ type Seen struct {
 // Metric is one metric's latest value on a card.
 type Metric struct {
 	Name  string
+	Label string // the name people read (meta labels), else Name
 	Value string // formatted
 	Unit  string // "" when the device named none
-	At    Seen
+	// Decimals is how many decimals every value of the metric is shown
+	// with, on the server and (from data-decimals) in the browser.
+	Decimals int
+	At       Seen
 	// HasLimits says Lo and Hi bound the metric; OutOfRange that the value
 	// is outside them.
 	HasLimits  bool
@@ -76,7 +80,9 @@ type Metric struct {
 
 // LimitsText is the metric's allowed range as shown, e.g. "5–30 °C".
 func (m Metric) LimitsText() string {
-	s := formatValue(m.Lo) + "–" + formatValue(m.Hi)
+	// The limits as the device declared them: configuration, not a
+	// measurement, so each with its own decimals.
+	s := formatValue(m.Lo, Decimals(m.Lo)) + "–" + formatValue(m.Hi, Decimals(m.Hi))
 	if m.Unit != "" {
 		s += " " + m.Unit
 	}
@@ -86,9 +92,9 @@ func (m Metric) LimitsText() string {
 // withUnit is v followed by the metric's unit, if it has one.
 func (m Metric) withUnit(v float64) string {
 	if m.Unit == "" {
-		return formatValue(v)
+		return formatValue(v, m.Decimals)
 	}
-	return formatValue(v) + " " + m.Unit
+	return formatValue(v, m.Decimals) + " " + m.Unit
 }
 
 // Card is one device as the fleet overview and the device page show it.
@@ -294,8 +300,17 @@ func NewCard(d devices.Device, now time.Time) Card {
 	}
 	for _, name := range d.Metrics() {
 		v := d.Latest[name]
-		m := Metric{Name: name, Value: formatValue(v.V), Unit: d.Meta.Units[name], At: newSeen(v.T, now)}
-		if l, ok := d.Meta.Limits[name]; ok {
+		m := Metric{Name: name, Label: d.Meta.Label(name), Unit: d.Meta.Units[name], At: newSeen(v.T, now)}
+		l, hasLimits := d.Meta.Limits[name]
+		if dec, ok := d.Meta.Decimals[name]; ok {
+			m.Decimals = dec
+		} else if hasLimits {
+			m.Decimals = Decimals(v.V, l[0], l[1])
+		} else {
+			m.Decimals = Decimals(v.V)
+		}
+		m.Value = formatValue(v.V, m.Decimals)
+		if hasLimits {
 			m.HasLimits, m.Lo, m.Hi = true, l[0], l[1]
 			m.OutOfRange = v.V < l[0] || v.V > l[1]
 		}
@@ -344,38 +359,45 @@ func formatDuration(d time.Duration) string {
 	return d.Round(time.Second).String()
 }
 
-// formatValue shows a value with as many decimals as its size deserves:
-// 21.53, 101.3, 1013. live.js formats the same way.
-func formatValue(v float64) string {
+// Decimals is how many decimals a metric is shown with when its device
+// does not say: as many as the most precise of vs needs (the latest value
+// and the limits), read to 10 significant digits so that float noise
+// (0.30000000000000004) does not count, and at most devices.MaxDecimals.
+// So 0.0046 against limits [0, 0.003] shows as 0.0046, not 0, and 1.015 as
+// 1.015; a metric keeps the one precision on cards, tables, charts and
+// read-outs.
+func Decimals(vs ...float64) int {
+	n := 0
+	for _, v := range vs {
+		if math.IsNaN(v) || math.IsInf(v, 0) {
+			continue
+		}
+		r, _ := strconv.ParseFloat(strconv.FormatFloat(v, 'g', 10, 64), 64)
+		if r != 0 && math.Abs(r) < 1e-6 {
+			n = devices.MaxDecimals // too small for fewer decimals than we show
+			continue
+		}
+		s := strconv.FormatFloat(r, 'f', -1, 64)
+		if _, frac, ok := strings.Cut(s, "."); ok {
+			n = max(n, len(frac))
+		}
+	}
+	return min(n, devices.MaxDecimals)
+}
+
+// formatValue shows v with decimals decimals; chart.js's formatValue does
+// the same with the decimals the page gives it.
+func formatValue(v float64, decimals int) string {
 	if math.IsNaN(v) || math.IsInf(v, 0) {
 		return "–"
 	}
-	decimals := 0
-	switch a := math.Abs(v); {
-	case a < 100:
-		decimals = 2
-	case a < 1000:
-		decimals = 1
-	}
 	s := strconv.FormatFloat(v, 'f', decimals, 64)
-	if decimals > 0 {
-		s = trimZeros(s)
-	}
-	if s == "-0" {
-		s = "0"
+	if strings.Trim(s, "-0.") == "" {
+		s = strings.TrimPrefix(s, "-") // -0.00 is 0.00
 	}
 	return s
 }
 
-func trimZeros(s string) string {
-	for s[len(s)-1] == '0' {
-		s = s[:len(s)-1]
-	}
-	if s[len(s)-1] == '.' {
-		s = s[:len(s)-1]
-	}
-	return s
-}
 
 // statusText is a status as words, so that a badge never relies on colour.
 func statusText(s devices.Status) string {
@@ -415,9 +437,10 @@ func orDash(s string) string {
 // value shown, and its limits.
 func metricAttrs(m Metric) templ.Attributes {
 	a := templ.Attributes{
-		"data-testid": "metric",
-		"data-metric": m.Name,
-		"data-t":      strconv.FormatInt(m.At.Ms, 10),
+		"data-testid":   "metric",
+		"data-metric":   m.Name,
+		"data-decimals": strconv.Itoa(m.Decimals),
+		"data-t":        strconv.FormatInt(m.At.Ms, 10),
 	}
 	if m.HasLimits {
 		addLimits(a, m)
@@ -538,7 +561,12 @@ func int64s(v int64) string { return strconv.FormatInt(v, 10) }
 func chartAttrs(c Chart) templ.Attributes {
 	a := seriesAttrs(c.Series)
 	a["data-chart"] = c.Metric.Name
+	a["data-label"] = c.Metric.Label
 	a["data-unit"] = c.Metric.Unit
+	a["data-decimals"] = strconv.Itoa(c.Metric.Decimals)
+	if c.Metric.HasLimits {
+		a["data-expected"] = c.Metric.LimitsText()
+	}
 	if c.Metric.HasLimits {
 		addLimits(a, c.Metric)
 	}

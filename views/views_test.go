@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"io"
+	"math"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -138,10 +139,10 @@ func TestOverviewMetricsWithUnits(t *testing.T) {
 		device, metric, value, unit string
 		out                         bool
 	}{
-		{"boiler-1", "temperature", "21.53", "°C", false},
+		{"boiler-1", "temperature", "21.534", "°C", false},
 		{"boiler-1", "humidity", "40.2", "%", false},
 		{"freezer-2", "temperature", "-2", "°C", true}, // limits -25..-15
-		{"gate-3", "pressure", "1013", "", false},      // no unit named
+		{"gate-3", "pressure", "1013.25", "", false},   // no unit named
 	} {
 		m := card(doc, tc.device).Find(`[data-testid="metric"][data-metric="` + tc.metric + `"]`)
 		if m.Length() != 1 {
@@ -265,7 +266,7 @@ func TestDeviceView(t *testing.T) {
 	var cells []string
 	row.Children().Each(func(_ int, c *goquery.Selection) { cells = append(cells, text(c)) })
 	// "out of range" is in the markup, hidden, for live.js to show.
-	want := []string{"temperature", "21.53 °C out of range", "5–30 °C", "12 s ago (2025-11-24 15:59:48 UTC)"}
+	want := []string{"temperature", "21.534 °C out of range", "5–30 °C", "12 s ago (2025-11-24 15:59:48 UTC)"}
 	if strings.Join(cells, "|") != strings.Join(want, "|") {
 		t.Errorf("temperature row %q, want %q", cells, want)
 	}
@@ -419,11 +420,78 @@ func testStatic(t *testing.T, h http.Handler) {
 	}
 }
 
-func TestFormatValue(t *testing.T) {
-	// live.js's formatValue must agree; keep the two in step.
-	for v, want := range map[float64]string{21.5: "21.5", 21.534: "21.53", 21: "21", 0: "0", -0.001: "0", 101.34: "101.3", 1013.25: "1013", 99.999: "100", -5.5: "-5.5", 1e6: "1000000"} {
-		if got := formatValue(v); got != want {
-			t.Errorf("formatValue(%v) = %q, want %q", v, got, want)
+// TestDecimals: without decimals from the device, a metric is shown with
+// as many decimals as its latest value and its limits need, so that a small
+// value is told from its limits and from its neighbours.
+func TestDecimals(t *testing.T) {
+	for _, c := range []struct {
+		vs   []float64
+		want int
+	}{
+		{[]float64{21.5}, 1},
+		{[]float64{21}, 0},
+		{[]float64{0.0046, 0, 0.003}, 4},
+		{[]float64{1.015}, 3},
+		{[]float64{40240.648}, 3},
+		{[]float64{0.1 + 0.2}, 1},
+		{[]float64{1e-12}, 9},
+		{[]float64{0.00001}, 5},
+		{[]float64{12345678901.5}, 0},
+		{[]float64{1e300}, 0},
+		{[]float64{math.NaN(), 2.25}, 2},
+	} {
+		if got := Decimals(c.vs...); got != c.want {
+			t.Errorf("Decimals(%v) = %d, want %d", c.vs, got, c.want)
 		}
+	}
+}
+
+func TestFormatValue(t *testing.T) {
+	// chart.js's formatValue must agree; keep the two in step.
+	for _, c := range []struct {
+		v        float64
+		decimals int
+		want     string
+	}{
+		{21.5, 2, "21.50"}, {0.0046, 4, "0.0046"}, {-0.001, 2, "0.00"}, {1013.25, 0, "1013"},
+		{40240.648, 3, "40240.648"}, {1234567.891, 3, "1234567.891"}, {math.Inf(1), 2, "–"},
+	} {
+		if got := formatValue(c.v, c.decimals); got != c.want {
+			t.Errorf("formatValue(%v, %d) = %q, want %q", c.v, c.decimals, got, c.want)
+		}
+	}
+}
+
+// TestSmallValuesAndLabels: a small value is told from its limits, a
+// device's declared decimals and labels are used, and limits keep their
+// own form.
+func TestSmallValuesAndLabels(t *testing.T) {
+	d := devices.Device{ID: "lab-1", Status: devices.StatusOnline,
+		Meta: devices.Meta{Units: map[string]string{"dust": "g", "co2": "ppm", "temperature": "°C"},
+			Limits:   map[string][2]float64{"dust": {0, 0.003}},
+			Decimals: map[string]int{"temperature": 1},
+			Labels:   map[string]string{"co2": "CO₂"}},
+		Latest: map[string]devices.Value{"dust": {T: 1, V: 0.0046}, "co2": {T: 1, V: 415}, "temperature": {T: 1, V: 21.534}}}
+	c := NewCard(d, now)
+	got := map[string]Metric{}
+	for _, m := range c.Metrics {
+		got[m.Name] = m
+	}
+	for _, want := range []struct{ name, label, value, limits string }{
+		{"dust", "dust", "0.0046", "0–0.003 g"},
+		{"co2", "CO₂", "415", ""},
+		{"temperature", "temperature", "21.5", ""},
+	} {
+		m := got[want.name]
+		limits := ""
+		if m.HasLimits {
+			limits = m.LimitsText()
+		}
+		if m.Label != want.label || m.Value != want.value || limits != want.limits {
+			t.Errorf("%s: label %q, value %q, limits %q; want %q, %q, %q", want.name, m.Label, m.Value, limits, want.label, want.value, want.limits)
+		}
+	}
+	if !got["dust"].OutOfRange {
+		t.Error("0.0046 g against [0, 0.003] is not out of range")
 	}
 }

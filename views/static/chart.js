@@ -8,13 +8,25 @@
 // the frame draws what is dirty.
 
 // formatValue shows a value as the server does (views.formatValue).
-export function formatValue(v) {
+// The decimals are the metric's, from the page (data-decimals): the server
+// decides them (views.Decimals), the same on every part of the page.
+// decimalsOf is how many decimals v needs, as views.Decimals counts them
+// (to 10 significant digits, at most 9): a live value with more than its
+// metric was shown with raises the metric's decimals. Keep the two in step.
+export function decimalsOf(v) {
+  if (!Number.isFinite(v)) return 0;
+  const r = Number(v.toPrecision(10));
+  if (r !== 0 && Math.abs(r) < 1e-6) return 9;
+  const s = String(r); // plain below 1e21, as Go's 'f' is
+  if (/e/i.test(s)) return 0;
+  const dot = s.indexOf('.');
+  return dot < 0 ? 0 : Math.min(s.length - dot - 1, 9);
+}
+
+export function formatValue(v, decimals) {
   if (!Number.isFinite(v)) return '–';
-  const a = Math.abs(v);
-  const decimals = a < 100 ? 2 : a < 1000 ? 1 : 0;
-  let s = v.toFixed(decimals);
-  if (decimals > 0) s = s.replace(/\.?0+$/, '');
-  return s === '-0' ? '0' : s;
+  const s = v.toFixed(decimals);
+  return /^-[0.]*$/.test(s) ? s.slice(1) : s;
 }
 
 // relative says an age as the server does (views.relative).
@@ -405,7 +417,8 @@ export class Chart {
     this.canvas = fig.querySelector('canvas');
     this.readout = fig.querySelector('output');
     this.hint = this.readout.textContent;
-    this.metric = fig.dataset.chart;
+    this.metric = fig.dataset.label || fig.dataset.chart;
+    this.decimals = Number(fig.dataset.decimals) || 0;
     this.unit = fig.dataset.unit || '';
     this.limits = limitsOf(fig);
     this.series = new Series(Number(fig.dataset.step) || 0);
@@ -446,10 +459,16 @@ export class Chart {
     if (!pts.length) return `${this.metric}: no readings in this range`;
     const [lo, hi] = valueRange(pts);
     const u = this.unit ? ` ${this.unit}` : '';
-    let s = `${this.metric} from ${localTime(this.from)} to ${localTime(this.to)}: between ${formatValue(lo)} and ${formatValue(hi)}${u}`;
-    if (this.limits) s += `; expected ${formatValue(this.limits[0])} to ${formatValue(this.limits[1])}${u}`;
+    let s = `${this.metric} from ${localTime(this.from)} to ${localTime(this.to)}: between ${this.fmt(lo)} and ${this.fmt(hi)}${u}`;
+    if (this.fig.dataset.expected) s += `; expected ${this.fig.dataset.expected}`;
     return s;
   }
+
+  // fmt shows a value of this chart's metric.
+  fmt(v) { return formatValue(v, this.decimals); }
+
+  // saw raises the chart's decimals for a live value that needs more.
+  saw(v) { this.decimals = Math.max(this.decimals, decimalsOf(v)); }
 
   // shown is the points in the window.
   shown() { return this.series.within(this.from, this.to); }
@@ -501,10 +520,10 @@ export class Chart {
     const p = this.series.pts[this.series.index(t)];
     if (!p || p.t !== t) return this.hint;
     const u = this.unit ? ` ${this.unit}` : '';
-    let s = `${localTime(p.t)}: ${formatValue(p.v)}${u}`;
+    let s = `${localTime(p.t)}: ${this.fmt(p.v)}${u}`;
     if (this.series.step) {
-      s = `${localTime(p.t)} (${this.series.step / 1000} s): mean ${formatValue(p.v)}${u}`;
-      if (p.lo !== undefined && p.hi !== undefined && p.lo !== p.hi) s += `, min ${formatValue(p.lo)}, max ${formatValue(p.hi)}`;
+      s = `${localTime(p.t)} (${this.series.step / 1000} s): mean ${this.fmt(p.v)}${u}`;
+      if (p.lo !== undefined && p.hi !== undefined && p.lo !== p.hi) s += `, min ${this.fmt(p.lo)}, max ${this.fmt(p.hi)}`;
     }
     if (this.limits && ((p.lo ?? p.v) < this.limits[0] || (p.hi ?? p.v) > this.limits[1])) s += ' — out of range';
     return s;

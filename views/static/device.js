@@ -265,6 +265,7 @@ export function init(live) {
       const { from, to } = span();
       if (!relative() && (r.t < from || r.t >= to)) return;
       c.series.add(r.t, r.v);
+      c.saw(r.v);
       c.since?.push(r);
       c.series.trim(from);
       c.setWindow(from, to);

@@ -16,7 +16,7 @@
 // on <body data-live-state="connected|disconnected"> and what the server
 // confirmed it sends in <body data-subscribed="ids">.
 
-import { formatValue, relative, absolute, onFrame } from '/static/chart.js';
+import { formatValue, decimalsOf, relative, absolute, onFrame } from '/static/chart.js';
 import * as overview from '/static/overview.js';
 import * as device from '/static/device.js';
 
@@ -90,7 +90,14 @@ function drawValue(el, r) {
   if (r.t < Number(el.dataset.t || 0)) return false; // older than shown
   el.dataset.t = r.t;
   const v = el.querySelector('[data-value]');
-  const text = formatValue(r.v);
+  // The metric's decimals, from the server, raised for good by a value that
+  // needs more.
+  let decimals = Number(el.dataset.decimals) || 0;
+  if (decimalsOf(r.v) > decimals) {
+    decimals = decimalsOf(r.v);
+    el.dataset.decimals = decimals;
+  }
+  const text = formatValue(r.v, decimals);
   if (v.textContent !== text) v.textContent = text;
   const t = el.querySelector('time[data-ms]');
   if (t) setTime(t, r.t);

@@ -279,6 +279,9 @@ func (in *Ingester) queue(m message) bool {
 	select {
 	case <-in.stopping:
 		return false
+	default:
+	}
+	select {
 	case in.in <- m:
 		return true
 	default:
@@ -429,7 +432,7 @@ func (in *Ingester) commitLoop(ctx context.Context) {
 					in.cfg.Fleet.Seen(m.id, m.readings)
 				}
 			case KindMeta:
-				if mt := m.meta; mt.Name != "" || mt.Kind != "" || mt.Location != "" || mt.Units != nil || mt.Limits != nil || mt.Decimals != nil || mt.Labels != nil {
+				if mt := m.meta; mt.Name != "" || mt.Kind != "" || mt.Location != "" || mt.Units != nil || mt.Limits != nil || mt.Decimals != nil || mt.Labels != nil || mt.Interval != 0 {
 					in.cfg.Fleet.SetMeta(m.id, m.meta)
 				}
 			case KindStatus:

@@ -50,20 +50,21 @@ func writeJSON(w http.ResponseWriter, code int, v any) {
 	enc.Encode(v)
 }
 
-// writeError answers with the status that err's kind calls for and a message
-// fit for the caller; internal detail goes to the log only.
+// writeError answers with the status that err's kind calls for and the
+// message meant for the caller (devices.ErrorMessage); the cause behind it
+// (a driver's text, an address) goes to the log only.
 func writeError(w http.ResponseWriter, r *http.Request, log *slog.Logger, err error) {
 	code, msg := http.StatusInternalServerError, "internal error"
 	switch devices.ErrorKind(err) {
 	case devices.EInvalid:
-		code, msg = http.StatusBadRequest, err.Error()
+		code, msg = http.StatusBadRequest, devices.ErrorMessage(err)
 	case devices.ENotFound:
-		code, msg = http.StatusNotFound, err.Error()
+		code, msg = http.StatusNotFound, devices.ErrorMessage(err)
 	case devices.EUnavailable:
-		code, msg = http.StatusServiceUnavailable, err.Error()
+		code, msg = http.StatusServiceUnavailable, devices.ErrorMessage(err)
 	}
 	if code >= 500 {
-		log.Error("request failed", "path", r.URL.Path, "error", err)
+		log.Error("request failed", "path", r.URL.Path, "status", code, "error", err)
 	}
 	writeJSON(w, code, map[string]string{"error": msg})
 }
@@ -171,7 +172,8 @@ func timeOrNil(ms int64) *time.Time {
 	return &t
 }
 
-// Check is one readiness condition: nil when it holds.
+// Check is one readiness condition: nil when it holds, else an error whose
+// devices.ErrorMessage says what is wrong.
 type Check struct {
 	Name string
 	Fn   func(ctx context.Context) error
@@ -196,7 +198,7 @@ func Ready(checks ...Check) http.Handler {
 		for _, c := range checks {
 			if err := c.Fn(ctx); err != nil {
 				code = http.StatusServiceUnavailable
-				out[c.Name] = err.Error()
+				out[c.Name] = devices.ErrorMessage(err) // no address, no driver text
 			} else {
 				out[c.Name] = "ok"
 			}

@@ -101,6 +101,10 @@ type Meta struct {
 	Decimals map[string]int `json:"decimals,omitempty"`
 	// Labels maps a metric name to the name people read, e.g. "co2": "CO₂".
 	Labels map[string]string `json:"labels,omitempty"`
+	// Interval is how often the device means to publish, in seconds; it
+	// goes stale after StaleAfter of them without a word. Without it, the
+	// interval is learnt from its messages.
+	Interval float64 `json:"interval,omitempty"`
 }
 
 // MaxDecimals is the most decimals a value is shown with.
@@ -137,6 +141,9 @@ func ParseMeta(b []byte) (Meta, error) {
 			return Meta{}, Errorf(EInvalid, "meta limits for %q must be a valid metric name with [low, high], low <= high", k)
 		}
 	}
+	if m.Interval < 0 || m.Interval > 7*24*3600 {
+		return Meta{}, Errorf(EInvalid, "meta interval must be 0 to 604800 seconds")
+	}
 	for k, d := range m.Decimals {
 		if !ValidName(k) || d < 0 || d > MaxDecimals {
 			return Meta{}, Errorf(EInvalid, "meta decimals for %q must be a valid metric name with 0 to %d", k, MaxDecimals)
@@ -158,17 +165,45 @@ const (
 	EInternal    = "internal"    // a fault of ours; details are in the log
 )
 
-// Error is an error with a kind and a message fit to show a user.
+// Error is an error with a kind the caller can act on, a message fit to
+// show the caller, and the cause behind it, for the log only: a driver's
+// text, an address, a path. Error() gives both; ErrorMessage only the
+// message.
 type Error struct {
 	Kind    string
 	Message string
+	Cause   error
 }
 
-func (e *Error) Error() string { return e.Message }
+func (e *Error) Error() string {
+	if e.Cause == nil {
+		return e.Message
+	}
+	return e.Message + ": " + e.Cause.Error()
+}
+
+// Unwrap returns the cause.
+func (e *Error) Unwrap() error { return e.Cause }
 
 // Errorf returns an *Error of the given kind.
 func Errorf(kind, format string, args ...any) *Error {
 	return &Error{Kind: kind, Message: fmt.Sprintf(format, args...)}
+}
+
+// Wrap returns an *Error of the given kind with cause behind its message.
+func Wrap(cause error, kind, format string, args ...any) *Error {
+	return &Error{Kind: kind, Message: fmt.Sprintf(format, args...), Cause: cause}
+}
+
+// ErrorMessage returns what a caller may be told of err: the message of its
+// first *Error, or "internal error" for any other error, whose text is for
+// the log.
+func ErrorMessage(err error) string {
+	var e *Error
+	if errors.As(err, &e) {
+		return e.Message
+	}
+	return "internal error"
 }
 
 // ErrorKind returns the kind of err's first *Error, or EInternal.

@@ -214,6 +214,9 @@ func (f *Fleet) CheckStale() {
 
 // silence is how long d may be silent before it is stale, in ms.
 func (f *Fleet) silence(d *device) int64 {
+	if d.meta.Interval > 0 {
+		return StaleAfter * max(int64(d.meta.Interval*1000), minInterval)
+	}
 	if d.interval > 0 {
 		return StaleAfter * max(d.interval, minInterval)
 	}

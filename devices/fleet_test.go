@@ -178,3 +178,23 @@ func TestRestore(t *testing.T) {
 		t.Errorf("status changes on restore = %s, want old-01=stale only", got)
 	}
 }
+
+// TestStaleByDeclaredInterval: a device that declares its interval in its
+// meta goes stale after 3 of them, whatever its messages suggest.
+func TestStaleByDeclaredInterval(t *testing.T) {
+	f, c, _ := newTestFleet()
+	f.SetMeta("slow-1", Meta{Interval: 60})
+	f.Seen("slow-1", []Reading{{Device: "slow-1", Metric: "t", Time: c.t.UnixMilli(), Value: 1}})
+	c.advance(time.Second)
+	f.Seen("slow-1", []Reading{{Device: "slow-1", Metric: "t", Time: c.t.UnixMilli(), Value: 1}})
+	c.advance(2 * time.Minute) // 120 learnt intervals, 2 declared ones
+	f.CheckStale()
+	if d, _ := f.Get("slow-1"); d.Status != StatusOnline {
+		t.Fatalf("silent for 2 declared intervals: %s, want online", d.Status)
+	}
+	c.advance(61 * time.Second)
+	f.CheckStale()
+	if d, _ := f.Get("slow-1"); d.Status != StatusStale {
+		t.Fatalf("silent for 3 declared intervals: %s, want stale", d.Status)
+	}
+}

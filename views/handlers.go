@@ -60,16 +60,17 @@ const (
 // Overview serves the fleet overview at /, without sparkline history. Any
 // other path gets the 404 page, so the handler may also be mounted as the
 // catch-all "/".
-func Overview(f Fleet) http.Handler { return OverviewWithHistory(f, nil) }
+func Overview(f Fleet) http.Handler { return OverviewWithHistory(f, nil, nil) }
 
 // OverviewWithHistory serves the fleet overview at /, each card with a
 // sparkline of each metric's last 15 minutes read from h (none when h is
 // nil). The filter is read from ?q= and ?status=. Any other path gets the
-// 404 page.
-func OverviewWithHistory(f Fleet, h History) http.Handler {
+// 404 page. What could not be read or rendered goes to log (nil: nowhere).
+func OverviewWithHistory(f Fleet, h History, log *slog.Logger) http.Handler {
+	log = orDiscard(log)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Path != "/" {
-			notFound(w, r, "There is no page at "+r.URL.Path+".")
+			notFound(w, r, log, "There is no page at "+r.URL.Path+".")
 			return
 		}
 		now := time.Now()
@@ -77,26 +78,28 @@ func OverviewWithHistory(f Fleet, h History) http.Handler {
 		m.SetFilter(ParseFilter(r.URL.Query().Get))
 		if h != nil {
 			m.History = true
-			addSparklines(r.Context(), h, &m, now)
+			addSparklines(r.Context(), h, &m, now, log)
 		}
-		render(w, r, http.StatusOK, OverviewPage(m))
+		render(w, r, log, http.StatusOK, OverviewPage(m))
 	})
 }
 
 // DevicePage serves /devices/{id}: one device's metadata, latest values and
 // charts, without embedded history (the script fetches it). An unknown id
 // gets the 404 page.
-func DevicePage(f Fleet) http.Handler { return DevicePageWithHistory(f, nil) }
+func DevicePage(f Fleet) http.Handler { return DevicePageWithHistory(f, nil, nil) }
 
 // DevicePageWithHistory serves /devices/{id} with each chart's history read
 // from h (none when h is nil) for the range in ?range= (15m, 1h, 6h, 24h,
-// 7d) or ?from=&to=. An unknown id gets the 404 page.
-func DevicePageWithHistory(f Fleet, h History) http.Handler {
+// 7d) or ?from=&to=. An unknown id gets the 404 page. What could not be
+// read or rendered goes to log (nil: nowhere).
+func DevicePageWithHistory(f Fleet, h History, log *slog.Logger) http.Handler {
+	log = orDiscard(log)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		id := r.PathValue("id")
 		d, ok := f.Get(id)
 		if !devices.ValidName(id) || !ok {
-			notFound(w, r, "There is no device with the id “"+id+"”.")
+			notFound(w, r, log, "There is no device with the id “"+id+"”.")
 			return
 		}
 		now := time.Now()
@@ -104,31 +107,39 @@ func DevicePageWithHistory(f Fleet, h History) http.Handler {
 		m.SetRange(ParseRange(r.URL.Query().Get, now))
 		if h != nil {
 			m.History = true
-			addCharts(r.Context(), h, &m)
+			addCharts(r.Context(), h, &m, log)
 		}
-		render(w, r, http.StatusOK, DeviceView(m))
+		render(w, r, log, http.StatusOK, DeviceView(m))
 	})
 }
 
 // NotFound serves the 404 page.
 func NotFound() http.Handler {
+	log := orDiscard(nil) // a static page: nothing to log
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		notFound(w, r, "There is no page at "+r.URL.Path+".")
+		notFound(w, r, log, "There is no page at "+r.URL.Path+".")
 	})
 }
 
-func notFound(w http.ResponseWriter, r *http.Request, msg string) {
-	render(w, r, http.StatusNotFound, NotFoundPage(NotFoundModel{Page: Page{Title: "Not found"}, Message: msg}))
+func notFound(w http.ResponseWriter, r *http.Request, log *slog.Logger, msg string) {
+	render(w, r, log, http.StatusNotFound, NotFoundPage(NotFoundModel{Page: Page{Title: "Not found"}, Message: msg}))
+}
+
+func orDiscard(log *slog.Logger) *slog.Logger {
+	if log == nil {
+		return slog.New(slog.DiscardHandler)
+	}
+	return log.With("component", "views")
 }
 
 // render writes c whole, gzipped if the client takes it, or a plain 500 if
 // it fails to render.
-func render(w http.ResponseWriter, r *http.Request, status int, c templ.Component) {
+func render(w http.ResponseWriter, r *http.Request, log *slog.Logger, status int, c templ.Component) {
 	buf := getBuffer()
 	defer putBuffer(buf)
 	if err := c.Render(r.Context(), buf); err != nil {
 		if r.Context().Err() == nil {
-			slog.Error("render page", "path", r.URL.Path, "error", err)
+			log.Error("render page", "path", r.URL.Path, "error", err)
 		}
 		http.Error(w, "The page could not be shown; the server's log says why.", http.StatusInternalServerError)
 		return
@@ -190,23 +201,23 @@ feed:
 
 // historyFailed logs, once per page, that some history could not be read;
 // the page is shown without it.
-func historyFailed(path string) func(error) {
+func historyFailed(log *slog.Logger, path string) func(error) {
 	var once sync.Once
 	return func(err error) {
 		once.Do(func() {
-			slog.Warn("page shown without some of its history", "path", path, "error", err)
+			log.Warn("page shown without some of its history", "path", path, "error", err)
 		})
 	}
 }
 
 // addSparklines reads the last 15 minutes of every metric of the cards the
 // filter shows, one point a minute.
-func addSparklines(ctx context.Context, h History, m *OverviewModel, now time.Time) {
+func addSparklines(ctx context.Context, h History, m *OverviewModel, now time.Time, log *slog.Logger) {
 	ctx, cancel := context.WithTimeout(ctx, historyWait)
 	defer cancel()
 	to := now.UnixMilli() + 1
 	from := to - sparkSpan.Milliseconds()
-	fail := historyFailed("/")
+	fail := historyFailed(log, "/")
 	var jobs []func(context.Context)
 	for i := range m.Devices {
 		c := &m.Devices[i]
@@ -230,13 +241,13 @@ func addSparklines(ctx context.Context, h History, m *OverviewModel, now time.Ti
 }
 
 // addCharts reads each chart's history over the page's range.
-func addCharts(ctx context.Context, h History, m *DeviceModel) {
+func addCharts(ctx context.Context, h History, m *DeviceModel, log *slog.Logger) {
 	if time.Duration(m.Range.To-m.Range.From)*time.Millisecond > maxEmbedSpan {
 		return
 	}
 	ctx, cancel := context.WithTimeout(ctx, historyWait)
 	defer cancel()
-	fail := historyFailed("/devices/" + m.Device.ID)
+	fail := historyFailed(log, "/devices/"+m.Device.ID)
 	jobs := make([]func(context.Context), len(m.Charts))
 	for i := range m.Charts {
 		c := &m.Charts[i]

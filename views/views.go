@@ -398,7 +398,6 @@ func formatValue(v float64, decimals int) string {
 	return s
 }
 
-
 // statusText is a status as words, so that a badge never relies on colour.
 func statusText(s devices.Status) string {
 	switch s {

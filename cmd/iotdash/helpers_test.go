@@ -35,6 +35,15 @@ type instance struct {
 // test ends, and waits until it is ready.
 func startInProcess(t *testing.T, args ...string) *instance {
 	t.Helper()
+	in := launch(t, args...)
+	in.waitReady(t)
+	return in
+}
+
+// launch runs iotdash with args (plus a free -http port) until the test
+// ends, and returns once it serves HTTP, ready or not.
+func launch(t *testing.T, args ...string) *instance {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	in := &instance{stdout: &testenv.Buffer{}, stderr: &testenv.Buffer{}}
 	errc := make(chan error, 1)
@@ -70,7 +79,6 @@ func startInProcess(t *testing.T, args ...string) *instance {
 		}
 		return m != nil
 	})
-	in.waitReady(t)
 	return in
 }
 

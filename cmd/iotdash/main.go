@@ -253,7 +253,6 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		}
 	}
 	hub := push.NewHub(push.Options{OriginPatterns: origins, Logger: log})
-	cl.add(func() error { hub.Close(); return nil })
 
 	if err := os.MkdirAll(c.dataDir, 0o755); err != nil {
 		return fmt.Errorf("-data %s: %w", c.dataDir, err)
@@ -300,7 +299,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 			return fmt.Errorf("-influx-url: %w", err)
 		}
 		cl.add(func() error { ix.Close(); return nil })
-		j, err := journal.Open(filepath.Join(c.dataDir, "journal.db"), journal.Options{MaxReadings: c.journalMax})
+		j, err := journal.Open(filepath.Join(c.dataDir, "journal.db"), journal.Options{MaxReadings: c.journalMax, Logger: log})
 		if err != nil {
 			return fmt.Errorf("opening the write journal in -data %s: %w", c.dataDir, err)
 		}
@@ -384,9 +383,11 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	srvErr := make(chan error, 1)
 	go func() { srvErr <- srv.Serve(httpLn) }()
 	cl.add(func() error {
+		// WebSockets are hijacked: Shutdown does not wait for them. The
+		// hub closes them first, within its own write timeouts.
+		hub.Close()
 		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
-		hub.Close() // WebSockets are hijacked: Shutdown does not wait for them
 		return srv.Shutdown(sctx)
 	})
 	fmt.Fprintf(stdout, "iotdash: dashboard on http://%s/\n", httpLn.Addr())

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"log/slog"
 	"net/http"
 	"net/http/pprof"
@@ -12,6 +11,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"iotdash/api"
+	"iotdash/devices"
 	"iotdash/ingest"
 	"iotdash/push"
 	"iotdash/views"
@@ -41,8 +41,8 @@ type deps struct {
 // routes lists every path iotdash serves.
 func routes(d deps) http.Handler {
 	mux := http.NewServeMux()
-	mux.Handle("GET /{$}", views.OverviewWithHistory(d.fleet, d.reader))
-	mux.Handle("GET /devices/{id}", views.DevicePageWithHistory(d.fleet, d.reader))
+	mux.Handle("GET /{$}", views.OverviewWithHistory(d.fleet, d.reader, d.log))
+	mux.Handle("GET /devices/{id}", views.DevicePageWithHistory(d.fleet, d.reader, d.log))
 	mux.Handle("GET /static/", http.StripPrefix("/static/", views.Static()))
 	mux.Handle("GET /ws", d.hub)
 
@@ -56,7 +56,7 @@ func routes(d deps) http.Handler {
 	mux.Handle("GET /readyz", api.Ready(
 		api.Check{Name: "broker", Fn: func(context.Context) error {
 			if !d.ingester.Connected() {
-				return errors.New("not connected to the MQTT broker")
+				return devices.Errorf(devices.EUnavailable, "not connected to the MQTT broker")
 			}
 			return nil
 		}},

@@ -261,23 +261,23 @@ var badData = []string{"unable to parse", "partial write", "field type conflict"
 func writeError(err error) error {
 	var he *influxhttp.Error
 	if !errors.As(err, &he) {
-		return fmt.Errorf("%w: %w", devices.Errorf(devices.EInternal, "influx: write failed"), err)
+		return devices.Wrap(err, devices.EInternal, "influx: write failed")
 	}
 	code := he.StatusCode
 	switch {
 	case code == 0:
-		return fmt.Errorf("%w: %w", devices.Errorf(devices.EUnavailable, "InfluxDB cannot be reached"), err)
+		return devices.Wrap(err, devices.EUnavailable, "InfluxDB cannot be reached")
 	case code == http.StatusTooManyRequests || code >= 500:
-		return fmt.Errorf("%w: %w", devices.Errorf(devices.EUnavailable, "InfluxDB is failing (HTTP %d)", code), err)
+		return devices.Wrap(err, devices.EUnavailable, "InfluxDB is failing (HTTP %d)", code)
 	case code == http.StatusBadRequest || code == http.StatusUnprocessableEntity || code == http.StatusRequestEntityTooLarge:
 		msg := strings.ToLower(he.Code + " " + he.Message)
 		for _, p := range badData {
 			if strings.Contains(msg, p) {
-				return fmt.Errorf("%w: %w", devices.Errorf(devices.EInvalid, "InfluxDB rejected the data (HTTP %d)", code), err)
+				return devices.Wrap(err, devices.EInvalid, "InfluxDB rejected the data (HTTP %d)", code)
 			}
 		}
 	}
-	return fmt.Errorf("%w: %w", devices.Errorf(devices.EUnavailable, "InfluxDB refused the write (HTTP %d): check its token, org and bucket", code), err)
+	return devices.Wrap(err, devices.EUnavailable, "InfluxDB refused the write (HTTP %d): check its token, org and bucket", code)
 }
 
 // queryError gives a query error its kind: the queries are ours, so a 4xx
@@ -285,19 +285,19 @@ func writeError(err error) error {
 func queryError(err error) error {
 	var he *influxhttp.Error
 	if errors.As(err, &he) && (he.StatusCode == 0 || he.StatusCode == http.StatusTooManyRequests || he.StatusCode >= 500) {
-		return fmt.Errorf("%w: %w", devices.Errorf(devices.EUnavailable, "InfluxDB cannot answer now"), err)
+		return devices.Wrap(err, devices.EUnavailable, "InfluxDB cannot answer now")
 	}
 	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
-		return fmt.Errorf("%w: %w", devices.Errorf(devices.EUnavailable, "InfluxDB did not answer in time"), err)
+		return devices.Wrap(err, devices.EUnavailable, "InfluxDB did not answer in time")
 	}
-	return fmt.Errorf("%w: %w", devices.Errorf(devices.EInternal, "InfluxDB query failed"), err)
+	return devices.Wrap(err, devices.EInternal, "InfluxDB query failed")
 }
 
 // Ping reports whether the server answers (GET /ping, on 1.8 and 2.x). It
 // checks neither the token nor the bucket. Errors: EUnavailable.
 func (s *Store) Ping(ctx context.Context) error {
 	if _, err := s.client.Ping(ctx); err != nil {
-		return fmt.Errorf("%w: %w", devices.Errorf(devices.EUnavailable, "InfluxDB does not answer"), err)
+		return devices.Wrap(err, devices.EUnavailable, "InfluxDB does not answer")
 	}
 	return nil
 }

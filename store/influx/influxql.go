@@ -36,7 +36,7 @@ func (s *Store) influxQL(ctx context.Context, q store.Query, from, to int64) ([]
 	form := url.Values{"db": {db}, "q": {stmt}, "epoch": {"ms"}}
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, s.url+"/query", strings.NewReader(form.Encode()))
 	if err != nil {
-		return nil, fmt.Errorf("%w: %w", devices.Errorf(devices.EInternal, "influx: query"), err)
+		return nil, devices.Wrap(err, devices.EInternal, "influx: query")
 	}
 	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
 	if user, pass, ok := strings.Cut(s.token, ":"); ok {
@@ -65,7 +65,7 @@ func (s *Store) influxQL(ctx context.Context, q store.Query, from, to int64) ([]
 	dec := json.NewDecoder(resp.Body)
 	dec.UseNumber()
 	if err := dec.Decode(&ans); err != nil {
-		return nil, fmt.Errorf("%w: %w", devices.Errorf(devices.EUnavailable, "InfluxDB's answer broke off"), err)
+		return nil, devices.Wrap(err, devices.EUnavailable, "InfluxDB's answer broke off")
 	}
 	if ans.Error != "" {
 		return nil, devices.Errorf(devices.EInternal, "InfluxDB query failed: %s", ans.Error)

@@ -47,7 +47,7 @@ func (s *Store) fluxCSV(ctx context.Context, flux string, from, to int64, fn fun
 		"dialect": map[string]any{"header": true, "annotations": []string{}, "delimiter": ","},
 	})
 	if err != nil {
-		return fmt.Errorf("%w: %w", devices.Errorf(devices.EInternal, "influx: query"), err)
+		return devices.Wrap(err, devices.EInternal, "influx: query")
 	}
 	u := s.url + "/api/v2/query"
 	if s.org != "" {
@@ -55,7 +55,7 @@ func (s *Store) fluxCSV(ctx context.Context, flux string, from, to int64, fn fun
 	}
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, u, bytes.NewReader(body))
 	if err != nil {
-		return fmt.Errorf("%w: %w", devices.Errorf(devices.EInternal, "influx: query"), err)
+		return devices.Wrap(err, devices.EInternal, "influx: query")
 	}
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("Accept", "text/csv")
@@ -68,7 +68,7 @@ func (s *Store) fluxCSV(ctx context.Context, flux string, from, to int64, fn fun
 	}
 	resp, err := s.stream.Do(req)
 	if err != nil {
-		return fmt.Errorf("%w: %w", devices.Errorf(devices.EUnavailable, "InfluxDB cannot be reached"), err)
+		return devices.Wrap(err, devices.EUnavailable, "InfluxDB cannot be reached")
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
@@ -84,9 +84,9 @@ func (s *Store) fluxCSV(ctx context.Context, flux string, from, to int64, fn fun
 		}
 		if err != nil && !errors.Is(err, io.EOF) {
 			if ctx.Err() != nil {
-				return fmt.Errorf("%w: %w", devices.Errorf(devices.EUnavailable, "InfluxDB did not answer in time"), ctx.Err())
+				return devices.Wrap(ctx.Err(), devices.EUnavailable, "InfluxDB did not answer in time")
 			}
-			return fmt.Errorf("%w: %w", devices.Errorf(devices.EUnavailable, "InfluxDB's answer broke off"), err)
+			return devices.Wrap(err, devices.EUnavailable, "InfluxDB's answer broke off")
 		}
 		eof := err != nil
 		line = bytes.TrimRight(line, "\r\n")
@@ -147,9 +147,9 @@ func statusError(resp *http.Response) error {
 	}
 	cause := fmt.Errorf("HTTP %d: %s", resp.StatusCode, msg)
 	if resp.StatusCode == http.StatusTooManyRequests || resp.StatusCode >= 500 {
-		return fmt.Errorf("%w: %w", devices.Errorf(devices.EUnavailable, "InfluxDB cannot answer now"), cause)
+		return devices.Wrap(cause, devices.EUnavailable, "InfluxDB cannot answer now")
 	}
-	return fmt.Errorf("%w: %w", devices.Errorf(devices.EInternal, "InfluxDB query failed"), cause)
+	return devices.Wrap(cause, devices.EInternal, "InfluxDB query failed")
 }
 
 // parseRow reads the time and value columns of a CSV line. The answer's

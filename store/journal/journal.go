@@ -17,6 +17,7 @@ package journal
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"fmt"
 	"log/slog"
 	"strings"
@@ -41,6 +42,9 @@ type Options struct {
 	// MaxReadings bounds the readings waiting in the journal; 0 means no
 	// bound. A full journal refuses appends (see Journal.Append).
 	MaxReadings int64
+	// Logger receives what the journal has to say (readings set aside as
+	// bad data); nil says nothing.
+	Logger *slog.Logger
 }
 
 // Stats are a journal's counters since Open, for status pages and metrics.
@@ -84,6 +88,7 @@ type Journal struct {
 	db     *sql.DB
 	max    int64
 	notify chan struct{} // signalled after each append
+	log    *slog.Logger
 
 	mu     sync.Mutex        // serialises writes to the database
 	insert map[int]*sql.Stmt // INSERTs of 1..insertRows rows, by row count
@@ -115,7 +120,11 @@ func Open(path string, opts Options) (*Journal, error) {
 	// One connection: SQLite writes one at a time anyway, and so no
 	// statement ever waits on another connection's lock.
 	db.SetMaxOpenConns(1)
-	j := &Journal{db: db, max: opts.MaxReadings, notify: make(chan struct{}, 1)}
+	log := opts.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	j := &Journal{db: db, max: opts.MaxReadings, notify: make(chan struct{}, 1), log: log.With("component", "journal")}
 	if err := j.init(); err != nil {
 		db.Close()
 		return nil, fmt.Errorf("journal: open %s: %w", path, err)
@@ -206,7 +215,7 @@ func (j *Journal) Append(ctx context.Context, rs []devices.Reading) error {
 		return devices.Errorf(devices.EUnavailable, "journal full: %d readings wait for the store", backlog)
 	}
 	if err := j.appendTx(ctx, rs); err != nil {
-		return fmt.Errorf("%w: %w", devices.Errorf(devices.EInternal, "journal: cannot store readings"), err)
+		return devices.Wrap(err, devices.EInternal, "journal: cannot store readings")
 	}
 	j.statMu.Lock()
 	j.stats.Backlog += int64(len(rs))
@@ -333,7 +342,7 @@ func (j *Journal) Flush(ctx context.Context, w Writer) error {
 		select {
 		case <-ctx.Done():
 			t.Stop()
-			return fmt.Errorf("%w: %w", devices.Errorf(devices.EUnavailable, "journal: %d readings not written: %v", j.Stats().Backlog, err), ctx.Err())
+			return devices.Wrap(errors.Join(err, ctx.Err()), devices.EUnavailable, "journal: %d readings not written", j.Stats().Backlog)
 		case <-t.C:
 		}
 	}
@@ -387,7 +396,7 @@ func (j *Journal) drainBatch(ctx context.Context, w Writer, batch int) (moved, s
 	}
 	j.statMu.Unlock()
 	if bad {
-		slog.Error("journal: the store refused a reading as bad data; it is set aside in the rejected table",
+		j.log.Error("the store refused a reading as bad data; it is set aside in the rejected table",
 			"device", rs[0].Device, "metric", rs[0].Metric, "time", rs[0].Time, "error", werr)
 	}
 	return true, len(rs) < batch, nil

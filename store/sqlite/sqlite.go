@@ -106,7 +106,7 @@ func Open(path string) (*Store, error) {
 		return nil, devices.Errorf(devices.EInvalid, "store path %q must not hold a '?'", path)
 	}
 	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-		return nil, devices.Errorf(devices.EUnavailable, "store directory: %v", err)
+		return nil, devices.Wrap(err, devices.EUnavailable, "the store's directory cannot be made")
 	}
 	// WAL lets queries read while a commit is written; synchronous=FULL
 	// fsyncs the WAL on every commit, so a reading Append has returned
@@ -443,7 +443,7 @@ func (s *Store) reset() {
 }
 
 func unavailable(what string, err error) error {
-	return fmt.Errorf("%w: %w", devices.Errorf(devices.EUnavailable, "history store: %s failed", what), err)
+	return devices.Wrap(err, devices.EUnavailable, "history store: %s failed", what)
 }
 
 // Query answers q (see store.Query). An invalid q gives EInvalid; no

@@ -256,6 +256,20 @@ func (f *Fleet) Get(id string) (Device, bool) {
 	return d.snapshot(id), true
 }
 
+// Counts returns how many devices have each status.
+func (f *Fleet) Counts() map[Status]int {
+	out := make(map[Status]int, len(Statuses))
+	for _, s := range Statuses {
+		out[s] = 0
+	}
+	f.mu.RLock()
+	for _, d := range f.devices {
+		out[d.status]++
+	}
+	f.mu.RUnlock()
+	return out
+}
+
 // List returns every known device, ordered by id.
 func (f *Fleet) List() []Device {
 	f.mu.RLock()

@@ -29,14 +29,15 @@ func TestOverviewFilter(t *testing.T) {
 	for _, tc := range []struct {
 		query, shown, says string
 	}{
-		{"", "boiler-1,freezer-2,gate-3,new-4", "4 devices"},
-		{"q=thermo", "boiler-1,freezer-2", "Showing 2 of 4 devices"},
+		// Most urgent first: offline, out of range, stale, unknown, fine.
+		{"", "gate-3,freezer-2,new-4,boiler-1", "4 devices"},
+		{"q=thermo", "freezer-2,boiler-1", "Showing 2 of 4 devices"},
 		{"q=KITCHEN", "freezer-2", "Showing 1 of 4 devices"},                     // location, any case
 		{"q=gate-3", "gate-3", "Showing 1 of 4 devices"},                         // the id of a device with no meta
 		{"status=offline", "gate-3", "Showing 1 of 4 devices"},                   // by status
-		{"status=attention", "freezer-2,gate-3,new-4", "Showing 3 of 4 devices"}, // not online, or out of range
+		{"status=attention", "gate-3,freezer-2,new-4", "Showing 3 of 4 devices"}, // not online, or out of range
 		{"q=boiler&status=stale", "", "Showing 0 of 4 devices"},
-		{"status=bogus", "boiler-1,freezer-2,gate-3,new-4", "4 devices"}, // an unknown status is ignored
+		{"status=bogus", "gate-3,freezer-2,new-4,boiler-1", "4 devices"}, // an unknown status is ignored
 	} {
 		v, _ := url.ParseQuery(tc.query)
 		m := NewOverview(fleetAt(), now)
@@ -121,7 +122,8 @@ func flat(t *testing.T, s string) []float64 {
 
 func TestSparklines(t *testing.T) {
 	m := NewOverview(fleetAt(), now)
-	temp := &m.Devices[0].Metrics[1] // boiler-1 temperature
+	i := slices.IndexFunc(m.Devices, func(c Card) bool { return c.ID == "boiler-1" })
+	temp := &m.Devices[i].Metrics[1] // boiler-1 temperature
 	from := now.Add(-15 * time.Minute).UnixMilli()
 	temp.Recent = Series{Known: true, From: from, To: now.UnixMilli(), Step: 60000, Points: []store.Point{{T: from, V: 21.25}, {T: from + 60000, V: 22.123456789}}}
 	doc := renderDoc(t, OverviewPage(m))
@@ -237,22 +239,40 @@ func TestParseRange(t *testing.T) {
 		query    string
 		name     string
 		from, to int64
+		problem  string // a part of the problem said on the page
 	}{
-		{"", "15m", ms + 1 - 15*60000, ms + 1},
-		{"range=6h", "6h", ms + 1 - 6*3600000, ms + 1},
-		{"range=7d&from=1&to=2", "7d", ms + 1 - 7*86400000, ms + 1},
-		{"range=custom&from=1000&to=2000", "custom", 1000, 2000},
-		{"from=2025-11-24T10:00:00Z&to=2025-11-24T12:00:00%2B01:00", "custom", 1763978400000, 1763982000000},
-		{"range=custom&from=2025-11-24T10:00&to=2025-11-24T10:30:15", "custom", 1763978400000, 1763980215000}, // a datetime-local, in UTC
-		{"range=custom&from=2000&to=1000", "15m", ms + 1 - 15*60000, ms + 1},                                  // backwards
-		{"range=1y", "15m", ms + 1 - 15*60000, ms + 1},
-		{"range=custom&from=yesterday&to=now", "15m", ms + 1 - 15*60000, ms + 1},
+		{"", "15m", ms + 1 - 15*60000, ms + 1, ""},
+		{"range=6h", "6h", ms + 1 - 6*3600000, ms + 1, ""},
+		{"range=7d&from=1&to=2", "7d", ms + 1 - 7*86400000, ms + 1, ""},
+		{"range=custom&from=1000&to=2000", "custom", 1000, 2000, ""},
+		{"from=2025-11-24T10:00:00Z&to=2025-11-24T12:00:00%2B01:00", "custom", 1763978400000, 1763982000000, ""},
+		{"range=custom&from=2025-11-24T10:00&to=2025-11-24T10:30:15", "custom", 1763978400000, 1763980215000, ""}, // a datetime-local, in UTC
+		{"range=custom&from=2000&to=1000", "15m", ms + 1 - 15*60000, ms + 1, "is not before the end"},          // backwards
+		{"range=1y", "15m", ms + 1 - 15*60000, ms + 1, "The range “1y” is not one of 15m, 1h, 6h, 24h, 7d. Showing the last 15 min instead."},
+		{"range=bogus", "15m", ms + 1 - 15*60000, ms + 1, "The range “bogus”"},
+		{"range=custom&from=yesterday&to=now", "15m", ms + 1 - 15*60000, ms + 1, "The start “yesterday” is not a date and time"},
+		{"range=custom&from=1000", "15m", ms + 1 - 15*60000, ms + 1, "The end “” is not a date and time"},
 	} {
 		v, _ := url.ParseQuery(tc.query)
 		r := ParseRange(v.Get, now)
-		if r.Name != tc.name || r.From != tc.from || r.To != tc.to {
-			t.Errorf("?%s = %+v, want %s %d..%d", tc.query, r, tc.name, tc.from, tc.to)
+		if r.Name != tc.name || r.From != tc.from || r.To != tc.to || (tc.problem == "") != (r.Problem == "") || !strings.Contains(r.Problem, tc.problem) {
+			t.Errorf("?%s = %+v, want %s %d..%d, problem %q", tc.query, r, tc.name, tc.from, tc.to, tc.problem)
 		}
+	}
+}
+
+// TestBadRangeSaysSo: a range in the URL that cannot be shown is named on
+// the page, above the default range it shows instead.
+func TestBadRangeSaysSo(t *testing.T) {
+	m := NewDevice(fleetAt()[0], now)
+	m.SetRange(ParseRange(url.Values{"range": {"bogus"}}.Get, now))
+	doc := renderDoc(t, DeviceView(m))
+	if got := text(doc.Find(`[data-testid="range-problem"]`)); !strings.Contains(got, "The range “bogus” is not one of") {
+		t.Errorf("range problem %q", got)
+	}
+	m.SetRange(ParseRange(url.Values{"range": {"1h"}}.Get, now))
+	if doc := renderDoc(t, DeviceView(m)); doc.Find(`[data-testid="range-problem"]`).Length() != 0 {
+		t.Error("a good range is said to be a problem")
 	}
 }
 

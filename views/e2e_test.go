@@ -353,11 +353,14 @@ func TestDevicePageEndToEnd(t *testing.T) {
 		t.Fatal(err)
 	}
 	until(t, ctx, "the chart drawn where it is now", chart+`.layout !== null`)
-	box := eval[[]float64](t, ctx, `(r => [r.left, r.top, r.width, r.height])(document.querySelector('figure[data-chart] canvas').getBoundingClientRect())`)
-	if err := chromedp.Do(ctx, chromedp.MouseEvent("mouseMoved", box[0]+box[2]*0.9, box[1]+box[3]/2)); err != nil {
+	// Onto the newest point: the read-out snaps only to a point within a
+	// few pixels of the pointer.
+	at := eval[[]float64](t, ctx, `(c => { const r = c.canvas.getBoundingClientRect(), l = c.layout, p = c.shown().at(-1);
+		return [r.left + l.x0 + (p.t - l.from) / (l.to - l.from) * (l.x1 - l.x0), r.top + r.height / 2]; })(`+chart+`)`)
+	if err := chromedp.Do(ctx, chromedp.MouseEvent("mouseMoved", at[0], at[1])); err != nil {
 		t.Fatal(err)
 	}
-	until(t, ctx, "the read-out of the point under the pointer", `/\d\d:\d\d:\d\d(:| \(\d+ s\): mean) -?\d/.test(document.querySelector('figure[data-chart] output').textContent)`)
+	until(t, ctx, "the read-out of the point under the pointer", `/\d\d:\d\d:\d\d(:| \(\d+ (s|min|h|d)\): mean) -?\d/.test(document.querySelector('figure[data-chart] output').textContent)`)
 	screenshot(t, ctx, "device-live.png")
 
 	// The range picker draws history at a step that fits the chart, with

@@ -212,3 +212,22 @@ func TestNoticeBannerInABrowser(t *testing.T) {
 	s.hub.Load().SetNotice("")
 	until(t, ctx, "the banner gone", banner+`.hidden`)
 }
+
+// TestAttentionOrderIsKeptLive: a device that goes offline moves to the top
+// of the overview and the need-attention count rises, without a reload.
+func TestAttentionOrderIsKeptLive(t *testing.T) {
+	s := newLiveServer(t)
+	s.reading("a-1", "temperature", 21)
+	s.reading("b-1", "temperature", 22)
+	ctx := browser(t)
+	if err := chromedp.Do(ctx, chromedp.Navigate(s.URL)); err != nil {
+		t.Fatal(err)
+	}
+	until(t, ctx, "the live connection", connected)
+	order := `[...document.querySelectorAll('[data-testid="device-card"]')].map(c => c.dataset.device).join()`
+	until(t, ctx, "both fine, by name", order+` === 'a-1,b-1'`)
+	s.fleet.SetPresence("b-1", devices.StatusOffline)
+	until(t, ctx, "b-1 first", order+` === 'b-1,a-1'`)
+	until(t, ctx, "one needs attention", `document.querySelector('[data-testid="count-attention"] .count-n').textContent === '1'`)
+	screenshot(t, ctx, "attention.png")
+}

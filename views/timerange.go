@@ -2,6 +2,7 @@ package views
 
 import (
 	"strconv"
+	"strings"
 	"time"
 )
 
@@ -12,6 +13,10 @@ type Range struct {
 	// From and To are the span (Unix ms, From <= t < To). A range that is
 	// not custom ends now and moves with the clock.
 	From, To int64
+	// Problem says why the range asked for in the URL could not be shown
+	// ("" if it could): the page says so rather than silently showing
+	// the default.
+	Problem string
 }
 
 // Ranges are the range picker's choices besides custom: a name (as in
@@ -40,19 +45,34 @@ func relativeRange(i int, now time.Time) Range {
 // ParseRange reads the range from the device page's URL parameters:
 // ?range=1h, or ?from=&to= as Unix ms, RFC 3339, or a local date and time
 // without a zone (2025-11-24T15:00, taken as UTC). Anything else is the
-// default range.
+// default range, with a Problem that says what was wrong.
 func ParseRange(get func(string) string, now time.Time) Range {
+	names := make([]string, len(Ranges))
 	for i, r := range Ranges {
 		if get("range") == r.Name {
 			return relativeRange(i, now)
 		}
+		names[i] = r.Name
 	}
-	from, okFrom := parseInstant(get("from"))
-	to, okTo := parseInstant(get("to"))
+	fromS, toS := get("from"), get("to")
+	from, okFrom := parseInstant(fromS)
+	to, okTo := parseInstant(toS)
 	if okFrom && okTo && from < to {
 		return Range{Name: "custom", From: from, To: to}
 	}
-	return DefaultRange(now)
+	r := DefaultRange(now)
+	switch shown := " Showing " + r.Label() + " instead."; {
+	case fromS == "" && toS == "" && get("range") == "":
+	case fromS == "" && toS == "" && get("range") != "custom":
+		r.Problem = "The range “" + get("range") + "” is not one of " + strings.Join(names, ", ") + "." + shown
+	case !okFrom:
+		r.Problem = "The start “" + fromS + "” is not a date and time." + shown
+	case !okTo:
+		r.Problem = "The end “" + toS + "” is not a date and time." + shown
+	default:
+		r.Problem = "The start " + formatInstant(from) + " is not before the end " + formatInstant(to) + " UTC." + shown
+	}
+	return r
 }
 
 func parseInstant(s string) (int64, bool) {

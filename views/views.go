@@ -16,8 +16,10 @@ package views
 //go:generate go tool templ generate -path .
 
 import (
+	"cmp"
 	"math"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -45,9 +47,31 @@ type Page struct {
 	History bool
 }
 
-// Counts are how many devices are in each status.
+// Counts are how many devices are in each status, and how many need
+// attention (all but those online within their limits).
 type Counts struct {
 	Online, Stale, Offline, Unknown int
+	Attention                       int
+}
+
+// attentionOrder is the overview's order, most urgent first: offline, out
+// of range, stale, unknown; then every device that is fine. The page hands
+// it to live.js (data-attention-order), which keeps the cards in it.
+var attentionOrder = []string{"offline", "out", "stale", "unknown"}
+
+// Attention is c's place in attentionOrder (len(attentionOrder) when it
+// needs none).
+func (c Card) Attention() int {
+	key := string(c.Status)
+	switch {
+	case c.Status == devices.StatusOffline:
+	case c.OutOfRange():
+		key = "out"
+	}
+	if i := slices.Index(attentionOrder, key); i >= 0 {
+		return i
+	}
+	return len(attentionOrder)
 }
 
 // Seen is an instant as a page shows it.
@@ -204,7 +228,7 @@ func (f Filter) Match(c Card) bool {
 	switch f.Status {
 	case "":
 	case "attention":
-		if c.Status == devices.StatusOnline && !c.OutOfRange() {
+		if c.Attention() == len(attentionOrder) {
 			return false
 		}
 	default:
@@ -252,8 +276,15 @@ func NewOverview(ds []devices.Device, now time.Time) OverviewModel {
 		default:
 			m.Counts.Unknown++
 		}
+		if c.Attention() < len(attentionOrder) {
+			m.Counts.Attention++
+		}
 		m.Devices = append(m.Devices, c)
 	}
+	// What needs attention first; then by name, as people read them.
+	slices.SortStableFunc(m.Devices, func(a, b Card) int {
+		return cmp.Or(cmp.Compare(a.Attention(), b.Attention()), cmp.Compare(strings.ToLower(a.Name), strings.ToLower(b.Name)), cmp.Compare(a.ID, b.ID))
+	})
 	m.Shown = len(m.Devices)
 	return m
 }
@@ -524,6 +555,14 @@ func chartSummary(c Chart, r Range) string {
 		s += "; expected " + c.Metric.LimitsText()
 	}
 	return s + "."
+}
+
+// countLabel is a count tile's words.
+func countLabel(status string) string {
+	if status == "attention" {
+		return "need attention"
+	}
+	return status
 }
 
 // filterURL is the overview filtered by f.

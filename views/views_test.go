@@ -76,8 +76,13 @@ func TestOverviewHasACardPerDevice(t *testing.T) {
 	cards := doc.Find(`[data-testid="device-card"]`)
 	var ids []string
 	cards.Each(func(_ int, s *goquery.Selection) { ids = append(ids, s.AttrOr("data-device", "")) })
-	if got, want := strings.Join(ids, ","), "boiler-1,freezer-2,gate-3,new-4"; got != want {
+	// What needs attention first: offline, out of range (freezer-2 is
+	// also stale), unknown, then those that are fine.
+	if got, want := strings.Join(ids, ","), "gate-3,freezer-2,new-4,boiler-1"; got != want {
 		t.Fatalf("cards for %s, want %s", got, want)
+	}
+	if got := text(doc.Find(`[data-testid="count-attention"] .count-n`)); got != "3" {
+		t.Errorf("need attention: %s, want 3", got)
 	}
 
 	for _, tc := range []struct {

@@ -80,6 +80,9 @@ func TestFleetSurvivesRestart(t *testing.T) {
 				t.Errorf("after a restart once-01 is %q, want online or stale", once.Status)
 			}
 			testenv.WaitFor(t, 10*time.Second, "once-01 to go stale", func() bool { return fleetByID(t, app.URL)["once-01"].Status == "stale" })
+			if off, stale := metric(t, app.URL, `iotdash_devices{status="offline"}`), metric(t, app.URL, `iotdash_devices{status="stale"}`); off != 1 || stale != 1 {
+				t.Errorf("iotdash_devices: offline %v, stale %v; want 1 and 1", off, stale)
+			}
 
 			resp, err := http.Get(app.URL + "/devices/tank-01")
 			if err != nil {

@@ -369,6 +369,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	}
 
 	registerHubMetrics(reg, hub)
+	reg.MustRegister(fleetCollector{fleet})
 	srv := &http.Server{
 		Handler: routes(deps{fleet: fleet, hub: hub, reader: reader, ingester: in, registry: reg, maxPoints: c.maxPoints,
 			maxExportRange: c.maxExportRange, queryTimeout: c.queryTimeout, exportTimeout: c.exportTimeout, pprof: c.pprof, log: log}),
@@ -414,6 +415,20 @@ func registerJournalMetrics(reg *prometheus.Registry, j *journal.Journal) {
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "iotdash_journal_rejected_total", Help: "Readings InfluxDB refused as bad data, set aside in the journal's rejected table."},
 			func() float64 { return float64(j.Stats().Rejected) }),
 	)
+}
+
+// fleetCollector gives iotdash_devices{status=…}, so that Prometheus can
+// alert on devices going offline as the dashboard shows them.
+type fleetCollector struct{ fleet *devices.Fleet }
+
+var devicesDesc = prometheus.NewDesc("iotdash_devices", "Devices known, by status as the dashboard shows it.", []string{"status"}, nil)
+
+func (fleetCollector) Describe(ch chan<- *prometheus.Desc) { ch <- devicesDesc }
+
+func (c fleetCollector) Collect(ch chan<- prometheus.Metric) {
+	for s, n := range c.fleet.Counts() {
+		ch <- prometheus.MustNewConstMetric(devicesDesc, prometheus.GaugeValue, float64(n), string(s))
+	}
 }
 
 func registerHubMetrics(reg *prometheus.Registry, hub *push.Hub) {

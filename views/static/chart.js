@@ -395,6 +395,18 @@ function tickLabel(v, tick) {
   return /^-0(\.0*)?$/.test(s) ? s.slice(1) : s;
 }
 
+// SNAP_PX is how near the pointer a point must be to be read out.
+const SNAP_PX = 8;
+
+// span says a step in words people use: 30 s, 2 min, 1 h, 7 d.
+export function span(ms) {
+  const s = ms / 1000;
+  if (s < 60) return `${s} s`;
+  if (s < 3600) return `${s / 60} min`;
+  if (s < 86400) return `${s / 3600} h`;
+  return `${s / 86400} d`;
+}
+
 // niceTick is a round step for about n ticks over a span of values.
 function niceTick(span, n) {
   const raw = span / n;
@@ -417,7 +429,8 @@ export class Chart {
     this.canvas = fig.querySelector('canvas');
     this.readout = fig.querySelector('output');
     this.hint = this.readout.textContent;
-    this.metric = fig.dataset.label || fig.dataset.chart;
+    this.metric = fig.dataset.chart;
+    this.label = fig.dataset.label || this.metric; // what people read
     this.decimals = Number(fig.dataset.decimals) || 0;
     this.unit = fig.dataset.unit || '';
     this.limits = limitsOf(fig);
@@ -456,10 +469,10 @@ export class Chart {
   // summary says in words what the chart shows.
   summary() {
     const pts = this.shown();
-    if (!pts.length) return `${this.metric}: no readings in this range`;
+    if (!pts.length) return `${this.label}: no readings in this range`;
     const [lo, hi] = valueRange(pts);
     const u = this.unit ? ` ${this.unit}` : '';
-    let s = `${this.metric} from ${localTime(this.from)} to ${localTime(this.to)}: between ${this.fmt(lo)} and ${this.fmt(hi)}${u}`;
+    let s = `${this.label} from ${localTime(this.from)} to ${localTime(this.to)}: between ${this.fmt(lo)} and ${this.fmt(hi)}${u}`;
     if (this.fig.dataset.expected) s += `; expected ${this.fig.dataset.expected}`;
     return s;
   }
@@ -479,7 +492,11 @@ export class Chart {
     const { x0, x1, from, to } = this.layout;
     const t = from + ((e.clientX - r.left - x0) / (x1 - x0)) * (to - from);
     const p = this.nearest(t);
-    this.setCursor(p ? p.t : null);
+    // Only a point (or a bucket's middle) within a few pixels of the
+    // pointer is read out: far from any, the read-out says nothing.
+    const px = (ms) => (ms / (to - from)) * (x1 - x0);
+    const near = p && Math.abs(px(p.t + this.series.step / 2 - t)) <= SNAP_PX + px(this.series.step / 2);
+    this.setCursor(near ? p.t : null);
   }
 
   nearest(t) {
@@ -522,7 +539,7 @@ export class Chart {
     const u = this.unit ? ` ${this.unit}` : '';
     let s = `${localTime(p.t)}: ${this.fmt(p.v)}${u}`;
     if (this.series.step) {
-      s = `${localTime(p.t)} (${this.series.step / 1000} s): mean ${this.fmt(p.v)}${u}`;
+      s = `${localTime(p.t)} (${span(this.series.step)}): mean ${this.fmt(p.v)}${u}`;
       if (p.lo !== undefined && p.hi !== undefined && p.lo !== p.hi) s += `, min ${this.fmt(p.lo)}, max ${this.fmt(p.hi)}`;
     }
     if (this.limits && ((p.lo ?? p.v) < this.limits[0] || (p.hi ?? p.v) > this.limits[1])) s += ' — out of range';

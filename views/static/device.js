@@ -163,6 +163,7 @@ export function init(live) {
 
   function setRange(next) {
     range = next;
+    document.querySelector('[data-testid="range-problem"]')?.remove(); // a range was chosen
     keepURL();
     if (relative()) {
       const s = span();

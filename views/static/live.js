@@ -78,7 +78,8 @@ function draw() {
   pending.values.clear();
   pending.seen.clear();
   pending.status.clear();
-  if (statusChanged) recount();
+  if (statusChanged || changed.size) recount();
+  if (changed.size) resort();
   if (changed.size) page.changed?.(changed);
   // A device or metric the page does not show yet: the server renders it.
   if (missing) refreshSoon();
@@ -140,13 +141,50 @@ function drawStatus(card, s) {
   badge.querySelector('.badge-text').textContent = word;
 }
 
+// attention is a card's place in the server's order of what needs
+// attention first (the list's data-attention-order); past its end, none.
+function attention(card, order) {
+  const s = card.dataset.status;
+  const key = s === 'offline' ? s : card.hasAttribute('data-out') ? 'out' : s;
+  const i = order.indexOf(key);
+  return i < 0 ? order.length : i;
+}
+
+function attentionOrder() {
+  return (document.getElementById('device-list')?.dataset.attentionOrder || '').split(' ').filter(Boolean);
+}
+
+// resort keeps the overview's cards in the server's order as statuses and
+// limits change: what needs attention first, then by name.
+function resort() {
+  const list = document.getElementById('device-list');
+  if (!list) return;
+  const order = attentionOrder();
+  const items = [...list.children];
+  const key = (li) => {
+    const card = li.querySelector('[data-device]');
+    return card ? [attention(card, order), (card.dataset.name || '').toLowerCase(), card.dataset.device] : [order.length + 1, '', ''];
+  };
+  const keys = new Map(items.map((li) => [li, key(li)]));
+  const cmp = (a, b) => {
+    const [x, y] = [keys.get(a), keys.get(b)];
+    for (let i = 0; i < 3; i++) if (x[i] !== y[i]) return x[i] < y[i] ? -1 : 1;
+    return 0;
+  };
+  const sorted = [...items].sort(cmp);
+  if (sorted.every((li, i) => li === items[i])) return;
+  list.append(...sorted); // moves them, in order
+}
+
 function recount() {
   const section = document.querySelector('[data-testid="counts"]');
   if (!section) return;
-  const n = { online: 0, stale: 0, offline: 0, unknown: 0 };
+  const order = attentionOrder();
+  const n = { attention: 0, online: 0, stale: 0, offline: 0, unknown: 0 };
   for (const card of document.querySelectorAll('[data-testid="device-card"]')) {
     const s = card.dataset.status;
-    n[s in n ? s : 'unknown']++;
+    n[s in n && s !== 'attention' ? s : 'unknown']++;
+    if (attention(card, order) < order.length) n.attention++;
   }
   for (const [s, count] of Object.entries(n)) {
     let el = section.querySelector(`[data-count="${s}"]`);

@@ -247,7 +247,7 @@ func TestParseRange(t *testing.T) {
 		{"range=custom&from=1000&to=2000", "custom", 1000, 2000, ""},
 		{"from=2025-11-24T10:00:00Z&to=2025-11-24T12:00:00%2B01:00", "custom", 1763978400000, 1763982000000, ""},
 		{"range=custom&from=2025-11-24T10:00&to=2025-11-24T10:30:15", "custom", 1763978400000, 1763980215000, ""}, // a datetime-local, in UTC
-		{"range=custom&from=2000&to=1000", "15m", ms + 1 - 15*60000, ms + 1, "is not before the end"},          // backwards
+		{"range=custom&from=2000&to=1000", "15m", ms + 1 - 15*60000, ms + 1, "is not before the end"},             // backwards
 		{"range=1y", "15m", ms + 1 - 15*60000, ms + 1, "The range “1y” is not one of 15m, 1h, 6h, 24h, 7d. Showing the last 15 min instead."},
 		{"range=bogus", "15m", ms + 1 - 15*60000, ms + 1, "The range “bogus”"},
 		{"range=custom&from=yesterday&to=now", "15m", ms + 1 - 15*60000, ms + 1, "The start “yesterday” is not a date and time"},

@@ -34,7 +34,18 @@ if [ ! -x "$influxd" ]; then
   rm -rf "$tmp"
 fi
 
+# axe-core, the accessibility engine the browser tests run in Chromium, from
+# the npm registry (the tests skip, loudly, where npm is absent).
+axe_version="4.14.1"
+axe="$cache/axe-$axe_version/node_modules/axe-core/axe.min.js"
+if [ ! -f "$axe" ] && command -v npm >/dev/null 2>&1; then
+  echo "installing axe-core $axe_version from the npm registry into $cache" >&2
+  mkdir -p "$cache/axe-$axe_version"
+  npm install --prefix "$cache/axe-$axe_version" --no-audit --no-fund --silent "axe-core@$axe_version" >&2
+fi
+
 mosq=$(command -v mosquitto || echo /usr/sbin/mosquitto)
 echo "export IOTDASH_TEST_MOSQUITTO=$mosq"
 echo "export IOTDASH_TEST_INFLUXD=$influxd"
 echo "export IOTDASH_TEST_CHROMIUM=$(command -v chromium)"
+if [ -f "$axe" ]; then echo "export IOTDASH_TEST_AXE=$axe"; fi

@@ -7,10 +7,12 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/chromedp/cdproto/emulation"
 	"github.com/chromedp/chromedp"
 	"github.com/chromedp/chromedp/kb"
 
@@ -230,4 +232,56 @@ func TestAttentionOrderIsKeptLive(t *testing.T) {
 	until(t, ctx, "b-1 first", order+` === 'b-1,a-1'`)
 	until(t, ctx, "one needs attention", `document.querySelector('[data-testid="count-attention"] .count-n').textContent === '1'`)
 	screenshot(t, ctx, "attention.png")
+}
+
+// TestAccessibility runs axe-core (an accessibility engine from the npm
+// registry, not ours) in Chromium on the overview and a device page, in the
+// light and the dark theme: no violation of WCAG 2.1 A or AA.
+func TestAccessibility(t *testing.T) {
+	script, err := os.ReadFile(testenv.Axe(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := newLiveServer(t)
+	s.fleet.SetMeta("boiler-1", devices.Meta{Name: "Boiler room", Kind: "thermometer", Location: "Basement",
+		Units: map[string]string{"temperature": "°C"}, Limits: map[string][2]float64{"temperature": {5, 30}}})
+	s.reading("boiler-1", "temperature", 31.5) // out of range
+	s.reading("gate-3", "open", 0)
+	s.reading("tank-01", "level", 40.5)
+	s.fleet.SetPresence("tank-01", devices.StatusOffline)
+	for _, theme := range []string{"light", "dark"} {
+		for _, path := range []string{"/", "/devices/boiler-1"} {
+			t.Run(theme+path, func(t *testing.T) {
+				ctx := browser(t)
+				if _, err := chromedp.Call(ctx, emulation.SetEmulatedMedia, emulation.SetEmulatedMediaParams{
+					Features: []*emulation.MediaFeature{{Name: "prefers-color-scheme", Value: theme}}}); err != nil {
+					t.Fatal(err)
+				}
+				if err := chromedp.Do(ctx, chromedp.Navigate(s.URL+path)); err != nil {
+					t.Fatal(err)
+				}
+				until(t, ctx, "the live connection", connected)
+				if _, err := chromedp.Run(ctx, chromedp.Evaluate[chromedp.Void](string(script))); err != nil {
+					t.Fatal(err)
+				}
+				type violation struct {
+					ID, Impact, Help string
+					Nodes            []struct{ Target []string }
+				}
+				vs, err := chromedp.Run(ctx, chromedp.Evaluate[[]violation](
+					`axe.run(document, {runOnly: {type: 'tag', values: ['wcag2a', 'wcag2aa', 'wcag21a', 'wcag21aa']}}).then(r => r.violations)`,
+					chromedp.EvalAwaitPromise))
+				if err != nil {
+					t.Fatal(err)
+				}
+				for _, v := range vs {
+					var where []string
+					for _, n := range v.Nodes {
+						where = append(where, strings.Join(n.Target, " "))
+					}
+					t.Errorf("%s (%s): %s, on %d elements: %s", v.ID, v.Impact, v.Help, len(v.Nodes), strings.Join(where, "; "))
+				}
+			})
+		}
+	}
 }

@@ -353,9 +353,11 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "iotdash_broker_dropped_messages_total",
 		Help: "Messages the broker says it discarded (for any subscriber whose queue or in-flight window was full): the embedded broker's own count, or Mosquitto's $SYS/broker/publish/messages/dropped."},
 		brokerDropped))
-	// The ingester stops before the broker: what it has taken is committed
-	// and acknowledged while the devices' connections are still open.
-	cl.add(task(ctx, func(ctx context.Context) { in.Run(ctx) }))
+	// The ingester stops after the simulator (whose devices' last words it
+	// still commits and acknowledges) and before the broker, while the
+	// devices' connections are still open: so its context ends with its
+	// closer, not with ctx.
+	cl.add(task(context.WithoutCancel(ctx), func(ctx context.Context) { in.Run(ctx) }))
 	fmt.Fprintf(stdout, "iotdash: storing readings in the %s\n", storeDesc)
 
 	if c.simulate > 0 {

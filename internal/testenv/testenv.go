@@ -57,6 +57,21 @@ func Chromium(t testing.TB) string {
 	return program(t, "IOTDASH_TEST_CHROMIUM", "chromium", "Install it with `apt-get install chromium`", "/usr/bin/chromium", "/usr/bin/chromium-browser")
 }
 
+// Axe returns the path of axe-core's axe.min.js for accessibility tests,
+// which `make test` installs from the npm registry. Without npm there is
+// none: the test is skipped, loudly.
+func Axe(t testing.TB) string {
+	t.Helper()
+	if p := os.Getenv("IOTDASH_TEST_AXE"); p != "" {
+		return p
+	}
+	if _, err := exec.LookPath("npm"); err != nil {
+		t.Skip("SKIPPED: axe-core needs npm (install Node.js and npm, then run `make test`, which installs axe-core)")
+	}
+	t.Fatalf("testenv: axe-core not found (set IOTDASH_TEST_AXE to axe.min.js). Run `make test`, which installs it with npm")
+	return ""
+}
+
 // WaitFor polls cond every 50ms until it holds, and fails t if it does not
 // within the deadline: tests wait for a condition, never for a time.
 func WaitFor(t testing.TB, within time.Duration, what string, cond func() bool) {

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"crypto/sha256"
 	"embed"
+	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
 	"io/fs"
@@ -67,7 +68,9 @@ func staticURL(name string) string {
 // plain URL, as the modules import one another, to its versioned URL, so
 // that every module is cached for good and a new release is fetched at
 // once. Its JSON holds only our own file names and hashes.
-var importMapTag = func() string {
+var importMapTag = `<script type="importmap">` + importMap + `</script>`
+
+var importMap = func() string {
 	m := map[string]string{}
 	for name := range statics {
 		if strings.HasSuffix(name, ".js") {
@@ -75,7 +78,17 @@ var importMapTag = func() string {
 		}
 	}
 	b, _ := json.Marshal(map[string]any{"imports": m})
-	return `<script type="importmap">` + string(b) + `</script>`
+	return string(b)
+}()
+
+// ContentSecurityPolicy is the policy the pages work under: scripts,
+// styles and connections from the dashboard itself only (the one inline
+// script, the import map, allowed by its hash), no plugins, no framing, and
+// forms that post only to the dashboard.
+var ContentSecurityPolicy = func() string {
+	sum := sha256.Sum256([]byte(importMap))
+	return "default-src 'self'; script-src 'self' 'sha256-" + base64.StdEncoding.EncodeToString(sum[:]) + "'; " +
+		"style-src 'self'; img-src 'self' data:; connect-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
 }()
 
 // Static serves the embedded scripts and stylesheet under /static/. It

@@ -19,6 +19,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -34,12 +35,14 @@ import (
 	"iotdash/api"
 	"iotdash/broker"
 	"iotdash/devices"
+	"iotdash/guard"
 	"iotdash/ingest"
 	"iotdash/push"
 	"iotdash/simulator"
 	"iotdash/store/influx"
 	"iotdash/store/journal"
 	"iotdash/store/sqlite"
+	"iotdash/views"
 )
 
 func main() {
@@ -73,6 +76,7 @@ type config struct {
 	maxExportRange                time.Duration
 	logLevel                      string
 	pprof                         bool
+	publicURL                     string
 }
 
 // parseFlags reads flags, each with an IOTDASH_* environment twin that the
@@ -135,6 +139,7 @@ func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (co
 		}
 	}
 	fs.Func("max-export-range", "longest range one raw CSV export may cover, e.g. 31d (default 31d) (IOTDASH_MAX_EXPORT_RANGE)", setRange)
+	fs.StringVar(&c.publicURL, "public-url", env("IOTDASH_PUBLIC_URL", ""), "the URL people reach the dashboard at, when not by an IP address or localhost (a name on the network, or behind a proxy): requests for other host names are refused (IOTDASH_PUBLIC_URL)")
 	fs.BoolVar(&c.pprof, "pprof", getenv("IOTDASH_PPROF") == "true", "serve Go's profiler under /debug/pprof/ (IOTDASH_PPROF=true)")
 	fs.StringVar(&c.logLevel, "log-level", env("IOTDASH_LOG_LEVEL", "info"), "debug, info, warn or error (IOTDASH_LOG_LEVEL)")
 	fs.Usage = func() {
@@ -149,6 +154,12 @@ func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (co
 	}
 	c.mqttPass = getenv("IOTDASH_MQTT_PASSWORD")
 	c.influxToken = getenv("INFLUX_TOKEN")
+	if c.publicURL != "" {
+		u, err := url.Parse(c.publicURL)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Hostname() == "" {
+			return c, fmt.Errorf("-public-url %q is not an http:// or https:// URL with a host", c.publicURL)
+		}
+	}
 	if c.simulate < 0 {
 		c.simulate = 12
 		if c.mqttURL != "" {
@@ -167,7 +178,11 @@ func listenError(flagName, addr string, err error) error {
 }
 
 func tlsConfig(c config) (*tls.Config, error) {
-	if !strings.HasPrefix(c.mqttURL, "ssl://") && !strings.HasPrefix(c.mqttURL, "tls://") && c.mqttCA == "" && c.mqttCert == "" {
+	secure := strings.HasPrefix(c.mqttURL, "ssl://") || strings.HasPrefix(c.mqttURL, "tls://") || strings.HasPrefix(c.mqttURL, "mqtts://")
+	if !secure && (c.mqttCA != "" || c.mqttCert != "" || c.mqttKey != "") {
+		return nil, fmt.Errorf("-mqtt-ca, -mqtt-cert and -mqtt-key need an ssl:// broker URL; with %q iotdash would connect in clear text", c.mqttURL)
+	}
+	if !secure {
 		return nil, nil
 	}
 	tc := &tls.Config{MinVersion: tls.VersionTLS12}
@@ -254,7 +269,12 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	}
 	hub := push.NewHub(push.Options{OriginPatterns: origins, Logger: log})
 
-	if err := os.MkdirAll(c.dataDir, 0o755); err != nil {
+	// The data directory and every file in it are the owner's alone.
+	syscall.Umask(0o077)
+	if err := os.MkdirAll(c.dataDir, 0o700); err != nil {
+		return fmt.Errorf("-data %s: %w", c.dataDir, err)
+	}
+	if err := os.Chmod(c.dataDir, 0o700); err != nil {
 		return fmt.Errorf("-data %s: %w", c.dataDir, err)
 	}
 	// The fleet, as the last run left it; saved every second and at the
@@ -372,9 +392,15 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 
 	registerHubMetrics(reg, hub)
 	reg.MustRegister(fleetCollector{fleet})
+	var hosts []string
+	if c.publicURL != "" {
+		u, _ := url.Parse(c.publicURL) // checked by parseFlags
+		hosts = append(hosts, u.Hostname())
+	}
 	srv := &http.Server{
-		Handler: routes(deps{fleet: fleet, hub: hub, reader: reader, ingester: in, registry: reg, maxPoints: c.maxPoints,
+		Handler: guard.Handler(routes(deps{fleet: fleet, hub: hub, reader: reader, ingester: in, registry: reg, maxPoints: c.maxPoints,
 			maxExportRange: c.maxExportRange, queryTimeout: c.queryTimeout, exportTimeout: c.exportTimeout, pprof: c.pprof, log: log}),
+			guard.Options{Hosts: hosts, CSP: views.ContentSecurityPolicy, Logger: log}),
 		ReadHeaderTimeout: 5 * time.Second,
 		ReadTimeout:       30 * time.Second,
 		// /ws is hijacked (no deadline) and a raw CSV export extends its own.

@@ -291,6 +291,10 @@ export function init(live) {
   };
 }
 
+// csvField is text from a device (its unit) as a CSV cell: one a
+// spreadsheet would take for a formula (= + - @, tab, CR) is led by a quote
+// mark so that it stays text; quotes, commas and line ends are quoted.
 function csvField(s) {
-  return /[",\n]/.test(s) ? `"${s.replaceAll('"', '""')}"` : s;
+  if (/^[=+\-@\t\r]/.test(s)) s = `'${s}`;
+  return /[",\n\r]/.test(s) ? `"${s.replaceAll('"', '""')}"` : s;
 }

@@ -172,6 +172,30 @@ func timeOrNil(ms int64) *time.Time {
 	return &t
 }
 
+// Router is what Fallback asks which pattern would serve a request;
+// *http.ServeMux satisfies it.
+type Router interface {
+	Handler(r *http.Request) (h http.Handler, pattern string)
+}
+
+// Fallback answers what no API route serves, in the API's language: a JSON
+// 405 with Allow for a path the API serves with another method, and a JSON
+// 404 for any other path. Mount it at "/api/" on mux.
+func Fallback(mux Router) http.Handler {
+	log := slog.New(slog.DiscardHandler) // every error here is the caller's
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		// Would the path be served by GET? (Every API route is GET.)
+		get := r.Clone(r.Context())
+		get.Method = http.MethodGet
+		if _, pattern := mux.Handler(get); pattern != "" && !strings.HasSuffix(pattern, "/api/") {
+			w.Header().Set("Allow", "GET, HEAD")
+			writeJSON(w, http.StatusMethodNotAllowed, map[string]string{"error": r.Method + " is not allowed on " + r.URL.Path + "; use GET"})
+			return
+		}
+		writeError(w, r, log, devices.Errorf(devices.ENotFound, "there is no API at %s; see /api/v1/openapi.json", r.URL.Path))
+	})
+}
+
 // Check is one readiness condition: nil when it holds, else an error whose
 // devices.ErrorMessage says what is wrong.
 type Check struct {

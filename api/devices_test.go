@@ -3,6 +3,7 @@ package api
 import (
 	"encoding/json"
 	"net/http"
+	"net/http/httptest"
 	"slices"
 	"testing"
 
@@ -55,6 +56,32 @@ func TestDevicesFilters(t *testing.T) {
 		}
 		if !slices.Equal(got, c.want) {
 			t.Errorf("?%s: got %v, want %v", c.query, got, c.want)
+		}
+	}
+}
+
+// TestFallback: what no API route serves is answered in JSON: 405 with
+// Allow for a wrong method on an API path, 404 for an unknown path.
+func TestFallback(t *testing.T) {
+	mux := http.NewServeMux()
+	mux.Handle("GET /api/v1/devices", Devices(devices.NewFleet(nil)))
+	mux.Handle("GET /api/v1/devices/{id}", Device(devices.NewFleet(nil)))
+	mux.Handle("/api/", Fallback(mux))
+	for _, c := range []struct {
+		method, path string
+		code         int
+		allow        string
+	}{
+		{"POST", "/api/v1/devices", http.StatusMethodNotAllowed, "GET, HEAD"},
+		{"DELETE", "/api/v1/devices/boiler-1", http.StatusMethodNotAllowed, "GET, HEAD"},
+		{"POST", "/api/v1/boards", http.StatusNotFound, ""},
+		{"GET", "/api/v2/devices", http.StatusNotFound, ""},
+	} {
+		w := httptest.NewRecorder()
+		mux.ServeHTTP(w, httptest.NewRequest(c.method, c.path, nil))
+		var body map[string]string
+		if w.Code != c.code || w.Header().Get("Allow") != c.allow || json.Unmarshal(w.Body.Bytes(), &body) != nil || body["error"] == "" {
+			t.Errorf("%s %s: %d Allow %q %s; want %d Allow %q with a JSON error", c.method, c.path, w.Code, w.Header().Get("Allow"), w.Body, c.code, c.allow)
 		}
 	}
 }

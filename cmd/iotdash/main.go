@@ -49,12 +49,25 @@ func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	err := run(ctx, os.Args[1:], os.Getenv, os.Stdout, os.Stderr)
 	stop()
-	if err != nil {
-		if !errors.Is(err, flag.ErrHelp) {
-			fmt.Fprintln(os.Stderr, "iotdash:", err)
-		}
-		os.Exit(2)
+	os.Exit(exitCode(err, os.Stderr))
+}
+
+// usageError is a mistake in the flags or the environment: exit code 2.
+type usageError struct{ error }
+
+func (e usageError) Unwrap() error { return e.error }
+
+// exitCode says err and returns the exit code for it: 0 for none (and for
+// -h), 2 for a usage mistake, 1 for a failure at run time.
+func exitCode(err error, stderr io.Writer) int {
+	if err == nil || errors.Is(err, flag.ErrHelp) {
+		return 0
 	}
+	fmt.Fprintln(stderr, "iotdash:", err)
+	if errors.As(err, new(usageError)) {
+		return 2
+	}
+	return 1
 }
 
 // config is what the flags say.
@@ -91,17 +104,43 @@ func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (co
 		}
 		return def
 	}
+	// A variable that is set must be right: a typo is an error that names
+	// it, not a default silently taken.
+	var envErrs []error
 	envInt := func(name string, def int) int {
-		if v, err := strconv.Atoi(getenv(name)); err == nil {
-			return v
+		v := getenv(name)
+		if v == "" {
+			return def
 		}
-		return def
+		n, err := strconv.Atoi(v)
+		if err != nil {
+			envErrs = append(envErrs, fmt.Errorf("%s=%q is not a whole number", name, v))
+			return def
+		}
+		return n
 	}
 	envDur := func(name string, def time.Duration) time.Duration {
-		if v, err := time.ParseDuration(getenv(name)); err == nil {
-			return v
+		v := getenv(name)
+		if v == "" {
+			return def
 		}
-		return def
+		d, err := time.ParseDuration(v)
+		if err != nil {
+			envErrs = append(envErrs, fmt.Errorf("%s=%q is not a duration such as 2s or 5m", name, v))
+			return def
+		}
+		return d
+	}
+	envBool := func(name string) bool {
+		v := getenv(name)
+		if v == "" {
+			return false
+		}
+		b, err := strconv.ParseBool(v)
+		if err != nil {
+			envErrs = append(envErrs, fmt.Errorf("%s=%q is not true or false", name, v))
+		}
+		return b
 	}
 	fs.StringVar(&c.httpAddr, "http", env("IOTDASH_HTTP", "127.0.0.1:8080"), "address the dashboard and API listen on (IOTDASH_HTTP)")
 	fs.StringVar(&c.brokerAddr, "broker", env("IOTDASH_BROKER", "127.0.0.1:1883"), "address the embedded MQTT broker listens on, when -mqtt is not set (IOTDASH_BROKER)")
@@ -135,29 +174,35 @@ func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (co
 	}
 	if v := getenv("IOTDASH_MAX_EXPORT_RANGE"); v != "" {
 		if err := setRange(v); err != nil {
-			return c, fmt.Errorf("IOTDASH_MAX_EXPORT_RANGE: %w", err)
+			envErrs = append(envErrs, fmt.Errorf("IOTDASH_MAX_EXPORT_RANGE: %w", err))
 		}
 	}
 	fs.Func("max-export-range", "longest range one raw CSV export may cover, e.g. 31d (default 31d) (IOTDASH_MAX_EXPORT_RANGE)", setRange)
 	fs.StringVar(&c.publicURL, "public-url", env("IOTDASH_PUBLIC_URL", ""), "the URL people reach the dashboard at, when not by an IP address or localhost (a name on the network, or behind a proxy): requests for other host names are refused (IOTDASH_PUBLIC_URL)")
-	fs.BoolVar(&c.pprof, "pprof", getenv("IOTDASH_PPROF") == "true", "serve Go's profiler under /debug/pprof/ (IOTDASH_PPROF=true)")
+	fs.BoolVar(&c.pprof, "pprof", envBool("IOTDASH_PPROF"), "serve Go's profiler under /debug/pprof/ (IOTDASH_PPROF=true)")
 	fs.StringVar(&c.logLevel, "log-level", env("IOTDASH_LOG_LEVEL", "info"), "debug, info, warn or error (IOTDASH_LOG_LEVEL)")
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), "Usage: iotdash [flags]\n\nWith no flags, iotdash runs self-contained: embedded MQTT broker, embedded store, 12 simulated devices.\nEvery flag can also be set by the environment variable named after it.\n\n")
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {
-		return c, err
+		if errors.Is(err, flag.ErrHelp) {
+			return c, err
+		}
+		return c, usageError{err}
 	}
 	if fs.NArg() > 0 {
-		return c, fmt.Errorf("unexpected argument %q; see -h", fs.Arg(0))
+		return c, usageError{fmt.Errorf("unexpected argument %q; see -h", fs.Arg(0))}
+	}
+	if err := errors.Join(envErrs...); err != nil {
+		return c, usageError{err}
 	}
 	c.mqttPass = getenv("IOTDASH_MQTT_PASSWORD")
 	c.influxToken = getenv("INFLUX_TOKEN")
 	if c.publicURL != "" {
 		u, err := url.Parse(c.publicURL)
 		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Hostname() == "" {
-			return c, fmt.Errorf("-public-url %q is not an http:// or https:// URL with a host", c.publicURL)
+			return c, usageError{fmt.Errorf("-public-url %q is not an http:// or https:// URL with a host", c.publicURL)}
 		}
 	}
 	if c.simulate < 0 {
@@ -241,7 +286,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	}
 	var level slog.Level
 	if err := level.UnmarshalText([]byte(c.logLevel)); err != nil {
-		return fmt.Errorf("-log-level: %w", err)
+		return usageError{fmt.Errorf("-log-level: %w", err)}
 	}
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
 
@@ -350,7 +395,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	// ingester, or the user's, which the ingester subscribes to.
 	tc, err := tlsConfig(c)
 	if err != nil {
-		return err
+		return usageError{err}
 	}
 	in := ingest.New(ingest.Config{
 		Broker: c.mqttURL, ClientID: c.mqttClientID, Username: c.mqttUser, Password: c.mqttPass, TLS: tc,

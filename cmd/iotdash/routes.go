@@ -51,6 +51,7 @@ func routes(d deps) http.Handler {
 	mux.Handle("GET /api/v1/query", views.Compress(api.Query(d.reader, api.QueryOptions{
 		MaxPoints: d.maxPoints, MaxExportRange: d.maxExportRange, Timeout: d.queryTimeout, ExportTimeout: d.exportTimeout, Fleet: d.fleet, Logger: d.log})))
 	mux.Handle("GET /api/v1/openapi.json", views.Compress(api.OpenAPI()))
+	mux.Handle("/api/", api.Fallback(mux))
 
 	mux.Handle("GET /healthz", api.Health())
 	mux.Handle("GET /readyz", api.Ready(

@@ -26,6 +26,7 @@ import (
 	"crypto/tls"
 	"fmt"
 	"log/slog"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -314,22 +315,25 @@ func truncate(s string, n int) string {
 
 // Run connects to the broker (if Config.Broker is set) and ingests until ctx
 // ends. Then it stops taking messages, commits and acknowledges what it
-// has, and disconnects. It returns an error only if the pipeline could not
-// start.
-func (in *Ingester) Run(ctx context.Context) error {
-	done := make(chan struct{})
-	go func() { defer close(done); in.commitLoop(ctx) }()
+// has, and disconnects; it returns when all of that is done. A broker that
+// cannot be reached is retried meanwhile, and said in the log.
+func (in *Ingester) Run(ctx context.Context) {
+	var wg sync.WaitGroup
+	wg.Go(func() { in.commitLoop(ctx) })
 
 	if in.client != nil {
 		tok := in.client.Connect()
 		// With ConnectRetry the token completes on the first success; a
 		// wrong URL fails at once.
-		go func() {
-			tok.Wait()
-			if err := tok.Error(); err != nil {
-				in.log.Error("connecting to broker", "broker", in.cfg.Broker, "error", err)
+		wg.Go(func() {
+			select {
+			case <-tok.Done():
+				if err := tok.Error(); err != nil {
+					in.log.Error("connecting to broker", "broker", in.cfg.Broker, "error", err)
+				}
+			case <-ctx.Done():
 			}
-		}()
+		})
 	}
 	<-ctx.Done()
 
@@ -341,8 +345,7 @@ func (in *Ingester) Run(ctx context.Context) error {
 		in.connected.Store(false)
 	}
 	close(in.stopping)
-	<-done
-	return nil
+	wg.Wait()
 }
 
 // commitLoop commits the queued messages in groups, then acknowledges them
@@ -509,12 +512,4 @@ func (in *Ingester) storeEach(ctx context.Context, group []message) bool {
 		m.readings = nil
 	}
 	return true
-}
-
-// Validate checks cfg before use.
-func (c Config) Validate() error {
-	if c.Store == nil || c.Fleet == nil {
-		return fmt.Errorf("ingest: Store and Fleet are required")
-	}
-	return nil
 }

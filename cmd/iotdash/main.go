@@ -10,8 +10,6 @@ package main
 
 import (
 	"context"
-	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"flag"
 	"fmt"
@@ -37,6 +35,7 @@ import (
 	"iotdash/devices"
 	"iotdash/guard"
 	"iotdash/ingest"
+	"iotdash/internal/mqttconn"
 	"iotdash/push"
 	"iotdash/simulator"
 	"iotdash/store/influx"
@@ -222,35 +221,6 @@ func listenError(flagName, addr string, err error) error {
 	return fmt.Errorf("cannot listen on %s (-%s): %v", addr, flagName, err)
 }
 
-func tlsConfig(c config) (*tls.Config, error) {
-	secure := strings.HasPrefix(c.mqttURL, "ssl://") || strings.HasPrefix(c.mqttURL, "tls://") || strings.HasPrefix(c.mqttURL, "mqtts://")
-	if !secure && (c.mqttCA != "" || c.mqttCert != "" || c.mqttKey != "") {
-		return nil, fmt.Errorf("-mqtt-ca, -mqtt-cert and -mqtt-key need an ssl:// broker URL; with %q iotdash would connect in clear text", c.mqttURL)
-	}
-	if !secure {
-		return nil, nil
-	}
-	tc := &tls.Config{MinVersion: tls.VersionTLS12}
-	if c.mqttCA != "" {
-		pem, err := os.ReadFile(c.mqttCA)
-		if err != nil {
-			return nil, fmt.Errorf("-mqtt-ca: %w", err)
-		}
-		tc.RootCAs = x509.NewCertPool()
-		if !tc.RootCAs.AppendCertsFromPEM(pem) {
-			return nil, fmt.Errorf("-mqtt-ca: no PEM certificate in %s", c.mqttCA)
-		}
-	}
-	if c.mqttCert != "" || c.mqttKey != "" {
-		cert, err := tls.LoadX509KeyPair(c.mqttCert, c.mqttKey)
-		if err != nil {
-			return nil, fmt.Errorf("-mqtt-cert/-mqtt-key: %w", err)
-		}
-		tc.Certificates = []tls.Certificate{cert}
-	}
-	return tc, nil
-}
-
 // closers runs shutdown steps in reverse order of registration, keeping the
 // first error.
 type closers []func() error
@@ -393,7 +363,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 
 	// The broker: embedded, handing devices' messages straight to the
 	// ingester, or the user's, which the ingester subscribes to.
-	tc, err := tlsConfig(c)
+	tc, err := mqttconn.TLSConfig(c.mqttURL, c.mqttCA, c.mqttCert, c.mqttKey)
 	if err != nil {
 		return usageError{err}
 	}

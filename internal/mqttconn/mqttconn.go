@@ -7,20 +7,70 @@ package mqttconn
 import (
 	"bufio"
 	"crypto/tls"
+	"crypto/x509"
+	"fmt"
 	"net"
 	"net/url"
+	"os"
 	"sync"
 	"time"
 
 	mqtt "github.com/eclipse/paho.mqtt.golang"
 )
 
+// Secure reports whether a broker URL's scheme is one Dial speaks TLS to:
+// ssl, tls or mqtts.
+func Secure(scheme string) bool {
+	switch scheme {
+	case "ssl", "tls", "mqtts":
+		return true
+	}
+	return false
+}
+
+// TLSConfig is the TLS configuration for the broker at rawURL, from PEM
+// files: the CA that signed the broker's certificate (the system's CAs
+// when caFile is empty), and a client certificate and key, if any. It is
+// nil for a broker spoken to in clear text; such a broker with any of the
+// files is an error, rather than certificates silently unused.
+func TLSConfig(rawURL, caFile, certFile, keyFile string) (*tls.Config, error) {
+	u, err := url.Parse(rawURL)
+	if err != nil {
+		return nil, fmt.Errorf("broker URL %q: %w", rawURL, err)
+	}
+	if !Secure(u.Scheme) {
+		if caFile != "" || certFile != "" || keyFile != "" {
+			return nil, fmt.Errorf("-mqtt-ca, -mqtt-cert and -mqtt-key need an ssl:// broker URL; with %q iotdash would connect in clear text", rawURL)
+		}
+		return nil, nil
+	}
+	tc := &tls.Config{MinVersion: tls.VersionTLS12}
+	if caFile != "" {
+		pem, err := os.ReadFile(caFile)
+		if err != nil {
+			return nil, fmt.Errorf("-mqtt-ca: %w", err)
+		}
+		tc.RootCAs = x509.NewCertPool()
+		if !tc.RootCAs.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("-mqtt-ca: no PEM certificate in %s", caFile)
+		}
+	}
+	if certFile != "" || keyFile != "" {
+		cert, err := tls.LoadX509KeyPair(certFile, keyFile)
+		if err != nil {
+			return nil, fmt.Errorf("-mqtt-cert/-mqtt-key: %w", err)
+		}
+		tc.Certificates = []tls.Certificate{cert}
+	}
+	return tc, nil
+}
+
 // Dial opens a connection to the broker at u, over TLS for ssl, tls and
 // mqtts URLs, with the options' connect timeout and TLS configuration.
 func Dial(u *url.URL, o mqtt.ClientOptions) (net.Conn, error) {
 	dialer := &net.Dialer{Timeout: o.ConnectTimeout}
-	switch u.Scheme {
-	case "ssl", "tls", "mqtts":
+	switch {
+	case Secure(u.Scheme):
 		cfg := &tls.Config{ServerName: u.Hostname()}
 		if o.TLSConfig != nil {
 			cfg = o.TLSConfig.Clone()

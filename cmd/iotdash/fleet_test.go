@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -96,6 +98,46 @@ func TestFleetSurvivesRestart(t *testing.T) {
 			// The chart's embedded history carries the stored value exactly.
 			if !strings.Contains(string(body), "40240.648123") {
 				t.Errorf("/devices/tank-01 does not carry the level 40240.648123 exactly")
+			}
+		})
+	}
+}
+
+// TestFleetFromHistory: a device the store has history of, but the fleet's
+// registry does not (data from before it, or a registry lost), is listed
+// after a start as unknown, with its last values and when it was last
+// seen, and has its page.
+func TestFleetFromHistory(t *testing.T) {
+	t.Parallel()
+	bin := buildBinary(t)
+	for _, backend := range []string{"embedded", "influxdb"} {
+		t.Run(backend, func(t *testing.T) {
+			t.Parallel()
+			data := t.TempDir()
+			brokerAddr := fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t))
+			args := []string{"-http", fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t)), "-data", data, "-broker", brokerAddr, "-simulate", "0", "-log-level", "error"}
+			if backend == "influxdb" {
+				ix := testenv.StartInfluxDB(t)
+				args = append(args, "-influx-url", ix.URL, "-influx-bucket", ix.Bucket)
+			}
+			app := startBinary(t, bin, args...)
+			dev := publisher(t, "tcp://"+brokerAddr)
+			ts := time.Now().UnixMilli()
+			publish(t, dev, "devices/tank-07/telemetry", false, fmt.Sprintf(`{"ts":%d,"level":12.5}`, ts))
+			testenv.WaitFor(t, 10*time.Second, "tank-07 known", func() bool { return fleetByID(t, app.URL)["tank-07"].ID != "" })
+			app.stop(t)
+			if err := os.Remove(filepath.Join(data, "fleet.db")); err != nil {
+				t.Fatal(err)
+			}
+
+			app = startBinary(t, bin, args...)
+			testenv.WaitFor(t, 20*time.Second, "tank-07 listed from history", func() bool { return fleetByID(t, app.URL)["tank-07"].ID != "" })
+			tank := fleetByID(t, app.URL)["tank-07"]
+			if tank.Status != "unknown" || tank.LastSeen == nil || tank.LastSeen.UnixMilli() != ts || tank.Latest["level"].V != 12.5 {
+				t.Errorf("tank-07 from history = %+v, want unknown, last seen at %d with level 12.5", tank, ts)
+			}
+			if resp, err := http.Get(app.URL + "/devices/tank-07"); err != nil || resp.StatusCode != http.StatusOK {
+				t.Errorf("/devices/tank-07: %v %v, want 200", resp.StatusCode, err)
 			}
 		})
 	}

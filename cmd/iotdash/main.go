@@ -317,6 +317,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		reader  interface {
 			api.Reader
 			Ping(context.Context) error
+			Devices(context.Context) ([]devices.Device, error)
 		}
 		storeDesc string
 	)
@@ -354,6 +355,19 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		durable, reader = j, ix
 		storeDesc = "InfluxDB at " + c.influxURL + ", bucket " + c.influxBucket
 	}
+
+	// Devices the store has history of but the registry does not (data
+	// from before the registry, or a registry lost) are listed too, as
+	// unknown with their last values; those the registry or a live message
+	// brought are left as they are.
+	cl.add(task(ctx, func(ctx context.Context) {
+		ds, err := reader.Devices(ctx)
+		if err != nil {
+			log.Warn("listing the devices the store has history of", "error", err)
+			return
+		}
+		fleet.Restore(ds)
+	}))
 
 	dead, err := ingest.OpenDeadLetters(filepath.Join(c.dataDir, "dead-letters.jsonl"))
 	if err != nil {

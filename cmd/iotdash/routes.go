@@ -27,6 +27,7 @@ type deps struct {
 	reader interface {
 		api.Reader
 		Ping(context.Context) error
+		Devices(context.Context) ([]devices.Device, error)
 	}
 	ingester       *ingest.Ingester
 	registry       *prometheus.Registry

@@ -562,3 +562,45 @@ func fluxString(s string) string {
 	b.WriteByte('"')
 	return b.String()
 }
+
+// Devices returns every device InfluxDB holds readings of, each with the
+// latest reading of each of its metrics and, as its last seen time, the
+// newest of them, so that a device known from history is listed even when
+// nothing else remembers it. Its status is unknown. It reads all of
+// history's last points once (Flux last(), on 1.8 and 2.x alike): call it
+// at start, not per request.
+func (s *Store) Devices(ctx context.Context) ([]devices.Device, error) {
+	flux := fmt.Sprintf("from(bucket: %s)\n  |> range(start: 1970-01-01T00:00:00Z)\n  |> filter(fn: (r) => r._measurement == %s)\n  |> last()\n  |> keep(columns: [%s, \"_field\", \"_time\", \"_value\"])",
+		fluxString(s.bucket), fluxString(Measurement), fluxString(DeviceTag))
+	res, err := s.query.Query(ctx, flux)
+	if err != nil {
+		return nil, queryError(err)
+	}
+	defer res.Close()
+	byID := map[string]*devices.Device{}
+	for res.Next() {
+		rec := res.Record()
+		id, _ := rec.ValueByKey(DeviceTag).(string)
+		v, ok := rec.Value().(float64)
+		if !devices.ValidName(id) || !devices.ValidName(rec.Field()) || !ok {
+			continue
+		}
+		d := byID[id]
+		if d == nil {
+			d = &devices.Device{ID: id, Status: devices.StatusUnknown, Latest: map[string]devices.Value{}}
+			byID[id] = d
+		}
+		t := rec.Time().UnixMilli()
+		d.Latest[rec.Field()] = devices.Value{T: t, V: v}
+		d.LastSeen = max(d.LastSeen, t)
+	}
+	if err := res.Err(); err != nil {
+		return nil, queryError(err)
+	}
+	out := make([]devices.Device, 0, len(byID))
+	for _, d := range byID {
+		out = append(out, *d)
+	}
+	slices.SortFunc(out, func(a, b devices.Device) int { return strings.Compare(a.ID, b.ID) })
+	return out, nil
+}

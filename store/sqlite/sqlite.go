@@ -747,3 +747,35 @@ func (s *Store) Ping(ctx context.Context) error {
 	}
 	return nil
 }
+
+// Devices returns every device the store holds readings of, each with the
+// latest reading of each of its metrics and, as its last seen time, the
+// newest of them: so that a device known from history is listed even when
+// nothing else remembers it. Its status is unknown.
+func (s *Store) Devices(ctx context.Context) ([]devices.Device, error) {
+	rows, err := s.r.QueryContext(ctx, `SELECT s.device, s.metric, r.t, r.v FROM series AS s
+JOIN readings AS r ON r.series = s.id AND r.t = (SELECT max(t) FROM readings WHERE series = s.id)
+ORDER BY s.device`)
+	if err != nil {
+		return nil, unavailable("devices", err)
+	}
+	defer rows.Close()
+	var out []devices.Device
+	for rows.Next() {
+		var id, metric string
+		var v devices.Value
+		if err := rows.Scan(&id, &metric, &v.T, &v.V); err != nil {
+			return nil, unavailable("devices", err)
+		}
+		if n := len(out); n == 0 || out[n-1].ID != id {
+			out = append(out, devices.Device{ID: id, Status: devices.StatusUnknown, Latest: map[string]devices.Value{}})
+		}
+		d := &out[len(out)-1]
+		d.Latest[metric] = v
+		d.LastSeen = max(d.LastSeen, v.T)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, unavailable("devices", err)
+	}
+	return out, nil
+}

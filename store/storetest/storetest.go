@@ -39,6 +39,9 @@ type Store interface {
 	// store.ReadingsChunk; q's Step and Agg are ignored. An error from fn
 	// stops it and is returned.
 	Readings(ctx context.Context, q store.Query, fn func([]store.Point) error) error
+	// Devices returns every device with readings, each with the latest
+	// reading of each metric and the newest of them as its LastSeen.
+	Devices(ctx context.Context) ([]devices.Device, error)
 }
 
 // Run runs the suite, its cases in parallel. open returns a new, empty
@@ -88,6 +91,7 @@ var cases = []struct {
 	{"MinMaxBands", testMinMaxBands},
 	{"ReadingsStream", testReadingsStream},
 	{"ReadingsStop", testReadingsStop},
+	{"DevicesFromHistory", testDevicesFromHistory},
 }
 
 // base is a fixed recent instant, 2026-01-01T00:00:00Z, so that every
@@ -868,5 +872,29 @@ func testReadingsStop(t *testing.T, s *suite) {
 		if devices.ErrorKind(err) != devices.EInvalid {
 			t.Errorf("Readings(%+v) = %v, want an %s error", bad, err, devices.EInvalid)
 		}
+	}
+}
+
+// testDevicesFromHistory: Devices lists every device written, with the
+// newest reading of each metric (not the last written), whatever order
+// they arrived in.
+func testDevicesFromHistory(t *testing.T, s *suite) {
+	a, b := s.device("a"), s.device("b")
+	s.append(reading(a, "level", base+2*second, 40240.648123), reading(a, "level", base+5*second, 41), reading(a, "flow", base+3*second, 2.5))
+	s.append(reading(a, "level", base+4*second, 39), reading(b, "t", base, -1)) // late, older
+	ds, err := s.s.Devices(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]devices.Device{}
+	for _, d := range ds {
+		got[d.ID] = d
+	}
+	da, db := got[a], got[b]
+	if da.LastSeen != base+5*second || da.Latest["level"] != (devices.Value{T: base + 5*second, V: 41}) || da.Latest["flow"] != (devices.Value{T: base + 3*second, V: 2.5}) || len(da.Latest) != 2 {
+		t.Errorf("device a = %+v, want level 41 at +5s and flow 2.5 at +3s, last seen +5s", da)
+	}
+	if db.LastSeen != base || db.Latest["t"].V != -1 || db.Status != devices.StatusUnknown {
+		t.Errorf("device b = %+v, want t -1 at base, status unknown", db)
 	}
 }

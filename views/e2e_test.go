@@ -360,7 +360,7 @@ func TestDevicePageEndToEnd(t *testing.T) {
 	if err := chromedp.Do(ctx, chromedp.MouseEvent("mouseMoved", at[0], at[1])); err != nil {
 		t.Fatal(err)
 	}
-	until(t, ctx, "the read-out of the point under the pointer", `/\d\d:\d\d:\d\d(:| \(\d+ (s|min|h|d)\): mean) -?\d/.test(document.querySelector('figure[data-chart] output').textContent)`)
+	until(t, ctx, "the read-out of the point under the pointer", `/\d\d:\d\d:\d\d( UTC| [+-]\d\d:\d\d)(:| \(\d+ (s|min|h|d)\): mean) -?\d/.test(document.querySelector('figure[data-chart] output').textContent)`)
 	screenshot(t, ctx, "device-live.png")
 
 	// The range picker draws history at a step that fits the chart, with

@@ -60,20 +60,38 @@ const (
 // Overview serves the fleet overview at /, without sparkline history. Any
 // other path gets the 404 page, so the handler may also be mounted as the
 // catch-all "/".
-func Overview(f Fleet) http.Handler { return OverviewWithHistory(f, nil, nil) }
+func Overview(f Fleet) http.Handler { return OverviewWithHistory(f, Options{}) }
+
+// Options are what the pages are rendered with.
+type Options struct {
+	// History is the store recent history is read from, to embed it in
+	// the pages; nil embeds none.
+	History History
+	// Zone is the plant's time zone, every time's (nil: UTC).
+	Zone *time.Location
+	// Logger gets what could not be read or rendered (nil: nowhere).
+	Logger *slog.Logger
+}
+
+func (o Options) now() time.Time {
+	if o.Zone == nil {
+		return time.Now().UTC()
+	}
+	return time.Now().In(o.Zone)
+}
 
 // OverviewWithHistory serves the fleet overview at /, each card with a
 // sparkline of each metric's last 15 minutes read from h (none when h is
 // nil). The filter is read from ?q= and ?status=. Any other path gets the
-// 404 page. What could not be read or rendered goes to log (nil: nowhere).
-func OverviewWithHistory(f Fleet, h History, log *slog.Logger) http.Handler {
-	log = orDiscard(log)
+// 404 page.
+func OverviewWithHistory(f Fleet, o Options) http.Handler {
+	h, log := o.History, orDiscard(o.Logger)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Path != "/" {
 			notFound(w, r, log, "There is no page at "+r.URL.Path+".")
 			return
 		}
-		now := time.Now()
+		now := o.now()
 		m := NewOverview(f.List(), now)
 		m.SetFilter(ParseFilter(r.URL.Query().Get))
 		if h != nil {
@@ -87,14 +105,13 @@ func OverviewWithHistory(f Fleet, h History, log *slog.Logger) http.Handler {
 // DevicePage serves /devices/{id}: one device's metadata, latest values and
 // charts, without embedded history (the script fetches it). An unknown id
 // gets the 404 page.
-func DevicePage(f Fleet) http.Handler { return DevicePageWithHistory(f, nil, nil) }
+func DevicePage(f Fleet) http.Handler { return DevicePageWithHistory(f, Options{}) }
 
 // DevicePageWithHistory serves /devices/{id} with each chart's history read
 // from h (none when h is nil) for the range in ?range= (15m, 1h, 6h, 24h,
-// 7d) or ?from=&to=. An unknown id gets the 404 page. What could not be
-// read or rendered goes to log (nil: nowhere).
-func DevicePageWithHistory(f Fleet, h History, log *slog.Logger) http.Handler {
-	log = orDiscard(log)
+// 7d) or ?from=&to=. An unknown id gets the 404 page.
+func DevicePageWithHistory(f Fleet, o Options) http.Handler {
+	h, log := o.History, orDiscard(o.Logger)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		id := r.PathValue("id")
 		d, ok := f.Get(id)
@@ -102,7 +119,7 @@ func DevicePageWithHistory(f Fleet, h History, log *slog.Logger) http.Handler {
 			notFound(w, r, log, "There is no device with the id “"+id+"”.")
 			return
 		}
-		now := time.Now()
+		now := o.now()
 		m := NewDevice(d, now)
 		m.SetRange(ParseRange(r.URL.Query().Get, now))
 		if h != nil {

@@ -69,8 +69,8 @@ func historyFleet(t testing.TB, n int, end time.Time) (*devices.Fleet, *sqlite.S
 // historyRoutes mounts the pages with history, as cmd/iotdash should.
 func historyRoutes(f Fleet, h History) http.Handler {
 	mux := http.NewServeMux()
-	mux.Handle("GET /{$}", OverviewWithHistory(f, h, nil))
-	mux.Handle("GET /devices/{id}", DevicePageWithHistory(f, h, nil))
+	mux.Handle("GET /{$}", OverviewWithHistory(f, Options{History: h}))
+	mux.Handle("GET /devices/{id}", DevicePageWithHistory(f, Options{History: h}))
 	mux.Handle("/", NotFound())
 	return mux
 }

@@ -28,7 +28,7 @@ func TestOverviewWith500Devices(t *testing.T) {
 	f, st := historyFleet(t, 500, time.Now())
 	hub := push.NewHub(push.Options{})
 	mux := http.NewServeMux()
-	mux.Handle("GET /{$}", OverviewWithHistory(f, st, nil))
+	mux.Handle("GET /{$}", OverviewWithHistory(f, Options{History: st}))
 	mux.Handle("GET /static/", Static())
 	mux.Handle("GET /ws", hub)
 	srv := httptest.NewServer(mux)

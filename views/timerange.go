@@ -17,6 +17,15 @@ type Range struct {
 	// ("" if it could): the page says so rather than silently showing
 	// the default.
 	Problem string
+	// Loc is the zone its times are shown and typed in (UTC if nil).
+	Loc *time.Location
+}
+
+func (r Range) loc() *time.Location {
+	if r.Loc == nil {
+		return time.UTC
+	}
+	return r.Loc
 }
 
 // Ranges are the range picker's choices besides custom: a name (as in
@@ -39,13 +48,13 @@ func DefaultRange(now time.Time) Range {
 
 func relativeRange(i int, now time.Time) Range {
 	to := now.UnixMilli() + 1 // the reading of this very millisecond too
-	return Range{Name: Ranges[i].Name, From: to - Ranges[i].Span.Milliseconds(), To: to}
+	return Range{Name: Ranges[i].Name, From: to - Ranges[i].Span.Milliseconds(), To: to, Loc: now.Location()}
 }
 
 // ParseRange reads the range from the device page's URL parameters:
-// ?range=1h, or ?from=&to= as Unix ms, RFC 3339, or a local date and time
-// without a zone (2025-11-24T15:00, taken as UTC). Anything else is the
-// default range, with a Problem that says what was wrong.
+// ?range=1h, or ?from=&to= as Unix ms, RFC 3339, or a date and time without
+// a zone (2025-11-24T15:00, taken in now's zone, the plant's). Anything else
+// is the default range, with a Problem that says what was wrong.
 func ParseRange(get func(string) string, now time.Time) Range {
 	names := make([]string, len(Ranges))
 	for i, r := range Ranges {
@@ -55,10 +64,10 @@ func ParseRange(get func(string) string, now time.Time) Range {
 		names[i] = r.Name
 	}
 	fromS, toS := get("from"), get("to")
-	from, okFrom := parseInstant(fromS)
-	to, okTo := parseInstant(toS)
+	from, okFrom := parseInstant(fromS, now.Location())
+	to, okTo := parseInstant(toS, now.Location())
 	if okFrom && okTo && from < to {
-		return Range{Name: "custom", From: from, To: to}
+		return Range{Name: "custom", From: from, To: to, Loc: now.Location()}
 	}
 	r := DefaultRange(now)
 	switch shown := " Showing " + r.Label() + " instead."; {
@@ -70,20 +79,25 @@ func ParseRange(get func(string) string, now time.Time) Range {
 	case !okTo:
 		r.Problem = "The end “" + toS + "” is not a date and time." + shown
 	default:
-		r.Problem = "The start " + formatInstant(from) + " is not before the end " + formatInstant(to) + " UTC." + shown
+		r.Problem = "The start " + formatAt(from, r.loc()) + " is not before the end " + formatAt(to, r.loc()) + "." + shown
 	}
 	return r
 }
 
-func parseInstant(s string) (int64, bool) {
+func parseInstant(s string, loc *time.Location) (int64, bool) {
 	if s == "" {
 		return 0, false
 	}
 	if ms, err := strconv.ParseInt(s, 10, 64); err == nil {
 		return ms, true
 	}
-	for _, layout := range []string{time.RFC3339Nano, "2006-01-02T15:04:05", "2006-01-02T15:04"} {
-		if t, err := time.Parse(layout, s); err == nil {
+	if t, err := time.Parse(time.RFC3339Nano, s); err == nil {
+		return t.UnixMilli(), true
+	}
+	// A wall-clock time in the plant's zone; in the hour an autumn DST
+	// change repeats, the one time.Date picks (device.js picks the same).
+	for _, layout := range []string{"2006-01-02T15:04:05", "2006-01-02T15:04"} {
+		if t, err := time.ParseInLocation(layout, s, loc); err == nil {
 			return t.UnixMilli(), true
 		}
 	}
@@ -101,18 +115,17 @@ func (r Range) Label() string {
 			return "the last " + rr.Label
 		}
 	}
-	return formatInstant(r.From) + " to " + formatInstant(r.To) + " UTC"
+	return formatAt(r.From, r.loc()) + " to " + formatAt(r.To, r.loc())
 }
 
-// inputValue is an instant as a datetime-local input takes it, in UTC;
-// the script shows it in the browser's time zone.
-func inputValue(ms int64) string {
-	return time.UnixMilli(ms).UTC().Format("2006-01-02T15:04:05")
+// inputValue is an instant of r as a datetime-local input takes it, in the
+// plant's zone.
+func (r Range) inputValue(ms int64) string {
+	return time.UnixMilli(ms).In(r.loc()).Format("2006-01-02T15:04:05")
 }
 
-func formatInstant(ms int64) string {
-	return time.UnixMilli(ms).UTC().Format("2006-01-02 15:04:05")
-}
+// ZoneLabel names the zone the custom range is typed in.
+func (r Range) ZoneLabel() string { return zoneName(r.loc()) }
 
 // SetRange makes the page show r.
 func (m *DeviceModel) SetRange(r Range) {

@@ -45,6 +45,8 @@ type Page struct {
 	// History says the server embeds history in the page, so that a fresh
 	// copy of the page brings sparklines the script does not have.
 	History bool
+	// TZ is the plant's time zone (IANA name), every time's zone.
+	TZ string
 }
 
 // Counts are how many devices are in each status, and how many need
@@ -78,7 +80,7 @@ func (c Card) Attention() int {
 type Seen struct {
 	Ms       int64  // Unix ms, 0 for never
 	ISO      string // RFC 3339 with milliseconds, for <time datetime>
-	Absolute string // "2025-11-24 16:00:00 UTC"
+	Absolute string // "2025-11-24 16:00:00 +01:00", in the plant's zone
 	Relative string // "12 s ago", "never"
 }
 
@@ -263,7 +265,7 @@ type NotFoundModel struct {
 
 // NewOverview builds the overview of ds as of now, every device shown.
 func NewOverview(ds []devices.Device, now time.Time) OverviewModel {
-	m := OverviewModel{Page: Page{Title: "Fleet", Kind: "overview", Live: "*", NowMs: now.UnixMilli()}, Devices: make([]Card, 0, len(ds))}
+	m := OverviewModel{Page: Page{Title: "Fleet", Kind: "overview", Live: "*", NowMs: now.UnixMilli(), TZ: zoneName(now.Location())}, Devices: make([]Card, 0, len(ds))}
 	for _, d := range ds {
 		c := NewCard(d, now)
 		switch c.Status {
@@ -305,7 +307,7 @@ func (m *OverviewModel) SetFilter(f Filter) {
 // NewDevice builds the page of d as of now, over the last 15 minutes.
 func NewDevice(d devices.Device, now time.Time) DeviceModel {
 	c := NewCard(d, now)
-	m := DeviceModel{Page: Page{Title: c.Name, Kind: "device", Live: d.ID, NowMs: now.UnixMilli()}, Device: c, Range: DefaultRange(now)}
+	m := DeviceModel{Page: Page{Title: c.Name, Kind: "device", Live: d.ID, NowMs: now.UnixMilli(), TZ: zoneName(now.Location())}, Device: c, Range: DefaultRange(now)}
 	for _, mt := range c.Metrics {
 		m.Charts = append(m.Charts, Chart{Metric: mt, Series: Series{From: m.Range.From, To: m.Range.To}})
 	}
@@ -358,7 +360,7 @@ func newSeen(ms int64, now time.Time) Seen {
 	return Seen{
 		Ms:       ms,
 		ISO:      t.Format("2006-01-02T15:04:05.000Z07:00"),
-		Absolute: t.Format("2006-01-02 15:04:05 UTC"),
+		Absolute: formatAt(ms, now.Location()),
 		Relative: relative(now.Sub(t)),
 	}
 }

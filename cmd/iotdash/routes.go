@@ -36,14 +36,16 @@ type deps struct {
 	queryTimeout   time.Duration
 	exportTimeout  time.Duration
 	pprof          bool
+	zone           *time.Location
 	log            *slog.Logger
 }
 
 // routes lists every path iotdash serves.
 func routes(d deps) http.Handler {
 	mux := http.NewServeMux()
-	mux.Handle("GET /{$}", views.OverviewWithHistory(d.fleet, d.reader, d.log))
-	mux.Handle("GET /devices/{id}", views.DevicePageWithHistory(d.fleet, d.reader, d.log))
+	pages := views.Options{History: d.reader, Zone: d.zone, Logger: d.log}
+	mux.Handle("GET /{$}", views.OverviewWithHistory(d.fleet, pages))
+	mux.Handle("GET /devices/{id}", views.DevicePageWithHistory(d.fleet, pages))
 	mux.Handle("GET /static/", http.StripPrefix("/static/", views.Static()))
 	mux.Handle("GET /ws", d.hub)
 

@@ -39,14 +39,47 @@ export function relative(ms) {
   return `${Math.floor(s / 86400)} d ago`;
 }
 
-// absolute is an instant as the server shows it, in UTC.
-export const absolute = (ms) => new Date(ms).toISOString().slice(0, 19).replace('T', ' ') + ' UTC';
-
-// localTime is an instant in the browser's time zone, to the second.
-const localFmt = new Intl.DateTimeFormat(undefined, {
-  year: 'numeric', month: '2-digit', day: '2-digit', hour: '2-digit', minute: '2-digit', second: '2-digit', hour12: false,
+// TZ is the plant's time zone, from the page (data-tz): every time on the
+// page is shown in it, as the server shows times (views.formatAt).
+export const TZ = globalThis.document?.body?.dataset.tz || 'UTC';
+const isUTC = ['UTC', 'Etc/UTC', 'Etc/GMT', 'GMT', 'Etc/Universal', 'Universal', 'Zulu', 'Etc/Zulu'].includes(TZ);
+const partsFmt = new Intl.DateTimeFormat('en-GB', {
+  timeZone: TZ, year: 'numeric', month: '2-digit', day: '2-digit', hour: '2-digit', minute: '2-digit', second: '2-digit', hourCycle: 'h23',
 });
-export const localTime = (ms) => localFmt.format(ms);
+
+// wall is an instant's wall-clock fields in the plant's zone.
+export function wall(ms) {
+  const f = {};
+  for (const p of partsFmt.formatToParts(ms)) f[p.type] = p.value;
+  return f;
+}
+
+// offsetAt is the plant's zone's offset from UTC at an instant, in ms.
+export function offsetAt(ms) {
+  const f = wall(ms);
+  return Date.UTC(+f.year, +f.month - 1, +f.day, +f.hour, +f.minute, +f.second) - Math.floor(ms / 1000) * 1000;
+}
+
+// offsetText is an offset as the server writes it: +01:00.
+export function offsetText(off) {
+  const m = Math.round(Math.abs(off) / 60000);
+  return `${off < 0 ? '-' : '+'}${String(Math.floor(m / 60)).padStart(2, '0')}:${String(m % 60).padStart(2, '0')}`;
+}
+
+// absolute is an instant as the server shows it: 2025-11-24 16:00:00 +01:00
+// in the plant's zone (or … UTC).
+export function absolute(ms) {
+  const f = wall(ms);
+  return `${f.year}-${f.month}-${f.day} ${f.hour}:${f.minute}:${f.second} ${isUTC ? 'UTC' : offsetText(offsetAt(ms))}`;
+}
+export const localTime = absolute;
+
+// isoAt is an instant in RFC 3339 with the plant's offset, for CSV.
+export function isoAt(ms) {
+  const f = wall(ms);
+  const frac = String(((ms % 1000) + 1000) % 1000).padStart(3, '0');
+  return `${f.year}-${f.month}-${f.day}T${f.hour}:${f.minute}:${f.second}.${frac}${isUTC ? 'Z' : offsetText(offsetAt(ms))}`;
+}
 
 // The steps a chart picks from, as the server's views.niceSteps.
 const S = 1000, M = 60 * S, H = 60 * M, D = 24 * H;
@@ -416,9 +449,9 @@ function niceTick(span, n) {
 }
 
 const timeTicks = [S, 2 * S, 5 * S, 10 * S, 15 * S, 30 * S, M, 2 * M, 5 * M, 10 * M, 15 * M, 30 * M, H, 2 * H, 3 * H, 6 * H, 12 * H, D, 2 * D, 7 * D];
-const hm = new Intl.DateTimeFormat(undefined, { hour: '2-digit', minute: '2-digit', hour12: false });
-const hms = new Intl.DateTimeFormat(undefined, { hour: '2-digit', minute: '2-digit', second: '2-digit', hour12: false });
-const md = new Intl.DateTimeFormat(undefined, { month: 'short', day: 'numeric' });
+const hm = new Intl.DateTimeFormat('en-GB', { timeZone: TZ, hour: '2-digit', minute: '2-digit', hourCycle: 'h23' });
+export const hms = new Intl.DateTimeFormat('en-GB', { timeZone: TZ, hour: '2-digit', minute: '2-digit', second: '2-digit', hourCycle: 'h23' });
+const md = new Intl.DateTimeFormat('en-GB', { timeZone: TZ, month: 'short', day: 'numeric' });
 
 // Chart is a device page's chart of one metric: axes, the limits, the
 // min–max band of bucketed history, and a cursor that the pointer or the
@@ -579,11 +612,11 @@ export class Chart {
       ctx.beginPath(); ctx.moveTo(box.x0, yy); ctx.lineTo(box.x1, yy); ctx.stroke();
       ctx.fillText(tickLabel(v, tick), box.x0 - 6, yy);
     }
-    // Time labels, at round times of the browser's zone, about 110 px apart.
+    // Time labels, at round times of the plant's zone, about 110 px apart.
     const span = to - from;
     const tstep = timeTicks.find((s) => (s / span) * (box.x1 - box.x0) >= 110) ?? 7 * D;
     const fmt = tstep >= D ? md : tstep < M ? hms : hm;
-    const off = new Date(from).getTimezoneOffset() * M;
+    const off = -offsetAt(from);
     ctx.textAlign = 'center';
     ctx.textBaseline = 'top';
     for (let t = floorTo(from - off, tstep) + off + tstep; t < to; t += tstep) {

@@ -5,7 +5,7 @@
 // CSV download of what the charts show; and the refetch of any span the
 // connection missed, so that a chart has no hole the data does not have.
 
-import { Series, Chart, stepFor, localTime } from '/static/chart.js';
+import { Series, Chart, stepFor, localTime, wall, offsetAt, isoAt } from '/static/chart.js';
 
 const M = 60 * 1000, H = 60 * M, D = 24 * H;
 // The range picker's choices, as views.Ranges.
@@ -64,11 +64,23 @@ async function minmax(ask) {
   return new Map(lo.points.map(([t, v]) => [t, [v, his.get(t) ?? v]]));
 }
 
-// toLocalInput is an instant as a datetime-local input shows it.
+// toLocalInput is an instant as a datetime-local input shows it, in the
+// plant's zone.
 function toLocalInput(ms) {
-  const d = new Date(ms);
-  const p = (n, w = 2) => String(n).padStart(w, '0');
-  return `${p(d.getFullYear(), 4)}-${p(d.getMonth() + 1)}-${p(d.getDate())}T${p(d.getHours())}:${p(d.getMinutes())}:${p(d.getSeconds())}`;
+  const f = wall(ms);
+  return `${f.year}-${f.month}-${f.day}T${f.hour}:${f.minute}:${f.second}`;
+}
+
+// fromLocalInput is the instant a datetime-local input's wall-clock time
+// names in the plant's zone (NaN if it names none).
+function fromLocalInput(s) {
+  const m = /^(\d{4})-(\d\d)-(\d\d)T(\d\d):(\d\d)(?::(\d\d))?/.exec(s);
+  if (!m) return NaN;
+  const guess = Date.UTC(+m[1], +m[2] - 1, +m[3], +m[4], +m[5], +(m[6] || 0));
+  let ms = guess - offsetAt(guess);
+  const again = guess - offsetAt(ms); // across a DST change, the offset then
+  if (again !== ms) ms = again;
+  return ms;
 }
 
 export function init(live) {
@@ -89,9 +101,7 @@ export function init(live) {
   let range = { name: form.elements.range.value || '15m', from: first.from, to: first.to };
   const relative = () => range.name in SPANS;
 
-  // The custom inputs show the browser's time zone; the server's copy is UTC.
-  const tz = form.querySelector('.tz');
-  if (tz) tz.textContent = `(${Intl.DateTimeFormat().resolvedOptions().timeZone || 'local time'})`;
+  // The custom inputs are in the plant's zone, as the server's copy is.
   function showInputs() {
     fromInput.value = toLocalInput(range.from);
     toInput.value = toLocalInput(range.to);
@@ -176,8 +186,8 @@ export function init(live) {
 
   // custom reads the custom inputs, or says what is wrong with them.
   function custom() {
-    const from = new Date(fromInput.value).getTime();
-    const to = new Date(toInput.value).getTime();
+    const from = fromLocalInput(fromInput.value);
+    const to = fromLocalInput(toInput.value);
     if (!Number.isFinite(from) || !Number.isFinite(to)) { say('Give the custom range a start and an end.'); return null; }
     if (from >= to) { say('The custom range must start before it ends.'); return null; }
     return { name: 'custom', from, to };
@@ -208,7 +218,7 @@ export function init(live) {
     for (const c of charts.values()) {
       for (const p of c.shown()) {
         const band = c.series.step ? `${p.lo ?? p.v},${p.hi ?? p.v}` : ',';
-        lines.push(`${new Date(p.t).toISOString()},${p.t},${id},${c.metric},${p.v},${band},${csvField(c.unit)}`);
+        lines.push(`${isoAt(p.t)},${p.t},${id},${c.metric},${p.v},${band},${csvField(c.unit)}`);
       }
     }
     const { from, to } = span();

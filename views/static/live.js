@@ -16,7 +16,7 @@
 // on <body data-live-state="connected|disconnected"> and what the server
 // confirmed it sends in <body data-subscribed="ids">.
 
-import { formatValue, decimalsOf, relative, absolute, onFrame } from '/static/chart.js';
+import { formatValue, decimalsOf, relative, absolute, onFrame, hms } from '/static/chart.js';
 import * as overview from '/static/overview.js';
 import * as device from '/static/device.js';
 
@@ -301,7 +301,7 @@ let retryTimer = 0;
 
 function showBanner() {
   if (!banner) return;
-  const since = new Date(downSince - offset).toLocaleTimeString();
+  const since = hms.format(downSince - offset);
   const wait = Math.max(0, Math.ceil((retryAt - Date.now()) / 1000));
   const text = retryAt
     ? `Live updates are disconnected since ${since}. Reconnecting in ${wait} s…`

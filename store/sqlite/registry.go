@@ -23,14 +23,18 @@ type Registry struct {
 
 var _ devices.Registry = (*Registry)(nil)
 
-// OpenRegistry opens the registry in the file at path, creating it (readable
-// by its owner only) when it does not exist.
-func OpenRegistry(path string) (*Registry, error) {
+// OpenStateFile opens the SQLite file at path that keeps iotdash's own
+// state (the fleet, and whatever else one instance keeps: people, device
+// credentials), creating it (readable by its owner only) when it does not
+// exist, and runs schema, each statement idempotent (CREATE … IF NOT
+// EXISTS). Every part opens it with its own schema; one process may hold
+// several handles on the file.
+func OpenStateFile(path string, schema ...string) (*sql.DB, error) {
 	if strings.ContainsAny(path, "?#") {
-		return nil, devices.Errorf(devices.EInvalid, "registry path %q must not hold a '?' or '#'", path)
+		return nil, devices.Errorf(devices.EInvalid, "state file path %q must not hold a '?' or '#'", path)
 	}
 	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
-		return nil, unavailable("registry directory", err)
+		return nil, unavailable("state directory", err)
 	}
 	if f, err := os.OpenFile(path, os.O_CREATE|os.O_RDWR, 0o600); err == nil {
 		f.Close()
@@ -44,10 +48,21 @@ func OpenRegistry(path string) (*Registry, error) {
 		return nil, fmt.Errorf("sqlite: open %s: %w", path, err)
 	}
 	db.SetMaxOpenConns(1)
-	ctx := context.Background()
-	if _, err := db.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS devices (id TEXT PRIMARY KEY, doc TEXT NOT NULL) WITHOUT ROWID`); err != nil {
-		db.Close()
-		return nil, unavailable("registry schema", err)
+	for _, stmt := range schema {
+		if _, err := db.ExecContext(context.Background(), stmt); err != nil {
+			db.Close()
+			return nil, unavailable("state file schema", err)
+		}
+	}
+	return db, nil
+}
+
+// OpenRegistry opens the registry in the file at path, creating it (readable
+// by its owner only) when it does not exist.
+func OpenRegistry(path string) (*Registry, error) {
+	db, err := OpenStateFile(path, `CREATE TABLE IF NOT EXISTS devices (id TEXT PRIMARY KEY, doc TEXT NOT NULL) WITHOUT ROWID`)
+	if err != nil {
+		return nil, err
 	}
 	r := &Registry{db: db}
 	if r.save, err = db.Prepare(`INSERT INTO devices (id, doc) VALUES (?, ?) ON CONFLICT (id) DO UPDATE SET doc = excluded.doc`); err != nil {

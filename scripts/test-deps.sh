@@ -44,8 +44,19 @@ if [ ! -f "$axe" ] && command -v npm >/dev/null 2>&1; then
   npm install --prefix "$cache/axe-$axe_version" --no-audit --no-fund --silent "axe-core@$axe_version" >&2
 fi
 
+# Redocly CLI, the OpenAPI linter the API's test runs with its recommended
+# rules, from the npm registry (the test skips, loudly, where npm is absent).
+redocly_version="2.77.0"
+redocly="$cache/redocly-$redocly_version/node_modules/.bin/redocly"
+if [ ! -x "$redocly" ] && command -v npm >/dev/null 2>&1; then
+  echo "installing @redocly/cli $redocly_version from the npm registry into $cache" >&2
+  mkdir -p "$cache/redocly-$redocly_version"
+  npm install --prefix "$cache/redocly-$redocly_version" --no-audit --no-fund --silent "@redocly/cli@$redocly_version" >&2
+fi
+
 mosq=$(command -v mosquitto || echo /usr/sbin/mosquitto)
 echo "export IOTDASH_TEST_MOSQUITTO=$mosq"
 echo "export IOTDASH_TEST_INFLUXD=$influxd"
 echo "export IOTDASH_TEST_CHROMIUM=$(command -v chromium)"
 if [ -f "$axe" ]; then echo "export IOTDASH_TEST_AXE=$axe"; fi
+if [ -x "$redocly" ]; then echo "export IOTDASH_TEST_REDOCLY=$redocly"; fi

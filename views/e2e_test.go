@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -104,6 +105,7 @@ func (d *dashboard) start(t *testing.T) {
 	t.Helper()
 	d.cmd = exec.Command(iotdashBinary(t), d.args...)
 	d.cmd.Stdout, d.cmd.Stderr = d.out, d.out
+	d.cmd.Env = append(os.Environ(), "IOTDASH_ADMIN_PASSWORD="+adminPassword)
 	d.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	if err := d.cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -142,7 +144,9 @@ func (d *dashboard) stop(t *testing.T) {
 // getJSON decodes the answer of GET path.
 func (d *dashboard) getJSON(t *testing.T, path string, v any) {
 	t.Helper()
-	res, err := http.Get(d.URL + path)
+	req, _ := http.NewRequest("GET", d.URL+path, nil)
+	req.SetBasicAuth("admin", adminPassword)
+	res, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatalf("GET %s: %v", path, err)
 	}
@@ -207,9 +211,37 @@ func (d *device) publish(topic string, retained bool, payload string) {
 	}
 }
 
-// page opens url in a fresh browser tab and fails the test on any uncaught
-// exception of its scripts.
-func page(t *testing.T, url string) context.Context {
+// adminPassword is the first admin's, set by IOTDASH_ADMIN_PASSWORD.
+const adminPassword = "e2e-admin-password"
+
+// signIn signs in on the sign-in form as a person does, asking for url,
+// and waits until the browser is there.
+func signIn(t *testing.T, ctx context.Context, target string) {
+	t.Helper()
+	u, err := url.Parse(target)
+	if err != nil {
+		t.Fatal(err)
+	}
+	login := u.Scheme + "://" + u.Host + "/login?next=" + url.QueryEscape(u.RequestURI())
+	if err := chromedp.Do(ctx,
+		chromedp.Navigate(login),
+		chromedp.SetValue(chromedp.ID("username"), "admin"),
+		chromedp.SetValue(chromedp.ID("password"), adminPassword),
+		chromedp.Submit(chromedp.ID("password")),
+	); err != nil {
+		t.Fatal(err)
+	}
+	// The form's POST navigates: the page's context changes under an
+	// evaluation, so errors while it does are waited out.
+	testenv.WaitFor(t, 30*time.Second, "signed in and at "+u.RequestURI(), func() bool {
+		at, err := chromedp.Run(ctx, chromedp.Evaluate[bool](fmt.Sprintf(`location.pathname + location.search === %q && document.readyState === "complete"`, u.RequestURI())))
+		return err == nil && at
+	})
+}
+
+// page signs in and opens url in a fresh browser tab, and fails the test
+// on any uncaught exception of its scripts.
+func page(t *testing.T, target string) context.Context {
 	t.Helper()
 	ctx := browser(t)
 	messages := chromedp.Console(ctx)
@@ -232,9 +264,7 @@ func page(t *testing.T, url string) context.Context {
 			mu.Unlock()
 		}
 	}()
-	if err := chromedp.Do(ctx, chromedp.Navigate(url)); err != nil {
-		t.Fatal(err)
-	}
+	signIn(t, ctx, target)
 	return ctx
 }
 

@@ -38,7 +38,7 @@ func startBinary(t testing.TB, bin string, args ...string) *process {
 	p := &process{stdout: &testenv.Buffer{}, stderr: &testenv.Buffer{}, done: make(chan error, 1)}
 	p.cmd = exec.Command(bin, args...)
 	p.cmd.Stdout, p.cmd.Stderr = p.stdout, p.stderr
-	p.cmd.Env = os.Environ()
+	p.cmd.Env = append(os.Environ(), "IOTDASH_ADMIN_PASSWORD="+adminPassword)
 	p.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	if err := p.cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -52,7 +52,7 @@ func startBinary(t testing.TB, bin string, args ...string) *process {
 	})
 	testenv.WaitFor(t, 30*time.Second, "iotdash to print its address", func() bool {
 		if m := dashboardLine.FindStringSubmatch(p.stdout.String()); m != nil {
-			p.URL = m[1]
+			p.URL = withAdmin(m[1])
 			return true
 		}
 		return false

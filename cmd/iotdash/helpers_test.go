@@ -23,6 +23,24 @@ func TestMain(m *testing.M) { testenv.Main(m) }
 
 var dashboardLine = regexp.MustCompile(`dashboard on (http://\S+)/`)
 
+// adminPassword is the first admin's password in every instance the tests
+// start (IOTDASH_ADMIN_PASSWORD). Their URLs carry it (http://admin:…@…),
+// so that every request a test makes signs in with HTTP Basic.
+const adminPassword = "test-admin-password"
+
+// testEnv is the environment the tests start iotdash in.
+func testEnv(name string) string {
+	if name == "IOTDASH_ADMIN_PASSWORD" {
+		return adminPassword
+	}
+	return ""
+}
+
+// withAdmin returns base with the admin's credentials in it.
+func withAdmin(base string) string {
+	return strings.Replace(base, "://", "://admin:"+adminPassword+"@", 1)
+}
+
 // instance is iotdash running in this test process through run.
 type instance struct {
 	URL    string
@@ -48,7 +66,7 @@ func launch(t *testing.T, args ...string) *instance {
 	in := &instance{stdout: &testenv.Buffer{}, stderr: &testenv.Buffer{}}
 	errc := make(chan error, 1)
 	args = append([]string{"-http", "127.0.0.1:0", "-data", t.TempDir()}, args...)
-	go func() { errc <- run(ctx, args, func(string) string { return "" }, in.stdout, in.stderr) }()
+	go func() { errc <- run(ctx, args, testEnv, in.stdout, in.stderr) }()
 	in.stop = func() error {
 		cancel()
 		select {
@@ -75,7 +93,7 @@ func launch(t *testing.T, args ...string) *instance {
 		}
 		m := dashboardLine.FindStringSubmatch(in.stdout.String())
 		if m != nil {
-			in.URL = m[1]
+			in.URL = withAdmin(m[1])
 		}
 		return m != nil
 	})

@@ -10,6 +10,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"flag"
 	"fmt"
@@ -17,6 +18,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
 	"net/url"
 	"os"
 	"os/signal"
@@ -32,6 +34,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"iotdash/api"
+	"iotdash/auth"
 	"iotdash/broker"
 	"iotdash/devices"
 	"iotdash/guard"
@@ -92,6 +95,10 @@ type config struct {
 	publicURL                     string
 	timezone                      string
 	zone                          *time.Location
+	adminPassword                 string
+	proxyHeader, proxyFromList    string
+	proxyFrom                     []netip.Prefix
+	tlsCert, tlsKey               string
 }
 
 // parseFlags reads flags, each with an IOTDASH_* environment twin that the
@@ -180,6 +187,10 @@ func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (co
 		}
 	}
 	fs.Func("max-export-range", "longest range one raw CSV export may cover, e.g. 31d (default 31d) (IOTDASH_MAX_EXPORT_RANGE)", setRange)
+	fs.StringVar(&c.proxyHeader, "auth-proxy-header", env("IOTDASH_AUTH_PROXY_HEADER", ""), "header in which a reverse proxy that signs people in names the user, e.g. X-Forwarded-User; believed only from -auth-proxy-from (IOTDASH_AUTH_PROXY_HEADER)")
+	fs.StringVar(&c.proxyFromList, "auth-proxy-from", env("IOTDASH_AUTH_PROXY_FROM", ""), "addresses or CIDR ranges of that proxy, comma-separated (IOTDASH_AUTH_PROXY_FROM)")
+	fs.StringVar(&c.tlsCert, "tls-cert", env("IOTDASH_TLS_CERT", ""), "serve HTTPS with this certificate (PEM); needs -tls-key (IOTDASH_TLS_CERT)")
+	fs.StringVar(&c.tlsKey, "tls-key", env("IOTDASH_TLS_KEY", ""), "the certificate's private key (PEM) (IOTDASH_TLS_KEY)")
 	fs.StringVar(&c.publicURL, "public-url", env("IOTDASH_PUBLIC_URL", ""), "the URL people reach the dashboard at, when not by an IP address or localhost (a name on the network, or behind a proxy): requests for other host names are refused (IOTDASH_PUBLIC_URL)")
 	fs.StringVar(&c.timezone, "timezone", env("IOTDASH_TIMEZONE", ""), "the plant's time zone, an IANA name such as Europe/Berlin, that every time on the pages is shown in; default the machine's (IOTDASH_TIMEZONE)")
 	fs.BoolVar(&c.pprof, "pprof", envBool("IOTDASH_PPROF"), "serve Go's profiler under /debug/pprof/ (IOTDASH_PPROF=true)")
@@ -201,6 +212,30 @@ func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (co
 		return c, usageError{err}
 	}
 	c.mqttPass = getenv("IOTDASH_MQTT_PASSWORD")
+	c.adminPassword = getenv("IOTDASH_ADMIN_PASSWORD")
+	if c.adminPassword != "" && len(c.adminPassword) < auth.MinPasswordLength {
+		return c, usageError{fmt.Errorf("IOTDASH_ADMIN_PASSWORD has fewer than %d characters", auth.MinPasswordLength)}
+	}
+	if (c.tlsCert == "") != (c.tlsKey == "") {
+		return c, usageError{errors.New("-tls-cert and -tls-key go together")}
+	}
+	for _, f := range strings.Split(c.proxyFromList, ",") {
+		if f = strings.TrimSpace(f); f == "" {
+			continue
+		}
+		p, err := netip.ParsePrefix(f)
+		if err != nil {
+			a, aerr := netip.ParseAddr(f)
+			if aerr != nil {
+				return c, usageError{fmt.Errorf("-auth-proxy-from: %q is not an address or a CIDR range", f)}
+			}
+			p = netip.PrefixFrom(a, a.BitLen())
+		}
+		c.proxyFrom = append(c.proxyFrom, p.Masked())
+	}
+	if c.proxyHeader != "" && len(c.proxyFrom) == 0 {
+		return c, usageError{errors.New("-auth-proxy-header needs -auth-proxy-from: the addresses the header is believed from")}
+	}
 	c.influxToken = getenv("INFLUX_TOKEN")
 	if c.publicURL != "" {
 		u, err := url.Parse(c.publicURL)
@@ -268,6 +303,12 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	}
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
 
+	var cert tls.Certificate
+	if c.tlsCert != "" {
+		if cert, err = tls.LoadX509KeyPair(c.tlsCert, c.tlsKey); err != nil {
+			return usageError{fmt.Errorf("-tls-cert, -tls-key: %w", err)}
+		}
+	}
 	// Listen before anything else starts, so a taken port fails fast.
 	httpLn, err := net.Listen("tcp", c.httpAddr)
 	if err != nil {
@@ -314,6 +355,19 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return fmt.Errorf("reading the fleet registry in -data %s: %w", c.dataDir, err)
 	}
 	fleet.Restore(known)
+
+	// People: users, sessions and API tokens, in the same state file.
+	docs, err := sqlite.OpenDocs(filepath.Join(c.dataDir, "fleet.db"))
+	if err != nil {
+		return fmt.Errorf("opening the users in -data %s: %w", c.dataDir, err)
+	}
+	cl.add(docs.Close)
+	people := auth.New(auth.Config{Store: docs, ProxyHeader: c.proxyHeader, ProxyFrom: c.proxyFrom,
+		SecureCookies: c.tlsCert != "" || strings.HasPrefix(c.publicURL, "https:"), Metrics: auth.NewMetrics(reg), Logger: log})
+	adminPassword, signIn, err := people.Bootstrap(ctx, c.adminPassword)
+	if err != nil {
+		return fmt.Errorf("creating the first user in -data %s: %w", c.dataDir, err)
+	}
 	cl.add(task(ctx, func(ctx context.Context) { fleet.Run(ctx, time.Second) }))
 	// Not ended by ctx but by its closer, so that its last save comes
 	// after the ingester's last message.
@@ -430,13 +484,19 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	registerHubMetrics(reg, hub)
 	reg.MustRegister(fleetCollector{fleet})
 	var hosts []string
+	// Forms change state: a POST from another site's page is refused.
+	csrf := http.NewCrossOriginProtection()
+	csrf.SetDenyHandler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		http.Error(w, "This request came from another site's page and was refused.", http.StatusForbidden)
+	}))
 	if c.publicURL != "" {
 		u, _ := url.Parse(c.publicURL) // checked by parseFlags
 		hosts = append(hosts, u.Hostname())
+		csrf.AddTrustedOrigin(u.Scheme + "://" + u.Host)
 	}
 	srv := &http.Server{
-		Handler: guard.Handler(routes(deps{fleet: fleet, hub: hub, reader: reader, ingester: in, registry: reg, maxPoints: c.maxPoints,
-			maxExportRange: c.maxExportRange, queryTimeout: c.queryTimeout, exportTimeout: c.exportTimeout, pprof: c.pprof, zone: c.zone, log: log}),
+		Handler: guard.Handler(csrf.Handler(routes(deps{fleet: fleet, hub: hub, reader: reader, ingester: in, registry: reg, maxPoints: c.maxPoints,
+			maxExportRange: c.maxExportRange, queryTimeout: c.queryTimeout, exportTimeout: c.exportTimeout, pprof: c.pprof, zone: c.zone, auth: people, log: log})),
 			guard.Options{Hosts: hosts, CSP: views.ContentSecurityPolicy, Logger: log}),
 		ReadHeaderTimeout: 5 * time.Second,
 		ReadTimeout:       30 * time.Second,
@@ -447,7 +507,14 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		ErrorLog:       slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
 	srvErr := make(chan error, 1)
-	go func() { srvErr <- srv.Serve(httpLn) }()
+	scheme := "http"
+	if c.tlsCert != "" {
+		scheme = "https"
+		srv.TLSConfig = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+		go func() { srvErr <- srv.ServeTLS(httpLn, "", "") }()
+	} else {
+		go func() { srvErr <- srv.Serve(httpLn) }()
+	}
 	cl.add(func() error {
 		// WebSockets are hijacked: Shutdown does not wait for them. The
 		// hub closes them first, within its own write timeouts.
@@ -456,7 +523,15 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		defer cancel()
 		return srv.Shutdown(sctx)
 	})
-	fmt.Fprintf(stdout, "iotdash: dashboard on http://%s/\n", httpLn.Addr())
+	base := scheme + "://" + httpLn.Addr().String()
+	fmt.Fprintf(stdout, "iotdash: dashboard on %s/\n", base)
+	switch {
+	case signIn != "" && c.adminPassword != "":
+		fmt.Fprintf(stdout, "iotdash: created the user admin with the password from IOTDASH_ADMIN_PASSWORD\n")
+	case signIn != "":
+		fmt.Fprintf(stdout, "iotdash: created the user admin with the password %s (shown this once: keep it, or set another on the admin page)\n", adminPassword)
+		fmt.Fprintf(stdout, "iotdash: sign in once without it: %s%s\n", base, signIn)
+	}
 
 	select {
 	case <-ctx.Done():

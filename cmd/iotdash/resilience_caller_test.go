@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/url"
 	"strings"
 	"testing"
 	"time"
@@ -114,7 +115,11 @@ func TestResilienceHostileBrowsers(t *testing.T) {
 // line of the answer.
 func rawRequest(t *testing.T, base, req string) string {
 	t.Helper()
-	conn, err := net.DialTimeout("tcp", strings.TrimPrefix(base, "http://"), 10*time.Second)
+	u, err := url.Parse(base)
+	if err != nil {
+		t.Fatal(err)
+	}
+	conn, err := net.DialTimeout("tcp", u.Host, 10*time.Second)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -133,7 +138,11 @@ func rawRequest(t *testing.T, base, req string) string {
 // connection (true) or within has passed (false).
 func slowloris(t *testing.T, base string, within time.Duration) (closed bool, after time.Duration) {
 	t.Helper()
-	conn, err := net.DialTimeout("tcp", strings.TrimPrefix(base, "http://"), 10*time.Second)
+	u, err := url.Parse(base)
+	if err != nil {
+		t.Fatal(err)
+	}
+	conn, err := net.DialTimeout("tcp", u.Host, 10*time.Second)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -11,6 +11,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"iotdash/api"
+	"iotdash/auth"
 	"iotdash/devices"
 	"iotdash/ingest"
 	"iotdash/push"
@@ -37,40 +38,69 @@ type deps struct {
 	exportTimeout  time.Duration
 	pprof          bool
 	zone           *time.Location
+	auth           *auth.Service
 	log            *slog.Logger
 }
 
-// routes lists every path iotdash serves.
+// route is one pattern iotdash serves and the least role that may use it.
+type route struct {
+	pattern string
+	role    auth.Role
+	handler http.Handler
+}
+
+// table lists every route iotdash serves, each with the role it needs:
+// the one place that says who may do what (README, Security). mux is what
+// the routes are mounted on, for the API's 404 and 405.
+func table(d deps, mux *http.ServeMux) []route {
+	pages := views.Options{History: d.reader, Zone: d.zone, Logger: d.log}
+	admin := views.Admin{Accounts: d.auth, Options: pages}
+	query := api.Query(d.reader, api.QueryOptions{
+		MaxPoints: d.maxPoints, MaxExportRange: d.maxExportRange, Timeout: d.queryTimeout, ExportTimeout: d.exportTimeout, Fleet: d.fleet, Logger: d.log})
+	rs := []route{
+		{"GET /login", auth.Anyone, d.auth.Login(views.Login(pages))},
+		{"POST /login", auth.Anyone, d.auth.Login(views.Login(pages))},
+		{"POST /logout", auth.Viewer, d.auth.Logout()},
+		{"GET /static/", auth.Anyone, http.StripPrefix("/static/", views.Static())},
+		{"GET /healthz", auth.Anyone, api.Health()},
+		{"GET /readyz", auth.Anyone, api.Ready(
+			api.Check{Name: "broker", Fn: func(context.Context) error {
+				if !d.ingester.Connected() {
+					return devices.Errorf(devices.EUnavailable, "not connected to the MQTT broker")
+				}
+				return nil
+			}},
+			api.Check{Name: "store", Fn: func(ctx context.Context) error { return d.reader.Ping(ctx) }},
+		)},
+
+		{"GET /{$}", auth.Viewer, views.OverviewWithHistory(d.fleet, pages)},
+		{"GET /devices/{id}", auth.Viewer, views.DevicePageWithHistory(d.fleet, pages)},
+		{"GET /ws", auth.Viewer, d.hub},
+		{"GET /api/v1/devices", auth.Viewer, views.Compress(api.Devices(d.fleet))},
+		{"GET /api/v1/devices/{id}", auth.Viewer, views.Compress(api.Device(d.fleet))},
+		{"GET /api/v1/query", auth.Viewer, views.Compress(query)},
+		{"GET /api/v1/openapi.json", auth.Viewer, views.Compress(api.OpenAPI())},
+		{"/api/", auth.Viewer, api.Fallback(mux)},
+		{"/", auth.Viewer, views.NotFound()},
+
+		{"GET /admin", auth.Admin, admin.Page()},
+		{"POST /admin/{kind}", auth.Admin, admin.Action()},
+		{"POST /admin/{kind}/{key}/{action}", auth.Admin, admin.Action()},
+		{"GET /metrics", auth.Admin, promhttp.HandlerFor(d.registry, promhttp.HandlerOpts{Registry: d.registry})},
+	}
+	if d.pprof {
+		rs = append(rs,
+			route{"GET /debug/pprof/", auth.Admin, http.HandlerFunc(pprof.Index)},
+			route{"GET /debug/pprof/profile", auth.Admin, http.HandlerFunc(pprof.Profile)})
+	}
+	return rs
+}
+
+// routes serves every route of table to those its role allows.
 func routes(d deps) http.Handler {
 	mux := http.NewServeMux()
-	pages := views.Options{History: d.reader, Zone: d.zone, Logger: d.log}
-	mux.Handle("GET /{$}", views.OverviewWithHistory(d.fleet, pages))
-	mux.Handle("GET /devices/{id}", views.DevicePageWithHistory(d.fleet, pages))
-	mux.Handle("GET /static/", http.StripPrefix("/static/", views.Static()))
-	mux.Handle("GET /ws", d.hub)
-
-	mux.Handle("GET /api/v1/devices", views.Compress(api.Devices(d.fleet)))
-	mux.Handle("GET /api/v1/devices/{id}", views.Compress(api.Device(d.fleet)))
-	mux.Handle("GET /api/v1/query", views.Compress(api.Query(d.reader, api.QueryOptions{
-		MaxPoints: d.maxPoints, MaxExportRange: d.maxExportRange, Timeout: d.queryTimeout, ExportTimeout: d.exportTimeout, Fleet: d.fleet, Logger: d.log})))
-	mux.Handle("GET /api/v1/openapi.json", views.Compress(api.OpenAPI()))
-	mux.Handle("/api/", api.Fallback(mux))
-
-	mux.Handle("GET /healthz", api.Health())
-	mux.Handle("GET /readyz", api.Ready(
-		api.Check{Name: "broker", Fn: func(context.Context) error {
-			if !d.ingester.Connected() {
-				return devices.Errorf(devices.EUnavailable, "not connected to the MQTT broker")
-			}
-			return nil
-		}},
-		api.Check{Name: "store", Fn: d.reader.Ping},
-	))
-	mux.Handle("GET /metrics", promhttp.HandlerFor(d.registry, promhttp.HandlerOpts{Registry: d.registry}))
-	if d.pprof {
-		mux.HandleFunc("GET /debug/pprof/", pprof.Index)
-		mux.HandleFunc("GET /debug/pprof/profile", pprof.Profile)
+	for _, r := range table(d, mux) {
+		mux.Handle(r.pattern, d.auth.Require(r.role, r.handler))
 	}
-	mux.Handle("/", views.NotFound())
 	return mux
 }

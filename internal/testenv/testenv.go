@@ -72,6 +72,21 @@ func Axe(t testing.TB) string {
 	return ""
 }
 
+// Redocly returns the path of Redocly CLI, the OpenAPI linter, which `make
+// test` installs from the npm registry. Without npm there is none: the
+// test is skipped, loudly.
+func Redocly(t testing.TB) string {
+	t.Helper()
+	if p := os.Getenv("IOTDASH_TEST_REDOCLY"); p != "" {
+		return p
+	}
+	if _, err := exec.LookPath("npm"); err != nil {
+		t.Skip("SKIPPED: the OpenAPI lint needs npm (install Node.js and npm, then run `make test`, which installs @redocly/cli)")
+	}
+	t.Fatalf("testenv: Redocly CLI not found (set IOTDASH_TEST_REDOCLY). Run `make test`, which installs it with npm")
+	return ""
+}
+
 // WaitFor polls cond every 50ms until it holds, and fails t if it does not
 // within the deadline: tests wait for a condition, never for a time.
 func WaitFor(t testing.TB, within time.Duration, what string, cond func() bool) {

@@ -45,15 +45,26 @@ func newCSVWriter(w http.ResponseWriter, req Request) *csvWriter {
 	return c
 }
 
+// appendCSVName appends a device id or metric name (devices.ValidName: no
+// quote, comma or line end to escape) as a cell a spreadsheet keeps as
+// text: one that begins with '-' (which it would take for a formula) is led
+// by a quote mark, as the device page's own CSV does.
+func appendCSVName(b []byte, name string) []byte {
+	if name != "" && (name[0] == '-' || name[0] == '=' || name[0] == '+' || name[0] == '@') {
+		b = append(b, '\'')
+	}
+	return append(b, name...)
+}
+
 // row adds one point of a series; it returns the first error writing met.
 func (c *csvWriter) row(device, metric string, p store.Point) error {
 	b := c.appendTime(c.buf, p.T)
 	b = append(b, ',')
 	b = strconv.AppendInt(b, p.T, 10)
 	b = append(b, ',')
-	b = append(b, device...)
+	b = appendCSVName(b, device)
 	b = append(b, ',')
-	b = append(b, metric...)
+	b = appendCSVName(b, metric)
 	b = append(b, ',')
 	b = appendCSVNumber(b, p.V)
 	if c.req.Step > 0 && c.req.Agg == store.AggMinMax {

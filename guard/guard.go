@@ -3,7 +3,8 @@
 // on another site cannot read a dashboard on a private network by pointing
 // a name of its own at it (DNS rebinding), and it sets the security headers
 // every response carries: the pages' Content-Security-Policy, no framing,
-// no MIME sniffing, no referrer to other sites. Sign-in will live here too.
+// no MIME sniffing, no referrer to other sites. Who may do what is the
+// auth package's.
 package guard
 
 import (

@@ -218,7 +218,7 @@ export function init(live) {
     for (const c of charts.values()) {
       for (const p of c.shown()) {
         const band = c.series.step ? `${p.lo ?? p.v},${p.hi ?? p.v}` : ',';
-        lines.push(`${isoAt(p.t)},${p.t},${id},${c.metric},${p.v},${band},${csvField(c.unit)}`);
+        lines.push(`${isoAt(p.t)},${p.t},${csvField(id)},${csvField(c.metric)},${p.v},${band},${csvField(c.unit)}`);
       }
     }
     const { from, to } = span();
@@ -301,7 +301,7 @@ export function init(live) {
   };
 }
 
-// csvField is text from a device (its unit) as a CSV cell: one a
+// csvField is text from a device (its id, a metric's name, its unit) as a CSV cell: one a
 // spreadsheet would take for a formula (= + - @, tab, CR) is led by a quote
 // mark so that it stays text; quotes, commas and line ends are quoted.
 function csvField(s) {

@@ -34,25 +34,22 @@ if [ ! -x "$influxd" ]; then
   rm -rf "$tmp"
 fi
 
-# axe-core, the accessibility engine the browser tests run in Chromium, from
-# the npm registry (the tests skip, loudly, where npm is absent).
-axe_version="4.14.1"
-axe="$cache/axe-$axe_version/node_modules/axe-core/axe.min.js"
-if [ ! -f "$axe" ] && command -v npm >/dev/null 2>&1; then
-  echo "installing axe-core $axe_version from the npm registry into $cache" >&2
-  mkdir -p "$cache/axe-$axe_version"
-  npm install --prefix "$cache/axe-$axe_version" --no-audit --no-fund --silent "axe-core@$axe_version" >&2
-fi
-
-# Redocly CLI, the OpenAPI linter the API's test runs with its recommended
-# rules, from the npm registry (the test skips, loudly, where npm is absent).
-redocly_version="2.77.0"
-redocly="$cache/redocly-$redocly_version/node_modules/.bin/redocly"
-if [ ! -x "$redocly" ] && command -v npm >/dev/null 2>&1; then
-  echo "installing @redocly/cli $redocly_version from the npm registry into $cache" >&2
-  mkdir -p "$cache/redocly-$redocly_version"
-  npm install --prefix "$cache/redocly-$redocly_version" --no-audit --no-fund --silent "@redocly/cli@$redocly_version" >&2
-fi
+# npm_tool DIR PACKAGE@VERSION FILE installs a tool the tests run from the
+# npm registry into $cache/DIR, once; FILE is what shows it is there. Where
+# npm is absent nothing is installed and the tests that need it skip, loudly.
+npm_tool() {
+  if [ ! -e "$cache/$1/$3" ] && command -v npm >/dev/null 2>&1; then
+    echo "installing $2 from the npm registry into $cache/$1" >&2
+    mkdir -p "$cache/$1"
+    npm install --prefix "$cache/$1" --no-audit --no-fund --silent "$2" >&2
+  fi
+}
+# axe-core, the accessibility engine the browser tests run in Chromium.
+npm_tool axe-4.14.1 axe-core@4.14.1 node_modules/axe-core/axe.min.js
+axe="$cache/axe-4.14.1/node_modules/axe-core/axe.min.js"
+# Redocly CLI, the OpenAPI linter the API's test runs with its recommended rules.
+npm_tool redocly-2.77.0 @redocly/cli@2.77.0 node_modules/.bin/redocly
+redocly="$cache/redocly-2.77.0/node_modules/.bin/redocly"
 
 mosq=$(command -v mosquitto || echo /usr/sbin/mosquitto)
 echo "export IOTDASH_TEST_MOSQUITTO=$mosq"

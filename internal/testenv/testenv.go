@@ -58,32 +58,31 @@ func Chromium(t testing.TB) string {
 }
 
 // Axe returns the path of axe-core's axe.min.js for accessibility tests,
-// which `make test` installs from the npm registry. Without npm there is
-// none: the test is skipped, loudly.
+// which `make test` installs from the npm registry.
 func Axe(t testing.TB) string {
 	t.Helper()
-	if p := os.Getenv("IOTDASH_TEST_AXE"); p != "" {
-		return p
-	}
-	if _, err := exec.LookPath("npm"); err != nil {
-		t.Skip("SKIPPED: axe-core needs npm (install Node.js and npm, then run `make test`, which installs axe-core)")
-	}
-	t.Fatalf("testenv: axe-core not found (set IOTDASH_TEST_AXE to axe.min.js). Run `make test`, which installs it with npm")
-	return ""
+	return npmTool(t, "IOTDASH_TEST_AXE", "axe-core")
 }
 
 // Redocly returns the path of Redocly CLI, the OpenAPI linter, which `make
-// test` installs from the npm registry. Without npm there is none: the
-// test is skipped, loudly.
+// test` installs from the npm registry.
 func Redocly(t testing.TB) string {
 	t.Helper()
-	if p := os.Getenv("IOTDASH_TEST_REDOCLY"); p != "" {
+	return npmTool(t, "IOTDASH_TEST_REDOCLY", "@redocly/cli")
+}
+
+// npmTool returns the path in envVar, which scripts/test-deps.sh sets once
+// it has installed pkg with npm. Without npm there is none: the test is
+// skipped, loudly.
+func npmTool(t testing.TB, envVar, pkg string) string {
+	t.Helper()
+	if p := os.Getenv(envVar); p != "" {
 		return p
 	}
 	if _, err := exec.LookPath("npm"); err != nil {
-		t.Skip("SKIPPED: the OpenAPI lint needs npm (install Node.js and npm, then run `make test`, which installs @redocly/cli)")
+		t.Skipf("SKIPPED: %s needs npm (install Node.js and npm, then run `make test`, which installs %s)", pkg, pkg)
 	}
-	t.Fatalf("testenv: Redocly CLI not found (set IOTDASH_TEST_REDOCLY). Run `make test`, which installs it with npm")
+	t.Fatalf("testenv: %s not found (set %s). Run `make test`, which installs it with npm", pkg, envVar)
 	return ""
 }
 

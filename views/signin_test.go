@@ -100,6 +100,7 @@ func TestSignInEndToEnd(t *testing.T) {
 	if got := eval[string](t, ctx, `document.getElementById("username").value`); got != "admin" {
 		t.Errorf("after a wrong password the form holds user %q, want admin kept", got)
 	}
+	checkAccessible(t, ctx)
 
 	signInAs("admin", adminPassword)
 	at(t, ctx, "/admin")
@@ -119,6 +120,7 @@ func TestSignInEndToEnd(t *testing.T) {
 	}
 	settle(t, ctx, "the new token", `!!document.querySelector('[data-testid="new-token"] .secret-value')`)
 	token := pageText(t, ctx, `[data-testid="new-token"] .secret-value`)
+	checkAccessible(t, ctx)
 	req, _ = http.NewRequest("GET", d.URL+"/api/v1/devices", nil)
 	req.Header.Set("Authorization", "Bearer "+token)
 	if res, err := http.DefaultClient.Do(req); err != nil || res.StatusCode != 200 {

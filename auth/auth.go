@@ -89,6 +89,9 @@ type User struct {
 	// Generation changes with the password: sessions of an older one
 	// are signed out.
 	Generation int `json:"generation"`
+	// Zone is the time zone (IANA name) the user reads times in; "" for
+	// the plant's.
+	Zone string `json:"zone,omitempty"`
 }
 
 // Token is an API token: a name for people, a role, and the hash of its
@@ -113,6 +116,7 @@ type Principal struct {
 	Name string // the user's name, or "token:" and the token's name
 	Role Role
 	Via  string // session, basic, bearer or proxy
+	Zone string // the user's own time zone, "" for the plant's
 }
 
 type principalKey struct{}
@@ -281,6 +285,38 @@ func (s *Service) SetPassword(ctx context.Context, name, password string) error 
 	}
 	u.Hash = HashPassword(password)
 	u.Generation++
+	return s.putUser(ctx, u)
+}
+
+// ChangePassword sets a user's password when current is their present one
+// (within the limits on wrong passwords), and signs out their sessions:
+// the caller starts a new one.
+func (s *Service) ChangePassword(ctx context.Context, ip, name, current, password string) error {
+	if err := validPassword(password); err != nil {
+		return err
+	}
+	if _, err := s.signIn(ctx, ip, name, current); err != nil {
+		if err == errWrong {
+			return devices.Errorf(devices.EInvalid, "the present password is not right")
+		}
+		return err
+	}
+	return s.SetPassword(ctx, name, password)
+}
+
+// SetZone sets the time zone a user reads times in: an IANA name, or ""
+// for the plant's.
+func (s *Service) SetZone(ctx context.Context, name, zone string) error {
+	if zone != "" {
+		if _, err := time.LoadLocation(zone); err != nil || len(zone) > 64 {
+			return devices.Errorf(devices.EInvalid, "%q is not a time zone such as Europe/Berlin or UTC", zone)
+		}
+	}
+	u, err := s.user(ctx, name)
+	if err != nil {
+		return err
+	}
+	u.Zone = zone
 	return s.putUser(ctx, u)
 }
 
@@ -463,7 +499,7 @@ func (s *Service) session(ctx context.Context, secret string) (Principal, error)
 		b, _ := json.Marshal(se)
 		s.cfg.Store.Put(ctx, "session", key, b)
 	}
-	return Principal{Name: u.Name, Role: u.Role, Via: "session"}, nil
+	return Principal{Name: u.Name, Role: u.Role, Via: "session", Zone: u.Zone}, nil
 }
 
 func (s *Service) endSession(ctx context.Context, secret string) {

@@ -61,7 +61,7 @@ func (s *Service) authenticate(r *http.Request) (p Principal, ok bool, err error
 			if err != nil {
 				return Principal{}, false, err
 			}
-			return Principal{Name: u.Name, Role: u.Role, Via: "basic"}, true, nil
+			return Principal{Name: u.Name, Role: u.Role, Via: "basic", Zone: u.Zone}, true, nil
 		}
 		return Principal{}, false, errWrong
 	}
@@ -70,7 +70,7 @@ func (s *Service) authenticate(r *http.Request) (p Principal, ok bool, err error
 			u, err := s.user(ctx, name)
 			switch {
 			case err == nil:
-				return Principal{Name: u.Name, Role: u.Role, Via: "proxy"}, true, nil
+				return Principal{Name: u.Name, Role: u.Role, Via: "proxy", Zone: u.Zone}, true, nil
 			case devices.ErrorKind(err) == devices.ENotFound && validUserName(name) == nil:
 				return Principal{Name: name, Role: Viewer, Via: "proxy"}, true, nil
 			case devices.ErrorKind(err) == devices.ENotFound:
@@ -102,6 +102,10 @@ func (s *Service) fromProxy(r *http.Request) bool {
 	}
 	return false
 }
+
+// RemoteIP is the address r comes from, as the limits on wrong passwords
+// count it.
+func RemoteIP(r *http.Request) string { return remoteIP(r) }
 
 func remoteIP(r *http.Request) string {
 	host, _, err := net.SplitHostPort(r.RemoteAddr)

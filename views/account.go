@@ -1,6 +1,7 @@
 package views
 
 import (
+	"cmp"
 	"context"
 	"net/http"
 	"net/url"
@@ -156,3 +157,88 @@ func adminPath(kind, key, action string) string {
 }
 
 func minPassword() string { return strconv.Itoa(auth.MinPasswordLength) }
+
+// Account is what the account page changes: a person's own password and
+// time zone (auth.Service).
+type Account interface {
+	ChangePassword(ctx context.Context, ip, name, current, password string) error
+	SetZone(ctx context.Context, name, zone string) error
+}
+
+// AccountModel is the account page.
+type AccountModel struct {
+	Page
+	Name, Role        string
+	Zone, PlantZone   string
+	CanChangePassword bool // signed in with a password here (not by a proxy or a token)
+	Done, Problem     string
+}
+
+// AccountPages serves GET /account and its forms, POST /account/zone and
+// /account/password. A changed password signs out every session, this
+// one too: the page then asks to sign in again.
+type AccountPages struct {
+	Accounts Account
+	Options  Options
+}
+
+// Page serves GET /account.
+func (a AccountPages) Page() http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { a.show(w, r, "", nil) })
+}
+
+// Action serves POST /account/{what}.
+func (a AccountPages) Action() http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		p, _ := auth.From(r.Context())
+		var err error
+		switch r.PathValue("what") {
+		case "zone":
+			zone := strings.TrimSpace(r.PostFormValue("zone"))
+			if err = a.Accounts.SetZone(r.Context(), p.Name, zone); err == nil {
+				// This request's principal still has the old zone.
+				http.Redirect(w, r, "/account?saved=zone", http.StatusSeeOther)
+				return
+			}
+		case "password":
+			if !a.canChangePassword(r, p) {
+				err = devices.Errorf(devices.EInvalid, "a password is changed by signing in with it here")
+				break
+			}
+			if err = a.Accounts.ChangePassword(r.Context(), auth.RemoteIP(r), p.Name, r.PostFormValue("current"), r.PostFormValue("password")); err == nil {
+				http.Redirect(w, r, "/login?next=%2Faccount", http.StatusSeeOther)
+				return
+			}
+		default:
+			err = devices.Errorf(devices.ENotFound, "there is no such account action")
+		}
+		a.show(w, r, "", err)
+	})
+}
+
+func (a AccountPages) canChangePassword(r *http.Request, p auth.Principal) bool {
+	return p.Via == "session" || p.Via == "basic"
+}
+
+func (a AccountPages) show(w http.ResponseWriter, r *http.Request, done string, actionErr error) {
+	log := orDiscard(a.Options.Logger)
+	p, _ := auth.From(r.Context())
+	plant := time.UTC
+	if a.Options.Zone != nil {
+		plant = a.Options.Zone
+	}
+	m := AccountModel{Page: Page{Title: "Your account"}, Name: p.Name, Role: p.Role.String(), Zone: p.Zone,
+		PlantZone: zoneName(plant), CanChangePassword: a.canChangePassword(r, p), Done: done}
+	if r.URL.Query().Get("saved") == "zone" && actionErr == nil {
+		m.Done = "Saved: times are shown in " + cmp.Or(p.Zone, "the plant's zone, "+m.PlantZone) + "."
+	}
+	status := http.StatusOK
+	if actionErr != nil {
+		status = statusOf(actionErr)
+		m.Problem = devices.ErrorMessage(actionErr)
+		if status >= 500 {
+			log.Error("account action", "path", r.URL.Path, "error", actionErr)
+		}
+	}
+	render(w, r, log, status, AccountPage(m))
+}

@@ -11,6 +11,7 @@ import (
 
 	"github.com/a-h/templ"
 
+	"iotdash/auth"
 	"iotdash/devices"
 	"iotdash/store"
 )
@@ -73,7 +74,14 @@ type Options struct {
 	Logger *slog.Logger
 }
 
-func (o Options) now() time.Time {
+// now is the time to render r's page at, in the zone its reader reads
+// times in: their own, if they chose one, else the plant's.
+func (o Options) now(r *http.Request) time.Time {
+	if p, ok := auth.From(r.Context()); ok && p.Zone != "" {
+		if loc, err := cachedZone(p.Zone); err == nil {
+			return time.Now().In(loc)
+		}
+	}
 	if o.Zone == nil {
 		return time.Now().UTC()
 	}
@@ -91,7 +99,7 @@ func OverviewWithHistory(f Fleet, o Options) http.Handler {
 			notFound(w, r, log, "There is no page at "+r.URL.Path+".")
 			return
 		}
-		now := o.now()
+		now := o.now(r)
 		m := NewOverview(f.List(), now)
 		m.SetFilter(ParseFilter(r.URL.Query().Get))
 		if h != nil {
@@ -119,7 +127,7 @@ func DevicePageWithHistory(f Fleet, o Options) http.Handler {
 			notFound(w, r, log, "There is no device with the id “"+id+"”.")
 			return
 		}
-		now := o.now()
+		now := o.now(r)
 		m := NewDevice(d, now)
 		m.SetRange(ParseRange(r.URL.Query().Get, now))
 		if h != nil {

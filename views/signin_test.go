@@ -144,6 +144,38 @@ func TestSignInEndToEnd(t *testing.T) {
 	if eval[bool](t, ctx, `!!document.querySelector('a[href="/admin"]')`) {
 		t.Error("a viewer is shown the admin link")
 	}
+
+	// She reads times in her own zone, chosen on her account page.
+	if err := chromedp.Do(ctx, chromedp.Click(`a.who`)); err != nil {
+		t.Fatal(err)
+	}
+	at(t, ctx, "/account")
+	if err := chromedp.Do(ctx, chromedp.SetValue(chromedp.ID("zone"), "Asia/Kolkata"), chromedp.Submit(chromedp.ID("zone"))); err != nil {
+		t.Fatal(err)
+	}
+	at(t, ctx, "/account?saved=zone")
+	if err := chromedp.Do(ctx, chromedp.Navigate(d.URL+"/")); err != nil {
+		t.Fatal(err)
+	}
+	until(t, ctx, "the fleet live", connected)
+	if foot := pageText(t, ctx, "footer"); !strings.Contains(foot, "times in Asia/Kolkata") {
+		t.Errorf("after choosing Asia/Kolkata the footer says %q", foot)
+	}
+	if abs := pageText(t, ctx, `[data-testid="last-seen"] .abs`); !strings.Contains(abs, "+05:30") {
+		t.Errorf("a last-seen time reads %q, want it in +05:30", abs)
+	}
+
+	// She changes her password: signed out, and in again with the new one.
+	if err := chromedp.Do(ctx, chromedp.Navigate(d.URL+"/account"),
+		chromedp.SetValue(chromedp.ID("current"), "vera-password"),
+		chromedp.SetValue(chromedp.ID("new-password"), "vera-new-password"),
+		chromedp.Submit(chromedp.ID("new-password"))); err != nil {
+		t.Fatal(err)
+	}
+	at(t, ctx, "/login?next=%2Faccount")
+	signInAs("vera", "vera-new-password")
+	at(t, ctx, "/account")
+
 	before := len(errs())
 	if err := chromedp.Do(ctx, chromedp.Navigate(d.URL+"/admin")); err != nil {
 		t.Fatal(err)

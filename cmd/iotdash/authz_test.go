@@ -44,6 +44,8 @@ var matrix = map[string]struct {
 	"GET /api/v1/openapi.json":          {"viewer", request{"GET", "/api/v1/openapi.json", nil, 200}},
 	"/api/":                             {"viewer", request{"GET", "/api/v2/nothing", nil, 404}},
 	"/":                                 {"viewer", request{"GET", "/nothing", nil, 404}},
+	"GET /account":                      {"viewer", request{"GET", "/account", nil, 200}},
+	"POST /account/{what}":              {"viewer", request{"POST", "/account/zone", url.Values{"zone": {"Mars/Olympus"}}, 400}},
 	"GET /admin":                        {"admin", request{"GET", "/admin", nil, 200}},
 	"POST /admin/{kind}":                {"admin", request{"POST", "/admin/users", url.Values{"username": {"bad name"}, "role": {"viewer"}, "password": {"long-enough-pw"}}, 400}},
 	"POST /admin/{kind}/{key}/{action}": {"admin", request{"POST", "/admin/tokens/nope/revoke", url.Values{}, 404}},

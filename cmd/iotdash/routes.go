@@ -55,6 +55,7 @@ type route struct {
 func table(d deps, mux *http.ServeMux) []route {
 	pages := views.Options{History: d.reader, Zone: d.zone, Logger: d.log}
 	admin := views.Admin{Accounts: d.auth, Options: pages}
+	account := views.AccountPages{Accounts: d.auth, Options: pages}
 	query := api.Query(d.reader, api.QueryOptions{
 		MaxPoints: d.maxPoints, MaxExportRange: d.maxExportRange, Timeout: d.queryTimeout, ExportTimeout: d.exportTimeout, Fleet: d.fleet, Logger: d.log})
 	rs := []route{
@@ -82,6 +83,9 @@ func table(d deps, mux *http.ServeMux) []route {
 		{"GET /api/v1/openapi.json", auth.Viewer, views.Compress(api.OpenAPI())},
 		{"/api/", auth.Viewer, api.Fallback(mux)},
 		{"/", auth.Viewer, views.NotFound()},
+
+		{"GET /account", auth.Viewer, account.Page()},
+		{"POST /account/{what}", auth.Viewer, account.Action()},
 
 		{"GET /admin", auth.Admin, admin.Page()},
 		{"POST /admin/{kind}", auth.Admin, admin.Action()},

@@ -1,5 +1,6 @@
 # iotdash: `make run` starts the product self-contained; `make test` installs
-# what the tests need (Mosquitto, Chromium, InfluxDB 1.8.10) and runs them all.
+# what the tests need (Mosquitto, Chromium, InfluxDB 1.8.10) and runs them all,
+# after go vet and staticcheck (pinned as a tool in go.mod).
 SHELL := /bin/bash
 GO ?= go
 
@@ -15,6 +16,7 @@ generate:
 test:
 	@deps="$$(scripts/test-deps.sh)" && eval "$$deps" && \
 	  $(GO) vet ./... && \
+	  $(GO) tool staticcheck ./... && \
 	  $(GO) test -count=1 -timeout 12m ./... && \
 	  $(GO) test -count=1 -run '^$$' -fuzz '^FuzzDecodeTelemetry$$' -fuzztime 15s ./ingest && \
 	  $(GO) test -count=1 -run '^$$' -fuzz '^FuzzParseTopic$$' -fuzztime 10s ./ingest

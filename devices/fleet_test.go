@@ -160,9 +160,7 @@ func TestRestore(t *testing.T) {
 	}
 
 	all, _ := (&memRegistry{saved: map[string]Device{}}).Load(context.Background())
-	for _, d := range f.List() {
-		all = append(all, d)
-	}
+	all = append(all, f.List()...)
 	g, c2, changes := newTestFleet()
 	c2.t = c.t.Add(time.Second)
 	g.Restore(all)

@@ -1,0 +1,415 @@
+// Package boards holds the Board, a titled grid of panels that operators
+// compose, and what is done with one: its validation, its storage with
+// every earlier version kept, its export and import as JSON, and the
+// resolution of its series against the fleet, so that a panel of "every
+// thermostat" follows the fleet as it grows.
+//
+// It is not the pages that show or edit a board (views), and it reads no
+// history: it says which device × metric pairs a panel shows, and the
+// pages read them. It keeps boards behind Store, the small document
+// interface the state several instances will share sits behind.
+package boards
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"path"
+	"slices"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"iotdash/devices"
+)
+
+// Panel types.
+const (
+	TimeSeries = "timeseries" // a chart of each series over the board's range
+	Stat       = "stat"       // each series' latest value, coloured by thresholds, with a sparkline
+	Gauge      = "gauge"      // each series' latest value on a scale from Min to Max
+	Table      = "table"      // a row per device: status, last seen, the series' metrics
+)
+
+// Types are the panel types, in the order an editor offers them, with the
+// words people read.
+var Types = []struct{ Value, Label string }{
+	{TimeSeries, "Time series"},
+	{Stat, "Stat"},
+	{Gauge, "Gauge"},
+	{Table, "Device table"},
+}
+
+// Threshold levels: a value at or above a threshold's Value takes its
+// Level, up to the next threshold.
+var Levels = []string{"ok", "warn", "alert"}
+
+// Columns is the width of the board's grid: a panel is 1 to Columns wide.
+const Columns = 12
+
+// MaxHeight is the most rows a panel may be tall.
+const MaxHeight = 6
+
+// Limits bound a board, so that one document cannot make a page or the
+// state file heavy. The zero value of a field means its default.
+type Limits struct {
+	Panels    int // panels on a board (DefaultLimits: 50)
+	Series    int // series in a panel (20)
+	Resolved  int // device × metric pairs a panel shows once its selectors are resolved (50)
+	TitleLen  int // characters in a board's or a panel's title (100)
+	Bytes     int // bytes of a board's JSON (256 KiB)
+	Versions  int // earlier versions kept per board (50)
+	Boards    int // boards in all (500)
+	Threshold int // thresholds per panel (5)
+}
+
+// DefaultLimits are the limits a zero Limits stands for.
+var DefaultLimits = Limits{Panels: 50, Series: 20, Resolved: 50, TitleLen: 100, Bytes: 256 << 10, Versions: 50, Boards: 500, Threshold: 5}
+
+func (l Limits) orDefault() Limits {
+	d := DefaultLimits
+	pick := func(v, def int) int {
+		if v > 0 {
+			return v
+		}
+		return def
+	}
+	return Limits{Panels: pick(l.Panels, d.Panels), Series: pick(l.Series, d.Series), Resolved: pick(l.Resolved, d.Resolved),
+		TitleLen: pick(l.TitleLen, d.TitleLen), Bytes: pick(l.Bytes, d.Bytes), Versions: pick(l.Versions, d.Versions),
+		Boards: pick(l.Boards, d.Boards), Threshold: pick(l.Threshold, d.Threshold)}
+}
+
+// maxUnitLen bounds a panel's unit ("°C", "m³/h").
+const maxUnitLen = 16
+
+// Board is a titled grid of panels: the document that is stored,
+// exported and imported.
+type Board struct {
+	// ID names the board in its URL; given by Create.
+	ID    string `json:"id,omitempty"`
+	Title string `json:"title"`
+	// Panels are in reading order: left to right, then down. The grid
+	// flows them into rows of Columns, each as wide as its W.
+	Panels []Panel `json:"panels"`
+	// Version counts the board's saves, from 1; Saved is when the last was
+	// and SavedBy who made it.
+	Version int       `json:"version,omitempty"`
+	Saved   time.Time `json:"saved,omitzero"`
+	SavedBy string    `json:"saved_by,omitempty"`
+}
+
+// Panel is one tile of a board.
+type Panel struct {
+	Title string `json:"title"`
+	Type  string `json:"type"`
+	// W is the width in columns (1 to Columns) and H the height in rows
+	// (1 to MaxHeight); 0 means the type's default.
+	W      int      `json:"w,omitempty"`
+	H      int      `json:"h,omitempty"`
+	Series []Series `json:"series"`
+	// Thresholds colour a stat or gauge by the level of its value, in
+	// ascending order of Value.
+	Thresholds []Threshold `json:"thresholds,omitempty"`
+	// Unit replaces the devices' own units, when set.
+	Unit string `json:"unit,omitempty"`
+	// Decimals replaces the metric's own precision, when set (0 to 9).
+	Decimals *int `json:"decimals,omitempty"`
+	// Min and Max are a gauge's scale (else the metric's limits, else 0–100).
+	Min *float64 `json:"min,omitempty"`
+	Max *float64 `json:"max,omitempty"`
+}
+
+// Series is what a panel shows: one device's metric, or the metric of
+// every device a selector picks (by kind, or by a pattern of ids or
+// locations, with * and ? as in shell patterns). Exactly one of Device,
+// Kind, IDs and Location is set.
+type Series struct {
+	Device   string `json:"device,omitempty"`
+	Kind     string `json:"kind,omitempty"`
+	IDs      string `json:"ids,omitempty"`
+	Location string `json:"location,omitempty"`
+	Metric   string `json:"metric"`
+}
+
+// Threshold is where a level begins.
+type Threshold struct {
+	Value float64 `json:"value"`
+	Level string  `json:"level"`
+}
+
+// Width is p's width in columns, its type's default when not set.
+func (p Panel) Width() int {
+	if p.W > 0 {
+		return p.W
+	}
+	if p.Type == TimeSeries || p.Type == Table {
+		return 6
+	}
+	return 3
+}
+
+// Height is p's height in rows, its type's default when not set.
+func (p Panel) Height() int {
+	if p.H > 0 {
+		return p.H
+	}
+	if p.Type == TimeSeries || p.Type == Table {
+		return 2
+	}
+	return 1
+}
+
+// Level is the level of v by p's thresholds: that of the highest
+// threshold v reaches, "" below them all or without any.
+func (p Panel) Level(v float64) string {
+	level := ""
+	for _, t := range p.Thresholds {
+		if v >= t.Value {
+			level = t.Level
+		}
+	}
+	return level
+}
+
+// Validate says what is wrong with b within l, naming the panel and the
+// field, as a devices.EInvalid error; nil if nothing is.
+func (b Board) Validate(l Limits) error {
+	l = l.orDefault()
+	if err := checkTitle("the board's title", b.Title, l, true); err != nil {
+		return err
+	}
+	if len(b.Panels) > l.Panels {
+		return devices.Errorf(devices.EInvalid, "a board has at most %d panels; this one has %d", l.Panels, len(b.Panels))
+	}
+	for i, p := range b.Panels {
+		if err := p.validate(l); err != nil {
+			return devices.Errorf(devices.EInvalid, "panel %d: %s", i+1, devices.ErrorMessage(err))
+		}
+	}
+	return nil
+}
+
+func checkTitle(what, s string, l Limits, required bool) error {
+	switch {
+	case !utf8.ValidString(s):
+		return devices.Errorf(devices.EInvalid, "%s is not valid UTF-8", what)
+	case required && strings.TrimSpace(s) == "":
+		return devices.Errorf(devices.EInvalid, "%s is empty", what)
+	case utf8.RuneCountInString(s) > l.TitleLen:
+		return devices.Errorf(devices.EInvalid, "%s is longer than %d characters", what, l.TitleLen)
+	case strings.ContainsFunc(s, func(r rune) bool { return r < ' ' || r == 0x7f }):
+		return devices.Errorf(devices.EInvalid, "%s has a control character", what)
+	}
+	return nil
+}
+
+func (p Panel) validate(l Limits) error {
+	if err := checkTitle("the title", p.Title, l, false); err != nil {
+		return err
+	}
+	if !slices.ContainsFunc(Types, func(t struct{ Value, Label string }) bool { return t.Value == p.Type }) {
+		return devices.Errorf(devices.EInvalid, "type %q is none of timeseries, stat, gauge, table", p.Type)
+	}
+	if p.W < 0 || p.W > Columns {
+		return devices.Errorf(devices.EInvalid, "w (width) must be 1 to %d columns", Columns)
+	}
+	if p.H < 0 || p.H > MaxHeight {
+		return devices.Errorf(devices.EInvalid, "h (height) must be 1 to %d rows", MaxHeight)
+	}
+	if len(p.Series) == 0 {
+		return devices.Errorf(devices.EInvalid, "it has no series; give it at least one device or selector × metric")
+	}
+	if len(p.Series) > l.Series {
+		return devices.Errorf(devices.EInvalid, "a panel has at most %d series; this one has %d", l.Series, len(p.Series))
+	}
+	for i, s := range p.Series {
+		if err := s.validate(); err != nil {
+			return devices.Errorf(devices.EInvalid, "series %d: %s", i+1, devices.ErrorMessage(err))
+		}
+	}
+	if len(p.Thresholds) > l.Threshold {
+		return devices.Errorf(devices.EInvalid, "a panel has at most %d thresholds", l.Threshold)
+	}
+	for i, t := range p.Thresholds {
+		switch {
+		case math.IsNaN(t.Value) || math.IsInf(t.Value, 0):
+			return devices.Errorf(devices.EInvalid, "threshold %d is not a finite number", i+1)
+		case !slices.Contains(Levels, t.Level):
+			return devices.Errorf(devices.EInvalid, "threshold %d: level %q is none of %s", i+1, t.Level, strings.Join(Levels, ", "))
+		case i > 0 && t.Value <= p.Thresholds[i-1].Value:
+			return devices.Errorf(devices.EInvalid, "thresholds must be in ascending order of value")
+		}
+	}
+	if !utf8.ValidString(p.Unit) || utf8.RuneCountInString(p.Unit) > maxUnitLen || strings.ContainsFunc(p.Unit, func(r rune) bool { return r < ' ' }) {
+		return devices.Errorf(devices.EInvalid, "unit must be at most %d characters of text", maxUnitLen)
+	}
+	if p.Decimals != nil && (*p.Decimals < 0 || *p.Decimals > devices.MaxDecimals) {
+		return devices.Errorf(devices.EInvalid, "decimals must be 0 to %d", devices.MaxDecimals)
+	}
+	for _, v := range []*float64{p.Min, p.Max} {
+		if v != nil && (math.IsNaN(*v) || math.IsInf(*v, 0)) {
+			return devices.Errorf(devices.EInvalid, "min and max must be finite numbers")
+		}
+	}
+	if p.Min != nil && p.Max != nil && !(*p.Min < *p.Max) {
+		return devices.Errorf(devices.EInvalid, "min must be less than max")
+	}
+	return nil
+}
+
+func (s Series) validate() error {
+	set := 0
+	for _, v := range []string{s.Device, s.Kind, s.IDs, s.Location} {
+		if v != "" {
+			set++
+		}
+	}
+	if set != 1 {
+		return devices.Errorf(devices.EInvalid, "give exactly one of device, kind, ids (a pattern) and location (a pattern)")
+	}
+	if !devices.ValidName(s.Metric) {
+		return devices.Errorf(devices.EInvalid, "metric %q is not 1 to 64 characters of [A-Za-z0-9._-]", s.Metric)
+	}
+	switch {
+	case s.Device != "" && !devices.ValidName(s.Device):
+		return devices.Errorf(devices.EInvalid, "device %q is not 1 to 64 characters of [A-Za-z0-9._-]", s.Device)
+	case len(s.Kind) > devices.MaxNameLen || !utf8.ValidString(s.Kind):
+		return devices.Errorf(devices.EInvalid, "kind is longer than %d bytes", devices.MaxNameLen)
+	}
+	for _, p := range []struct{ name, v string }{{"ids", s.IDs}, {"location", s.Location}} {
+		if p.v == "" {
+			continue
+		}
+		if len(p.v) > devices.MaxNameLen || !utf8.ValidString(p.v) {
+			return devices.Errorf(devices.EInvalid, "the %s pattern is longer than %d bytes", p.name, devices.MaxNameLen)
+		}
+		if _, err := path.Match(p.v, ""); err != nil {
+			return devices.Errorf(devices.EInvalid, "the %s pattern %q is not a pattern of text, * and ?", p.name, p.v)
+		}
+	}
+	return nil
+}
+
+// Selector says in words which devices s picks: a device's id, or "kind
+// thermostat", "ids boiler-*", "location Basement*".
+func (s Series) Selector() string {
+	switch {
+	case s.Device != "":
+		return s.Device
+	case s.Kind != "":
+		return "kind " + s.Kind
+	case s.IDs != "":
+		return "ids " + s.IDs
+	}
+	return "location " + s.Location
+}
+
+// Picks reports whether s selects d (whether or not d has the metric).
+func (s Series) Picks(d devices.Device) bool {
+	switch {
+	case s.Device != "":
+		return d.ID == s.Device
+	case s.Kind != "":
+		return d.Meta.Kind == s.Kind
+	case s.IDs != "":
+		ok, _ := path.Match(s.IDs, d.ID)
+		return ok
+	case s.Location != "":
+		ok, _ := path.Match(s.Location, d.Meta.Location)
+		return ok
+	}
+	return false
+}
+
+// Target is one device × metric a panel shows.
+type Target struct {
+	Device devices.Device
+	Metric string
+}
+
+// Resolve returns what p shows of the fleet ds (ordered by id): for each
+// series in turn, the devices it picks that have its metric (a named
+// device even before it has), each pair once, at most l.Resolved of them;
+// more says how many were left out.
+func (p Panel) Resolve(ds []devices.Device, l Limits) (ts []Target, more int) {
+	l = l.orDefault()
+	seen := map[[2]string]bool{}
+	for _, s := range p.Series {
+		for _, d := range ds {
+			if !s.Picks(d) {
+				continue
+			}
+			if _, has := d.Latest[s.Metric]; !has && s.Device == "" {
+				continue
+			}
+			k := [2]string{d.ID, s.Metric}
+			if seen[k] {
+				continue
+			}
+			seen[k] = true
+			if len(ts) == l.Resolved {
+				more++
+				continue
+			}
+			ts = append(ts, Target{Device: d, Metric: s.Metric})
+		}
+	}
+	return ts, more
+}
+
+// Decode reads a board's JSON as exported or posted, strictly: at most
+// l.Bytes, no unknown field, nothing after it; then validates it. The
+// id, version and save time it carries are kept for the caller to use or
+// drop.
+func Decode(r io.Reader, l Limits) (Board, error) {
+	l = l.orDefault()
+	b, err := io.ReadAll(io.LimitReader(r, int64(l.Bytes)+1))
+	if err != nil {
+		return Board{}, devices.Wrap(err, devices.EInvalid, "the board could not be read")
+	}
+	if len(b) > l.Bytes {
+		return Board{}, devices.Errorf(devices.EInvalid, "a board's JSON is at most %d bytes", l.Bytes)
+	}
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.DisallowUnknownFields()
+	var bd Board
+	if err := dec.Decode(&bd); err != nil {
+		return Board{}, devices.Errorf(devices.EInvalid, "the board is not JSON of a board: %s", jsonProblem(err))
+	}
+	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
+		return Board{}, devices.Errorf(devices.EInvalid, "the board's JSON has something after its end")
+	}
+	if bd.Panels == nil {
+		bd.Panels = []Panel{}
+	}
+	return bd, bd.Validate(l)
+}
+
+// jsonProblem says what encoding/json found wrong, without echoing the
+// input at length.
+func jsonProblem(err error) string {
+	var te *json.UnmarshalTypeError
+	var se *json.SyntaxError
+	switch {
+	case errors.As(err, &te):
+		return fmt.Sprintf("%s must be %s", te.Field, te.Type.String())
+	case errors.As(err, &se):
+		return fmt.Sprintf("syntax error at byte %d", se.Offset)
+	}
+	msg := err.Error()
+	if len(msg) > 120 {
+		msg = msg[:120] + "…"
+	}
+	return strings.TrimPrefix(msg, "json: ")
+}
+
+// Export is b as a JSON document to keep or import elsewhere: indented,
+// without the id, version and save time, which belong to this instance.
+func Export(b Board) []byte {
+	b.ID, b.Version, b.Saved, b.SavedBy = "", 0, time.Time{}, ""
+	out, _ := json.MarshalIndent(b, "", "  ")
+	return append(out, '\n')
+}

@@ -33,11 +33,11 @@ import (
 // Page is what the shared chrome needs from every page.
 type Page struct {
 	Title string
-	// Kind names the page for the scripts: "overview", "device", or "" for
-	// a page that is not live.
+	// Kind names the page for the scripts: "overview", "device", "board",
+	// or "" for a page without scripts.
 	Kind string
-	// Live names the devices the page subscribes to over /ws ("*" for
-	// all); empty for a page that is not live.
+	// Live names the devices the page subscribes to over /ws, separated
+	// by spaces ("*" for all); empty for a page that is not live.
 	Live string
 	// NowMs is the server's time when the page was rendered (Unix ms), so
 	// that the script can tick ages from the server's clock.
@@ -251,10 +251,24 @@ type DeviceModel struct {
 	Charts []Chart
 }
 
-// Chart is one metric's chart on the device page.
+// Chart is one metric's chart on the device page or a board.
 type Chart struct {
+	// Key tells the chart's elements apart on its page; "" for the
+	// metric's name (a device page has one chart per metric).
+	Key    string
 	Metric Metric
 	Series Series
+	// Device and DeviceName are the chart's device on a board, which
+	// charts several; "" on a device page.
+	Device, DeviceName string
+}
+
+// key is what tells c's elements apart on its page.
+func (c Chart) key() string {
+	if c.Key != "" {
+		return c.Key
+	}
+	return c.Metric.Name
 }
 
 // NotFoundModel is the page for something that does not exist.
@@ -542,14 +556,18 @@ func sparkLabel(m Metric) string {
 // chartSummary says in words what a chart shows, for readers without the
 // canvas.
 func chartSummary(c Chart, r Range) string {
+	name := c.Metric.Name
+	if c.DeviceName != "" {
+		name = c.DeviceName + " " + name
+	}
 	if !c.Series.Known {
-		return c.Metric.Name + ", " + r.Label() + "."
+		return name + ", " + r.Label() + "."
 	}
 	lo, hi, ok := c.Series.Range()
 	if !ok {
-		return "No readings of " + c.Metric.Name + " in " + r.Label() + "."
+		return "No readings of " + name + " in " + r.Label() + "."
 	}
-	s := c.Metric.Name + ", " + r.Label() + ": from " + c.Metric.withUnit(lo) + " to " + c.Metric.withUnit(hi)
+	s := name + ", " + r.Label() + ": from " + c.Metric.withUnit(lo) + " to " + c.Metric.withUnit(hi)
 	if c.Series.Step == 0 {
 		s += ", " + strconv.Itoa(len(c.Series.Points)) + " readings"
 	}
@@ -601,6 +619,9 @@ func int64s(v int64) string { return strconv.FormatInt(v, 10) }
 func chartAttrs(c Chart) templ.Attributes {
 	a := seriesAttrs(c.Series)
 	a["data-chart"] = c.Metric.Name
+	if c.Device != "" {
+		a["data-device"] = c.Device
+	}
 	a["data-label"] = c.Metric.Label
 	a["data-unit"] = c.Metric.Unit
 	a["data-decimals"] = strconv.Itoa(c.Metric.Decimals)

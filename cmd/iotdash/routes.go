@@ -39,6 +39,7 @@ type deps struct {
 	pprof          bool
 	zone           *time.Location
 	auth           *auth.Service
+	boards         views.BoardStore
 	log            *slog.Logger
 }
 
@@ -56,6 +57,7 @@ func table(d deps, mux *http.ServeMux) []route {
 	pages := views.Options{History: d.reader, Zone: d.zone, Logger: d.log}
 	admin := views.Admin{Accounts: d.auth, Options: pages}
 	account := views.AccountPages{Accounts: d.auth, Options: pages}
+	board := views.BoardPages{Boards: d.boards, Fleet: d.fleet, Options: pages}
 	query := api.Query(d.reader, api.QueryOptions{
 		MaxPoints: d.maxPoints, MaxExportRange: d.maxExportRange, Timeout: d.queryTimeout, ExportTimeout: d.exportTimeout, Fleet: d.fleet, Logger: d.log})
 	rs := []route{
@@ -83,6 +85,16 @@ func table(d deps, mux *http.ServeMux) []route {
 		{"GET /api/v1/openapi.json", auth.Viewer, views.Compress(api.OpenAPI())},
 		{"/api/", auth.Viewer, api.Fallback(mux)},
 		{"/", auth.Viewer, views.NotFound()},
+
+		{"GET /boards", auth.Viewer, board.List()},
+		{"GET /boards/{id}", auth.Viewer, board.Page()},
+		{"GET /boards/{id}/export", auth.Viewer, board.Export()},
+		{"GET /boards/{id}/versions", auth.Viewer, board.Versions()},
+		{"POST /boards", auth.Operator, board.Create()},
+		{"POST /boards/import", auth.Operator, board.Import()},
+		{"POST /boards/{id}", auth.Operator, board.Save()},
+		{"POST /boards/{id}/restore", auth.Operator, board.Restore()},
+		{"POST /boards/{id}/delete", auth.Operator, board.Delete()},
 
 		{"GET /account", auth.Viewer, account.Page()},
 		{"POST /account/{what}", auth.Viewer, account.Action()},

@@ -28,7 +28,7 @@ async function query(params) {
 
 // fetchSeries reads one metric over [from, to): every reading when step is
 // 0, else buckets of step ms with their mean, min and max.
-async function fetchSeries(device, metric, from, to, step) {
+export async function fetchSeries(device, metric, from, to, step) {
   const base = { device, metric, from: String(Math.floor(from)), to: String(Math.ceil(to)) };
   if (!step) {
     try {

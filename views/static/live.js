@@ -2,15 +2,17 @@
 //
 // The page is complete without it. This module connects to /ws, subscribes
 // to what the page shows, and updates values, statuses, counts and
-// last-seen ages in place; overview.js and device.js add the page's own
-// parts (filter and sparklines; range picker and charts). Updates are
+// last-seen ages in place; overview.js, device.js and board.js add the
+// page's own parts (filter and sparklines; range picker and charts; a
+// board's panels and its editor). Updates are
 // coalesced: each frame of the screen draws only the latest of each, and a
 // hidden tab draws nothing. When the connection drops it says so in a
 // banner, reconnects with backoff, and then has the page fill the gap from
 // history and fetches a fresh copy of the page's changing parts.
 //
 // It finds what to update by data attributes the templates render:
-// [data-device] per device, [data-metric] with [data-value] per metric,
+// [data-device] per device (a board may show one device in several
+// places), [data-metric] with [data-value] per metric,
 // time[data-ms] for instants, [data-count] for the counts, [data-swap] with
 // an id for the parts a fresh copy replaces. It says how the connection is
 // on <body data-live-state="connected|disconnected"> and what the server
@@ -19,6 +21,7 @@
 import { formatValue, decimalsOf, relative, absolute, onFrame, hms } from '/static/chart.js';
 import * as overview from '/static/overview.js';
 import * as device from '/static/device.js';
+import * as board from '/static/board.js';
 
 const body = document.body;
 
@@ -41,35 +44,41 @@ const pending = {
 
 const scheduleDraw = () => onFrame(draw);
 
-const cards = new Map(); // device id -> element, reset when parts are swapped
-function cardFor(id) {
-  let el = cards.get(id);
-  if (!el || !el.isConnected) {
-    el = document.querySelector(`[data-device="${CSS.escape(id)}"]`);
-    if (el) cards.set(id, el);
+const cards = new Map(); // device id -> its elements, reset when parts are swapped
+function cardsFor(id) {
+  let els = cards.get(id);
+  if (!els || !els.every((el) => el.isConnected)) {
+    els = [...document.querySelectorAll(`[data-device="${CSS.escape(id)}"]`)];
+    cards.set(id, els);
   }
-  return el;
+  return els;
 }
 
 function draw() {
   let missing = false;
   const changed = new Set(); // cards whose status or range changed
   for (const r of pending.values.values()) {
-    const card = cardFor(r.d);
-    if (!card) { missing = true; continue; }
-    const el = card.querySelector(`[data-metric="${CSS.escape(r.m)}"]`);
-    if (!el) { missing = true; continue; }
-    if (drawValue(el, r)) changed.add(card);
+    let shown = false;
+    for (const card of cardsFor(r.d)) {
+      const el = card.querySelector(`[data-metric="${CSS.escape(r.m)}"]`);
+      if (!el) continue;
+      shown = true;
+      if (drawValue(el, r)) changed.add(card);
+    }
+    if (!shown) missing = true;
   }
   for (const [id, ms] of pending.seen) {
-    const t = cardFor(id)?.querySelector('time[data-testid="last-seen"]');
-    if (t && ms > Number(t.dataset.ms)) setTime(t, ms);
+    for (const card of cardsFor(id)) {
+      const t = card.querySelector('time[data-testid="last-seen"]');
+      if (t && ms > Number(t.dataset.ms)) setTime(t, ms);
+    }
   }
   let statusChanged = false;
   for (const [id, s] of pending.status) {
-    const card = cardFor(id);
-    if (!card) { missing = true; continue; }
-    if (card.dataset.status !== s) {
+    const els = cardsFor(id);
+    if (!els.length) missing = true;
+    for (const card of els) {
+      if (card.dataset.status === s) continue;
       drawStatus(card, s);
       statusChanged = true;
       changed.add(card);
@@ -81,8 +90,9 @@ function draw() {
   if (statusChanged || changed.size) recount();
   if (changed.size) resort();
   if (changed.size) page.changed?.(changed);
-  // A device or metric the page does not show yet: the server renders it.
-  if (missing) refreshSoon();
+  // A device or metric the page does not show yet: the server renders it,
+  // unless the page shows only some metrics of its devices by design.
+  if (missing && !page.partial) refreshSoon();
 }
 
 // drawValue shows reading r in a metric's element; it reports whether the
@@ -292,7 +302,7 @@ function receive(msg) {
 // The connection, its backoff, and the banner that says how it is.
 const banner = document.getElementById('conn-banner');
 let ws = null;
-let subscription = [body.dataset.live];
+let subscription = (body.dataset.live || '').split(' ').filter(Boolean);
 let attempt = 0;
 let everConnected = false;
 let downSince = 0; // server time the connection dropped, 0 while connected
@@ -385,7 +395,8 @@ const live = {
   },
 };
 const page = body.dataset.page === 'overview' ? overview.init(live)
-  : body.dataset.page === 'device' ? device.init(live) : {};
+  : body.dataset.page === 'device' ? device.init(live)
+    : body.dataset.page === 'board' ? board.init(live) : {};
 
 if (body.dataset.live) {
   syncClock(document);

@@ -1,0 +1,571 @@
+package views
+
+import (
+	"context"
+	"encoding/json"
+	"io"
+	"log/slog"
+	"mime"
+	"net/http"
+	"net/url"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"iotdash/auth"
+	"iotdash/boards"
+	"iotdash/devices"
+	"iotdash/store"
+)
+
+// BoardStore is what the board pages read and change: *boards.Boards.
+// Its methods return devices.EInvalid for a board that is not valid,
+// ENotFound for one that does not exist, and EUnavailable when the state
+// file cannot be reached.
+type BoardStore interface {
+	List(ctx context.Context) ([]boards.Board, error)
+	Get(ctx context.Context, id string) (boards.Board, error)
+	Create(ctx context.Context, b boards.Board, who string) (boards.Board, error)
+	Save(ctx context.Context, id string, b boards.Board, who string) (boards.Board, error)
+	Delete(ctx context.Context, id string) error
+	Versions(ctx context.Context, id string) ([]boards.Version, error)
+	Restore(ctx context.Context, id string, version int, who string) (boards.Board, error)
+	Import(ctx context.Context, r io.Reader, who string) (boards.Board, error)
+	Limits() boards.Limits
+}
+
+var _ BoardStore = (*boards.Boards)(nil)
+
+// BoardPages serves the boards: GET /boards (the list, and forms to create
+// and import one), GET /boards/{id} (a board, with ?edit its editor),
+// GET /boards/{id}/export, GET /boards/{id}/versions, and the changes an
+// operator makes: POST /boards, /boards/import, /boards/{id} (save),
+// /boards/{id}/restore and /boards/{id}/delete.
+type BoardPages struct {
+	Boards  BoardStore
+	Fleet   Fleet
+	Options Options
+}
+
+// BoardListModel is the list of boards.
+type BoardListModel struct {
+	Page
+	Boards  []boards.Board
+	CanEdit bool
+	Problem string
+	Zone    *time.Location
+}
+
+// BoardModel is one board's page.
+type BoardModel struct {
+	Page
+	ID, Title string
+	Version   int
+	Saved     string // when and by whom it was last saved, in words
+	Range     Range
+	Panels    []PanelView
+	CanEdit   bool
+	// Editing shows the editor: the board's JSON in a form that works
+	// without scripts, and the policy board.js builds its editor from.
+	Editing bool
+	JSON    string
+	Policy  string
+	Problem string
+}
+
+// PanelView is one panel as the board page shows it.
+type PanelView struct {
+	ID    string // the element's id: "panel-1", …
+	Title string
+	Type  string
+	W, H  int
+	// Stats are a stat's or a gauge's values, one per series resolved.
+	Stats []StatView
+	// Charts are a time series' charts, one per series resolved.
+	Charts []Chart
+	// Rows and Columns are a device table's devices and metrics.
+	Rows    []Card
+	Columns []string
+	// More counts the device × metric pairs left out past the limit.
+	More int
+	// Thresholds are the panel's, as JSON for board.js ("" for none).
+	Thresholds string
+}
+
+// StatView is one value on a stat or a gauge.
+type StatView struct {
+	Device Card
+	Metric Metric
+	Value  float64 // the latest value, 0 while there is none
+	Level  string  // the value's threshold level, "" for none
+	// Min and Max are a gauge's scale.
+	Min, Max float64
+}
+
+// editorPolicy is what board.js's editor needs to know of the rules: the
+// panel types, the levels and the limits, from the boards package.
+type editorPolicy struct {
+	Types       []struct{ Value, Label string } `json:"types"`
+	Levels      []string                        `json:"levels"`
+	Columns     int                             `json:"columns"`
+	MaxHeight   int                             `json:"max_height"`
+	Panels      int                             `json:"panels"`
+	Series      int                             `json:"series"`
+	Thresholds  int                             `json:"thresholds"`
+	TitleLen    int                             `json:"title_len"`
+	MaxDecimals int                             `json:"max_decimals"`
+}
+
+func policyJSON(l boards.Limits) string {
+	b, _ := json.Marshal(editorPolicy{Types: boards.Types, Levels: boards.Levels, Columns: boards.Columns, MaxHeight: boards.MaxHeight,
+		Panels: l.Panels, Series: l.Series, Thresholds: l.Threshold, TitleLen: l.TitleLen, MaxDecimals: devices.MaxDecimals})
+	return string(b)
+}
+
+func canEdit(r *http.Request) bool {
+	p, ok := auth.From(r.Context())
+	return ok && p.Role >= auth.Operator
+}
+
+func who(r *http.Request) string {
+	p, _ := auth.From(r.Context())
+	return p.Name
+}
+
+func (bp BoardPages) log() *slog.Logger { return orDiscard(bp.Options.Logger) }
+
+// List serves GET /boards.
+func (bp BoardPages) List() http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { bp.showList(w, r, nil) })
+}
+
+func (bp BoardPages) showList(w http.ResponseWriter, r *http.Request, problem error) {
+	now := bp.Options.now(r)
+	m := BoardListModel{Page: Page{Title: "Boards", TZ: zoneName(now.Location())}, CanEdit: canEdit(r), Zone: now.Location()}
+	status := http.StatusOK
+	if problem != nil {
+		status, m.Problem = bp.problem(r, problem)
+	}
+	list, err := bp.Boards.List(r.Context())
+	if err != nil {
+		status, m.Problem = bp.problem(r, err)
+	}
+	m.Boards = list
+	render(w, r, bp.log(), status, BoardListPage(m))
+}
+
+// problem is the status and message of err, logged when it is ours.
+func (bp BoardPages) problem(r *http.Request, err error) (int, string) {
+	status := statusOf(err)
+	if status >= 500 {
+		bp.log().Error("boards", "path", r.URL.Path, "error", err)
+	}
+	return status, devices.ErrorMessage(err)
+}
+
+// Create serves POST /boards: a new, empty board of the title given,
+// opened in its editor.
+func (bp BoardPages) Create() http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b, err := bp.Boards.Create(r.Context(), boards.Board{Title: strings.TrimSpace(r.PostFormValue("title"))}, who(r))
+		if err != nil {
+			bp.showList(w, r, err)
+			return
+		}
+		http.Redirect(w, r, "/boards/"+b.ID+"?edit", http.StatusSeeOther)
+	})
+}
+
+// Import serves POST /boards/import: a board's exported JSON, as a file
+// (multipart field "file") or text (field "board"), stored as a new board.
+func (bp BoardPages) Import() http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		limit := int64(bp.Boards.Limits().Bytes) + 64<<10
+		r.Body = http.MaxBytesReader(w, r.Body, limit)
+		var doc io.Reader
+		if mt, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type")); mt == "multipart/form-data" {
+			if err := r.ParseMultipartForm(limit); err != nil {
+				bp.showList(w, r, devices.Errorf(devices.EInvalid, "the file could not be read: it is larger than %d bytes, or not a form", limit))
+				return
+			}
+			if f, _, err := r.FormFile("file"); err == nil {
+				defer f.Close()
+				doc = f
+			}
+		}
+		if doc == nil {
+			doc = strings.NewReader(r.PostFormValue("board"))
+		}
+		b, err := bp.Boards.Import(r.Context(), doc, who(r))
+		if err != nil {
+			bp.showList(w, r, err)
+			return
+		}
+		http.Redirect(w, r, "/boards/"+b.ID, http.StatusSeeOther)
+	})
+}
+
+// Page serves GET /boards/{id}: the board with its values and the history
+// of its charts over the range in the URL (as the device page's), and
+// with ?edit, for an operator, its editor.
+func (bp BoardPages) Page() http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b, err := bp.Boards.Get(r.Context(), r.PathValue("id"))
+		if err != nil {
+			bp.showError(w, r, err)
+			return
+		}
+		bp.show(w, r, b, r.URL.Query().Has("edit"), http.StatusOK, "")
+	})
+}
+
+func (bp BoardPages) showError(w http.ResponseWriter, r *http.Request, err error) {
+	if devices.ErrorKind(err) == devices.ENotFound {
+		notFound(w, r, bp.log(), "There is no board with the id “"+r.PathValue("id")+"”.")
+		return
+	}
+	status, msg := bp.problem(r, err)
+	render(w, r, bp.log(), status, NotFoundPage(NotFoundModel{Page: Page{Title: "Board"}, Message: msg}))
+}
+
+func (bp BoardPages) show(w http.ResponseWriter, r *http.Request, b boards.Board, editing bool, status int, problem string) {
+	now := bp.Options.now(r)
+	m := NewBoard(b, bp.Fleet.List(), now, bp.Boards.Limits())
+	m.SetRange(ParseRange(r.URL.Query().Get, now))
+	m.CanEdit = canEdit(r)
+	m.Editing = editing && m.CanEdit
+	m.Problem = problem
+	if m.Editing {
+		m.JSON = string(boards.Export(b))
+		m.Policy = policyJSON(bp.Boards.Limits())
+	}
+	if h := bp.Options.History; h != nil {
+		m.History = true
+		addBoardHistory(r.Context(), h, &m, now, bp.log())
+	}
+	render(w, r, bp.log(), status, BoardPage(m))
+}
+
+// Save serves POST /boards/{id}: the board's new JSON, from board.js's
+// editor (a JSON body, answered with the stored board as JSON) or from
+// the form without scripts (field "board", answered by the board's page).
+func (bp BoardPages) Save() http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		id := r.PathValue("id")
+		limits := bp.Boards.Limits()
+		r.Body = http.MaxBytesReader(w, r.Body, int64(limits.Bytes)+64<<10)
+		asJSON := strings.HasPrefix(r.Header.Get("Content-Type"), "application/json")
+		var body io.Reader = r.Body
+		if !asJSON {
+			body = strings.NewReader(r.PostFormValue("board"))
+		}
+		b, err := boards.Decode(body, limits)
+		if err == nil {
+			b, err = bp.Boards.Save(r.Context(), id, b, who(r))
+		}
+		switch {
+		case asJSON && err != nil:
+			status, msg := bp.problem(r, err)
+			writeJSON(w, status, map[string]string{"error": msg})
+		case asJSON:
+			writeJSON(w, http.StatusOK, b)
+		case err == nil:
+			http.Redirect(w, r, "/boards/"+id, http.StatusSeeOther)
+		case devices.ErrorKind(err) == devices.EInvalid:
+			cur, gerr := bp.Boards.Get(r.Context(), id)
+			if gerr != nil {
+				bp.showError(w, r, gerr)
+				return
+			}
+			bp.show(w, r, cur, true, http.StatusBadRequest, devices.ErrorMessage(err))
+		default:
+			bp.showError(w, r, err)
+		}
+	})
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	b, _ := json.Marshal(v)
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(status)
+	w.Write(append(b, '\n'))
+}
+
+// Export serves GET /boards/{id}/export: the board as a JSON file.
+func (bp BoardPages) Export() http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b, err := bp.Boards.Get(r.Context(), r.PathValue("id"))
+		if err != nil {
+			bp.showError(w, r, err)
+			return
+		}
+		h := w.Header()
+		h.Set("Content-Type", "application/json")
+		h.Set("Cache-Control", "no-store")
+		h.Set("Content-Disposition", mime.FormatMediaType("attachment", map[string]string{"filename": "board-" + b.ID + ".json"}))
+		w.Write(boards.Export(b))
+	})
+}
+
+// VersionsModel is the list of a board's earlier versions.
+type VersionsModel struct {
+	Page
+	ID, Title string
+	Version   int
+	Versions  []boards.Version
+	CanEdit   bool
+	Zone      *time.Location
+}
+
+// Versions serves GET /boards/{id}/versions.
+func (bp BoardPages) Versions() http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		ctx := r.Context()
+		b, err := bp.Boards.Get(ctx, r.PathValue("id"))
+		if err != nil {
+			bp.showError(w, r, err)
+			return
+		}
+		vs, err := bp.Boards.Versions(ctx, b.ID)
+		if err != nil {
+			bp.showError(w, r, err)
+			return
+		}
+		now := bp.Options.now(r)
+		render(w, r, bp.log(), http.StatusOK, VersionsPage(VersionsModel{Page: Page{Title: "Versions of " + b.Title, TZ: zoneName(now.Location())},
+			ID: b.ID, Title: b.Title, Version: b.Version, Versions: vs, CanEdit: canEdit(r), Zone: now.Location()}))
+	})
+}
+
+// Restore serves POST /boards/{id}/restore: version (a form field) saved
+// as the board's newest.
+func (bp BoardPages) Restore() http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		v, err := strconv.Atoi(r.PostFormValue("version"))
+		if err != nil {
+			bp.showError(w, r, devices.Errorf(devices.EInvalid, "version must be a number"))
+			return
+		}
+		if _, err := bp.Boards.Restore(r.Context(), r.PathValue("id"), v, who(r)); err != nil {
+			bp.showError(w, r, err)
+			return
+		}
+		http.Redirect(w, r, "/boards/"+r.PathValue("id"), http.StatusSeeOther)
+	})
+}
+
+// Delete serves POST /boards/{id}/delete.
+func (bp BoardPages) Delete() http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if err := bp.Boards.Delete(r.Context(), r.PathValue("id")); err != nil {
+			bp.showError(w, r, err)
+			return
+		}
+		http.Redirect(w, r, "/boards", http.StatusSeeOther)
+	})
+}
+
+// NewBoard builds the page of b over the fleet ds as of now, over the
+// last 15 minutes: each panel's series resolved, with their latest values.
+func NewBoard(b boards.Board, ds []devices.Device, now time.Time, l boards.Limits) BoardModel {
+	m := BoardModel{Page: Page{Title: b.Title, Kind: "board", NowMs: now.UnixMilli(), TZ: zoneName(now.Location())},
+		ID: b.ID, Title: b.Title, Version: b.Version, Range: DefaultRange(now)}
+	if !b.Saved.IsZero() {
+		m.Saved = "Version " + strconv.Itoa(b.Version) + ", saved " + formatAt(b.Saved.UnixMilli(), now.Location())
+		if b.SavedBy != "" {
+			m.Saved += " by " + b.SavedBy
+		}
+	}
+	live := map[string]bool{}
+	for i, p := range b.Panels {
+		pv := PanelView{ID: "panel-" + strconv.Itoa(i+1), Title: p.Title, Type: p.Type, W: p.Width(), H: p.Height()}
+		if len(p.Thresholds) > 0 {
+			t, _ := json.Marshal(p.Thresholds)
+			pv.Thresholds = string(t)
+		}
+		ts, more := p.Resolve(ds, l)
+		pv.More = more
+		for _, t := range ts {
+			live[t.Device.ID] = true
+			c := NewCard(t.Device, now)
+			mt := panelMetric(p, t.Device, c, t.Metric)
+			switch p.Type {
+			case boards.TimeSeries:
+				pv.Charts = append(pv.Charts, Chart{Key: pv.ID + "-" + strconv.Itoa(len(pv.Charts)+1), Device: c.ID, DeviceName: c.Name, Metric: mt,
+					Series: Series{From: m.Range.From, To: m.Range.To}})
+			case boards.Table:
+				if !slices.Contains(pv.Columns, t.Metric) {
+					pv.Columns = append(pv.Columns, t.Metric)
+				}
+				if i := slices.IndexFunc(pv.Rows, func(r Card) bool { return r.ID == c.ID }); i < 0 {
+					pv.Rows = append(pv.Rows, Card{ID: c.ID, Name: c.Name, Status: c.Status, LastSeen: c.LastSeen})
+				}
+			default:
+				s := StatView{Device: c, Metric: mt, Min: 0, Max: 100}
+				if v, has := t.Device.Latest[t.Metric]; has {
+					s.Value, s.Level = v.V, p.Level(v.V)
+				}
+				if mt.HasLimits {
+					s.Min, s.Max = mt.Lo, mt.Hi
+				}
+				if p.Min != nil {
+					s.Min = *p.Min
+				}
+				if p.Max != nil {
+					s.Max = *p.Max
+				}
+				pv.Stats = append(pv.Stats, s)
+			}
+		}
+		// A table's cells: each row's device's value of each column's metric.
+		for ri, row := range pv.Rows {
+			d, _ := findDevice(ds, row.ID)
+			full := NewCard(d, now)
+			for _, col := range pv.Columns {
+				pv.Rows[ri].Metrics = append(pv.Rows[ri].Metrics, panelMetric(p, d, full, col))
+			}
+		}
+		m.Panels = append(m.Panels, pv)
+	}
+	ids := make([]string, 0, len(live))
+	for id := range live {
+		ids = append(ids, id)
+	}
+	slices.Sort(ids)
+	m.Live = strings.Join(ids, " ")
+	return m
+}
+
+func findDevice(ds []devices.Device, id string) (devices.Device, bool) {
+	i, ok := slices.BinarySearchFunc(ds, id, func(d devices.Device, id string) int { return strings.Compare(d.ID, id) })
+	if !ok {
+		return devices.Device{ID: id}, false
+	}
+	return ds[i], true
+}
+
+// panelMetric is metric of c as panel p shows it: p's unit and decimals
+// in place of the device's, when p sets them; "–" for a metric the device
+// has not sent yet.
+func panelMetric(p boards.Panel, d devices.Device, c Card, metric string) Metric {
+	i := slices.IndexFunc(c.Metrics, func(m Metric) bool { return m.Name == metric })
+	if i < 0 {
+		return Metric{Name: metric, Label: metric, Value: "–", Unit: p.Unit}
+	}
+	mt := c.Metrics[i]
+	if p.Unit != "" {
+		mt.Unit = p.Unit
+	}
+	if p.Decimals != nil {
+		mt.Decimals = *p.Decimals
+		mt.Value = formatValue(d.Latest[metric].V, mt.Decimals)
+	}
+	return mt
+}
+
+// SetRange sets the range the board's charts show.
+func (m *BoardModel) SetRange(r Range) {
+	m.Range = r
+	for i := range m.Panels {
+		for j := range m.Panels[i].Charts {
+			m.Panels[i].Charts[j].Series = Series{From: r.From, To: r.To}
+		}
+	}
+}
+
+// addBoardHistory reads what the board's panels draw: each chart's
+// history over the range, and each stat's sparkline of the last 15
+// minutes.
+func addBoardHistory(ctx context.Context, h History, m *BoardModel, now time.Time, log *slog.Logger) {
+	ctx, cancel := context.WithTimeout(ctx, historyWait)
+	defer cancel()
+	fail := historyFailed(log, "/boards/"+m.ID)
+	embedCharts := time.Duration(m.Range.To-m.Range.From)*time.Millisecond <= maxEmbedSpan
+	to := now.UnixMilli() + 1
+	from := to - sparkSpan.Milliseconds()
+	var jobs []func(context.Context)
+	for i := range m.Panels {
+		p := &m.Panels[i]
+		for j := range p.Charts {
+			c := &p.Charts[j]
+			if !embedCharts {
+				break
+			}
+			jobs = append(jobs, func(ctx context.Context) {
+				s, err := readSeries(ctx, h, c.Device, c.Metric.Name, m.Range.From, m.Range.To)
+				if err != nil {
+					fail(err)
+					return
+				}
+				c.Series = s
+			})
+		}
+		if p.Type != boards.Stat {
+			continue
+		}
+		for j := range p.Stats {
+			s := &p.Stats[j]
+			s.Metric.Recent = Series{From: from, To: to, Step: sparkStep.Milliseconds()}
+			jobs = append(jobs, func(ctx context.Context) {
+				pts, err := h.Query(ctx, store.Query{Device: s.Device.ID, Metric: s.Metric.Name, From: from, To: to, Step: sparkStep.Milliseconds(), Agg: store.AggMean})
+				if err != nil {
+					fail(err)
+					return
+				}
+				s.Metric.Recent.Points, s.Metric.Recent.Known = pts, true
+			})
+		}
+	}
+	queries(ctx, jobs)
+}
+
+// boardURL is a board's page.
+func boardURL(id string, edit bool) string {
+	u := "/boards/" + url.PathEscape(id)
+	if edit {
+		u += "?edit"
+	}
+	return u
+}
+
+// gaugeValue is a stat's value as a number for <meter>, clamped to its scale.
+func gaugeValue(s StatView) string {
+	return strconv.FormatFloat(min(max(s.Value, s.Min), s.Max), 'g', -1, 64)
+}
+
+func float(v float64) string { return strconv.FormatFloat(v, 'g', -1, 64) }
+
+func panelCount(n int) string {
+	if n == 1 {
+		return "1 panel"
+	}
+	return strconv.Itoa(n) + " panels"
+}
+
+func savedBy(name string) string {
+	if name == "" {
+		return ""
+	}
+	return "by " + name
+}
+
+// hasCharts reports whether any panel of m charts history, which the
+// range picker then sets.
+func hasCharts(m BoardModel) bool {
+	return slices.ContainsFunc(m.Panels, func(p PanelView) bool { return p.Type == boards.TimeSeries })
+}
+
+// panelTitle is a panel's title, or its type's name when it has none.
+func panelTitle(p PanelView) string {
+	if p.Title != "" {
+		return p.Title
+	}
+	for _, t := range boards.Types {
+		if t.Value == p.Type {
+			return t.Label
+		}
+	}
+	return p.Type
+}

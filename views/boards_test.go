@@ -1,0 +1,180 @@
+package views
+
+import (
+	"context"
+	"encoding/json"
+	"net/http"
+	"net/http/httptest"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/PuerkitoBio/goquery"
+
+	"iotdash/boards"
+	"iotdash/store/sqlite"
+)
+
+func ptr[T any](v T) *T { return &v }
+
+// plantBoard shows fleetAt in a panel of each type.
+func plantBoard() boards.Board {
+	return boards.Board{ID: "plant", Title: "Plant", Version: 3, Panels: []boards.Panel{
+		{Title: "Thermometers", Type: boards.TimeSeries, W: 8, Series: []boards.Series{{Kind: "thermometer", Metric: "temperature"}}},
+		{Title: "Boiler", Type: boards.Stat, Series: []boards.Series{{Device: "boiler-1", Metric: "temperature"}, {Device: "new-4", Metric: "temperature"}},
+			Thresholds: []boards.Threshold{{Value: 0, Level: "ok"}, {Value: 20, Level: "warn"}}, Decimals: ptr(1)},
+		{Title: "Humidity", Type: boards.Gauge, Series: []boards.Series{{IDs: "boiler-*", Metric: "humidity"}}, Unit: "% RH"},
+		{Type: boards.Table, Series: []boards.Series{{Location: "*", Metric: "temperature"}, {Device: "gate-3", Metric: "pressure"}}},
+		{Title: "Nothing yet", Type: boards.Stat, Series: []boards.Series{{Kind: "pump", Metric: "flow"}}},
+	}}
+}
+
+func TestBoardPanels(t *testing.T) {
+	m := NewBoard(plantBoard(), fleetAt(), now, boards.Limits{})
+	doc := renderDoc(t, BoardPage(m))
+	panels := doc.Find(`[data-testid="panel"]`)
+	if panels.Length() != 5 {
+		t.Fatalf("%d panels, want 5", panels.Length())
+	}
+	if got := m.Live; got != "boiler-1 freezer-2 gate-3 new-4" {
+		t.Errorf("the page subscribes to %q, want the devices it shows", got)
+	}
+	if v, ok := doc.Find("body").Attr("data-page"); !ok || v != "board" {
+		t.Errorf("body data-page = %q, want board", v)
+	}
+
+	// A time series: a chart per thermometer, history from the range.
+	ts := panels.Eq(0)
+	if !ts.HasClass("w-8") || !ts.HasClass("h-2") {
+		t.Errorf("the time series' classes are %q, want w-8 h-2", ts.AttrOr("class", ""))
+	}
+	var charts []string
+	ts.Find(`figure[data-chart]`).Each(func(_ int, s *goquery.Selection) {
+		charts = append(charts, s.AttrOr("data-device", "")+"."+s.AttrOr("data-chart", "")+"#"+s.AttrOr("id", ""))
+	})
+	if got, want := strings.Join(charts, " "), "boiler-1.temperature#chart-panel-1-1 freezer-2.temperature#chart-panel-1-2"; got != want {
+		t.Errorf("charts %q, want %q", got, want)
+	}
+	if s := text(ts.Find(`[data-testid="chart-summary"]`).First()); !strings.HasPrefix(s, "Boiler room temperature") {
+		t.Errorf("the chart's summary says %q, want it to name the device", s)
+	}
+
+	// A stat: the panel's decimals, its level, and a device without the
+	// metric yet.
+	stats := panels.Eq(1).Find(`[data-testid="stat"]`)
+	if stats.Length() != 2 {
+		t.Fatalf("the stat shows %d values, want 2", stats.Length())
+	}
+	if v := text(stats.Eq(0).Find(`[data-value]`)); v != "21.5" {
+		t.Errorf("the stat shows %q, want 21.5 (1 decimal)", v)
+	}
+	if !stats.Eq(0).HasClass("level-warn") || text(stats.Eq(0).Find(`[data-testid="level"]`)) != "warn" {
+		t.Errorf("21.5 against thresholds ok 0, warn 20: class %q", stats.Eq(0).AttrOr("class", ""))
+	}
+	if v := text(stats.Eq(1).Find(`[data-value]`)); v != "–" {
+		t.Errorf("a device without the metric shows %q, want –", v)
+	}
+	if th := panels.Eq(1).AttrOr("data-thresholds", ""); th != `[{"value":0,"level":"ok"},{"value":20,"level":"warn"}]` {
+		t.Errorf("data-thresholds = %s", th)
+	}
+
+	// A gauge: a meter, the panel's unit.
+	g := panels.Eq(2)
+	if meter := g.Find(`meter[data-testid="gauge"]`); meter.AttrOr("value", "") != "40.2" || meter.AttrOr("max", "") != "100" {
+		t.Errorf("the gauge's meter: value %q max %q, want 40.2 of 100", meter.AttrOr("value", ""), meter.AttrOr("max", ""))
+	}
+	if u := text(g.Find(`[data-testid="unit"]`)); u != "% RH" {
+		t.Errorf("the gauge's unit is %q, want the panel's", u)
+	}
+
+	// A table: a row per device, a column per metric, titled by its type.
+	tbl := panels.Eq(3)
+	if title := text(tbl.Find("h2")); title != "Device table" {
+		t.Errorf("an untitled table is titled %q", title)
+	}
+	var heads []string
+	tbl.Find("thead th").Each(func(_ int, s *goquery.Selection) { heads = append(heads, text(s)) })
+	if got := strings.Join(heads, ","); got != "Device,Status,Last seen,temperature,pressure" {
+		t.Errorf("the table's columns: %s", got)
+	}
+	if rows := tbl.Find("tbody tr[data-device]"); rows.Length() != 3 {
+		t.Errorf("the table has %d rows, want boiler-1, freezer-2, gate-3", rows.Length())
+	}
+	if v := text(tbl.Find(`tr[data-device="gate-3"] [data-metric="pressure"] [data-value]`)); v != "1013.25" {
+		t.Errorf("gate-3's pressure in the table is %q", v)
+	}
+
+	// A panel that matches nothing says so.
+	if e := text(panels.Eq(4).Find(`[data-testid="panel-empty"]`)); e == "" {
+		t.Error("a panel without devices says nothing")
+	}
+	// No editor for who may not edit.
+	if doc.Find(`[data-testid="editor"], [data-testid="edit-board"]`).Length() != 0 {
+		t.Error("the editor is offered without the operator role")
+	}
+}
+
+// boardServer is the board pages over boards kept in a real state file.
+func boardServer(t *testing.T) (*boards.Boards, http.Handler) {
+	t.Helper()
+	docs, err := sqlite.OpenDocs(filepath.Join(t.TempDir(), "fleet.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { docs.Close() })
+	bs := boards.New(docs, boards.Limits{})
+	bp := BoardPages{Boards: bs, Fleet: testFleet()}
+	mux := http.NewServeMux()
+	mux.Handle("GET /boards", bp.List())
+	mux.Handle("GET /boards/{id}", bp.Page())
+	mux.Handle("GET /boards/{id}/export", bp.Export())
+	mux.Handle("POST /boards/{id}", bp.Save())
+	return bs, mux
+}
+
+func TestBoardHandlers(t *testing.T) {
+	bs, h := boardServer(t)
+	b, err := bs.Create(context.Background(), boards.Board{Title: "Boiler", Panels: []boards.Panel{
+		{Type: boards.Stat, Series: []boards.Series{{Device: "boiler-1", Metric: "temperature"}}}}}, "otto")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res, doc := get(t, h, "/boards"); res.StatusCode != 200 || doc.Find(`[data-board="`+b.ID+`"] a`).AttrOr("href", "") != "/boards/"+b.ID {
+		t.Errorf("GET /boards = %d without a link to the board", res.StatusCode)
+	}
+	res, doc := get(t, h, "/boards/"+b.ID)
+	if res.StatusCode != 200 || text(doc.Find(`[data-testid="stat"] [data-value]`)) != "21.5" {
+		t.Errorf("GET /boards/%s = %d, value %q", b.ID, res.StatusCode, text(doc.Find(`[data-testid="stat"] [data-value]`)))
+	}
+	if res, doc := get(t, h, "/boards/nope"); res.StatusCode != 404 || doc.Find(`[data-testid="not-found"]`).Length() != 1 {
+		t.Errorf("GET /boards/nope = %d, want the 404 page", res.StatusCode)
+	}
+
+	// Saving JSON: a bad board is a 400 that names the mistake, a good one
+	// the stored board.
+	post := func(body string) (int, map[string]any) {
+		rec := httptest.NewRecorder()
+		req := httptest.NewRequest("POST", "/boards/"+b.ID, strings.NewReader(body))
+		req.Header.Set("Content-Type", "application/json")
+		h.ServeHTTP(rec, req)
+		var v map[string]any
+		json.NewDecoder(rec.Body).Decode(&v)
+		return rec.Code, v
+	}
+	if code, v := post(`{"title":"Boiler","panels":[{"type":"pie","series":[{"device":"boiler-1","metric":"t"}]}]}`); code != 400 || !strings.Contains(v["error"].(string), `panel 1: type "pie"`) {
+		t.Errorf("saving a pie panel = %d %v, want 400 naming it", code, v)
+	}
+	if code, v := post(`{"title":"Boiler 2","panels":[]}`); code != 200 || v["version"] != 2.0 || v["title"] != "Boiler 2" {
+		t.Errorf("saving = %d %v, want version 2", code, v)
+	}
+
+	// Export: the board's JSON as a download, that Decode takes back.
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, httptest.NewRequest("GET", "/boards/"+b.ID+"/export", nil))
+	if rec.Code != 200 || !strings.Contains(rec.Header().Get("Content-Disposition"), "attachment") {
+		t.Errorf("export = %d %q", rec.Code, rec.Header().Get("Content-Disposition"))
+	}
+	if got, err := boards.Decode(rec.Body, boards.Limits{}); err != nil || got.Title != "Boiler 2" {
+		t.Errorf("the export decodes to %+v, %v", got, err)
+	}
+}

@@ -1,0 +1,317 @@
+// board.js is a board page's part of live.js: its panels' charts and
+// sparklines, drawn from the history embedded in the page and extended by
+// live readings, each stat's threshold level and each gauge's meter kept
+// current; and, for an operator in edit mode, the editor: a form of the
+// board's panels built from the board's JSON and the server's policy
+// (panel types, levels, limits), with the fleet's devices and metrics to
+// pick from, an undo of each change, and a save that posts the JSON.
+//
+// What the page shows of the fleet (which devices a selector picks) is
+// the server's: after a save, a reconnect or a gap, the page's grid is
+// fetched again ([data-swap]) and bound anew.
+
+import { Series, Sparkline, Chart, invalidate, release, stepFor } from '/static/chart.js';
+import { fetchSeries } from '/static/device.js';
+
+const SPARK_SPAN = 15 * 60 * 1000;
+const SPARK_STEP = 60 * 1000; // as the server reads sparklines (views.sparkStep)
+
+export function init(live) {
+  const key = (d, m) => `${d}\n${m}`;
+  const charts = new Map(); // "device\nmetric" -> [Chart]
+  const sparks = new Map(); // "device\nmetric" -> [Sparkline]
+  const form = document.querySelector('[data-testid="range-picker"]');
+  // A range that is not custom moves with the clock.
+  const moving = () => !form || form.elements.range.value !== 'custom';
+
+  function bind() {
+    for (const list of charts.values()) for (const c of list) release(c);
+    for (const list of sparks.values()) for (const s of list) release(s);
+    charts.clear();
+    sparks.clear();
+    const missing = [];
+    for (const fig of document.querySelectorAll('#board-grid figure[data-chart][data-device]')) {
+      const c = new Chart(fig);
+      const s = Series.fromData(fig);
+      if (s) c.setSeries(s); else missing.push(c);
+      c.device = fig.dataset.device;
+      c.span = c.to - c.from;
+      const k = key(c.device, c.metric);
+      charts.set(k, [...(charts.get(k) || []), c]);
+    }
+    for (const canvas of document.querySelectorAll('#board-grid canvas.spark')) {
+      const d = canvas.closest('[data-device]').dataset.device;
+      const m = canvas.closest('[data-metric]').dataset.metric;
+      const sp = new Sparkline(canvas, Series.fromData(canvas) || new Series(SPARK_STEP), SPARK_SPAN);
+      sp.now = live.serverNow;
+      invalidate(sp);
+      const k = key(d, m);
+      sparks.set(k, [...(sparks.get(k) || []), sp]);
+    }
+    tick();
+    // History the server did not embed (a slow store): from the API.
+    for (const c of missing) {
+      fetchSeries(c.device, c.metric, c.from, c.to, stepFor(c.to - c.from, c.width()))
+        .then((s) => c.setSeries(s))
+        .catch((err) => console.warn('iotdash: loading a chart failed', err));
+    }
+  }
+
+  function tick() {
+    if (!moving()) return;
+    const to = live.serverNow() + 1;
+    for (const list of charts.values()) for (const c of list) c.setWindow(to - c.span, to);
+  }
+
+  // level shows a stat's value against its panel's thresholds: the level
+  // as a word and a class, as the server renders it.
+  function level(r) {
+    for (const card of document.querySelectorAll(`#board-grid .stat[data-device="${CSS.escape(r.d)}"]`)) {
+      const el = card.querySelector(`[data-metric="${CSS.escape(r.m)}"]`);
+      if (!el || r.t < Number(el.dataset.t || 0)) continue;
+      const meter = el.querySelector('meter');
+      if (meter) meter.value = Math.min(Math.max(r.v, meter.min), meter.max);
+      const panel = card.closest('[data-thresholds]');
+      if (!panel?.dataset.thresholds) continue;
+      let lv = '';
+      for (const t of JSON.parse(panel.dataset.thresholds)) if (r.v >= t.value) lv = t.level;
+      for (const c of [...card.classList]) if (c.startsWith('level-')) card.classList.remove(c);
+      let word = card.querySelector('[data-testid="level"]');
+      if (lv) {
+        card.classList.add(`level-${lv}`);
+        if (!word) {
+          word = document.createElement('span');
+          word.className = 'level';
+          word.dataset.testid = 'level';
+          el.querySelector('.stat-value').append(word);
+        }
+        word.textContent = lv;
+      } else word?.remove();
+    }
+  }
+
+  bind();
+  const editor = document.getElementById('editor');
+  if (editor?.dataset.policy) edit(editor);
+
+  return {
+    // A board shows only some metrics of its devices.
+    partial: true,
+    reading(r) {
+      const k = key(r.d, r.m);
+      for (const c of charts.get(k) || []) {
+        if (!moving() && (r.t < c.from || r.t >= c.to)) continue;
+        c.series.add(r.t, r.v);
+        c.saw(r.v);
+        if (moving()) c.series.trim(c.from);
+        invalidate(c);
+      }
+      for (const sp of sparks.get(k) || []) {
+        sp.series.add(r.t, r.v);
+        sp.series.trim(live.serverNow() - SPARK_SPAN);
+        invalidate(sp);
+      }
+      level(r);
+    },
+    tick,
+    swapped: bind,
+  };
+}
+
+// --- The editor ---
+
+// edit replaces the editor's JSON form with a form of the board's panels.
+function edit(section) {
+  const policy = JSON.parse(section.dataset.policy);
+  const jsonForm = section.querySelector('[data-testid="editor-json"]');
+  const action = jsonForm.getAttribute('action');
+  let draft = JSON.parse(jsonForm.elements.board.value);
+  const undo = []; // earlier drafts, as JSON, the newest last
+  const fleet = { devices: [], kinds: [], locations: [], metrics: [] };
+
+  const root = document.createElement('form');
+  root.className = 'board-editor';
+  root.dataset.testid = 'board-editor';
+  root.noValidate = true;
+  const status = document.createElement('p');
+  status.className = 'editor-status';
+  status.setAttribute('role', 'status');
+  status.dataset.testid = 'editor-status';
+  jsonForm.hidden = true;
+  jsonForm.before(root, status);
+
+  // The fleet's devices, kinds, locations and metrics, to pick from.
+  fetch('/api/v1/devices', { cache: 'no-store' }).then((r) => (r.ok ? r.json() : [])).then((list) => {
+    const sorted = (set) => [...set].filter(Boolean).sort();
+    fleet.devices = list.map((d) => ({ id: d.id, name: d.name || d.id, kind: d.kind || '', metrics: Object.keys(d.latest || {}) }));
+    fleet.kinds = sorted(new Set(list.map((d) => d.kind)));
+    fleet.locations = sorted(new Set(list.map((d) => d.location)));
+    fleet.metrics = sorted(new Set(fleet.devices.flatMap((d) => d.metrics)));
+    datalists();
+  }).catch((err) => console.warn('iotdash: reading the fleet failed', err));
+
+  function datalists() {
+    const lists = {
+      'dl-device': fleet.devices.map((d) => [d.id, d.name === d.id ? d.kind : `${d.name} · ${d.kind}`]),
+      'dl-kind': fleet.kinds.map((k) => [k, '']),
+      'dl-location': fleet.locations.map((l) => [l, '']),
+      'dl-metric': fleet.metrics.map((m) => [m, '']),
+    };
+    for (const [id, options] of Object.entries(lists)) {
+      let dl = document.getElementById(id);
+      if (!dl) {
+        dl = document.createElement('datalist');
+        dl.id = id;
+        section.append(dl);
+      }
+      dl.replaceChildren(...options.map(([value, label]) => {
+        const o = document.createElement('option');
+        o.value = value;
+        if (label) o.label = label;
+        return o;
+      }));
+    }
+  }
+
+  // change records the draft before f changes it, for undo, and shows
+  // the result: the whole form again when its shape may change, else only
+  // the undo button (re-rendering on a text field's change, which comes as
+  // it loses focus, would swallow the click that took the focus away).
+  function change(f, reshape = true) {
+    undo.push(JSON.stringify(draft));
+    if (undo.length > 100) undo.shift();
+    f(draft);
+    if (reshape) render(); else root.querySelector('[data-testid="undo"]').disabled = false;
+    say('');
+  }
+
+  function say(text) { status.textContent = text; }
+
+  // el makes an element with attributes and children.
+  function el(tag, attrs = {}, ...children) {
+    const e = document.createElement(tag);
+    for (const [k, v] of Object.entries(attrs)) {
+      if (v === undefined || v === false) continue;
+      if (k.startsWith('on')) e.addEventListener(k.slice(2), v);
+      else if (k === 'dataset') Object.assign(e.dataset, v);
+      else if (k in e && typeof v !== 'string') e[k] = v;
+      else e.setAttribute(k, v === true ? '' : v);
+    }
+    e.append(...children.filter((c) => c !== null && c !== undefined));
+    return e;
+  }
+
+  // field is a labelled input, or a select of options ([value, label]),
+  // that changes the draft when it changes.
+  function field(id, label, { tag = 'input', options = [], ...attrs }, set) {
+    return el('div', { class: 'field' },
+      el('label', { for: id }, label),
+      el(tag, { id, ...attrs, onchange: (e) => change((d) => set(d, e.target.value), tag === 'select') },
+        ...options.map(([v, l]) => el('option', { value: v, selected: v === String(attrs.value) }, l))));
+  }
+
+  const SELECTORS = [['device', 'Device'], ['kind', 'Every device of kind'], ['ids', 'Devices whose id matches'], ['location', 'Devices whose location matches']];
+  const selectorOf = (s) => SELECTORS.find(([k]) => s[k])?.[0] || 'device';
+  const listFor = { device: 'dl-device', kind: 'dl-kind', ids: 'dl-device', location: 'dl-location' };
+  const numberOrNull = (v) => (v.trim() === '' || !Number.isFinite(Number(v)) ? undefined : Number(v));
+
+  function seriesRow(p, i, j) {
+    const s = draft.panels[i].series[j];
+    const sel = selectorOf(s);
+    const id = `p${i}-s${j}`;
+    const n = `series ${j + 1} of panel ${i + 1}`;
+    return el('li', { class: 'editor-series', dataset: { testid: 'editor-series' } },
+      field(`${id}-by`, 'Show', { tag: 'select', value: sel, options: SELECTORS }, (d, v) => {
+        const ser = d.panels[i].series[j];
+        const value = ser[sel];
+        for (const [k] of SELECTORS) delete ser[k];
+        ser[v] = value || '';
+      }),
+      field(`${id}-what`, SELECTORS.find(([k]) => k === sel)[1], { value: s[sel] || '', list: listFor[sel], autocomplete: 'off', spellcheck: false },
+        (d, v) => { d.panels[i].series[j][sel] = v.trim(); }),
+      field(`${id}-metric`, 'Metric', { value: s.metric || '', list: 'dl-metric', autocomplete: 'off', spellcheck: false },
+        (d, v) => { d.panels[i].series[j].metric = v.trim(); }),
+      el('button', { type: 'button', 'aria-label': `Remove ${n}`, onclick: () => change((d) => d.panels[i].series.splice(j, 1)) }, 'Remove'));
+  }
+
+  function thresholdRow(i, j) {
+    const t = draft.panels[i].thresholds[j];
+    const id = `p${i}-t${j}`;
+    return el('li', { class: 'editor-threshold' },
+      field(`${id}-value`, 'From', { type: 'number', step: 'any', value: String(t.value) }, (d, v) => { d.panels[i].thresholds[j].value = numberOrNull(v) ?? 0; }),
+      field(`${id}-level`, 'Level', { tag: 'select', value: t.level, options: policy.levels.map((l) => [l, l]) }, (d, v) => { d.panels[i].thresholds[j].level = v; }),
+      el('button', { type: 'button', 'aria-label': `Remove threshold ${j + 1} of panel ${i + 1}`, onclick: () => change((d) => d.panels[i].thresholds.splice(j, 1)) }, 'Remove'));
+  }
+
+  function panelEditor(p, i) {
+    const n = draft.panels.length;
+    const id = `p${i}`;
+    const widths = Array.from({ length: policy.columns }, (_, k) => [String(k + 1), `${k + 1} of ${policy.columns}`]);
+    const heights = Array.from({ length: policy.max_height }, (_, k) => [String(k + 1), String(k + 1)]);
+    const thresholds = p.thresholds || [];
+    return el('li', { class: 'editor-panel', dataset: { testid: 'editor-panel' } },
+      el('fieldset', {},
+        el('legend', {}, `Panel ${i + 1}`),
+        el('div', { class: 'editor-row' },
+          field(`${id}-title`, 'Title', { value: p.title || '', maxlength: String(policy.title_len) }, (d, v) => { d.panels[i].title = v; }),
+          field(`${id}-type`, 'Type', { tag: 'select', value: p.type, options: policy.types.map((t) => [t.Value, t.Label]) }, (d, v) => { d.panels[i].type = v; }),
+          field(`${id}-w`, 'Width', { tag: 'select', value: p.w || '', options: [['', 'Default'], ...widths] }, (d, v) => { d.panels[i].w = Number(v) || undefined; }),
+          field(`${id}-h`, 'Height', { tag: 'select', value: p.h || '', options: [['', 'Default'], ...heights] }, (d, v) => { d.panels[i].h = Number(v) || undefined; }),
+          field(`${id}-unit`, 'Unit', { value: p.unit || '', maxlength: '16' }, (d, v) => { d.panels[i].unit = v.trim() || undefined; }),
+          field(`${id}-decimals`, 'Decimals', { type: 'number', min: '0', max: String(policy.max_decimals), value: p.decimals ?? '' }, (d, v) => { d.panels[i].decimals = numberOrNull(v); }),
+          p.type === 'gauge' ? field(`${id}-min`, 'Min', { type: 'number', step: 'any', value: p.min ?? '' }, (d, v) => { d.panels[i].min = numberOrNull(v); }) : null,
+          p.type === 'gauge' ? field(`${id}-max`, 'Max', { type: 'number', step: 'any', value: p.max ?? '' }, (d, v) => { d.panels[i].max = numberOrNull(v); }) : null),
+        el('h3', {}, 'Series'),
+        el('ul', { class: 'editor-list' }, ...p.series.map((s, j) => seriesRow(p, i, j))),
+        el('button', {
+          type: 'button', disabled: p.series.length >= policy.series, 'aria-label': `Add a series to panel ${i + 1}`,
+          onclick: () => change((d) => d.panels[i].series.push({ device: '', metric: '' })),
+        }, 'Add series'),
+        el('h3', {}, 'Thresholds'),
+        el('ul', { class: 'editor-list' }, ...thresholds.map((t, j) => thresholdRow(i, j))),
+        el('button', {
+          type: 'button', disabled: thresholds.length >= policy.thresholds, 'aria-label': `Add a threshold to panel ${i + 1}`,
+          onclick: () => change((d) => {
+            const ts = (d.panels[i].thresholds ||= []);
+            ts.push({ value: ts.length ? ts[ts.length - 1].value + 1 : 0, level: policy.levels[Math.min(ts.length + 1, policy.levels.length - 1)] });
+          }),
+        }, 'Add threshold'),
+        el('p', { class: 'editor-panel-actions' },
+          el('button', { type: 'button', disabled: i === 0, 'aria-label': `Move panel ${i + 1} up`, onclick: () => change((d) => d.panels.splice(i - 1, 0, ...d.panels.splice(i, 1))) }, 'Move up'),
+          el('button', { type: 'button', disabled: i === n - 1, 'aria-label': `Move panel ${i + 1} down`, onclick: () => change((d) => d.panels.splice(i + 1, 0, ...d.panels.splice(i, 1))) }, 'Move down'),
+          el('button', { type: 'button', 'aria-label': `Remove panel ${i + 1}`, dataset: { testid: 'remove-panel' }, onclick: () => change((d) => d.panels.splice(i, 1)) }, 'Remove panel'))));
+  }
+
+  function render() {
+    const focused = document.activeElement?.id;
+    root.replaceChildren(
+      field('edit-title', 'Board title', { value: draft.title, maxlength: String(policy.title_len), required: true }, (d, v) => { d.title = v; }),
+      el('ol', { class: 'editor-panels' }, ...draft.panels.map(panelEditor)),
+      el('p', { class: 'editor-actions' },
+        el('button', {
+          type: 'button', dataset: { testid: 'add-panel' }, disabled: draft.panels.length >= policy.panels,
+          onclick: () => change((d) => d.panels.push({ title: '', type: policy.types[0].Value, series: [{ device: '', metric: '' }] })),
+        }, 'Add panel'),
+        el('button', { type: 'button', dataset: { testid: 'undo' }, disabled: !undo.length, onclick: () => { draft = JSON.parse(undo.pop()); render(); say('Undid the last change.'); } }, 'Undo'),
+        el('button', { type: 'submit', dataset: { testid: 'save-board' } }, 'Save'),
+        el('a', { href: location.pathname }, 'Cancel')));
+    if (focused) document.getElementById(focused)?.focus();
+  }
+
+  root.addEventListener('submit', async (e) => {
+    e.preventDefault();
+    // A field being typed in counts, even before it loses focus.
+    document.activeElement?.dispatchEvent(new Event('change', { bubbles: true }));
+    say('Saving…');
+    try {
+      const res = await fetch(action, { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify(draft) });
+      const body = await res.json().catch(() => ({}));
+      if (!res.ok) { say(`Not saved: ${body.error || res.statusText}`); return; }
+      location.assign(location.pathname);
+    } catch (err) {
+      say(`Not saved: ${err.message}`);
+    }
+  });
+
+  render();
+}

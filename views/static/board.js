@@ -201,6 +201,12 @@ function edit(section) {
     return e;
   }
 
+  // button is a button whose words say what it does and, for a screen
+  // reader, to what (the visible words first, as its accessible name).
+  function button(words, what, action, onclick, disabled = false) {
+    return el('button', { type: 'button', disabled, dataset: { action }, onclick }, words, el('span', { class: 'sr' }, ` ${what}`));
+  }
+
   // field is a labelled input, or a select of options ([value, label]),
   // that changes the draft when it changes.
   function field(id, label, { tag = 'input', options = [], ...attrs }, set) {
@@ -211,7 +217,8 @@ function edit(section) {
   }
 
   const SELECTORS = [['device', 'Device'], ['kind', 'Every device of kind'], ['ids', 'Devices whose id matches'], ['location', 'Devices whose location matches']];
-  const selectorOf = (s) => SELECTORS.find(([k]) => s[k])?.[0] || 'device';
+  // A series' selector is the one of its keys that is present, empty or not.
+  const selectorOf = (s) => SELECTORS.find(([k]) => typeof s[k] === 'string')?.[0] || 'device';
   const listFor = { device: 'dl-device', kind: 'dl-kind', ids: 'dl-device', location: 'dl-location' };
   const numberOrNull = (v) => (v.trim() === '' || !Number.isFinite(Number(v)) ? undefined : Number(v));
 
@@ -231,7 +238,7 @@ function edit(section) {
         (d, v) => { d.panels[i].series[j][sel] = v.trim(); }),
       field(`${id}-metric`, 'Metric', { value: s.metric || '', list: 'dl-metric', autocomplete: 'off', spellcheck: false },
         (d, v) => { d.panels[i].series[j].metric = v.trim(); }),
-      el('button', { type: 'button', 'aria-label': `Remove ${n}`, onclick: () => change((d) => d.panels[i].series.splice(j, 1)) }, 'Remove'));
+      button('Remove', n, 'remove-series', () => change((d) => d.panels[i].series.splice(j, 1))));
   }
 
   function thresholdRow(i, j) {
@@ -240,7 +247,7 @@ function edit(section) {
     return el('li', { class: 'editor-threshold' },
       field(`${id}-value`, 'From', { type: 'number', step: 'any', value: String(t.value) }, (d, v) => { d.panels[i].thresholds[j].value = numberOrNull(v) ?? 0; }),
       field(`${id}-level`, 'Level', { tag: 'select', value: t.level, options: policy.levels.map((l) => [l, l]) }, (d, v) => { d.panels[i].thresholds[j].level = v; }),
-      el('button', { type: 'button', 'aria-label': `Remove threshold ${j + 1} of panel ${i + 1}`, onclick: () => change((d) => d.panels[i].thresholds.splice(j, 1)) }, 'Remove'));
+      button('Remove', `threshold ${j + 1} of panel ${i + 1}`, 'remove-threshold', () => change((d) => d.panels[i].thresholds.splice(j, 1))));
   }
 
   function panelEditor(p, i) {
@@ -263,23 +270,17 @@ function edit(section) {
           p.type === 'gauge' ? field(`${id}-max`, 'Max', { type: 'number', step: 'any', value: p.max ?? '' }, (d, v) => { d.panels[i].max = numberOrNull(v); }) : null),
         el('h3', {}, 'Series'),
         el('ul', { class: 'editor-list' }, ...p.series.map((s, j) => seriesRow(p, i, j))),
-        el('button', {
-          type: 'button', disabled: p.series.length >= policy.series, 'aria-label': `Add a series to panel ${i + 1}`,
-          onclick: () => change((d) => d.panels[i].series.push({ device: '', metric: '' })),
-        }, 'Add series'),
+        button('Add series', `to panel ${i + 1}`, 'add-series', () => change((d) => d.panels[i].series.push({ device: '', metric: '' })), p.series.length >= policy.series),
         el('h3', {}, 'Thresholds'),
         el('ul', { class: 'editor-list' }, ...thresholds.map((t, j) => thresholdRow(i, j))),
-        el('button', {
-          type: 'button', disabled: thresholds.length >= policy.thresholds, 'aria-label': `Add a threshold to panel ${i + 1}`,
-          onclick: () => change((d) => {
-            const ts = (d.panels[i].thresholds ||= []);
-            ts.push({ value: ts.length ? ts[ts.length - 1].value + 1 : 0, level: policy.levels[Math.min(ts.length + 1, policy.levels.length - 1)] });
-          }),
-        }, 'Add threshold'),
+        button('Add threshold', `to panel ${i + 1}`, 'add-threshold', () => change((d) => {
+          const ts = (d.panels[i].thresholds ||= []);
+          ts.push({ value: ts.length ? ts[ts.length - 1].value + 1 : 0, level: policy.levels[Math.min(ts.length + 1, policy.levels.length - 1)] });
+        }), thresholds.length >= policy.thresholds),
         el('p', { class: 'editor-panel-actions' },
-          el('button', { type: 'button', disabled: i === 0, 'aria-label': `Move panel ${i + 1} up`, onclick: () => change((d) => d.panels.splice(i - 1, 0, ...d.panels.splice(i, 1))) }, 'Move up'),
-          el('button', { type: 'button', disabled: i === n - 1, 'aria-label': `Move panel ${i + 1} down`, onclick: () => change((d) => d.panels.splice(i + 1, 0, ...d.panels.splice(i, 1))) }, 'Move down'),
-          el('button', { type: 'button', 'aria-label': `Remove panel ${i + 1}`, dataset: { testid: 'remove-panel' }, onclick: () => change((d) => d.panels.splice(i, 1)) }, 'Remove panel'))));
+          button('Move up', `panel ${i + 1}`, 'move-up', () => change((d) => d.panels.splice(i - 1, 0, ...d.panels.splice(i, 1))), i === 0),
+          button('Move down', `panel ${i + 1}`, 'move-down', () => change((d) => d.panels.splice(i + 1, 0, ...d.panels.splice(i, 1))), i === n - 1),
+          button('Remove', `panel ${i + 1}`, 'remove-panel', () => change((d) => d.panels.splice(i, 1))))));
   }
 
   function render() {

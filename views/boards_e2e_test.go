@@ -1,0 +1,192 @@
+package views
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/chromedp/cdproto/emulation"
+	"github.com/chromedp/chromedp"
+)
+
+// setField sets a field of the board editor as a person does: its value,
+// then the change event of leaving it.
+func setField(t *testing.T, ctx context.Context, id, value string) {
+	t.Helper()
+	if _, err := chromedp.Run(ctx, chromedp.Evaluate[bool](fmt.Sprintf(
+		`(e => { e.value = %q; e.dispatchEvent(new Event('change', {bubbles: true})); return true })(document.getElementById(%q))`, value, id))); err != nil {
+		t.Fatalf("setting #%s: %v", id, err)
+	}
+}
+
+func click(t *testing.T, ctx context.Context, sel string) {
+	t.Helper()
+	if err := chromedp.Do(ctx, chromedp.Click(sel)); err != nil {
+		t.Fatalf("clicking %s: %v", sel, err)
+	}
+}
+
+// exportOf is board id's export, fetched by the signed-in browser.
+func exportOf(t *testing.T, ctx context.Context, id string) string {
+	t.Helper()
+	v, err := chromedp.Run(ctx, chromedp.Evaluate[string](fmt.Sprintf(`fetch('/boards/%s/export').then(r => r.text())`, id), chromedp.EvalAwaitPromise))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return v
+}
+
+// TestBoardEndToEnd: an operator makes a board of three panels in the
+// browser's editor (typing, choosing from the fleet, reordering, an
+// undo), saves it, and finds it after a reload, live; exports it,
+// deletes it, imports the file, and gets the same board. Every page
+// passes axe-core's WCAG rules.
+func TestBoardEndToEnd(t *testing.T) {
+	d := startDashboard(t)
+	d.fleet(t)
+	type dev struct {
+		ID, Kind, Location string
+		Latest             map[string]any
+	}
+	var list []dev
+	d.getJSON(t, "/api/v1/devices", &list)
+	first := list[0]
+	var metrics []string
+	for m := range first.Latest {
+		metrics = append(metrics, m)
+	}
+	slices.Sort(metrics)
+	metric := metrics[0]
+
+	ctx := page(t, d.URL+"/boards")
+	errs := consoleErrors(t, ctx)
+	if eval[string](t, ctx, `document.querySelector('nav[aria-label="Main"] a[href="/boards"]').textContent`) != "Boards" {
+		t.Error("no Boards in the top bar")
+	}
+	checkAccessible(t, ctx)
+
+	// A new board opens in its editor.
+	if err := chromedp.Do(ctx, chromedp.SendKeys(chromedp.ID("board-title"), "Boiler room"), chromedp.Submit(chromedp.ID("board-title"))); err != nil {
+		t.Fatal(err)
+	}
+	settle(t, ctx, "the new board's editor", `location.search === "?edit" && !!document.querySelector('[data-testid="board-editor"]')`)
+	id := strings.TrimPrefix(eval[string](t, ctx, `location.pathname`), "/boards/")
+	until(t, ctx, "the fleet's devices to pick from", fmt.Sprintf(`!!document.querySelector('#dl-device option[value=%q]')`, first.ID))
+
+	// Three panels. The first title is typed, and the click on "Add
+	// panel" that ends the typing adds the next.
+	click(t, ctx, `[data-testid="add-panel"]`)
+	if err := chromedp.Do(ctx, chromedp.SendKeys(chromedp.ID("p0-title"), "Every "+first.Kind)); err != nil {
+		t.Fatal(err)
+	}
+	click(t, ctx, `[data-testid="add-panel"]`)
+	click(t, ctx, `[data-testid="add-panel"]`)
+	until(t, ctx, "three panels in the editor", `document.querySelectorAll('[data-testid="editor-panel"]').length === 3`)
+	if got := eval[string](t, ctx, `document.getElementById('p0-title').value`); got != "Every "+first.Kind {
+		t.Errorf("the typed title reads %q", got)
+	}
+	// 1: a time series of every device of the first device's kind.
+	setField(t, ctx, "p0-s0-by", "kind")
+	setField(t, ctx, "p0-s0-what", first.Kind)
+	setField(t, ctx, "p0-s0-metric", metric)
+	setField(t, ctx, "p0-w", "8")
+	// 2: the first device's table, by location.
+	setField(t, ctx, "p1-type", "table")
+	setField(t, ctx, "p1-title", "Where "+first.ID+" is")
+	setField(t, ctx, "p1-s0-by", "location")
+	setField(t, ctx, "p1-s0-what", first.Location)
+	setField(t, ctx, "p1-s0-metric", metric)
+	// 3: a stat of the first device, with a threshold and a unit.
+	setField(t, ctx, "p2-type", "stat")
+	setField(t, ctx, "p2-title", "Now")
+	setField(t, ctx, "p2-s0-what", first.ID)
+	setField(t, ctx, "p2-s0-metric", metric)
+	setField(t, ctx, "p2-unit", "u")
+	click(t, ctx, `[data-testid="editor-panel"]:nth-child(3) [data-action="add-threshold"]`)
+	setField(t, ctx, "p2-t0-value", "-1000000")
+	setField(t, ctx, "p2-t0-level", "ok")
+	// The stat moves first; a change of type is undone.
+	click(t, ctx, `[data-testid="editor-panel"]:nth-child(3) [data-action="move-up"]`)
+	click(t, ctx, `[data-testid="editor-panel"]:nth-child(2) [data-action="move-up"]`)
+	setField(t, ctx, "p1-type", "gauge")
+	until(t, ctx, "the gauge's scale fields", `!!document.getElementById('p1-min')`)
+	click(t, ctx, `[data-testid="undo"]`)
+	until(t, ctx, "the undone type", `document.getElementById('p1-type').value === 'timeseries' && !document.getElementById('p1-min')`)
+	checkAccessible(t, ctx)
+
+	click(t, ctx, `[data-testid="save-board"]`)
+	settle(t, ctx, "the board saved, or why not", `location.search === "" || document.querySelector('[data-testid="editor-status"]').textContent.startsWith('Not saved')`)
+	if s := pageText(t, ctx, `[data-testid="editor-status"]`); s != "" && s != "Saving…" {
+		t.Fatalf("saving the board: %s", s)
+	}
+	at(t, ctx, "/boards/"+id)
+	if err := chromedp.Do(ctx, chromedp.Reload()); err != nil {
+		t.Fatal(err)
+	}
+	until(t, ctx, "the board live", connected)
+	types := eval[[]string](t, ctx, `[...document.querySelectorAll('[data-testid="panel"]')].map(p => p.dataset.type)`)
+	if got := strings.Join(types, " "); got != "stat timeseries table" {
+		t.Fatalf("after a reload the board's panels are %q, want stat timeseries table", got)
+	}
+	if n := eval[int](t, ctx, `document.querySelectorAll('[data-testid="panel"]:nth-child(2) figure[data-chart]').length`); n < 1 {
+		t.Errorf("the time series of every %s has %d charts; the board:\n%s", first.Kind, n, exportOf(t, ctx, id))
+	}
+	stat := fmt.Sprintf(`document.querySelector('[data-testid="stat"][data-device=%q] [data-metric=%q]')`, first.ID, metric)
+	if eval[string](t, ctx, stat+`.closest('.stat').className`) != "stat level-ok" {
+		t.Errorf("the stat's class is %q, want its level ok", eval[string](t, ctx, stat+`.closest('.stat').className`))
+	}
+	if u := eval[string](t, ctx, stat+`.querySelector('[data-testid="unit"]').textContent`); u != "u" {
+		t.Errorf("the stat's unit is %q, want the panel's", u)
+	}
+	// A live value changes on it, and on the table and the chart.
+	t0 := eval[string](t, ctx, stat+`.dataset.t`)
+	until(t, ctx, "a newer value on the stat", fmt.Sprintf(`%s.dataset.t > %q`, stat, t0))
+	until(t, ctx, "the table's value too", fmt.Sprintf(`document.querySelector('[data-testid="device-table"] tr[data-device=%q] [data-metric=%q]').dataset.t >= %s.dataset.t`, first.ID, metric, stat))
+	until(t, ctx, "the chart drawn with points", `document.querySelector('figure[data-chart] canvas').drawing.series.pts.length > 0`)
+	for _, theme := range []string{"light", "dark"} {
+		if _, err := chromedp.Call(ctx, emulation.SetEmulatedMedia, emulation.SetEmulatedMediaParams{
+			Features: []*emulation.MediaFeature{{Name: "prefers-color-scheme", Value: theme}}}); err != nil {
+			t.Fatal(err)
+		}
+		checkAccessible(t, ctx)
+	}
+	if err := chromedp.Do(ctx, chromedp.EmulateViewport(390, 844)); err != nil {
+		t.Fatal(err)
+	}
+	until(t, ctx, "no sideways scrolling at phone width", `document.documentElement.scrollWidth <= window.innerWidth`)
+	screenshot(t, ctx, "board-phone-dark.png")
+	if err := chromedp.Do(ctx, chromedp.EmulateViewport(1280, 800)); err != nil {
+		t.Fatal(err)
+	}
+	screenshot(t, ctx, "board-dark.png")
+
+	// Export, delete, import: the same board.
+	exported := exportOf(t, ctx, id)
+	if !strings.Contains(exported, `"title": "Boiler room"`) || strings.Contains(exported, id) {
+		t.Errorf("the export:\n%s", exported)
+	}
+	click(t, ctx, `[data-testid="edit-board"]`)
+	at(t, ctx, "/boards/"+id+"?edit")
+	click(t, ctx, `[data-testid="delete-board"]`)
+	at(t, ctx, "/boards")
+	until(t, ctx, "no boards", `!!document.querySelector('[data-testid="no-boards"]')`)
+	file := filepath.Join(t.TempDir(), "boiler-room.json")
+	if err := os.WriteFile(file, []byte(exported), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := chromedp.Do(ctx, chromedp.SendKeys(chromedp.ID("board-file"), file), chromedp.Submit(chromedp.ID("board-file"))); err != nil {
+		t.Fatal(err)
+	}
+	settle(t, ctx, "the imported board", `location.pathname.startsWith('/boards/') && document.querySelectorAll('[data-testid="panel"]').length === 3`)
+	again := strings.TrimPrefix(eval[string](t, ctx, `location.pathname`), "/boards/")
+	if got := exportOf(t, ctx, again); got != exported {
+		t.Errorf("export, delete, import, export differs:\n%s\nwas\n%s", got, exported)
+	}
+	for _, e := range errs() {
+		t.Errorf("console: %s", e)
+	}
+}

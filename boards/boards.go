@@ -64,10 +64,11 @@ type Limits struct {
 	Versions  int // earlier versions kept per board (50)
 	Boards    int // boards in all (500)
 	Threshold int // thresholds per panel (5)
+	Variables int // variables of a board (5)
 }
 
 // DefaultLimits are the limits a zero Limits stands for.
-var DefaultLimits = Limits{Panels: 50, Series: 20, Resolved: 50, TitleLen: 100, Bytes: 256 << 10, Versions: 50, Boards: 500, Threshold: 5}
+var DefaultLimits = Limits{Panels: 50, Series: 20, Resolved: 50, TitleLen: 100, Bytes: 256 << 10, Versions: 50, Boards: 500, Threshold: 5, Variables: 5}
 
 func (l Limits) orDefault() Limits {
 	d := DefaultLimits
@@ -79,7 +80,7 @@ func (l Limits) orDefault() Limits {
 	}
 	return Limits{Panels: pick(l.Panels, d.Panels), Series: pick(l.Series, d.Series), Resolved: pick(l.Resolved, d.Resolved),
 		TitleLen: pick(l.TitleLen, d.TitleLen), Bytes: pick(l.Bytes, d.Bytes), Versions: pick(l.Versions, d.Versions),
-		Boards: pick(l.Boards, d.Boards), Threshold: pick(l.Threshold, d.Threshold)}
+		Boards: pick(l.Boards, d.Boards), Threshold: pick(l.Threshold, d.Threshold), Variables: pick(l.Variables, d.Variables)}
 }
 
 // maxUnitLen bounds a panel's unit ("°C", "m³/h").
@@ -94,6 +95,9 @@ type Board struct {
 	// Panels are in reading order: left to right, then down. The grid
 	// flows them into rows of Columns, each as wide as its W.
 	Panels []Panel `json:"panels"`
+	// Variables let one board serve many devices: each is a device picked
+	// on the page from those of a kind.
+	Variables []Variable `json:"variables,omitempty"`
 	// Version counts the board's saves, from 1; Saved is when the last was
 	// and SavedBy who made it.
 	Version int       `json:"version,omitempty"`
@@ -122,10 +126,22 @@ type Panel struct {
 	Max *float64 `json:"max,omitempty"`
 }
 
+// Variable is a device picked on the board's page from the devices of
+// Kind; a series names it as its Device "$Name", and the page's URL holds
+// the choice (?var-Name=id), so that a link shows what its sender saw.
+type Variable struct {
+	Name string `json:"name"`
+	Kind string `json:"kind"`
+}
+
+// Param is the URL parameter that holds v's choice.
+func (v Variable) Param() string { return "var-" + v.Name }
+
 // Series is what a panel shows: one device's metric, or the metric of
 // every device a selector picks (by kind, or by a pattern of ids or
 // locations, with * and ? as in shell patterns). Exactly one of Device,
-// Kind, IDs and Location is set.
+// Kind, IDs and Location is set; a Device of "$name" is the device
+// variable name picks.
 type Series struct {
 	Device   string `json:"device,omitempty"`
 	Kind     string `json:"kind,omitempty"`
@@ -184,8 +200,23 @@ func (b Board) Validate(l Limits) error {
 	if len(b.Panels) > l.Panels {
 		return devices.Errorf(devices.EInvalid, "a board has at most %d panels; this one has %d", l.Panels, len(b.Panels))
 	}
+	if len(b.Variables) > l.Variables {
+		return devices.Errorf(devices.EInvalid, "a board has at most %d variables", l.Variables)
+	}
+	vars := map[string]bool{}
+	for i, v := range b.Variables {
+		switch {
+		case !devices.ValidName(v.Name):
+			return devices.Errorf(devices.EInvalid, "variable %d: name %q is not 1 to 64 characters of [A-Za-z0-9._-]", i+1, v.Name)
+		case vars[v.Name]:
+			return devices.Errorf(devices.EInvalid, "variable %d: %q is named twice", i+1, v.Name)
+		case v.Kind == "" || len(v.Kind) > devices.MaxNameLen || !utf8.ValidString(v.Kind):
+			return devices.Errorf(devices.EInvalid, "variable %d: kind must be 1 to %d bytes", i+1, devices.MaxNameLen)
+		}
+		vars[v.Name] = true
+	}
 	for i, p := range b.Panels {
-		if err := p.validate(l); err != nil {
+		if err := p.validate(l, vars); err != nil {
 			return devices.Errorf(devices.EInvalid, "panel %d: %s", i+1, devices.ErrorMessage(err))
 		}
 	}
@@ -206,7 +237,7 @@ func checkTitle(what, s string, l Limits, required bool) error {
 	return nil
 }
 
-func (p Panel) validate(l Limits) error {
+func (p Panel) validate(l Limits, vars map[string]bool) error {
 	if err := checkTitle("the title", p.Title, l, false); err != nil {
 		return err
 	}
@@ -226,7 +257,7 @@ func (p Panel) validate(l Limits) error {
 		return devices.Errorf(devices.EInvalid, "a panel has at most %d series; this one has %d", l.Series, len(p.Series))
 	}
 	for i, s := range p.Series {
-		if err := s.validate(); err != nil {
+		if err := s.validate(vars); err != nil {
 			return devices.Errorf(devices.EInvalid, "series %d: %s", i+1, devices.ErrorMessage(err))
 		}
 	}
@@ -260,7 +291,7 @@ func (p Panel) validate(l Limits) error {
 	return nil
 }
 
-func (s Series) validate() error {
+func (s Series) validate(vars map[string]bool) error {
 	set := 0
 	for _, v := range []string{s.Device, s.Kind, s.IDs, s.Location} {
 		if v != "" {
@@ -273,8 +304,11 @@ func (s Series) validate() error {
 	if !devices.ValidName(s.Metric) {
 		return devices.Errorf(devices.EInvalid, "metric %q is not 1 to 64 characters of [A-Za-z0-9._-]", s.Metric)
 	}
+	name, isVar := strings.CutPrefix(s.Device, "$")
 	switch {
-	case s.Device != "" && !devices.ValidName(s.Device):
+	case isVar && !vars[name]:
+		return devices.Errorf(devices.EInvalid, "device %q names no variable of the board", s.Device)
+	case s.Device != "" && !isVar && !devices.ValidName(s.Device):
 		return devices.Errorf(devices.EInvalid, "device %q is not 1 to 64 characters of [A-Za-z0-9._-]", s.Device)
 	case len(s.Kind) > devices.MaxNameLen || !utf8.ValidString(s.Kind):
 		return devices.Errorf(devices.EInvalid, "kind is longer than %d bytes", devices.MaxNameLen)
@@ -307,9 +341,12 @@ func (s Series) Selector() string {
 	return "location " + s.Location
 }
 
-// Picks reports whether s selects d (whether or not d has the metric).
-func (s Series) Picks(d devices.Device) bool {
+// Picks reports whether s selects d (whether or not d has the metric),
+// with the devices chosen for the board's variables by name.
+func (s Series) Picks(d devices.Device, chosen map[string]string) bool {
 	switch {
+	case strings.HasPrefix(s.Device, "$"):
+		return d.ID == chosen[s.Device[1:]]
 	case s.Device != "":
 		return d.ID == s.Device
 	case s.Kind != "":
@@ -330,16 +367,17 @@ type Target struct {
 	Metric string
 }
 
-// Resolve returns what p shows of the fleet ds (ordered by id): for each
+// Resolve returns what p shows of the fleet ds (ordered by id), with the
+// devices chosen for the board's variables (see Board.Choose): for each
 // series in turn, the devices it picks that have its metric (a named
 // device even before it has), each pair once, at most l.Resolved of them;
 // more says how many were left out.
-func (p Panel) Resolve(ds []devices.Device, l Limits) (ts []Target, more int) {
+func (p Panel) Resolve(ds []devices.Device, l Limits, chosen map[string]string) (ts []Target, more int) {
 	l = l.orDefault()
 	seen := map[[2]string]bool{}
 	for _, s := range p.Series {
 		for _, d := range ds {
-			if !s.Picks(d) {
+			if !s.Picks(d, chosen) {
 				continue
 			}
 			if _, has := d.Latest[s.Metric]; !has && s.Device == "" {
@@ -358,6 +396,28 @@ func (p Panel) Resolve(ds []devices.Device, l Limits) (ts []Target, more int) {
 		}
 	}
 	return ts, more
+}
+
+// Choose picks each variable's device: the one the URL names (param
+// gives a URL parameter's value) if it is of the variable's kind, else the
+// first of that kind in ds; "" when the fleet has none.
+func (b Board) Choose(ds []devices.Device, param func(string) string) map[string]string {
+	chosen := make(map[string]string, len(b.Variables))
+	for _, v := range b.Variables {
+		want := param(v.Param())
+		for _, d := range ds {
+			if d.Meta.Kind != v.Kind {
+				continue
+			}
+			if chosen[v.Name] == "" || d.ID == want {
+				chosen[v.Name] = d.ID
+			}
+			if d.ID == want {
+				break
+			}
+		}
+	}
+	return chosen
 }
 
 // Decode reads a board's JSON as exported or posted, strictly: at most

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -149,20 +150,60 @@ func TestResolveFollowsTheFleet(t *testing.T) {
 		"pump-1.flow pump-2.flow",           // ids pump-*
 		"th-1.temperature th-2.temperature", // location Basement*: those with the metric
 	} {
-		got, more := b.Panels[i].Resolve(fleet(), boards.Limits{})
+		got, more := b.Panels[i].Resolve(fleet(), boards.Limits{}, nil)
 		if ids(got) != want || more != 0 {
 			t.Errorf("panel %d resolves to %q (+%d), want %q", i+1, ids(got), more, want)
 		}
 	}
 	// A new thermostat joins the panel of every thermostat.
 	grown := append(fleet(), devices.Device{ID: "th-4", Meta: devices.Meta{Kind: "thermostat"}, Latest: map[string]devices.Value{"temperature": {}}})
-	if got, _ := b.Panels[0].Resolve(grown, boards.Limits{}); len(got) != 4 {
+	if got, _ := b.Panels[0].Resolve(grown, boards.Limits{}, nil); len(got) != 4 {
 		t.Errorf("with a fourth thermostat the panel shows %q", ids(got))
 	}
 	// Past the limit, the rest are counted, not shown.
-	got, more := b.Panels[0].Resolve(fleet(), boards.Limits{Resolved: 2})
+	got, more := b.Panels[0].Resolve(fleet(), boards.Limits{Resolved: 2}, nil)
 	if len(got) != 2 || more != 1 {
 		t.Errorf("with room for 2: %q and %d more, want 2 and 1 more", ids(got), more)
+	}
+}
+
+// TestVariable: one board serves each pump, the one in the URL or else
+// the first.
+func TestVariable(t *testing.T) {
+	b := boards.Board{Title: "A pump", Variables: []boards.Variable{{Name: "pump", Kind: "pump"}},
+		Panels: []boards.Panel{{Type: boards.Stat, Series: []boards.Series{{Device: "$pump", Metric: "flow"}}}}}
+	if err := b.Validate(boards.Limits{}); err != nil {
+		t.Fatal(err)
+	}
+	for url, want := range map[string]string{"": "pump-1", "pump-2": "pump-2", "th-1": "pump-1", "nope": "pump-1"} {
+		chosen := b.Choose(fleet(), func(p string) string {
+			if p == "var-pump" {
+				return url
+			}
+			return ""
+		})
+		got, _ := b.Panels[0].Resolve(fleet(), boards.Limits{}, chosen)
+		if len(got) != 1 || got[0].Device.ID != want {
+			t.Errorf("?var-pump=%s shows %v, want %s", url, got, want)
+		}
+	}
+	for _, tc := range []struct {
+		edit func(*boards.Board)
+		want string
+	}{
+		{func(b *boards.Board) { b.Panels[0].Series[0].Device = "$valve" }, `device "$valve" names no variable of the board`},
+		{func(b *boards.Board) { b.Variables = append(b.Variables, b.Variables[0]) }, `variable 2: "pump" is named twice`},
+		{func(b *boards.Board) { b.Variables[0].Kind = "" }, "variable 1: kind must be 1 to 64 bytes"},
+		{func(b *boards.Board) { b.Variables[0].Name = "a pump" }, `variable 1: name "a pump" is not`},
+	} {
+		bad := b
+		bad.Variables = slices.Clone(b.Variables)
+		bad.Panels = []boards.Panel{b.Panels[0]}
+		bad.Panels[0].Series = slices.Clone(b.Panels[0].Series)
+		tc.edit(&bad)
+		if err := bad.Validate(boards.Limits{}); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("Validate = %v, want %q", err, tc.want)
+		}
 	}
 }
 

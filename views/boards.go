@@ -72,7 +72,22 @@ type BoardModel struct {
 	JSON    string
 	Policy  string
 	Problem string
+	// Variables are the board's device pickers, each with its choice.
+	Variables []VariableView
+	// KeepForVars and KeepForRange are the URL's parameters that the
+	// variables' form and the range picker carry on unchanged.
+	KeepForVars, KeepForRange []Param
 }
+
+// VariableView is a board variable as its picker shows it.
+type VariableView struct {
+	Name, Param, Kind string
+	Chosen            string
+	Options           []Card
+}
+
+// Param is one URL parameter.
+type Param struct{ Name, Value string }
 
 // PanelView is one panel as the board page shows it.
 type PanelView struct {
@@ -112,6 +127,7 @@ type editorPolicy struct {
 	MaxHeight   int                             `json:"max_height"`
 	Panels      int                             `json:"panels"`
 	Series      int                             `json:"series"`
+	Variables   int                             `json:"variables"`
 	Thresholds  int                             `json:"thresholds"`
 	TitleLen    int                             `json:"title_len"`
 	MaxDecimals int                             `json:"max_decimals"`
@@ -119,7 +135,7 @@ type editorPolicy struct {
 
 func policyJSON(l boards.Limits) string {
 	b, _ := json.Marshal(editorPolicy{Types: boards.Types, Levels: boards.Levels, Columns: boards.Columns, MaxHeight: boards.MaxHeight,
-		Panels: l.Panels, Series: l.Series, Thresholds: l.Threshold, TitleLen: l.TitleLen, MaxDecimals: devices.MaxDecimals})
+		Panels: l.Panels, Series: l.Series, Variables: l.Variables, Thresholds: l.Threshold, TitleLen: l.TitleLen, MaxDecimals: devices.MaxDecimals})
 	return string(b)
 }
 
@@ -231,8 +247,25 @@ func (bp BoardPages) showError(w http.ResponseWriter, r *http.Request, err error
 
 func (bp BoardPages) show(w http.ResponseWriter, r *http.Request, b boards.Board, editing bool, status int, problem string) {
 	now := bp.Options.now(r)
-	m := NewBoard(b, bp.Fleet.List(), now, bp.Boards.Limits())
-	m.SetRange(ParseRange(r.URL.Query().Get, now))
+	q := r.URL.Query()
+	ds := bp.Fleet.List()
+	m := NewBoard(b, ds, now, bp.Boards.Limits(), b.Choose(ds, q.Get))
+	m.SetRange(ParseRange(q.Get, now))
+	m.Kiosk = q.Has("kiosk")
+	for name, vs := range q {
+		switch {
+		case name == "kiosk" || name == "range" || name == "from" || name == "to":
+			m.KeepForVars = append(m.KeepForVars, Param{name, vs[0]})
+			if name == "kiosk" {
+				m.KeepForRange = append(m.KeepForRange, Param{name, vs[0]})
+			}
+		case strings.HasPrefix(name, "var-"):
+			m.KeepForRange = append(m.KeepForRange, Param{name, vs[0]})
+		}
+	}
+	byName := func(a, b Param) int { return strings.Compare(a.Name, b.Name) }
+	slices.SortFunc(m.KeepForVars, byName)
+	slices.SortFunc(m.KeepForRange, byName)
 	m.CanEdit = canEdit(r)
 	m.Editing = editing && m.CanEdit
 	m.Problem = problem
@@ -368,8 +401,9 @@ func (bp BoardPages) Delete() http.Handler {
 }
 
 // NewBoard builds the page of b over the fleet ds as of now, over the
-// last 15 minutes: each panel's series resolved, with their latest values.
-func NewBoard(b boards.Board, ds []devices.Device, now time.Time, l boards.Limits) BoardModel {
+// last 15 minutes, with the devices chosen for its variables: each
+// panel's series resolved, with their latest values.
+func NewBoard(b boards.Board, ds []devices.Device, now time.Time, l boards.Limits, chosen map[string]string) BoardModel {
 	m := BoardModel{Page: Page{Title: b.Title, Kind: "board", NowMs: now.UnixMilli(), TZ: zoneName(now.Location())},
 		ID: b.ID, Title: b.Title, Version: b.Version, Range: DefaultRange(now)}
 	if !b.Saved.IsZero() {
@@ -378,6 +412,15 @@ func NewBoard(b boards.Board, ds []devices.Device, now time.Time, l boards.Limit
 			m.Saved += " by " + b.SavedBy
 		}
 	}
+	for _, v := range b.Variables {
+		vv := VariableView{Name: v.Name, Param: v.Param(), Kind: v.Kind, Chosen: chosen[v.Name]}
+		for _, d := range ds {
+			if d.Meta.Kind == v.Kind {
+				vv.Options = append(vv.Options, Card{ID: d.ID, Name: d.Name()})
+			}
+		}
+		m.Variables = append(m.Variables, vv)
+	}
 	live := map[string]bool{}
 	for i, p := range b.Panels {
 		pv := PanelView{ID: "panel-" + strconv.Itoa(i+1), Title: p.Title, Type: p.Type, W: p.Width(), H: p.Height()}
@@ -385,7 +428,7 @@ func NewBoard(b boards.Board, ds []devices.Device, now time.Time, l boards.Limit
 			t, _ := json.Marshal(p.Thresholds)
 			pv.Thresholds = string(t)
 		}
-		ts, more := p.Resolve(ds, l)
+		ts, more := p.Resolve(ds, l, chosen)
 		pv.More = more
 		for _, t := range ts {
 			live[t.Device.ID] = true

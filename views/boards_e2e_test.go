@@ -190,3 +190,80 @@ func TestBoardEndToEnd(t *testing.T) {
 		t.Errorf("console: %s", e)
 	}
 }
+
+// TestBoardVariableAndKiosk: an operator gives a board a variable in the
+// editor; a viewer of the board picks a device with it, the URL holds the
+// choice, and a link with ?kiosk shows the same board without the chrome.
+func TestBoardVariableAndKiosk(t *testing.T) {
+	d := startDashboard(t)
+	d.fleet(t)
+	type dev struct{ ID, Kind string }
+	var list []dev
+	d.getJSON(t, "/api/v1/devices", &list)
+	kind := list[0].Kind
+	var ofKind []string
+	for _, x := range list {
+		if x.Kind == kind {
+			ofKind = append(ofKind, x.ID)
+		}
+	}
+	if len(ofKind) < 2 {
+		t.Fatalf("the simulated fleet has %d devices of kind %s, want 2 or more", len(ofKind), kind)
+	}
+
+	ctx := page(t, d.URL+"/boards")
+	if err := chromedp.Do(ctx, chromedp.SendKeys(chromedp.ID("board-title"), "One device"), chromedp.Submit(chromedp.ID("board-title"))); err != nil {
+		t.Fatal(err)
+	}
+	settle(t, ctx, "the editor", `!!document.querySelector('[data-testid="board-editor"]')`)
+	id := strings.TrimPrefix(eval[string](t, ctx, `location.pathname`), "/boards/")
+	click(t, ctx, `[data-action="add-variable"]`)
+	setField(t, ctx, "v0-name", "dev")
+	setField(t, ctx, "v0-kind", kind)
+	click(t, ctx, `[data-testid="add-panel"]`)
+	setField(t, ctx, "p0-type", "stat")
+	setField(t, ctx, "p0-s0-what", "$dev")
+	setField(t, ctx, "p0-s0-metric", "*")
+	click(t, ctx, `[data-testid="save-board"]`)
+	settle(t, ctx, "a refusal that names the metric", `document.querySelector('[data-testid="editor-status"]').textContent.includes('metric "*" is not')`)
+	var one struct{ Latest map[string]any }
+	d.getJSON(t, "/api/v1/devices/"+ofKind[1], &one)
+	metric := ""
+	for m := range one.Latest {
+		if metric == "" || m < metric {
+			metric = m
+		}
+	}
+	setField(t, ctx, "p0-s0-metric", metric)
+	click(t, ctx, `[data-testid="save-board"]`)
+	at(t, ctx, "/boards/"+id)
+
+	// The first device of the kind, until another is picked.
+	stat := `document.querySelector('[data-testid="stat"]').dataset.device`
+	if got := eval[string](t, ctx, stat); got != ofKind[0] {
+		t.Errorf("the variable shows %s at first, want %s", got, ofKind[0])
+	}
+	setField(t, ctx, "var-dev", ofKind[1])
+	at(t, ctx, "/boards/"+id+"?var-dev="+ofKind[1])
+	until(t, ctx, "the picked device", fmt.Sprintf(`%s === %q`, stat, ofKind[1]))
+	until(t, ctx, "the board live", connected)
+	if got := eval[string](t, ctx, `document.body.dataset.subscribed`); got != ofKind[1] {
+		t.Errorf("the page subscribes to %q, want only %s", got, ofKind[1])
+	}
+
+	// The wall: the same board without the chrome.
+	if err := chromedp.Do(ctx, chromedp.Navigate(d.URL+"/boards/"+id+"?var-dev="+ofKind[1]+"&kiosk")); err != nil {
+		t.Fatal(err)
+	}
+	until(t, ctx, "the kiosk live", connected)
+	if eval[bool](t, ctx, `!!document.querySelector('header.top:not([hidden]), footer:not([hidden]), nav.crumbs, [data-testid="edit-board"]:not([hidden] *)')`) {
+		t.Error("the kiosk shows navigation chrome")
+	}
+	if got := eval[string](t, ctx, stat); got != ofKind[1] {
+		t.Errorf("the kiosk shows %s, want %s", got, ofKind[1])
+	}
+	if got := eval[string](t, ctx, `[...new FormData(document.querySelector('[data-testid="board-vars"]')).keys()].join(' ')`); got != "var-dev kiosk" {
+		t.Errorf("the variable's form sends %q, want var-dev and kiosk kept", got)
+	}
+	checkAccessible(t, ctx)
+}

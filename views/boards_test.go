@@ -30,7 +30,7 @@ func plantBoard() boards.Board {
 }
 
 func TestBoardPanels(t *testing.T) {
-	m := NewBoard(plantBoard(), fleetAt(), now, boards.Limits{})
+	m := NewBoard(plantBoard(), fleetAt(), now, boards.Limits{}, nil)
 	doc := renderDoc(t, BoardPage(m))
 	panels := doc.Find(`[data-testid="panel"]`)
 	if panels.Length() != 5 {

@@ -47,6 +47,8 @@ type Page struct {
 	History bool
 	// TZ is the plant's time zone (IANA name), every time's zone.
 	TZ string
+	// Kiosk leaves out the chrome (top bar, footer) for a wall screen.
+	Kiosk bool
 }
 
 // Counts are how many devices are in each status, and how many need

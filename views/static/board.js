@@ -1,10 +1,11 @@
 // board.js is a board page's part of live.js: its panels' charts and
 // sparklines, drawn from the history embedded in the page and extended by
 // live readings, each stat's threshold level and each gauge's meter kept
-// current; and, for an operator in edit mode, the editor: a form of the
-// board's panels built from the board's JSON and the server's policy
-// (panel types, levels, limits), with the fleet's devices and metrics to
-// pick from, an undo of each change, and a save that posts the JSON.
+// current, a variable's choice applied as it is made; and, for an
+// operator in edit mode, the editor: a form of the board's variables and
+// panels built from the board's JSON and the server's policy (panel
+// types, levels, limits), with the fleet's devices and metrics to pick
+// from, an undo of each change, and a save that posts the JSON.
 //
 // What the page shows of the fleet (which devices a selector picks) is
 // the server's: after a save, a reconnect or a gap, the page's grid is
@@ -91,6 +92,9 @@ export function init(live) {
   }
 
   bind();
+  // A variable's choice shows at once (the form is in the URL either way).
+  const vars = document.querySelector('[data-testid="board-vars"]');
+  vars?.addEventListener('change', () => vars.requestSubmit());
   const editor = document.getElementById('editor');
   if (editor?.dataset.policy) edit(editor);
 
@@ -152,7 +156,10 @@ function edit(section) {
 
   function datalists() {
     const lists = {
-      'dl-device': fleet.devices.map((d) => [d.id, d.name === d.id ? d.kind : `${d.name} · ${d.kind}`]),
+      'dl-device': [
+        ...(draft.variables || []).filter((v) => v.name).map((v) => [`$${v.name}`, `the ${v.kind} picked on the page`]),
+        ...fleet.devices.map((d) => [d.id, d.name === d.id ? d.kind : `${d.name} · ${d.kind}`]),
+      ],
       'dl-kind': fleet.kinds.map((k) => [k, '']),
       'dl-location': fleet.locations.map((l) => [l, '']),
       'dl-metric': fleet.metrics.map((m) => [m, '']),
@@ -283,10 +290,24 @@ function edit(section) {
           button('Remove', `panel ${i + 1}`, 'remove-panel', () => change((d) => d.panels.splice(i, 1))))));
   }
 
+  function variableRow(v, k) {
+    const id = `v${k}`;
+    return el('li', { class: 'editor-series', dataset: { testid: 'editor-variable' } },
+      field(`${id}-name`, 'Name', { value: v.name, autocomplete: 'off', spellcheck: false }, (d, x) => { d.variables[k].name = x.trim(); }),
+      field(`${id}-kind`, 'A device of kind', { value: v.kind, list: 'dl-kind', autocomplete: 'off', spellcheck: false }, (d, x) => { d.variables[k].kind = x.trim(); }),
+      button('Remove', `variable ${k + 1}`, 'remove-variable', () => change((d) => d.variables.splice(k, 1))));
+  }
+
   function render() {
     const focused = document.activeElement?.id;
+    const variables = draft.variables || [];
     root.replaceChildren(
       field('edit-title', 'Board title', { value: draft.title, maxlength: String(policy.title_len), required: true }, (d, v) => { d.title = v; }),
+      el('fieldset', { class: 'editor-variables' },
+        el('legend', {}, 'Variables'),
+        el('p', { class: 'hint' }, 'A variable is a device picked on the board’s page; a series shows it as the device $name.'),
+        el('ul', { class: 'editor-list' }, ...variables.map(variableRow)),
+        button('Add variable', 'to the board', 'add-variable', () => change((d) => (d.variables ||= []).push({ name: '', kind: '' })), variables.length >= policy.variables)),
       el('ol', { class: 'editor-panels' }, ...draft.panels.map(panelEditor)),
       el('p', { class: 'editor-actions' },
         el('button', {
@@ -297,6 +318,7 @@ function edit(section) {
         el('button', { type: 'submit', dataset: { testid: 'save-board' } }, 'Save'),
         el('a', { href: location.pathname }, 'Cancel')));
     if (focused) document.getElementById(focused)?.focus();
+    datalists();
   }
 
   root.addEventListener('submit', async (e) => {

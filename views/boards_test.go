@@ -1,13 +1,17 @@
 package views
 
 import (
+	"compress/gzip"
 	"context"
 	"encoding/json"
+	"fmt"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/PuerkitoBio/goquery"
 
@@ -176,5 +180,62 @@ func TestBoardHandlers(t *testing.T) {
 	}
 	if got, err := boards.Decode(rec.Body, boards.Limits{}); err != nil || got.Title != "Boiler 2" {
 		t.Errorf("the export decodes to %+v, %v", got, err)
+	}
+}
+
+// BenchmarkBoard is a board of 30 panels of 10 series each (10 time
+// series, 10 stats, 10 tables) over 100 devices, rendered and gzipped with
+// the history of its charts and sparklines read from the embedded store.
+func BenchmarkBoard(b *testing.B) {
+	f, st := historyFleet(b, 100, time.Now())
+	docs, err := sqlite.OpenDocs(filepath.Join(b.TempDir(), "fleet.db"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { docs.Close() })
+	bs := boards.New(docs, boards.Limits{})
+	board := boards.Board{Title: "Big"}
+	types := []string{boards.TimeSeries, boards.Stat, boards.Table}
+	for i := range 30 {
+		p := boards.Panel{Title: fmt.Sprintf("Panel %d", i+1), Type: types[i%3]}
+		for j := range 10 {
+			p.Series = append(p.Series, boards.Series{Device: fmt.Sprintf("device-%03d", (i*10+j)%100), Metric: kinds[j%len(kinds)].metric})
+		}
+		board.Panels = append(board.Panels, p)
+	}
+	saved, err := bs.Create(context.Background(), board, "bench")
+	if err != nil {
+		b.Fatal(err)
+	}
+	for _, bc := range []struct {
+		name string
+		h    History
+	}{{"history", st}, {"no-history", nil}} {
+		b.Run(bc.name, func(b *testing.B) {
+			page := BoardPages{Boards: bs, Fleet: f, Options: Options{History: bc.h}}.Page()
+			get := func() *httptest.ResponseRecorder {
+				req := httptest.NewRequest("GET", "/boards/"+saved.ID, nil)
+				req.SetPathValue("id", saved.ID)
+				req.Header.Set("Accept-Encoding", "gzip")
+				rec := httptest.NewRecorder()
+				page.ServeHTTP(rec, req)
+				if rec.Code != 200 {
+					b.Fatal(rec.Code)
+				}
+				return rec
+			}
+			rec := get()
+			wire := rec.Body.Len()
+			zr, err := gzip.NewReader(rec.Body)
+			if err != nil {
+				b.Fatal(err)
+			}
+			html, _ := io.ReadAll(zr)
+			for b.Loop() {
+				get()
+			}
+			b.ReportMetric(float64(wire), "wire-bytes")
+			b.ReportMetric(float64(len(html)), "html-bytes")
+		})
 	}
 }

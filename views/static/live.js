@@ -21,7 +21,6 @@
 import { formatValue, decimalsOf, relative, absolute, onFrame, hms } from '/static/chart.js';
 import * as overview from '/static/overview.js';
 import * as device from '/static/device.js';
-import * as board from '/static/board.js';
 
 const body = document.body;
 
@@ -394,9 +393,13 @@ const live = {
     scheduleDraw();
   },
 };
-const page = body.dataset.page === 'overview' ? overview.init(live)
-  : body.dataset.page === 'device' ? device.init(live)
-    : body.dataset.page === 'board' ? board.init(live) : {};
+let page = body.dataset.page === 'overview' ? overview.init(live)
+  : body.dataset.page === 'device' ? device.init(live) : {};
+// A board's part (and its editor) is loaded by board pages only; what
+// arrives before it is there is drawn all the same.
+if (body.dataset.page === 'board') {
+  import('/static/board.js').then((board) => { page = board.init(live); });
+}
 
 if (body.dataset.live) {
   syncClock(document);

@@ -156,26 +156,21 @@ type Threshold struct {
 	Level string  `json:"level"`
 }
 
-// Width is p's width in columns, its type's default when not set.
-func (p Panel) Width() int {
+// Size is p's width in columns and height in rows, its type's default
+// where not set: half the width and two rows for a chart or a table, a
+// quarter and one row for a stat or a gauge.
+func (p Panel) Size() (w, h int) {
+	w, h = 3, 1
+	if p.Type == TimeSeries || p.Type == Table {
+		w, h = 6, 2
+	}
 	if p.W > 0 {
-		return p.W
+		w = p.W
 	}
-	if p.Type == TimeSeries || p.Type == Table {
-		return 6
-	}
-	return 3
-}
-
-// Height is p's height in rows, its type's default when not set.
-func (p Panel) Height() int {
 	if p.H > 0 {
-		return p.H
+		h = p.H
 	}
-	if p.Type == TimeSeries || p.Type == Table {
-		return 2
-	}
-	return 1
+	return w, h
 }
 
 // Level is the level of v by p's thresholds: that of the highest

@@ -69,17 +69,9 @@ type Version struct {
 // List returns every board, by title. It returns EUnavailable when the
 // store cannot be read.
 func (bs *Boards) List(ctx context.Context) ([]Board, error) {
-	docs, err := bs.store.List(ctx, kindBoard)
+	out, err := bs.list(ctx, kindBoard)
 	if err != nil {
 		return nil, err
-	}
-	out := make([]Board, 0, len(docs))
-	for _, doc := range docs {
-		var b Board
-		if err := json.Unmarshal(doc, &b); err != nil {
-			return nil, devices.Wrap(err, devices.EInternal, "a stored board cannot be read")
-		}
-		out = append(out, b)
 	}
 	slices.SortFunc(out, func(a, b Board) int {
 		return cmp.Or(cmp.Compare(strings.ToLower(a.Title), strings.ToLower(b.Title)), cmp.Compare(a.ID, b.ID))
@@ -196,19 +188,31 @@ func (bs *Boards) Versions(ctx context.Context, id string) ([]Version, error) {
 	if _, err := bs.Get(ctx, id); err != nil {
 		return nil, err
 	}
-	docs, err := bs.store.List(ctx, kindVersions+id)
+	kept, err := bs.list(ctx, kindVersions+id)
 	if err != nil {
 		return nil, err
 	}
-	out := make([]Version, 0, len(docs))
+	out := make([]Version, 0, len(kept))
+	for _, b := range slices.Backward(kept) {
+		out = append(out, Version{Version: b.Version, Title: b.Title, Panels: len(b.Panels), Saved: b.Saved, SavedBy: b.SavedBy})
+	}
+	return out, nil
+}
+
+// list reads every board stored under kind, in the order of their keys.
+func (bs *Boards) list(ctx context.Context, kind string) ([]Board, error) {
+	docs, err := bs.store.List(ctx, kind)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]Board, 0, len(docs))
 	for _, doc := range docs {
 		var b Board
 		if err := json.Unmarshal(doc, &b); err != nil {
-			return nil, devices.Wrap(err, devices.EInternal, "a version of the board %q cannot be read", id)
+			return nil, devices.Wrap(err, devices.EInternal, "a stored board cannot be read")
 		}
-		out = append(out, Version{Version: b.Version, Title: b.Title, Panels: len(b.Panels), Saved: b.Saved, SavedBy: b.SavedBy})
+		out = append(out, b)
 	}
-	slices.Reverse(out)
 	return out, nil
 }
 

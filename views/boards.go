@@ -423,7 +423,8 @@ func NewBoard(b boards.Board, ds []devices.Device, now time.Time, l boards.Limit
 	}
 	live := map[string]bool{}
 	for i, p := range b.Panels {
-		pv := PanelView{ID: "panel-" + strconv.Itoa(i+1), Title: p.Title, Type: p.Type, W: p.Width(), H: p.Height()}
+		pv := PanelView{ID: "panel-" + strconv.Itoa(i+1), Title: p.Title, Type: p.Type}
+		pv.W, pv.H = p.Size()
 		if len(p.Thresholds) > 0 {
 			t, _ := json.Marshal(p.Thresholds)
 			pv.Thresholds = string(t)
@@ -478,8 +479,15 @@ func NewBoard(b boards.Board, ds []devices.Device, now time.Time, l boards.Limit
 	}
 	slices.Sort(ids)
 	m.Live = strings.Join(ids, " ")
+	if len(ids) > maxLiveIDs {
+		m.Live = "*"
+	}
 	return m
 }
+
+// maxLiveIDs is the most devices a board subscribes to by name; past it,
+// to all (a subscribe of more ids would pass the hub's bound on a message).
+const maxLiveIDs = 500
 
 func findDevice(ds []devices.Device, id string) (devices.Device, bool) {
 	i, ok := slices.BinarySearchFunc(ds, id, func(d devices.Device, id string) int { return strings.Compare(d.ID, id) })

@@ -8,6 +8,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -132,7 +133,12 @@ func boardServer(t *testing.T) (*boards.Boards, http.Handler) {
 	mux.Handle("GET /boards", bp.List())
 	mux.Handle("GET /boards/{id}", bp.Page())
 	mux.Handle("GET /boards/{id}/export", bp.Export())
+	mux.Handle("GET /boards/{id}/versions", bp.Versions())
+	mux.Handle("POST /boards", bp.Create())
+	mux.Handle("POST /boards/import", bp.Import())
 	mux.Handle("POST /boards/{id}", bp.Save())
+	mux.Handle("POST /boards/{id}/restore", bp.Restore())
+	mux.Handle("POST /boards/{id}/delete", bp.Delete())
 	return bs, mux
 }
 
@@ -178,8 +184,48 @@ func TestBoardHandlers(t *testing.T) {
 	if rec.Code != 200 || !strings.Contains(rec.Header().Get("Content-Disposition"), "attachment") {
 		t.Errorf("export = %d %q", rec.Code, rec.Header().Get("Content-Disposition"))
 	}
-	if got, err := boards.Decode(rec.Body, boards.Limits{}); err != nil || got.Title != "Boiler 2" {
+	exported := rec.Body.String()
+	if got, err := boards.Decode(strings.NewReader(exported), boards.Limits{}); err != nil || got.Title != "Boiler 2" {
 		t.Errorf("the export decodes to %+v, %v", got, err)
+	}
+
+	// The forms: versions and a restore, an import, a delete.
+	form := func(path string, v url.Values) *httptest.ResponseRecorder {
+		rec := httptest.NewRecorder()
+		req := httptest.NewRequest("POST", path, strings.NewReader(v.Encode()))
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		h.ServeHTTP(rec, req)
+		return rec
+	}
+	if _, doc := get(t, h, "/boards/"+b.ID+"/versions"); text(doc.Find(`tr[data-version="1"] td`).First()) != "Boiler" {
+		t.Errorf("the versions page lists %q", text(doc.Find(`[data-testid="versions"] tbody`)))
+	}
+	if rec := form("/boards/"+b.ID+"/restore", url.Values{"version": {"1"}}); rec.Code != http.StatusSeeOther {
+		t.Errorf("restoring version 1 = %d", rec.Code)
+	}
+	if got, _ := bs.Get(context.Background(), b.ID); got.Version != 3 || got.Title != "Boiler" {
+		t.Errorf("after restoring version 1 the board is version %d %q, want 3 \"Boiler\"", got.Version, got.Title)
+	}
+	if rec := form("/boards/"+b.ID+"/restore", url.Values{"version": {"9"}}); rec.Code != http.StatusNotFound {
+		t.Errorf("restoring a version never saved = %d, want 404", rec.Code)
+	}
+	if rec := form("/boards/import", url.Values{"board": {`{"title":"x","panels":[{"type":"stat","series":[]}]}`}}); rec.Code != 400 ||
+		!strings.Contains(rec.Body.String(), "panel 1: it has no series") {
+		t.Errorf("importing a bad board = %d, want 400 naming the mistake", rec.Code)
+	}
+	rec = form("/boards/import", url.Values{"board": {exported}})
+	imported := strings.TrimPrefix(rec.Header().Get("Location"), "/boards/")
+	if got, err := bs.Get(context.Background(), imported); rec.Code != http.StatusSeeOther || err != nil || got.Title != "Boiler 2" {
+		t.Errorf("importing the export = %d to %q: %+v %v", rec.Code, imported, got, err)
+	}
+	if rec := form("/boards", url.Values{"title": {""}}); rec.Code != 400 {
+		t.Errorf("a board without a title = %d, want 400", rec.Code)
+	}
+	if rec := form("/boards/"+b.ID+"/delete", nil); rec.Code != http.StatusSeeOther {
+		t.Errorf("deleting = %d", rec.Code)
+	}
+	if res, _ := get(t, h, "/boards/"+b.ID+"/versions"); res.StatusCode != 404 {
+		t.Errorf("the versions of a deleted board = %d, want 404", res.StatusCode)
 	}
 }
 

@@ -1,15 +1,25 @@
 // Package broker is the MQTT broker embedded in iotdash's self-contained
 // mode (github.com/mochi-mqtt/server), so that a fresh machine needs nothing
-// but the iotdash binary. It listens on loopback by default, allows anonymous
-// clients, and keeps sessions and retained messages in memory: devices
-// publish their retained meta and status again when they reconnect. For a
-// fleet in production, point iotdash at a broker of your own (-mqtt).
+// but the iotdash binary. It keeps sessions and retained messages in
+// memory: devices publish their retained meta and status again when they
+// reconnect. For a fleet in production, point iotdash at a broker of your
+// own (-mqtt).
+//
+// Devices sign in with their id as the user name and a secret made by
+// AddDevice, and may publish and subscribe only under devices/{their id}/.
+// Clients without a user name are let in only where Options.Anonymous says
+// so (iotdash: while the broker listens on loopback, the demo, or with
+// -mqtt-anonymous). No outside client may take a client id iotdash keeps
+// for itself, or one that another user's session holds. Packets, clients
+// and retained messages are bounded, and every refusal is counted by
+// reason (Metrics) and logged at a limited rate.
 //
 // Devices' messages do not reach iotdash through a subscription of its own:
 // the broker hands each one to a Deliver function on the device's own
 // connection and sends the device its PUBACK only when Deliver acknowledges
 // it, that is once it is durable. A subscriber's in-flight window, which a
-// broker overflows by dropping, is not on the path at all.
+// broker overflows by dropping, is not on the path at all; and there is no
+// ingester's session for a client to take over.
 package broker
 
 import (
@@ -19,7 +29,6 @@ import (
 	"net"
 
 	mqtt "github.com/mochi-mqtt/server/v2"
-	"github.com/mochi-mqtt/server/v2/hooks/auth"
 	"github.com/mochi-mqtt/server/v2/listeners"
 )
 
@@ -36,7 +45,44 @@ type Options struct {
 	// (default "devices/") in place of the broker's fan-out; see Deliver.
 	Deliver Deliver
 	Prefix  string
-	Logger  *slog.Logger
+	// Credentials are the devices' (see Credentials); nil, no device can
+	// sign in.
+	Credentials Credentials
+	// Anonymous lets clients without a user name in, with no limit on
+	// their topics.
+	Anonymous bool
+	// Internal are clients of this process (the simulator), by user name
+	// with their secret: they publish as any device.
+	Internal map[string]string
+	// ReservedIDs are client ids no outside client may use (the
+	// ingester's); mochi's own inline client's is always among them.
+	ReservedIDs []string
+	// MaxPacketSize (bytes, default DefaultMaxPacketSize), MaxClients
+	// (default DefaultMaxClients) and MaxRetained (default
+	// DefaultMaxRetained) bound what clients may make the broker hold.
+	MaxPacketSize int
+	MaxClients    int
+	MaxRetained   int
+	// Metrics counts refusals; nil, they are counted in an unregistered set.
+	Metrics *Metrics
+	// Logger gets the broker's warnings, refusals among them (a few a
+	// second at most).
+	Logger *slog.Logger
+}
+
+// Loopback reports whether addr (host:port, as Start takes it) is reachable
+// from this machine only. A host name counts as loopback only if it is
+// localhost.
+func Loopback(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false
+	}
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }
 
 // Start starts a broker listening on addr (host:port; port 0 picks a free one).
@@ -48,6 +94,16 @@ func Start(addr string, opts Options) (*Broker, error) {
 	if opts.Prefix == "" {
 		opts.Prefix = "devices/"
 	}
+	if opts.MaxPacketSize <= 0 {
+		opts.MaxPacketSize = DefaultMaxPacketSize
+	}
+	if opts.MaxClients <= 0 {
+		opts.MaxClients = DefaultMaxClients
+	}
+	if opts.MaxRetained <= 0 {
+		opts.MaxRetained = DefaultMaxRetained
+	}
+	refuse := newRefusals(opts.Metrics, log.With("component", "broker"))
 	// Listen first so that a taken port is reported plainly, and port 0
 	// resolves to the port actually used.
 	l, err := net.Listen("tcp", addr)
@@ -60,6 +116,8 @@ func Start(addr string, opts Options) (*Broker, error) {
 	caps := mqtt.NewDefaultServerCapabilities()
 	// Keep a disconnected persistent session (the ingester's) for a day.
 	caps.MaximumSessionExpiryInterval = 24 * 60 * 60
+	caps.MaximumPacketSize = uint32(opts.MaxPacketSize)
+	caps.MaximumClients = int64(opts.MaxClients)
 	s := mqtt.New(&mqtt.Options{
 		Capabilities: caps,
 		Logger:       log.With("component", "broker").WithGroup("mochi"),
@@ -67,7 +125,16 @@ func Start(addr string, opts Options) (*Broker, error) {
 		// the inline client.
 		InlineClient: true,
 	})
-	if err := s.AddHook(new(auth.AllowHook), nil); err != nil {
+	auth := &authHook{server: s, creds: opts.Credentials, anonymous: opts.Anonymous, internal: opts.Internal,
+		reserved: map[string]bool{mqtt.InlineClientId: true}, prefix: opts.Prefix, refuse: refuse}
+	for _, id := range opts.ReservedIDs {
+		auth.reserved[id] = true
+	}
+	if err := s.AddHook(auth, nil); err != nil {
+		return nil, err
+	}
+	// Before Deliver's hook, so that what it hands on is already decided.
+	if err := s.AddHook(&retainHook{server: s, prefix: opts.Prefix, max: opts.MaxRetained, refuse: refuse}, nil); err != nil {
 		return nil, err
 	}
 	if opts.Deliver != nil {
@@ -75,7 +142,7 @@ func Start(addr string, opts Options) (*Broker, error) {
 			return nil, err
 		}
 	}
-	if err := s.AddListener(listeners.NewTCP(listeners.Config{ID: "tcp", Address: actual})); err != nil {
+	if err := s.AddListener(&listener{TCP: listeners.NewTCP(listeners.Config{ID: "tcp", Address: actual}), refuse: refuse}); err != nil {
 		return nil, fmt.Errorf("listening on %s: %w", actual, err)
 	}
 	errc := make(chan error, 1)

@@ -23,6 +23,7 @@
 package broker
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -120,7 +121,9 @@ func Start(addr string, opts Options) (*Broker, error) {
 	caps.MaximumClients = int64(opts.MaxClients)
 	s := mqtt.New(&mqtt.Options{
 		Capabilities: caps,
-		Logger:       log.With("component", "broker").WithGroup("mochi"),
+		// mochi warns of every refused packet: ours are counted and
+		// logged at a limited rate instead.
+		Logger: slog.New(atLeast{log.Handler(), slog.LevelError}).With("component", "broker").WithGroup("mochi"),
 		// Deliver's acks forward the message to other subscribers through
 		// the inline client.
 		InlineClient: true,
@@ -175,4 +178,22 @@ func (b *Broker) Close() error {
 		return nil
 	}
 	return err
+}
+
+// atLeast passes on the records of its level and above only.
+type atLeast struct {
+	slog.Handler
+	level slog.Level
+}
+
+func (h atLeast) Enabled(ctx context.Context, l slog.Level) bool {
+	return l >= h.level && h.Handler.Enabled(ctx, l)
+}
+
+func (h atLeast) WithAttrs(as []slog.Attr) slog.Handler {
+	return atLeast{h.Handler.WithAttrs(as), h.level}
+}
+
+func (h atLeast) WithGroup(name string) slog.Handler {
+	return atLeast{h.Handler.WithGroup(name), h.level}
 }

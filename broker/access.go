@@ -215,3 +215,25 @@ func (h *authHook) may(who principal, topic string, write bool) bool {
 		return strings.HasPrefix(topic, h.prefix+who.device+"/")
 	}
 }
+
+// sweep disconnects every connected device whose credentials were revoked
+// (by another process: iotdash device revoke) since it connected.
+func (h *authHook) sweep(ctx context.Context) {
+	if h.creds == nil {
+		return
+	}
+	list, err := h.creds.List(ctx)
+	if err != nil {
+		return // checked again at the next sweep; CONNECTs still check each time
+	}
+	valid := make(map[string]bool, len(list))
+	for _, c := range list {
+		valid[c.Device] = true
+	}
+	for _, cl := range h.server.Clients.GetAll() {
+		if who := h.who(cl); who.kind == device && !valid[who.device] && !cl.Closed() {
+			h.refuse.count("credentials", "a device whose credentials were revoked was disconnected", "user", who.device, "client", cl.ID)
+			_ = h.server.DisconnectClient(cl, packets.ErrNotAuthorized)
+		}
+	}
+}

@@ -334,3 +334,26 @@ func TestLoopback(t *testing.T) {
 		}
 	}
 }
+
+// TestRevokeDisconnects: a connected device whose credentials are revoked
+// (by another process, through the store) is disconnected at the next
+// recheck, and cannot connect again.
+func TestRevokeDisconnects(t *testing.T) {
+	f := startFleet(t, broker.Options{Recheck: 50 * time.Millisecond})
+	secret := f.add(t, "pump-1")
+	lost := make(chan struct{})
+	if _, err := dial(t, f.b.URL(), "pump-1", "pump-1", secret, lost); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.creds.Revoke(context.Background(), "pump-1"); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-lost:
+	case <-time.After(10 * time.Second):
+		t.Fatal("a revoked device is still connected")
+	}
+	if _, err := dial(t, f.b.URL(), "pump-1", "pump-1", secret, nil); err == nil {
+		t.Error("a revoked device connected again")
+	}
+}

@@ -28,6 +28,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"time"
 
 	mqtt "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/listeners"
@@ -36,6 +37,7 @@ import (
 // Broker is a running embedded broker.
 type Broker struct {
 	server *mqtt.Server
+	stop   context.CancelFunc // ends the revocation sweep
 	// Addr is the address it listens on, host:port.
 	Addr string
 }
@@ -58,6 +60,10 @@ type Options struct {
 	// ReservedIDs are client ids no outside client may use (the
 	// ingester's); mochi's own inline client's is always among them.
 	ReservedIDs []string
+	// Recheck is how often connected devices are checked against
+	// Credentials, so that one revoked by another process is disconnected
+	// (default 10s).
+	Recheck time.Duration
 	// MaxPacketSize (bytes, default DefaultMaxPacketSize), MaxClients
 	// (default DefaultMaxClients) and MaxRetained (default
 	// DefaultMaxRetained) bound what clients may make the broker hold.
@@ -100,6 +106,9 @@ func Start(addr string, opts Options) (*Broker, error) {
 	}
 	if opts.MaxClients <= 0 {
 		opts.MaxClients = DefaultMaxClients
+	}
+	if opts.Recheck <= 0 {
+		opts.Recheck = 10 * time.Second
 	}
 	if opts.MaxRetained <= 0 {
 		opts.MaxRetained = DefaultMaxRetained
@@ -157,7 +166,20 @@ func Start(addr string, opts Options) (*Broker, error) {
 		}
 	default:
 	}
-	return &Broker{server: s, Addr: actual}, nil
+	ctx, stop := context.WithCancel(context.Background())
+	go func() {
+		t := time.NewTicker(opts.Recheck)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+				auth.sweep(ctx)
+			}
+		}
+	}()
+	return &Broker{server: s, stop: stop, Addr: actual}, nil
 }
 
 // Dropped is how many messages the broker has discarded since it started:
@@ -173,6 +195,7 @@ func (b *Broker) URL() string { return "tcp://" + b.Addr }
 
 // Close disconnects every client and stops listening.
 func (b *Broker) Close() error {
+	b.stop()
 	err := b.server.Close()
 	if errors.Is(err, net.ErrClosed) {
 		return nil

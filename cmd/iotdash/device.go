@@ -90,7 +90,7 @@ func runDevice(ctx context.Context, args []string, getenv func(string) string, s
 		if err := creds.Revoke(ctx, rest[0]); err != nil {
 			return err
 		}
-		fmt.Fprintf(stdout, "device %s revoked: it can no longer connect (a connection it has open stays until it ends)\n", rest[0])
+		fmt.Fprintf(stdout, "device %s revoked: it can no longer connect, and a running iotdash disconnects it within 10 seconds\n", rest[0])
 	}
 	return nil
 }

@@ -357,3 +357,43 @@ func TestRevokeDisconnects(t *testing.T) {
 		t.Error("a revoked device connected again")
 	}
 }
+
+// BenchmarkConnect is a device's CONNECT and DISCONNECT with paho over
+// loopback: with credentials (a lookup in the state file and a SHA-256)
+// and anonymous.
+func BenchmarkConnect(b *testing.B) {
+	for _, anonymous := range []bool{false, true} {
+		name := "credentials"
+		if anonymous {
+			name = "anonymous"
+		}
+		b.Run(name, func(b *testing.B) {
+			creds, err := sqlite.OpenCredentials(filepath.Join(b.TempDir(), "fleet.db"))
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer creds.Close()
+			user, secret := "", ""
+			if !anonymous {
+				user = "pump-1"
+				if secret, err = broker.AddDevice(context.Background(), creds, user); err != nil {
+					b.Fatal(err)
+				}
+			}
+			br, err := broker.Start("127.0.0.1:0", broker.Options{Credentials: creds, Anonymous: anonymous})
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer br.Close()
+			opts := paho.NewClientOptions().AddBroker(br.URL()).SetClientID("pump-1").SetUsername(user).SetPassword(secret).
+				SetProtocolVersion(4).SetAutoReconnect(false)
+			for b.Loop() {
+				c := paho.NewClient(opts)
+				if tok := c.Connect(); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
+					b.Fatalf("connect: %v", tok.Error())
+				}
+				c.Disconnect(0)
+			}
+		})
+	}
+}

@@ -124,7 +124,7 @@ func Start(addr string, opts Options) (*Broker, error) {
 	l.Close()
 
 	caps := mqtt.NewDefaultServerCapabilities()
-	// Keep a disconnected persistent session (the ingester's) for a day.
+	// Keep a disconnected persistent session (a device's) for a day.
 	caps.MaximumSessionExpiryInterval = 24 * 60 * 60
 	caps.MaximumPacketSize = uint32(opts.MaxPacketSize)
 	caps.MaximumClients = int64(opts.MaxClients)

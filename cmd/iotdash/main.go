@@ -99,6 +99,10 @@ type config struct {
 	proxyHeader, proxyFromList    string
 	proxyFrom                     []netip.Prefix
 	tlsCert, tlsKey               string
+	mqttAnonymous                 bool
+	brokerMaxPacket               int
+	brokerMaxClients              int
+	brokerMaxRetained             int
 }
 
 // parseFlags reads flags, each with an IOTDASH_* environment twin that the
@@ -160,6 +164,10 @@ func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (co
 	fs.StringVar(&c.mqttCert, "mqtt-cert", env("IOTDASH_MQTT_CERT", ""), "PEM client certificate for ssl://, with -mqtt-key (IOTDASH_MQTT_CERT)")
 	fs.StringVar(&c.mqttKey, "mqtt-key", env("IOTDASH_MQTT_KEY", ""), "PEM client key for ssl:// (IOTDASH_MQTT_KEY)")
 	fs.StringVar(&c.mqttClientID, "mqtt-client-id", env("IOTDASH_MQTT_CLIENT_ID", "iotdash-ingest"), "MQTT client id of the ingester's persistent session; keep it stable (IOTDASH_MQTT_CLIENT_ID)")
+	fs.BoolVar(&c.mqttAnonymous, "mqtt-anonymous", envBool("IOTDASH_MQTT_ANONYMOUS"), "let devices without credentials connect to the embedded broker although -broker is not on loopback (where they always may), and publish as any device (IOTDASH_MQTT_ANONYMOUS=true)")
+	fs.IntVar(&c.brokerMaxPacket, "broker-max-packet", envInt("IOTDASH_BROKER_MAX_PACKET", broker.DefaultMaxPacketSize), "largest MQTT packet in bytes the embedded broker takes; a client sending a larger one is disconnected (IOTDASH_BROKER_MAX_PACKET)")
+	fs.IntVar(&c.brokerMaxClients, "broker-max-clients", envInt("IOTDASH_BROKER_MAX_CLIENTS", broker.DefaultMaxClients), "most clients connected to the embedded broker at once (IOTDASH_BROKER_MAX_CLIENTS)")
+	fs.IntVar(&c.brokerMaxRetained, "broker-max-retained", envInt("IOTDASH_BROKER_MAX_RETAINED", broker.DefaultMaxRetained), "most retained messages the embedded broker keeps, all under devices/ (IOTDASH_BROKER_MAX_RETAINED)")
 	fs.IntVar(&c.simulate, "simulate", envInt("IOTDASH_SIMULATE", -1), "number of simulated devices; default 12 with the embedded broker, 0 with -mqtt (IOTDASH_SIMULATE)")
 	fs.DurationVar(&c.simInterval, "simulate-interval", envDur("IOTDASH_SIMULATE_INTERVAL", 2*time.Second), "mean time between a simulated device's readings (IOTDASH_SIMULATE_INTERVAL)")
 	fs.DurationVar(&c.staleAfter, "stale-after", envDur("IOTDASH_STALE_AFTER", devices.DefaultStaleAfter), "how long an online device may be silent before it is shown as stale, while its usual interval is not known; once known, 3 intervals (IOTDASH_STALE_AFTER)")
@@ -196,7 +204,7 @@ func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (co
 	fs.BoolVar(&c.pprof, "pprof", envBool("IOTDASH_PPROF"), "serve Go's profiler under /debug/pprof/ (IOTDASH_PPROF=true)")
 	fs.StringVar(&c.logLevel, "log-level", env("IOTDASH_LOG_LEVEL", "info"), "debug, info, warn or error (IOTDASH_LOG_LEVEL)")
 	fs.Usage = func() {
-		fmt.Fprintf(fs.Output(), "Usage: iotdash [flags]\n\nWith no flags, iotdash runs self-contained: embedded MQTT broker, embedded store, 12 simulated devices.\nEvery flag can also be set by the environment variable named after it.\n\n")
+		fmt.Fprintf(fs.Output(), "Usage: iotdash [flags]\n       iotdash device add|list|revoke [ID] [-data DIR]\n\nWith no flags, iotdash runs self-contained: embedded MQTT broker, embedded store, 12 simulated devices.\nEvery flag can also be set by the environment variable named after it.\n\n")
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {
@@ -247,6 +255,9 @@ func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (co
 	if c.zone, err = views.LoadZone(c.timezone); err != nil {
 		return c, usageError{fmt.Errorf("-timezone %q is not a time zone such as Europe/Berlin or UTC", c.timezone)}
 	}
+	if c.brokerMaxPacket <= 0 || c.brokerMaxClients <= 0 || c.brokerMaxRetained <= 0 {
+		return c, usageError{errors.New("-broker-max-packet, -broker-max-clients and -broker-max-retained must be positive")}
+	}
 	if c.simulate < 0 {
 		c.simulate = 12
 		if c.mqttURL != "" {
@@ -293,6 +304,9 @@ func task(parent context.Context, f func(ctx context.Context)) func() error {
 // run is iotdash: it starts every part, waits for ctx to end, and stops them
 // in reverse order.
 func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) (err error) {
+	if len(args) > 0 && args[0] == "device" {
+		return runDevice(ctx, args[1:], getenv, stdout, stderr)
+	}
 	c, err := parseFlags(args, getenv, stderr)
 	if err != nil {
 		return err
@@ -448,11 +462,25 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		Store: durable, Fleet: fleet, Publish: hub.Publish, Notice: hub.SetNotice, DeadLetters: dead,
 		Metrics: ingest.NewMetrics(reg), Logger: log,
 	})
-	brokerURL := c.mqttURL
+	brokerURL, simUser, simPass := c.mqttURL, c.mqttUser, c.mqttPass
 	brokerDropped := func() float64 { n, _ := in.BrokerDrops(); return float64(n) }
 	if brokerURL == "" {
-		quiet := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelError}))
-		b, err := broker.Start(c.brokerAddr, broker.Options{Deliver: in.Submit, Logger: quiet})
+		// Devices sign in with credentials from iotdash device add, kept
+		// in the state file; the simulator with a secret of this process.
+		creds, err := sqlite.OpenCredentials(filepath.Join(c.dataDir, "fleet.db"))
+		if err != nil {
+			return fmt.Errorf("opening the device credentials in -data %s: %w", c.dataDir, err)
+		}
+		cl.add(creds.Close)
+		simUser = "iotdash/simulator" // not a device id: no device can have it
+		if simPass, _, err = broker.NewSecret(); err != nil {
+			return err
+		}
+		loopback := broker.Loopback(c.brokerAddr)
+		b, err := broker.Start(c.brokerAddr, broker.Options{Deliver: in.Submit, Credentials: creds,
+			Anonymous: loopback || c.mqttAnonymous, Internal: map[string]string{simUser: simPass}, ReservedIDs: []string{c.mqttClientID},
+			MaxPacketSize: c.brokerMaxPacket, MaxClients: c.brokerMaxClients, MaxRetained: c.brokerMaxRetained,
+			Metrics: broker.NewMetrics(reg), Logger: log})
 		if err != nil {
 			return listenError("broker", c.brokerAddr, err)
 		}
@@ -460,6 +488,13 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		brokerURL = b.URL()
 		brokerDropped = func() float64 { return float64(b.Dropped()) }
 		fmt.Fprintf(stdout, "iotdash: embedded MQTT broker on %s\n", brokerURL)
+		switch {
+		case !loopback && c.mqttAnonymous:
+			log.Warn("-mqtt-anonymous: ANY client that reaches the embedded broker may publish as any device and read every topic", "broker", brokerURL)
+			fmt.Fprintf(stdout, "iotdash: WARNING: -mqtt-anonymous: any client that reaches %s may publish as any device and read every topic\n", brokerURL)
+		case !loopback:
+			fmt.Fprintf(stdout, "iotdash: devices need credentials to connect (iotdash device add ID)\n")
+		}
 	}
 	reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "iotdash_broker_dropped_messages_total",
 		Help: "Messages the broker says it discarded (for any subscriber whose queue or in-flight window was full): the embedded broker's own count, or Mosquitto's $SYS/broker/publish/messages/dropped."},
@@ -473,7 +508,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 
 	if c.simulate > 0 {
 		cl.add(task(ctx, func(ctx context.Context) {
-			err := simulator.Run(ctx, simulator.Config{Broker: brokerURL, Devices: c.simulate, Interval: c.simInterval, Seed: time.Now().UnixNano(), Username: c.mqttUser, Password: c.mqttPass, Logger: log})
+			err := simulator.Run(ctx, simulator.Config{Broker: brokerURL, Devices: c.simulate, Interval: c.simInterval, Seed: time.Now().UnixNano(), Username: simUser, Password: simPass, Logger: log})
 			if err != nil {
 				log.Error("simulator stopped", "error", err)
 			}

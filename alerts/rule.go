@@ -105,7 +105,9 @@ const (
 // Validate checks r and fills its defaults (Clear from Value, severity
 // warning); a mistake is an EInvalid error that names it.
 func (r *Rule) Validate() error {
-	bad := func(format string, args ...any) error { return devices.Errorf(devices.EInvalid, "rule: "+format, args...) }
+	bad := func(format string, args ...any) error {
+		return devices.Errorf(devices.EInvalid, "rule: "+format, args...)
+	}
 	r.Name = strings.TrimSpace(r.Name)
 	if r.Name == "" || len(r.Name) > maxNameLen {
 		return bad("name is 1 to %d characters", maxNameLen)

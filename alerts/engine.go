@@ -195,7 +195,9 @@ func (e *Engine) signal() {
 	}
 }
 
-func instanceKey(rule, device, metric string) string { return rule + "/" + device + "/" + metric }
+// instanceKey names an instance: rule, device and metric, which hold no
+// colon, joined by colons (a key fits one path segment of the API).
+func instanceKey(rule, device, metric string) string { return rule + ":" + device + ":" + metric }
 
 // step moves rule's instance for r's device through its states; it reports
 // whether anything is to be saved.

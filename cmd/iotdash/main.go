@@ -23,6 +23,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -33,6 +34,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
+	"iotdash/alerts"
 	"iotdash/api"
 	"iotdash/auth"
 	"iotdash/broker"
@@ -99,6 +101,8 @@ type config struct {
 	proxyHeader, proxyFromList    string
 	proxyFrom                     []netip.Prefix
 	tlsCert, tlsKey               string
+	alertmanagerURL, alertHooks   string
+	alertSecret                   string
 	mqttAnonymous                 bool
 	brokerMaxPacket               int
 	brokerMaxClients              int
@@ -199,6 +203,8 @@ func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (co
 	fs.StringVar(&c.proxyFromList, "auth-proxy-from", env("IOTDASH_AUTH_PROXY_FROM", ""), "addresses or CIDR ranges of that proxy, comma-separated (IOTDASH_AUTH_PROXY_FROM)")
 	fs.StringVar(&c.tlsCert, "tls-cert", env("IOTDASH_TLS_CERT", ""), "serve HTTPS with this certificate (PEM); needs -tls-key (IOTDASH_TLS_CERT)")
 	fs.StringVar(&c.tlsKey, "tls-key", env("IOTDASH_TLS_KEY", ""), "the certificate's private key (PEM) (IOTDASH_TLS_KEY)")
+	fs.StringVar(&c.alertmanagerURL, "alertmanager-url", env("IOTDASH_ALERTMANAGER_URL", ""), "a Prometheus Alertmanager that alerts are posted to (IOTDASH_ALERTMANAGER_URL)")
+	fs.StringVar(&c.alertHooks, "alert-webhook", env("IOTDASH_ALERT_WEBHOOK", ""), "webhooks every alert is posted to in Alertmanager's format, comma-separated; severity=URL for one severity only; signed with IOTDASH_ALERT_WEBHOOK_SECRET (IOTDASH_ALERT_WEBHOOK)")
 	fs.StringVar(&c.publicURL, "public-url", env("IOTDASH_PUBLIC_URL", ""), "the URL people reach the dashboard at, when not by an IP address or localhost (a name on the network, or behind a proxy): requests for other host names are refused (IOTDASH_PUBLIC_URL)")
 	fs.StringVar(&c.timezone, "timezone", env("IOTDASH_TIMEZONE", ""), "the plant's time zone, an IANA name such as Europe/Berlin, that every time on the pages is shown in; default the machine's (IOTDASH_TIMEZONE)")
 	fs.BoolVar(&c.pprof, "pprof", envBool("IOTDASH_PPROF"), "serve Go's profiler under /debug/pprof/ (IOTDASH_PPROF=true)")
@@ -221,6 +227,7 @@ func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (co
 	}
 	c.mqttPass = getenv("IOTDASH_MQTT_PASSWORD")
 	c.adminPassword = getenv("IOTDASH_ADMIN_PASSWORD")
+	c.alertSecret = getenv("IOTDASH_ALERT_WEBHOOK_SECRET")
 	if c.adminPassword != "" && len(c.adminPassword) < auth.MinPasswordLength {
 		return c, usageError{fmt.Errorf("IOTDASH_ADMIN_PASSWORD has fewer than %d characters", auth.MinPasswordLength)}
 	}
@@ -457,9 +464,36 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	if err != nil {
 		return usageError{err}
 	}
+	// Alerts: rules evaluated on every reading stored, notified through a
+	// queue in the state file.
+	hooks, err := alertWebhooks(c.alertHooks)
+	if err != nil {
+		return usageError{err}
+	}
+	external := c.publicURL
+	if external == "" {
+		external = "http://" + httpLn.Addr().String()
+	}
+	notifier := alerts.NewNotifier(alerts.NotifierConfig{Store: docs, Webhooks: hooks, Secret: []byte(c.alertSecret),
+		AlertmanagerURL: c.alertmanagerURL, ExternalURL: external, Registerer: reg, Logger: log})
+	rules, err := alerts.New(ctx, alerts.Config{Store: docs, Fleet: fleet, Notify: notifier, Logger: log})
+	if err != nil {
+		return fmt.Errorf("reading the alert rules in -data %s: %w", c.dataDir, err)
+	}
+	cl.add(task(context.WithoutCancel(ctx), func(ctx context.Context) { rules.Run(ctx) }))
+	cl.add(task(ctx, func(ctx context.Context) {
+		notifier.Run(ctx, func() []alerts.Instance { return rules.Alerts(alerts.StateFiring) })
+	}))
+	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "iotdash_alerts_firing", Help: "Alerts firing now."},
+		func() float64 { return float64(rules.Firing()) }))
+	published := func(rs []devices.Reading) {
+		hub.Publish(rs)
+		rules.Observe(rs)
+	}
+
 	in := ingest.New(ingest.Config{
 		Broker: c.mqttURL, ClientID: c.mqttClientID, Username: c.mqttUser, Password: c.mqttPass, TLS: tc,
-		Store: durable, Fleet: fleet, Publish: hub.Publish, Notice: hub.SetNotice, DeadLetters: dead,
+		Store: durable, Fleet: fleet, Publish: published, Notice: hub.SetNotice, DeadLetters: dead,
 		Metrics: ingest.NewMetrics(reg), Logger: log,
 	})
 	brokerURL, simUser, simPass := c.mqttURL, c.mqttUser, c.mqttPass
@@ -531,7 +565,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	}
 	srv := &http.Server{
 		Handler: guard.Handler(csrf.Handler(routes(deps{fleet: fleet, hub: hub, reader: reader, ingester: in, registry: reg, maxPoints: c.maxPoints,
-			maxExportRange: c.maxExportRange, queryTimeout: c.queryTimeout, exportTimeout: c.exportTimeout, pprof: c.pprof, zone: c.zone, auth: people, log: log})),
+			maxExportRange: c.maxExportRange, queryTimeout: c.queryTimeout, exportTimeout: c.exportTimeout, pprof: c.pprof, zone: c.zone, auth: people, alerts: rules, log: log})),
 			guard.Options{Hosts: hosts, CSP: views.ContentSecurityPolicy, Logger: log}),
 		ReadHeaderTimeout: 5 * time.Second,
 		ReadTimeout:       30 * time.Second,
@@ -617,4 +651,26 @@ func registerHubMetrics(reg *prometheus.Registry, hub *push.Hub) {
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "iotdash_websocket_slow_closed_total", Help: "Browsers disconnected for being too slow."},
 			func() float64 { return float64(hub.Stats().SlowClosed) }),
 	)
+}
+
+// alertWebhooks reads -alert-webhook: URLs, each for every severity or,
+// as severity=URL, for one.
+func alertWebhooks(list string) (map[string][]string, error) {
+	hooks := map[string][]string{}
+	for _, h := range strings.Split(list, ",") {
+		if h = strings.TrimSpace(h); h == "" {
+			continue
+		}
+		sev, u, ok := strings.Cut(h, "=")
+		if !ok || strings.Contains(sev, "/") {
+			sev, u = "", h
+		} else if !slices.Contains(alerts.Severities, sev) {
+			return nil, fmt.Errorf("-alert-webhook: %q is none of %s", sev, strings.Join(alerts.Severities, ", "))
+		}
+		if pu, err := url.Parse(u); err != nil || (pu.Scheme != "http" && pu.Scheme != "https") || pu.Host == "" {
+			return nil, fmt.Errorf("-alert-webhook: %q is not an http:// or https:// URL", u)
+		}
+		hooks[sev] = append(hooks[sev], u)
+	}
+	return hooks, nil
 }

@@ -10,6 +10,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"iotdash/alerts"
 	"iotdash/api"
 	"iotdash/auth"
 	"iotdash/devices"
@@ -39,6 +40,7 @@ type deps struct {
 	pprof          bool
 	zone           *time.Location
 	auth           *auth.Service
+	alerts         *alerts.Engine
 	log            *slog.Logger
 }
 
@@ -56,6 +58,7 @@ func table(d deps, mux *http.ServeMux) []route {
 	pages := views.Options{History: d.reader, Zone: d.zone, Logger: d.log}
 	admin := views.Admin{Accounts: d.auth, Options: pages}
 	account := views.AccountPages{Accounts: d.auth, Options: pages}
+	alertAPI := api.AlertAPI{Alerts: d.alerts, Logger: d.log}
 	query := api.Query(d.reader, api.QueryOptions{
 		MaxPoints: d.maxPoints, MaxExportRange: d.maxExportRange, Timeout: d.queryTimeout, ExportTimeout: d.exportTimeout, Fleet: d.fleet, Logger: d.log})
 	rs := []route{
@@ -81,6 +84,13 @@ func table(d deps, mux *http.ServeMux) []route {
 		{"GET /api/v1/devices/{id}", auth.Viewer, views.Compress(api.Device(d.fleet))},
 		{"GET /api/v1/query", auth.Viewer, views.Compress(query)},
 		{"GET /api/v1/openapi.json", auth.Viewer, views.Compress(api.OpenAPI())},
+		{"GET /api/v1/alerts", auth.Viewer, alertAPI.List()},
+		{"POST /api/v1/alerts/{id}/{action}", auth.Operator, alertAPI.Act()},
+		{"GET /api/v1/alerts/rules", auth.Viewer, alertAPI.Rules()},
+		{"POST /api/v1/alerts/rules", auth.Operator, alertAPI.Rules()},
+		{"GET /api/v1/alerts/rules/{id}", auth.Viewer, alertAPI.Rule()},
+		{"PUT /api/v1/alerts/rules/{id}", auth.Operator, alertAPI.Rule()},
+		{"DELETE /api/v1/alerts/rules/{id}", auth.Operator, alertAPI.Rule()},
 		{"/api/", auth.Viewer, api.Fallback(mux)},
 		{"/", auth.Viewer, views.NotFound()},
 

@@ -76,7 +76,7 @@ type Engine struct {
 	mu       sync.Mutex
 	rules    map[string]*Rule
 	byMetric map[string][]*Rule // metric → its rules; OpLimits rules under ""
-	inst     map[string]*Instance
+	inst     map[instKey]*Instance
 	targets  map[string]target
 	dirty    []change // what to save (and notify), in order
 	wake     chan struct{}
@@ -94,7 +94,7 @@ func New(ctx context.Context, cfg Config) (*Engine, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	e := &Engine{cfg: cfg, log: cfg.Logger, rules: map[string]*Rule{}, inst: map[string]*Instance{},
+	e := &Engine{cfg: cfg, log: cfg.Logger, rules: map[string]*Rule{}, inst: map[instKey]*Instance{},
 		targets: map[string]target{}, wake: make(chan struct{}, 1)}
 	if e.log == nil {
 		e.log = slog.New(slog.DiscardHandler)
@@ -118,7 +118,7 @@ func New(ctx context.Context, cfg Config) (*Engine, error) {
 	for _, d := range docs {
 		var in Instance
 		if json.Unmarshal(d, &in) == nil && in.Key != "" {
-			e.inst[in.Key] = &in
+			e.inst[instKey{in.Rule, in.Device, in.Metric}] = &in
 		}
 	}
 	e.index()
@@ -195,20 +195,30 @@ func (e *Engine) signal() {
 	}
 }
 
-// instanceKey names an instance: rule, device and metric, which hold no
-// colon, joined by colons (a key fits one path segment of the API).
-func instanceKey(rule, device, metric string) string { return rule + ":" + device + ":" + metric }
+// instKey finds an instance: its rule, device and metric. Its Key is the
+// three joined by colons, which none holds, so a key fits one path
+// segment of the API.
+type instKey struct{ rule, device, metric string }
+
+func (k instKey) String() string { return k.rule + ":" + k.device + ":" + k.metric }
+
+func parseKey(key string) instKey {
+	var k instKey
+	k.rule, key, _ = strings.Cut(key, ":")
+	k.device, k.metric, _ = strings.Cut(key, ":")
+	return k
+}
 
 // step moves rule's instance for r's device through its states; it reports
 // whether anything is to be saved.
 func (e *Engine) step(rule *Rule, t target, r devices.Reading, limits [2]float64, now time.Time) bool {
-	key := instanceKey(rule.ID, r.Device, r.Metric)
+	key := instKey{rule.ID, r.Device, r.Metric}
 	in := e.inst[key]
 	ms := now.UnixMilli()
 	active := in != nil && (in.State == StatePending || in.State == StateFiring)
 	switch {
 	case !active && rule.breached(r.Value, limits):
-		in = &Instance{Key: key, Rule: rule.ID, Name: rule.Name, Device: r.Device, Metric: r.Metric, Severity: rule.Severity,
+		in = &Instance{Key: key.String(), Rule: rule.ID, Name: rule.Name, Device: r.Device, Metric: r.Metric, Severity: rule.Severity,
 			Summary: rule.describe(r.Metric, limits), Runbook: rule.Runbook, State: StatePending, Value: r.Value, Since: ms}
 		e.inst[key] = in
 		if rule.For == 0 {
@@ -390,7 +400,7 @@ func (e *Engine) Silence(key, by string, d time.Duration, comment string) (Insta
 func (e *Engine) change(key string, f func(*Instance) error) (Instance, error) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	in := e.inst[key]
+	in := e.inst[parseKey(key)]
 	if in == nil {
 		return Instance{}, devices.Errorf(devices.ENotFound, "there is no alert %s", key)
 	}

@@ -152,8 +152,11 @@ func statusOf(err error) int {
 	return http.StatusInternalServerError
 }
 
-func adminPath(kind, key, action string) string {
-	return "/admin/" + kind + "/" + url.PathEscape(key) + "/" + action
+func adminPath(kind, key, action string) string { return adminPathOf("admin/"+kind, key, action) }
+
+// adminPathOf is the path of a form's action on one thing: /base/key/action.
+func adminPathOf(base, key, action string) string {
+	return "/" + base + "/" + url.PathEscape(key) + "/" + action
 }
 
 func minPassword() string { return strconv.Itoa(auth.MinPasswordLength) }

@@ -41,6 +41,7 @@ type deps struct {
 	zone           *time.Location
 	auth           *auth.Service
 	alerts         *alerts.Engine
+	notifier       *alerts.Notifier
 	log            *slog.Logger
 }
 
@@ -59,6 +60,7 @@ func table(d deps, mux *http.ServeMux) []route {
 	admin := views.Admin{Accounts: d.auth, Options: pages}
 	account := views.AccountPages{Accounts: d.auth, Options: pages}
 	alertAPI := api.AlertAPI{Alerts: d.alerts, Logger: d.log}
+	alertPages := views.AlertPages{Book: d.alerts, Deliveries: d.notifier, Options: pages}
 	query := api.Query(d.reader, api.QueryOptions{
 		MaxPoints: d.maxPoints, MaxExportRange: d.maxExportRange, Timeout: d.queryTimeout, ExportTimeout: d.exportTimeout, Fleet: d.fleet, Logger: d.log})
 	rs := []route{
@@ -93,6 +95,11 @@ func table(d deps, mux *http.ServeMux) []route {
 		{"DELETE /api/v1/alerts/rules/{id}", auth.Operator, alertAPI.Rule()},
 		{"/api/", auth.Viewer, api.Fallback(mux)},
 		{"/", auth.Viewer, views.NotFound()},
+
+		{"GET /alerts", auth.Viewer, alertPages.Page()},
+		{"POST /alerts/rules", auth.Operator, alertPages.Action()},
+		{"POST /alerts/rules/{id}/{action}", auth.Operator, alertPages.Action()},
+		{"POST /alerts/{key}/{action}", auth.Operator, alertPages.Action()},
 
 		{"GET /account", auth.Viewer, account.Page()},
 		{"POST /account/{what}", auth.Viewer, account.Action()},

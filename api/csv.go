@@ -3,12 +3,16 @@ package api
 import (
 	"context"
 	"errors"
+	"fmt"
 	"math"
+	"net"
 	"net/http"
 	"slices"
 	"strconv"
 	"sync"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
 
 	"iotdash/devices"
 	"iotdash/store"
@@ -213,6 +217,81 @@ func export(w http.ResponseWriter, r *http.Request, st Reader, req Request, opts
 	}
 	opts.Logger.Warn("raw export broke off", "path", r.URL.Path, "query", r.URL.RawQuery, "error", err)
 	panic(http.ErrAbortHandler)
+}
+
+// Why an export is refused: the values of the reason label of
+// iotdash_exports_refused_total.
+const (
+	RefusedExports          = "too_many"            // MaxExports streaming already
+	RefusedExportsPerClient = "too_many_per_client" // MaxExportsPerClient of one client streaming already
+)
+
+// Metrics are the API's Prometheus metrics.
+type Metrics struct {
+	ExportsRefused *prometheus.CounterVec
+}
+
+// NewMetrics creates the metrics and registers them with reg, if not nil.
+func NewMetrics(reg prometheus.Registerer) *Metrics {
+	m := &Metrics{ExportsRefused: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "iotdash_exports_refused_total",
+		Help: "Raw CSV exports refused because too many were streaming (-max-exports, -max-exports-per-client), by reason."}, []string{"reason"})}
+	for _, r := range []string{RefusedExports, RefusedExportsPerClient} {
+		m.ExportsRefused.WithLabelValues(r)
+	}
+	if reg != nil {
+		reg.MustRegister(m.ExportsRefused)
+	}
+	return m
+}
+
+// exportSlots counts the raw exports streaming now, in total and by client.
+type exportSlots struct {
+	max, maxPer int
+	refused     *prometheus.CounterVec
+	mu          sync.Mutex
+	n           int
+	by          map[string]int
+}
+
+func newExportSlots(o QueryOptions) *exportSlots {
+	return &exportSlots{max: o.MaxExports, maxPer: o.MaxExportsPerClient, refused: o.Metrics.ExportsRefused, by: map[string]int{}}
+}
+
+// take counts one more export of client, or returns why it may not start:
+// a message for the caller that names the limit.
+func (e *exportSlots) take(client string) string {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	switch {
+	case e.n >= e.max:
+		e.refused.WithLabelValues(RefusedExports).Inc()
+		return fmt.Sprintf("%d raw exports are streaming already, the limit (-max-exports); try again when one has finished", e.n)
+	case e.by[client] >= e.maxPer:
+		e.refused.WithLabelValues(RefusedExportsPerClient).Inc()
+		return fmt.Sprintf("you have %d raw exports streaming already, the limit (-max-exports-per-client); try again when one has finished", e.by[client])
+	}
+	e.n++
+	e.by[client]++
+	return ""
+}
+
+// give counts one export of client less.
+func (e *exportSlots) give(client string) {
+	e.mu.Lock()
+	e.n--
+	if e.by[client]--; e.by[client] <= 0 {
+		delete(e.by, client)
+	}
+	e.mu.Unlock()
+}
+
+// remoteHost is the host of r.RemoteAddr: the address of the peer.
+func remoteHost(r *http.Request) string {
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		return r.RemoteAddr
+	}
+	return host
 }
 
 // cursor is one series' readings in a merge: the chunk being read and the

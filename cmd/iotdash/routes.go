@@ -36,6 +36,9 @@ type deps struct {
 	maxExportRange time.Duration
 	queryTimeout   time.Duration
 	exportTimeout  time.Duration
+	maxExports     int
+	exportsPer     int // most exports of one client at once
+	apiMetrics     *api.Metrics
 	pprof          bool
 	zone           *time.Location
 	auth           *auth.Service
@@ -56,7 +59,8 @@ func table(d deps, mux *http.ServeMux) []route {
 	pages := views.Options{History: d.reader, Zone: d.zone, Logger: d.log}
 	admin := views.Admin{Accounts: d.auth, Options: pages}
 	query := api.Query(d.reader, api.QueryOptions{
-		MaxPoints: d.maxPoints, MaxExportRange: d.maxExportRange, Timeout: d.queryTimeout, ExportTimeout: d.exportTimeout, Fleet: d.fleet, Logger: d.log})
+		MaxPoints: d.maxPoints, MaxExportRange: d.maxExportRange, Timeout: d.queryTimeout, ExportTimeout: d.exportTimeout, Fleet: d.fleet, Logger: d.log,
+		MaxExports: d.maxExports, MaxExportsPerClient: d.exportsPer, Metrics: d.apiMetrics})
 	rs := []route{
 		{"GET /login", auth.Anyone, d.auth.Login(views.Login(pages))},
 		{"POST /login", auth.Anyone, d.auth.Login(views.Login(pages))},

@@ -1,7 +1,9 @@
 package ingest_test
 
 import (
+	"context"
 	"fmt"
+	"path/filepath"
 	"slices"
 	"testing"
 	"time"
@@ -12,6 +14,8 @@ import (
 	"iotdash/broker"
 	"iotdash/devices"
 	"iotdash/ingest"
+	"iotdash/store"
+	"iotdash/store/sqlite"
 )
 
 // embedded starts an ingester fed by a real embedded broker, as iotdash's
@@ -130,5 +134,31 @@ func TestPastReadingsRefused(t *testing.T) {
 		if got := testutil.ToFloat64(m.Rejected.WithLabelValues(reason)); got != want {
 			t.Errorf("iotdash_rejected_total{reason=%q} = %v, want %v", reason, got, want)
 		}
+	}
+}
+
+// TestHistoryCannotBeRewritten: a reading published again with the same
+// ts and another value leaves the embedded store's value and the fleet's
+// latest value as first written (first write wins).
+func TestHistoryCannotBeRewritten(t *testing.T) {
+	st, err := sqlite.Open(filepath.Join(t.TempDir(), "iotdash.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	fleet := devices.NewFleet(nil)
+	url := embedded(t, ingest.Config{Store: st, Fleet: fleet})
+	ts := time.Now().UnixMilli()
+	publish(t, url, [][2]string{{"devices/d1/telemetry", fmt.Sprintf(`{"ts":%d,"temperature":21.5}`, ts)}})
+	publish(t, url, [][2]string{{"devices/d1/telemetry", fmt.Sprintf(`{"ts":%d,"temperature":99}`, ts)}})
+	got, err := st.Query(context.Background(), store.Query{Device: "d1", Metric: "temperature", From: ts - 1000, To: ts + 1000})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := []store.Point{{T: ts, V: 21.5}}; !slices.Equal(got, want) {
+		t.Errorf("stored %v, want %v", got, want)
+	}
+	if d, _ := fleet.Get("d1"); d.Latest["temperature"].V != 21.5 {
+		t.Errorf("latest = %v, want 21.5", d.Latest["temperature"])
 	}
 }

@@ -127,8 +127,6 @@ func (l Limits) withDefaults() Limits {
 
 // Admission is what Admit refused of one message.
 type Admission struct {
-	// NewDevice is true when the device was not known before.
-	NewDevice bool
 	// TooManyDevices is true when the device is new and the fleet already
 	// has Limits.Devices: nothing of the message is taken.
 	TooManyDevices bool
@@ -183,9 +181,10 @@ func (f *Fleet) SetLimits(l Limits) {
 // a metric is new and whether the fleet has room for it. It keeps, in
 // place, the readings it admits and returns them with what it refused.
 // What it admits counts against the limits from then on, but is shown
-// (Get, List) only once Seen, SetMeta or SetPresence records it. Call it
-// with no readings for a message that names a device without readings
-// (its meta or status).
+// (Get, List) only once Seen, SetMeta or SetPresence records it. A new
+// device is admitted with a message that names it without readings (its
+// meta or status: call Admit with none), or with at least one reading
+// admitted: a device whose every reading is refused takes no place.
 func (f *Fleet) Admit(id string, rs []Reading) ([]Reading, Admission) {
 	f.mu.RLock()
 	d := f.devices[id]
@@ -205,14 +204,12 @@ func (f *Fleet) Admit(id string, rs []Reading) ([]Reading, Admission) {
 	defer f.mu.Unlock()
 	d = f.devices[id]
 	p, admitted := f.pending[id]
-	if d == nil && !admitted {
+	newDevice := d == nil && !admitted
+	if newDevice {
 		if len(f.devices)+f.newPending >= f.limits.Devices {
-			return rs[:0], Admission{NewDevice: true, TooManyDevices: true}
+			return rs[:0], Admission{TooManyDevices: true}
 		}
-		a.NewDevice = true
 		p = map[string]struct{}{}
-		f.pending[id] = p
-		f.newPending++
 	}
 	metrics := len(p)
 	if d != nil {
@@ -244,6 +241,10 @@ func (f *Fleet) Admit(id string, rs []Reading) ([]Reading, Admission) {
 			metrics++
 		}
 		kept = append(kept, r)
+	}
+	if newDevice && (len(kept) > 0 || len(rs) == 0) {
+		f.pending[id] = p
+		f.newPending++
 	}
 	return kept, a
 }

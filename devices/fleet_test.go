@@ -221,11 +221,11 @@ func metricsOf(rs []Reading) string {
 // everything it already knows.
 func TestAdmitLimits(t *testing.T) {
 	f, c, _ := newTestFleet()
-	f.SetLimits(Limits{Devices: 2, Metrics: 3, NewSeriesPerMinute: 5})
+	f.SetLimits(Limits{Devices: 3, Metrics: 3, NewSeriesPerMinute: 5})
 	now := c.t.UnixMilli()
 
 	kept, a := f.Admit("a", readings("a", now, "m1", "m2", "m3", "m4"))
-	if got, want := metricsOf(kept), "m1,m2,m3"; got != want || !a.NewDevice || a.TooManyMetrics != 1 {
+	if got, want := metricsOf(kept), "m1,m2,m3"; got != want || a.TooManyMetrics != 1 {
 		t.Errorf("a's first message: kept %s, %+v; want %s and one metric too many", got, a, want)
 	}
 	f.Seen("a", kept)
@@ -233,12 +233,20 @@ func TestAdmitLimits(t *testing.T) {
 	if got, want := metricsOf(kept), "m1,m2"; got != want || a.TooManyNewSeries != 1 {
 		t.Errorf("b's first message: kept %s, %+v; want %s and one series over the rate", got, a, want)
 	}
-	// Admitted but not yet seen still counts: b has 2 of its 3 metrics.
-	if _, a = f.Admit("c", nil); !a.TooManyDevices {
-		t.Errorf("a third device: %+v, want refused (2 devices at most)", a)
+	// A new device whose every reading is refused takes no place.
+	if kept, a = f.Admit("x", readings("x", now, "m1")); len(kept) != 0 || a.TooManyNewSeries != 1 || a.TooManyDevices {
+		t.Errorf("a new device over the rate: kept %s, %+v; want its one reading refused for the rate", metricsOf(kept), a)
+	}
+	// A device named without readings (its status) is admitted, but
+	// shown only once its status is recorded; admitted, it counts.
+	if _, a = f.Admit("c", nil); a != (Admission{}) {
+		t.Errorf("a third device's status: %+v, want it admitted", a)
 	}
 	if _, ok := f.Get("c"); ok {
-		t.Error("the refused device is in the fleet")
+		t.Error("the admitted device is shown before anything of it is recorded")
+	}
+	if _, a = f.Admit("d", nil); !a.TooManyDevices {
+		t.Errorf("a fourth device: %+v, want refused (3 devices at most)", a)
 	}
 	// Known series pass whatever the rate; new ones wait for it.
 	kept, a = f.Admit("a", readings("a", now+1, "m3", "m1"))

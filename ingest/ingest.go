@@ -321,7 +321,7 @@ func (in *Ingester) admit(topic string, m *message) *Rejection {
 		return reject(ReasonTooManyDevices, "the fleet has the most devices it may have (-max-devices)")
 	}
 	if a.TooManyMetrics > 0 {
-		in.rejected(topic, reject(ReasonTooManyMetrics, "the device has the most metrics it may have (-max-metrics); new ones are refused"), a.TooManyMetrics)
+		in.rejected(topic, reject(ReasonTooManyMetrics, "the device has the most metrics it may have (-max-metrics-per-device); new ones are refused"), a.TooManyMetrics)
 	}
 	if a.TooManyNewSeries > 0 {
 		in.rejected(topic, reject(ReasonNewSeries, "more new series this minute than -max-new-series; new ones are refused"), a.TooManyNewSeries)

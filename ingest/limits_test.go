@@ -67,7 +67,7 @@ func TestFleetLimits(t *testing.T) {
 		msgs = append(msgs, [2]string{"devices/" + d + "/telemetry", fmt.Sprintf(`{"ts":%d,"a":1,"b":2,"c":3}`, ts)})
 	}
 	msgs = append(msgs,
-		[2]string{"devices/d6/status", "online"},                              // a sixth device, without readings
+		[2]string{"devices/d6/status", "online"},                                // a sixth device, without readings
 		[2]string{"devices/d1/telemetry", fmt.Sprintf(`{"ts":%d,"a":4}`, ts+1)}) // known: taken
 	publish(t, url, msgs)
 

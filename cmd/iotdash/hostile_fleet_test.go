@@ -20,7 +20,7 @@ import (
 // TestHostileFleet runs the built binary with its default limits and does
 // what a hostile device could: 500 messages of 2,000 new metric names each
 // (from 500 new device ids), then 20,000 new device ids (each saying it is
-// online). New series stop at -max-new-series and -max-metrics, the fleet
+// online). New series stop at -max-new-series and -max-metrics-per-device, the fleet
 // at -max-devices; every refusal is counted in /metrics by reason, a
 // device known before the flood keeps being stored, and the process's
 // memory stays bounded.

@@ -192,7 +192,7 @@ func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (co
 	}
 	fs.Func("max-export-range", "longest range one raw CSV export may cover, e.g. 31d (default 31d) (IOTDASH_MAX_EXPORT_RANGE)", setRange)
 	fs.IntVar(&c.limits.Devices, "max-devices", envInt("IOTDASH_MAX_DEVICES", devices.DefaultMaxDevices), "most devices the fleet takes; messages of new ones past it are refused (IOTDASH_MAX_DEVICES)")
-	fs.IntVar(&c.limits.Metrics, "max-metrics", envInt("IOTDASH_MAX_METRICS", devices.DefaultMaxMetrics), "most metrics one device may have; readings of new ones past it are refused (IOTDASH_MAX_METRICS)")
+	fs.IntVar(&c.limits.Metrics, "max-metrics-per-device", envInt("IOTDASH_MAX_METRICS_PER_DEVICE", devices.DefaultMaxMetrics), "most metrics one device may have; readings of new ones past it are refused (IOTDASH_MAX_METRICS_PER_DEVICE)")
 	fs.IntVar(&c.limits.NewSeriesPerMinute, "max-new-series", envInt("IOTDASH_MAX_NEW_SERIES", devices.DefaultMaxNewSeries), "most new series (a device's metric seen for the first time) taken a minute (IOTDASH_MAX_NEW_SERIES)")
 	fs.DurationVar(&c.maxAhead, "max-ts-ahead", envDur("IOTDASH_MAX_TS_AHEAD", ingest.DefaultMaxAhead), "how far ahead of the server's clock a reading's ts may be (IOTDASH_MAX_TS_AHEAD)")
 	fs.DurationVar(&c.maxBehind, "max-ts-behind", envDur("IOTDASH_MAX_TS_BEHIND", ingest.DefaultMaxBehind), "how far behind the server's clock a reading's ts may be (IOTDASH_MAX_TS_BEHIND)")

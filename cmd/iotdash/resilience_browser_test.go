@@ -47,7 +47,8 @@ func TestResilienceStalledBrowser(t *testing.T) {
 	healthy := envInt(t, "IOTDASH_HEALTHY_CLIENTS", 100)
 	mq := testenv.StartMosquitto(t, keepQueued)
 	p := startBinary(t, buildBinary(t), "-http", fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t)), "-mqtt", mq.URL,
-		"-mqtt-client-id", "stall-iotdash", "-data", t.TempDir(), "-log-level", "error", "-pprof")
+		"-mqtt-client-id", "stall-iotdash", "-data", t.TempDir(), "-log-level", "error", "-pprof",
+		"-max-metrics-per-device", "200") // the firehose device's
 
 	// The load's devices are stall-000 to stall-099.
 	var fleet []string

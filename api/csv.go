@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"math"
-	"net"
 	"net/http"
 	"slices"
 	"strconv"
@@ -15,6 +14,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"iotdash/devices"
+	"iotdash/internal/limit"
 	"iotdash/store"
 )
 
@@ -246,52 +246,26 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 
 // exportSlots counts the raw exports streaming now, in total and by client.
 type exportSlots struct {
-	max, maxPer int
-	refused     *prometheus.CounterVec
-	mu          sync.Mutex
-	n           int
-	by          map[string]int
+	limit.Concurrent
+	refused *prometheus.CounterVec
 }
 
 func newExportSlots(o QueryOptions) *exportSlots {
-	return &exportSlots{max: o.MaxExports, maxPer: o.MaxExportsPerClient, refused: o.Metrics.ExportsRefused, by: map[string]int{}}
+	return &exportSlots{Concurrent: limit.Concurrent{Max: o.MaxExports, MaxPerClient: o.MaxExportsPerClient}, refused: o.Metrics.ExportsRefused}
 }
 
 // take counts one more export of client, or returns why it may not start:
 // a message for the caller that names the limit.
 func (e *exportSlots) take(client string) string {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	switch {
-	case e.n >= e.max:
+	switch e.Acquire(client) {
+	case limit.Total:
 		e.refused.WithLabelValues(RefusedExports).Inc()
-		return fmt.Sprintf("%d raw exports are streaming already, the limit (-max-exports); try again when one has finished", e.n)
-	case e.by[client] >= e.maxPer:
+		return fmt.Sprintf("%d raw exports are streaming already, the limit (-max-exports); try again when one has finished", e.Max)
+	case limit.PerClient:
 		e.refused.WithLabelValues(RefusedExportsPerClient).Inc()
-		return fmt.Sprintf("you have %d raw exports streaming already, the limit (-max-exports-per-client); try again when one has finished", e.by[client])
+		return fmt.Sprintf("you have %d raw exports streaming already, the limit (-max-exports-per-client); try again when one has finished", e.MaxPerClient)
 	}
-	e.n++
-	e.by[client]++
 	return ""
-}
-
-// give counts one export of client less.
-func (e *exportSlots) give(client string) {
-	e.mu.Lock()
-	e.n--
-	if e.by[client]--; e.by[client] <= 0 {
-		delete(e.by, client)
-	}
-	e.mu.Unlock()
-}
-
-// remoteHost is the host of r.RemoteAddr: the address of the peer.
-func remoteHost(r *http.Request) string {
-	host, _, err := net.SplitHostPort(r.RemoteAddr)
-	if err != nil {
-		return r.RemoteAddr
-	}
-	return host
 }
 
 // cursor is one series' readings in a merge: the chunk being read and the

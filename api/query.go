@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"iotdash/devices"
+	"iotdash/internal/limit"
 	"iotdash/store"
 )
 
@@ -100,7 +101,7 @@ func (o QueryOptions) withDefaults() QueryOptions {
 		o.MaxExportsPerClient = DefaultMaxExportsPerClient
 	}
 	if o.ExportClient == nil {
-		o.ExportClient = remoteHost
+		o.ExportClient = limit.Addr
 	}
 	if o.Metrics == nil {
 		o.Metrics = NewMetrics(nil)
@@ -430,7 +431,7 @@ func Query(st Reader, opts QueryOptions) http.Handler {
 				writeJSON(w, http.StatusTooManyRequests, map[string]string{"error": msg})
 				return
 			}
-			defer exports.give(client)
+			defer exports.Release(client)
 			export(w, r, st, req, opts)
 			return
 		}

@@ -53,6 +53,7 @@ import (
 	"golang.org/x/time/rate"
 
 	"iotdash/devices"
+	"iotdash/internal/limit"
 )
 
 // Defaults for Options left zero.
@@ -145,8 +146,6 @@ type Hub struct {
 
 	mu      sync.Mutex
 	set     map[*client]struct{}
-	conns   int            // connections admitted, being upgraded or served
-	perAddr map[string]int // conns by address
 	closed  bool
 	clients atomic.Pointer[[]*client] // copy of set, read by Publish without a lock
 	wg      sync.WaitGroup            // one per connection being served
@@ -160,6 +159,7 @@ type Hub struct {
 
 	refusedTotal, refusedAddr atomic.Uint64
 	noSubscribe, noPong       atomic.Uint64
+	conns                     *limit.Concurrent // connections admitted, being upgraded or served
 	logLimit                  *rate.Limiter
 	suppressed                atomic.Uint64 // refusals not logged since the last logged one
 }
@@ -185,7 +185,7 @@ func NewHub(opts Options) *Hub {
 		opts.MaxPerAddr = DefaultMaxPerAddr
 	}
 	if opts.Addr == nil {
-		opts.Addr = remoteHost
+		opts.Addr = limit.Addr
 	}
 	if opts.SubscribeWithin <= 0 {
 		opts.SubscribeWithin = DefaultSubscribeWithin
@@ -196,7 +196,8 @@ func NewHub(opts Options) *Hub {
 	if opts.PingTimeout <= 0 {
 		opts.PingTimeout = DefaultPingTimeout
 	}
-	h := &Hub{opts: opts, log: opts.Logger.With("component", "push"), set: map[*client]struct{}{}, perAddr: map[string]int{},
+	h := &Hub{opts: opts, log: opts.Logger.With("component", "push"), set: map[*client]struct{}{},
+		conns:    &limit.Concurrent{Max: opts.MaxClients, MaxPerClient: opts.MaxPerAddr},
 		logLimit: rate.NewLimiter(rate.Every(time.Second), 5)}
 	h.clients.Store(&[]*client{})
 	return h
@@ -263,34 +264,25 @@ func (h *Hub) Stats() Stats {
 	}
 }
 
-// remoteHost is the host of r.RemoteAddr: the address of the peer.
-func remoteHost(r *http.Request) string {
-	host, _, err := net.SplitHostPort(r.RemoteAddr)
-	if err != nil {
-		return r.RemoteAddr
-	}
-	return host
-}
-
 // reserve counts a connection from addr against the limits before it is
 // upgraded, or says with which status and why it is refused.
 func (h *Hub) reserve(addr string) (code int, msg string) {
 	h.mu.Lock()
-	defer h.mu.Unlock()
-	switch {
-	case h.closed:
+	closed := h.closed
+	h.mu.Unlock()
+	if closed {
 		return http.StatusServiceUnavailable, "server shutting down"
-	case h.conns >= h.opts.MaxClients:
+	}
+	switch h.conns.Acquire(addr) {
+	case limit.Total:
 		h.refusedTotal.Add(1)
 		h.logRefusal(addr, RefusedTooMany)
 		return http.StatusServiceUnavailable, "too many live connections (-max-websockets); try again later"
-	case h.perAddr[addr] >= h.opts.MaxPerAddr:
+	case limit.PerClient:
 		h.refusedAddr.Add(1)
 		h.logRefusal(addr, RefusedTooManyAddr)
 		return http.StatusTooManyRequests, "too many live connections from your address (-max-websockets-per-addr); close some tabs"
 	}
-	h.conns++
-	h.perAddr[addr]++
 	return 0, ""
 }
 
@@ -304,14 +296,7 @@ func (h *Hub) logRefusal(addr, reason string) {
 }
 
 // release gives back what reserve took.
-func (h *Hub) release(addr string) {
-	h.mu.Lock()
-	h.conns--
-	if h.perAddr[addr]--; h.perAddr[addr] <= 0 {
-		delete(h.perAddr, addr)
-	}
-	h.mu.Unlock()
-}
+func (h *Hub) release(addr string) { h.conns.Release(addr) }
 
 // Close closes every client with StatusGoingAway and refuses new ones. It
 // returns once every connection has been closed; a client that does not

@@ -326,7 +326,7 @@ func (f *Fleet) Seen(id string, rs []Reading) {
 	d.lastMsg, d.lastSeen = now, now
 	for _, r := range rs {
 		// A later reading with the same time does not replace the first,
-		// as in the stores (first write wins).
+		// as in the embedded store (first write wins).
 		if v, ok := d.latest[r.Metric]; !ok || r.Time > v.T {
 			d.latest[r.Metric] = Value{T: r.Time, V: r.Value}
 		}

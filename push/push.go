@@ -595,7 +595,6 @@ func (c *client) serve(r *http.Request) {
 
 	c.write()
 	unsubscribed.Stop()
-	<-pingDone
 
 	var err error
 	switch why := c.why; {
@@ -610,6 +609,7 @@ func (c *client) serve(r *http.Request) {
 		h.log.Debug("websocket close", "remote", r.RemoteAddr, "error", err)
 	}
 	<-readDone
+	<-pingDone // a ping in flight ends with the connection
 }
 
 // ping pings the client every PingEvery until the connection ends, and

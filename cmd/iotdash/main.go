@@ -107,6 +107,10 @@ type config struct {
 	brokerMaxPacket               int
 	brokerMaxClients              int
 	brokerMaxRetained             int
+	limits                        devices.Limits
+	maxAhead, maxBehind           time.Duration
+	wsMax, wsMaxPerAddr           int
+	exportsMax, exportsPerClient  int
 }
 
 // parseFlags reads flags, each with an IOTDASH_* environment twin that the
@@ -199,6 +203,15 @@ func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (co
 		}
 	}
 	fs.Func("max-export-range", "longest range one raw CSV export may cover, e.g. 31d (default 31d) (IOTDASH_MAX_EXPORT_RANGE)", setRange)
+	fs.IntVar(&c.limits.Devices, "max-devices", envInt("IOTDASH_MAX_DEVICES", devices.DefaultMaxDevices), "most devices the fleet takes; messages of new ones past it are refused (IOTDASH_MAX_DEVICES)")
+	fs.IntVar(&c.limits.Metrics, "max-metrics-per-device", envInt("IOTDASH_MAX_METRICS_PER_DEVICE", devices.DefaultMaxMetrics), "most metrics one device may have; readings of new ones past it are refused (IOTDASH_MAX_METRICS_PER_DEVICE)")
+	fs.IntVar(&c.limits.NewSeriesPerMinute, "max-new-series", envInt("IOTDASH_MAX_NEW_SERIES", devices.DefaultMaxNewSeries), "most new series (a device's metric seen for the first time) taken a minute (IOTDASH_MAX_NEW_SERIES)")
+	fs.DurationVar(&c.maxAhead, "max-ts-ahead", envDur("IOTDASH_MAX_TS_AHEAD", ingest.DefaultMaxAhead), "how far ahead of the server's clock a reading's ts may be (IOTDASH_MAX_TS_AHEAD)")
+	fs.DurationVar(&c.maxBehind, "max-ts-behind", envDur("IOTDASH_MAX_TS_BEHIND", ingest.DefaultMaxBehind), "how far behind the server's clock a reading's ts may be (IOTDASH_MAX_TS_BEHIND)")
+	fs.IntVar(&c.wsMax, "max-websockets", envInt("IOTDASH_MAX_WEBSOCKETS", push.DefaultMaxClients), "most browsers connected to /ws at once (IOTDASH_MAX_WEBSOCKETS)")
+	fs.IntVar(&c.wsMaxPerAddr, "max-websockets-per-addr", envInt("IOTDASH_MAX_WEBSOCKETS_PER_ADDR", push.DefaultMaxPerAddr), "most /ws connections from one IP address (IOTDASH_MAX_WEBSOCKETS_PER_ADDR)")
+	fs.IntVar(&c.exportsMax, "max-exports", envInt("IOTDASH_MAX_EXPORTS", api.DefaultMaxExports), "most raw CSV exports streaming at once (IOTDASH_MAX_EXPORTS)")
+	fs.IntVar(&c.exportsPerClient, "max-exports-per-client", envInt("IOTDASH_MAX_EXPORTS_PER_CLIENT", api.DefaultMaxExportsPerClient), "most raw CSV exports streaming at once to one client: its IP address, until exports are counted per signed-in user (IOTDASH_MAX_EXPORTS_PER_CLIENT)")
 	fs.StringVar(&c.proxyHeader, "auth-proxy-header", env("IOTDASH_AUTH_PROXY_HEADER", ""), "header in which a reverse proxy that signs people in names the user, e.g. X-Forwarded-User; believed only from -auth-proxy-from (IOTDASH_AUTH_PROXY_HEADER)")
 	fs.StringVar(&c.proxyFromList, "auth-proxy-from", env("IOTDASH_AUTH_PROXY_FROM", ""), "addresses or CIDR ranges of that proxy, comma-separated (IOTDASH_AUTH_PROXY_FROM)")
 	fs.StringVar(&c.tlsCert, "tls-cert", env("IOTDASH_TLS_CERT", ""), "serve HTTPS with this certificate (PEM); needs -tls-key (IOTDASH_TLS_CERT)")
@@ -352,7 +365,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 			origins = append(origins, o)
 		}
 	}
-	hub := push.NewHub(push.Options{OriginPatterns: origins, Logger: log})
+	hub := push.NewHub(push.Options{OriginPatterns: origins, Logger: log, MaxClients: c.wsMax, MaxPerAddr: c.wsMaxPerAddr})
 
 	// The data directory and every file in it are the owner's alone.
 	syscall.Umask(0o077)
@@ -366,6 +379,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	// end, after the ingester has stopped.
 	fleet := devices.NewFleet(hub.PublishStatus)
 	fleet.SetStaleAfter(c.staleAfter)
+	fleet.SetLimits(c.limits)
 	registry, err := sqlite.OpenRegistry(filepath.Join(c.dataDir, "fleet.db"))
 	if err != nil {
 		return fmt.Errorf("opening the fleet registry in -data %s: %w", c.dataDir, err)
@@ -494,7 +508,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	in := ingest.New(ingest.Config{
 		Broker: c.mqttURL, ClientID: c.mqttClientID, Username: c.mqttUser, Password: c.mqttPass, TLS: tc,
 		Store: durable, Fleet: fleet, Publish: published, Notice: hub.SetNotice, DeadLetters: dead,
-		Metrics: ingest.NewMetrics(reg), Logger: log,
+		Metrics: ingest.NewMetrics(reg), Logger: log, MaxAhead: c.maxAhead, MaxBehind: c.maxBehind,
 	})
 	brokerURL, simUser, simPass := c.mqttURL, c.mqttUser, c.mqttPass
 	brokerDropped := func() float64 { n, _ := in.BrokerDrops(); return float64(n) }
@@ -565,7 +579,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	}
 	srv := &http.Server{
 		Handler: guard.Handler(csrf.Handler(routes(deps{fleet: fleet, hub: hub, reader: reader, ingester: in, registry: reg, maxPoints: c.maxPoints,
-			maxExportRange: c.maxExportRange, queryTimeout: c.queryTimeout, exportTimeout: c.exportTimeout, pprof: c.pprof, zone: c.zone, auth: people, alerts: rules, notifier: notifier, log: log})),
+			maxExportRange: c.maxExportRange, queryTimeout: c.queryTimeout, exportTimeout: c.exportTimeout, pprof: c.pprof, zone: c.zone, auth: people,
+			alerts: rules, notifier: notifier, log: log, maxExports: c.exportsMax, exportsPer: c.exportsPerClient, apiMetrics: api.NewMetrics(reg)})),
 			guard.Options{Hosts: hosts, CSP: views.ContentSecurityPolicy, Logger: log}),
 		ReadHeaderTimeout: 5 * time.Second,
 		ReadTimeout:       30 * time.Second,
@@ -651,6 +666,14 @@ func registerHubMetrics(reg *prometheus.Registry, hub *push.Hub) {
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "iotdash_websocket_slow_closed_total", Help: "Browsers disconnected for being too slow."},
 			func() float64 { return float64(hub.Stats().SlowClosed) }),
 	)
+	for _, reason := range []string{push.RefusedTooMany, push.RefusedTooManyAddr} {
+		reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "iotdash_websocket_refused_total", Help: "Connections to /ws refused by a limit (-max-websockets, -max-websockets-per-addr), by reason.", ConstLabels: prometheus.Labels{"reason": reason}},
+			func() float64 { return float64(hub.Stats().Refused[reason]) }))
+	}
+	for _, reason := range []string{push.ClosedNoSubscribe, push.ClosedNoPong} {
+		reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "iotdash_websocket_limit_closed_total", Help: "Browsers disconnected for sending no subscribe in time, or answering no ping, by reason.", ConstLabels: prometheus.Labels{"reason": reason}},
+			func() float64 { return float64(hub.Stats().Closed[reason]) }))
+	}
 }
 
 // alertWebhooks reads -alert-webhook: URLs, each for every severity or,

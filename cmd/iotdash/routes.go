@@ -37,6 +37,9 @@ type deps struct {
 	maxExportRange time.Duration
 	queryTimeout   time.Duration
 	exportTimeout  time.Duration
+	maxExports     int
+	exportsPer     int // most exports of one client at once
+	apiMetrics     *api.Metrics
 	pprof          bool
 	zone           *time.Location
 	auth           *auth.Service
@@ -62,7 +65,8 @@ func table(d deps, mux *http.ServeMux) []route {
 	alertAPI := api.AlertAPI{Alerts: d.alerts, Logger: d.log}
 	alertPages := views.AlertPages{Book: d.alerts, Deliveries: d.notifier, Options: pages}
 	query := api.Query(d.reader, api.QueryOptions{
-		MaxPoints: d.maxPoints, MaxExportRange: d.maxExportRange, Timeout: d.queryTimeout, ExportTimeout: d.exportTimeout, Fleet: d.fleet, Logger: d.log})
+		MaxPoints: d.maxPoints, MaxExportRange: d.maxExportRange, Timeout: d.queryTimeout, ExportTimeout: d.exportTimeout, Fleet: d.fleet, Logger: d.log,
+		MaxExports: d.maxExports, MaxExportsPerClient: d.exportsPer, Metrics: d.apiMetrics})
 	rs := []route{
 		{"GET /login", auth.Anyone, d.auth.Login(views.Login(pages))},
 		{"POST /login", auth.Anyone, d.auth.Login(views.Login(pages))},

@@ -14,6 +14,7 @@ import (
 	"iotdash/api"
 	"iotdash/auth"
 	"iotdash/devices"
+	"iotdash/internal/limit"
 	"iotdash/ingest"
 	"iotdash/push"
 	"iotdash/views"
@@ -66,7 +67,15 @@ func table(d deps, mux *http.ServeMux) []route {
 	alertPages := views.AlertPages{Book: d.alerts, Deliveries: d.notifier, Options: pages}
 	query := api.Query(d.reader, api.QueryOptions{
 		MaxPoints: d.maxPoints, MaxExportRange: d.maxExportRange, Timeout: d.queryTimeout, ExportTimeout: d.exportTimeout, Fleet: d.fleet, Logger: d.log,
-		MaxExports: d.maxExports, MaxExportsPerClient: d.exportsPer, Metrics: d.apiMetrics})
+		MaxExports: d.maxExports, MaxExportsPerClient: d.exportsPer, Metrics: d.apiMetrics,
+		// Exports count against the signed-in user (or token), wherever
+		// they sign in from.
+		ExportClient: func(r *http.Request) string {
+			if p, ok := auth.From(r.Context()); ok {
+				return "user:" + p.Name
+			}
+			return limit.Addr(r)
+		}})
 	rs := []route{
 		{"GET /login", auth.Anyone, d.auth.Login(views.Login(pages))},
 		{"POST /login", auth.Anyone, d.auth.Login(views.Login(pages))},

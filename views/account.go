@@ -11,6 +11,7 @@ import (
 
 	"iotdash/auth"
 	"iotdash/devices"
+	"iotdash/internal/limit"
 )
 
 // LoginModel is the sign-in page.
@@ -208,7 +209,7 @@ func (a AccountPages) Action() http.Handler {
 				err = devices.Errorf(devices.EInvalid, "a password is changed by signing in with it here")
 				break
 			}
-			if err = a.Accounts.ChangePassword(r.Context(), auth.RemoteIP(r), p.Name, r.PostFormValue("current"), r.PostFormValue("password")); err == nil {
+			if err = a.Accounts.ChangePassword(r.Context(), limit.Addr(r), p.Name, r.PostFormValue("current"), r.PostFormValue("password")); err == nil {
 				http.Redirect(w, r, "/login?next=%2Faccount", http.StatusSeeOther)
 				return
 			}

@@ -63,7 +63,10 @@ type Config struct {
 	Store  Store
 	Fleet  Fleet
 	Notify *Notifier // nil: none
-	Logger *slog.Logger
+	// Changed, if not nil, is called after alerts changed and were saved
+	// (to send Summary to the pages).
+	Changed func()
+	Logger  *slog.Logger
 	// Now is the clock (default time.Now).
 	Now func() time.Time
 }
@@ -316,9 +319,45 @@ func (e *Engine) flush(ctx context.Context) {
 			e.mu.Lock()
 			e.dirty = append(batch[i:len(batch):len(batch)], e.dirty...)
 			e.mu.Unlock()
-			return
+			batch = batch[:i]
+			break
 		}
 	}
+	if len(batch) > 0 && e.cfg.Changed != nil {
+		e.cfg.Changed()
+	}
+}
+
+// Summary is what fires, as the pages take it: the count, and for each
+// device with a firing alert the highest severity and the rules' names.
+func (e *Engine) Summary() json.RawMessage {
+	type device struct {
+		Severity string   `json:"severity"`
+		Names    []string `json:"names"`
+	}
+	out := struct {
+		Firing  int                `json:"firing"`
+		Acked   int                `json:"acked"`
+		Devices map[string]*device `json:"devices"`
+	}{Devices: map[string]*device{}}
+	rank := func(s string) int { return slices.Index(Severities, s) }
+	for _, in := range e.Alerts(StateFiring) {
+		out.Firing++
+		if in.AckedBy != "" {
+			out.Acked++
+		}
+		d := out.Devices[in.Device]
+		if d == nil {
+			d = &device{Severity: in.Severity}
+			out.Devices[in.Device] = d
+		}
+		if rank(in.Severity) > rank(d.Severity) {
+			d.Severity = in.Severity
+		}
+		d.Names = append(d.Names, in.Name)
+	}
+	b, _ := json.Marshal(out)
+	return b
 }
 
 func (e *Engine) save(ctx context.Context, c change) error {

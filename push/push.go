@@ -23,6 +23,8 @@
 //	                 {"status":[{"d":"dev-1","s":"offline"}]}
 //	                 {"gap":{"from":T1,"to":T2,"dropped":N}}   readings with times T1..T2 were dropped
 //	                 {"notice":"…"}                           a warning for every page's banner ("" clears it)
+//	                 {"alerts":{"firing":N,"devices":{"dev-1":{"severity":"critical","names":["…"]}}}}
+//	                                                          what is firing, for titles, cards and the alerts page
 //
 // Nothing is sent before the client's first subscribe; the client may
 // subscribe again at any time to change what it receives. A message that is
@@ -151,6 +153,7 @@ type Hub struct {
 	wg      sync.WaitGroup            // one per connection being served
 
 	notice atomic.Pointer[string] // the warning every page shows; "" for none
+	shared [nShared]atomic.Pointer[[]byte]
 
 	frames     atomic.Uint64
 	dropped    atomic.Uint64
@@ -228,19 +231,46 @@ func (h *Hub) PublishStatus(id string, s devices.Status) {
 	}
 }
 
-// SetNotice sets the warning every page shows in its banner while it holds
-// ("" for none), and sends it to every connected client; a client that
-// subscribes later gets it with its confirmation. It never blocks.
-func (h *Hub) SetNotice(text string) {
-	if old := h.notice.Swap(&text); old != nil && *old == text {
+// A shared frame is one every page gets whenever it changes, and once,
+// with its confirmation, when it subscribes: the notice and the alerts.
+type shared int
+
+const (
+	sharedNotice shared = iota
+	sharedAlerts
+	nShared
+)
+
+// setShared makes frame the shared frame k (nil for none) and sends it to
+// every connected client. It never blocks.
+func (h *Hub) setShared(k shared, frame []byte) {
+	if old := h.shared[k].Swap(&frame); old != nil && bytes.Equal(*old, frame) {
 		return
 	}
 	for _, c := range *h.clients.Load() {
 		c.mu.Lock()
-		c.notice = true
+		c.shared |= 1 << k
 		c.mu.Unlock()
 		c.wake()
 	}
+}
+
+// SetNotice sets the warning every page shows in its banner while it holds
+// ("" for none), and sends it to every connected client; a client that
+// subscribes later gets it with its confirmation. It never blocks.
+func (h *Hub) SetNotice(text string) {
+	h.notice.Store(&text)
+	var frame []byte
+	if text != "" || h.shared[sharedNotice].Load() != nil {
+		frame = appendNotice(nil, text)
+	}
+	h.setShared(sharedNotice, frame)
+}
+
+// SetAlerts sets what is firing, as the JSON object of an alerts frame,
+// and sends it to every connected client as SetNotice does.
+func (h *Hub) SetAlerts(summary json.RawMessage) {
+	h.setShared(sharedAlerts, append(append([]byte(`{"alerts":`), summary...), '}'))
 }
 
 // Notice returns the warning set by SetNotice.
@@ -398,7 +428,7 @@ type client struct {
 	gap        gapFrame // readings dropped since the last gap frame
 	status     map[string]devices.Status
 	maxStatus  int
-	notice     bool // the hub's notice is to be sent
+	shared     uint8 // the hub's shared frames to be sent, a bit each
 
 	strikes int // write timeouts in a row; only the writer touches it
 }
@@ -516,8 +546,12 @@ func (c *client) subscribe(ids []string) {
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if !c.subscribed && c.h.Notice() != "" {
-		c.notice = true
+	if !c.subscribed {
+		for k := range nShared {
+			if f := c.h.shared[k].Load(); f != nil && len(*f) > 0 && (k != sharedNotice || c.h.Notice() != "") {
+				c.shared |= 1 << k
+			}
+		}
 	}
 	c.subscribed, c.all, c.devices = true, all, set
 	c.ack = append([]string{}, ids...)
@@ -540,7 +574,7 @@ func (c *client) subscribe(ids []string) {
 // batch is what one flush takes from a client.
 type batch struct {
 	ack      []string
-	notice   bool
+	shared   uint8
 	status   map[string]devices.Status
 	readings []devices.Reading
 	gap      gapFrame
@@ -550,8 +584,8 @@ type batch struct {
 func (c *client) take(spare []devices.Reading) batch {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	b := batch{ack: c.ack, notice: c.notice, readings: c.q, gap: c.gap}
-	c.ack, c.notice = nil, false
+	b := batch{ack: c.ack, shared: c.shared, readings: c.q, gap: c.gap}
+	c.ack, c.shared = nil, 0
 	c.q = spare[:0]
 	c.gap = gapFrame{}
 	if len(c.status) > 0 {
@@ -725,9 +759,11 @@ func (c *client) write() {
 				return
 			}
 		}
-		if b.notice {
-			buf = appendNotice(buf[:0], h.Notice())
-			if !c.send(buf) {
+		for k := range nShared {
+			if b.shared&(1<<k) == 0 {
+				continue
+			}
+			if f := h.shared[k].Load(); f != nil && len(*f) > 0 && !c.send(*f) {
 				return
 			}
 		}

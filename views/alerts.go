@@ -169,7 +169,7 @@ func (a AlertPages) show(w http.ResponseWriter, r *http.Request, done string, ac
 	log := orDiscard(a.Options.Logger)
 	now := a.Options.now(r)
 	p, _ := auth.From(r.Context())
-	m := AlertsModel{Page: Page{Title: "Alerts", Kind: "alerts", Live: "*", NowMs: now.UnixMilli(), TZ: zoneName(now.Location())},
+	m := AlertsModel{Page: Page{Title: "Alerts", Kind: "alerts", Live: "-", NowMs: now.UnixMilli(), TZ: zoneName(now.Location())},
 		CanChange: p.Role >= auth.Operator, Done: done}
 	status := http.StatusOK
 	if actionErr != nil {

@@ -89,7 +89,7 @@ func AlertsPage(m AlertsModel) templ.Component {
 					return templ_7745c5c3_Err
 				}
 			}
-			templ_7745c5c3_Err = templruntime.WriteString(templ_7745c5c3_Buffer, 7, " <div id=\"alerts-live\" data-testid=\"alerts-live\"><section aria-labelledby=\"firing-title\"><h2 id=\"firing-title\">Firing <span class=\"count-n\" data-testid=\"firing-count\">")
+			templ_7745c5c3_Err = templruntime.WriteString(templ_7745c5c3_Buffer, 7, " <div id=\"alerts-live\" data-testid=\"alerts-live\" data-swap><section aria-labelledby=\"firing-title\"><h2 id=\"firing-title\">Firing <span class=\"count-n\" data-testid=\"firing-count\">")
 			if templ_7745c5c3_Err != nil {
 				return templ_7745c5c3_Err
 			}

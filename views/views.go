@@ -37,7 +37,8 @@ type Page struct {
 	// a page that is not live.
 	Kind string
 	// Live names the devices the page subscribes to over /ws ("*" for
-	// all); empty for a page that is not live.
+	// all, "-" for none: only what every page gets, such as alerts);
+	// empty for a page that is not live.
 	Live string
 	// NowMs is the server's time when the page was rendered (Unix ms), so
 	// that the script can tick ages from the server's clock.

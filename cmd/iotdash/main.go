@@ -490,10 +490,13 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	}
 	notifier := alerts.NewNotifier(alerts.NotifierConfig{Store: docs, Webhooks: hooks, Secret: []byte(c.alertSecret),
 		AlertmanagerURL: c.alertmanagerURL, ExternalURL: external, Registerer: reg, Logger: log})
-	rules, err := alerts.New(ctx, alerts.Config{Store: docs, Fleet: fleet, Notify: notifier, Logger: log})
+	var rules *alerts.Engine
+	rules, err = alerts.New(ctx, alerts.Config{Store: docs, Fleet: fleet, Notify: notifier, Logger: log,
+		Changed: func() { hub.SetAlerts(rules.Summary()) }})
 	if err != nil {
 		return fmt.Errorf("reading the alert rules in -data %s: %w", c.dataDir, err)
 	}
+	hub.SetAlerts(rules.Summary())
 	cl.add(task(context.WithoutCancel(ctx), func(ctx context.Context) { rules.Run(ctx) }))
 	cl.add(task(ctx, func(ctx context.Context) {
 		notifier.Run(ctx, func() []alerts.Instance { return rules.Alerts(alerts.StateFiring) })

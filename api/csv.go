@@ -3,6 +3,7 @@ package api
 import (
 	"context"
 	"errors"
+	"fmt"
 	"math"
 	"net/http"
 	"slices"
@@ -10,7 +11,10 @@ import (
 	"sync"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"iotdash/devices"
+	"iotdash/internal/limit"
 	"iotdash/store"
 )
 
@@ -224,6 +228,55 @@ func export(w http.ResponseWriter, r *http.Request, st Reader, req Request, opts
 	}
 	opts.Logger.Warn("raw export broke off", "path", r.URL.Path, "query", r.URL.RawQuery, "error", err)
 	panic(http.ErrAbortHandler)
+}
+
+// Why an export is refused: the values of the reason label of
+// iotdash_exports_refused_total.
+const (
+	RefusedExports          = "too_many"            // MaxExports streaming already
+	RefusedExportsPerClient = "too_many_per_client" // MaxExportsPerClient of one client streaming already
+)
+
+// Metrics are the API's Prometheus metrics.
+type Metrics struct {
+	ExportsRefused *prometheus.CounterVec
+}
+
+// NewMetrics creates the metrics and registers them with reg, if not nil.
+func NewMetrics(reg prometheus.Registerer) *Metrics {
+	m := &Metrics{ExportsRefused: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "iotdash_exports_refused_total",
+		Help: "Raw CSV exports refused because too many were streaming (-max-exports, -max-exports-per-client), by reason."}, []string{"reason"})}
+	for _, r := range []string{RefusedExports, RefusedExportsPerClient} {
+		m.ExportsRefused.WithLabelValues(r)
+	}
+	if reg != nil {
+		reg.MustRegister(m.ExportsRefused)
+	}
+	return m
+}
+
+// exportSlots counts the raw exports streaming now, in total and by client.
+type exportSlots struct {
+	limit.Concurrent
+	refused *prometheus.CounterVec
+}
+
+func newExportSlots(o QueryOptions) *exportSlots {
+	return &exportSlots{Concurrent: limit.Concurrent{Max: o.MaxExports, MaxPerClient: o.MaxExportsPerClient}, refused: o.Metrics.ExportsRefused}
+}
+
+// take counts one more export of client, or returns why it may not start:
+// a message for the caller that names the limit.
+func (e *exportSlots) take(client string) string {
+	switch e.Acquire(client) {
+	case limit.Total:
+		e.refused.WithLabelValues(RefusedExports).Inc()
+		return fmt.Sprintf("%d raw exports are streaming already, the limit (-max-exports); try again when one has finished", e.Max)
+	case limit.PerClient:
+		e.refused.WithLabelValues(RefusedExportsPerClient).Inc()
+		return fmt.Sprintf("you have %d raw exports streaming already, the limit (-max-exports-per-client); try again when one has finished", e.MaxPerClient)
+	}
+	return ""
 }
 
 // cursor is one series' readings in a merge: the chunk being read and the

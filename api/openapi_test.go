@@ -30,6 +30,7 @@ import (
 	"iotdash/devices"
 	"iotdash/internal/testenv"
 	"iotdash/push"
+	"iotdash/store"
 	"iotdash/store/influx"
 	"iotdash/store/sqlite"
 )
@@ -255,6 +256,34 @@ func TestOpenAPIDocumentsTheHandlers(t *testing.T) {
 			hub.Close()
 			return serve(t, hub, "/ws")
 		},
+		"/ws 429": func(t *testing.T) answer {
+			hub := push.NewHub(push.Options{MaxPerAddr: 1})
+			srv := httptest.NewServer(hub)
+			defer srv.Close()
+			defer hub.Close()
+			c, _, err := websocket.Dial(context.Background(), srv.URL, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.CloseNow()
+			return fetchURL(t, srv.URL)
+		},
+		"/api/v1/query 429": func(t *testing.T) answer {
+			st, err := sqlite.Open(filepath.Join(t.TempDir(), "held.db"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer st.Close()
+			held := heldReader{st, make(chan struct{}), make(chan struct{})}
+			srv := httptest.NewServer(Query(held, QueryOptions{MaxExports: 1, Logger: slog.New(slog.DiscardHandler)}))
+			defer srv.Close()
+			raw := srv.URL + q + "&step=raw&format=csv"
+			first := make(chan struct{})
+			go func() { fetchURL(t, raw); close(first) }()
+			<-held.started
+			defer func() { close(held.release); <-first }()
+			return fetchURL(t, raw)
+		},
 	}
 	done := map[string]bool{}
 	for path, item := range paths {
@@ -298,6 +327,19 @@ func TestOpenAPIDocumentsTheHandlers(t *testing.T) {
 			t.Errorf("%s: the handler gives it, the document does not say so", key)
 		}
 	}
+}
+
+// heldReader is a real store whose exports, once started, wait until
+// release is closed: a download still streaming.
+type heldReader struct {
+	*sqlite.Store
+	started, release chan struct{}
+}
+
+func (h heldReader) Readings(ctx context.Context, q store.Query, fn func([]store.Point) error) error {
+	h.started <- struct{}{}
+	<-h.release
+	return h.Store.Readings(ctx, q, fn)
 }
 
 // serve asks one handler directly.

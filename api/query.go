@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"iotdash/devices"
+	"iotdash/internal/limit"
 	"iotdash/store"
 )
 
@@ -27,6 +28,11 @@ const (
 	DefaultMaxExportRange = 31 * 24 * time.Hour
 	DefaultTimeout        = 10 * time.Second
 	DefaultExportTimeout  = 10 * time.Minute
+	// DefaultMaxExports lets a handful of people export at once; each
+	// export holds a few MiB of buffers and a goroutine per series, and a
+	// few of them already keep the store busy.
+	DefaultMaxExports          = 8
+	DefaultMaxExportsPerClient = 2
 )
 
 // QueryOptions bound what one history query may cost. Zero values take the
@@ -46,7 +52,18 @@ type QueryOptions struct {
 	Timeout time.Duration
 	// ExportTimeout bounds one raw CSV export (default 10 minutes).
 	ExportTimeout time.Duration
-	Logger        *slog.Logger
+	// MaxExports is the most raw CSV exports streaming at once (default
+	// 8), and MaxExportsPerClient the most for one client (default 2):
+	// past either, an export gets 429 with a message that names the limit.
+	MaxExports, MaxExportsPerClient int
+	// ExportClient says whom a request's export counts against for
+	// MaxExportsPerClient: by default the address it comes from
+	// (r.RemoteAddr's host). To limit exports per signed-in user instead,
+	// give a function that returns the user's name.
+	ExportClient func(r *http.Request) string
+	// Metrics, if not nil, counts the exports refused.
+	Metrics *Metrics
+	Logger  *slog.Logger
 	// Now gives the time that relative times count from (default time.Now).
 	Now func() time.Time
 	// Fleet, if not nil, is asked whether each device, and each metric of
@@ -76,6 +93,18 @@ func (o QueryOptions) withDefaults() QueryOptions {
 	}
 	if o.Now == nil {
 		o.Now = time.Now
+	}
+	if o.MaxExports <= 0 {
+		o.MaxExports = DefaultMaxExports
+	}
+	if o.MaxExportsPerClient <= 0 {
+		o.MaxExportsPerClient = DefaultMaxExportsPerClient
+	}
+	if o.ExportClient == nil {
+		o.ExportClient = limit.Addr
+	}
+	if o.Metrics == nil {
+		o.Metrics = NewMetrics(nil)
 	}
 	return o
 }
@@ -380,6 +409,7 @@ func formatSpan(ms int64) string {
 // answers.
 func Query(st Reader, opts QueryOptions) http.Handler {
 	opts = opts.withDefaults()
+	exports := newExportSlots(opts)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		v, err := url.ParseQuery(r.URL.RawQuery)
 		if err != nil {
@@ -395,6 +425,13 @@ func Query(st Reader, opts QueryOptions) http.Handler {
 			return
 		}
 		if req.Step == 0 && req.Format == "csv" {
+			client := opts.ExportClient(r)
+			if msg := exports.take(client); msg != "" {
+				w.Header().Set("Retry-After", "60")
+				writeJSON(w, http.StatusTooManyRequests, map[string]string{"error": msg})
+				return
+			}
+			defer exports.Release(client)
 			export(w, r, st, req, opts)
 			return
 		}

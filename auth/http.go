@@ -3,7 +3,6 @@ package auth
 import (
 	"context"
 	"encoding/json"
-	"net"
 	"net/http"
 	"net/netip"
 	"net/url"
@@ -15,6 +14,7 @@ import (
 	"golang.org/x/time/rate"
 
 	"iotdash/devices"
+	"iotdash/internal/limit"
 )
 
 // CookieName is the session cookie's name.
@@ -103,17 +103,8 @@ func (s *Service) fromProxy(r *http.Request) bool {
 	return false
 }
 
-// RemoteIP is the address r comes from, as the limits on wrong passwords
-// count it.
-func RemoteIP(r *http.Request) string { return remoteIP(r) }
-
-func remoteIP(r *http.Request) string {
-	host, _, err := net.SplitHostPort(r.RemoteAddr)
-	if err != nil {
-		return r.RemoteAddr
-	}
-	return host
-}
+// remoteIP is the address r comes from, as every limit counts it.
+func remoteIP(r *http.Request) string { return limit.Addr(r) }
 
 var errLimited = devices.Errorf(devices.EInvalid, "too many wrong passwords; wait a minute and try again")
 

@@ -50,9 +50,16 @@ func connect(t *testing.T, b *broker.Broker, id string) paho.Client {
 	return c
 }
 
+// start starts a broker that lets anonymous clients in, as iotdash's
+// does on loopback.
 func start(t *testing.T, d broker.Deliver) *broker.Broker {
 	t.Helper()
-	b, err := broker.Start("127.0.0.1:0", broker.Options{Deliver: d})
+	return startWith(t, "127.0.0.1:0", broker.Options{Deliver: d, Anonymous: true})
+}
+
+func startWith(t *testing.T, addr string, opts broker.Options) *broker.Broker {
+	t.Helper()
+	b, err := broker.Start(addr, opts)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -86,6 +86,60 @@ type device struct {
 	latest   map[string]Value
 }
 
+// Defaults for Limits left zero.
+const (
+	DefaultMaxDevices = 10_000
+	DefaultMaxMetrics = 64
+	// DefaultMaxNewSeries lets 10,000 devices of 2 metrics (iotsim's load
+	// mode) join a fresh iotdash within a minute, and 10,000 of 4 (its
+	// simulated kinds) within two; the registry remembers them across
+	// restarts, so only a fresh data directory sees them as new. A
+	// hostile device needs half an hour to fill the fleet's 640,000
+	// series (10,000 devices of 64 metrics) instead of a second.
+	DefaultMaxNewSeries = 20_000
+)
+
+// Limits bound what the fleet takes in from devices, so that a hostile or
+// broken device cannot grow it (and the stores behind it) without end.
+// Devices and metrics already known are never dropped to meet them: a
+// limit only refuses what is new. Zero values take the defaults.
+type Limits struct {
+	// Devices is the most devices the fleet knows (default 10,000).
+	Devices int
+	// Metrics is the most metrics one device may have (default 64).
+	Metrics int
+	// NewSeriesPerMinute is how many new series (a device's metric seen
+	// for the first time) the fleet takes in a minute, a burst of up to a
+	// minute's worth at once (default 20,000).
+	NewSeriesPerMinute int
+}
+
+func (l Limits) withDefaults() Limits {
+	if l.Devices <= 0 {
+		l.Devices = DefaultMaxDevices
+	}
+	if l.Metrics <= 0 {
+		l.Metrics = DefaultMaxMetrics
+	}
+	if l.NewSeriesPerMinute <= 0 {
+		l.NewSeriesPerMinute = DefaultMaxNewSeries
+	}
+	return l
+}
+
+// Admission is what Admit refused of one message.
+type Admission struct {
+	// TooManyDevices is true when the device is new and the fleet already
+	// has Limits.Devices: nothing of the message is taken.
+	TooManyDevices bool
+	// TooManyMetrics counts readings refused because they are of a metric
+	// new to a device that has Limits.Metrics already.
+	TooManyMetrics int
+	// TooManyNewSeries counts readings refused because they are of a new
+	// series and the fleet has taken Limits.NewSeriesPerMinute this minute.
+	TooManyNewSeries int
+}
+
 // Fleet is the live state of every device seen: metadata, presence, last
 // seen and latest values. It is safe for concurrent use.
 type Fleet struct {
@@ -95,13 +149,117 @@ type Fleet struct {
 	onChange   func(id string, s Status)
 	now        func() time.Time
 	staleAfter time.Duration
+
+	limits     Limits
+	seriesLeft float64   // new series that may still come now
+	seriesAt   time.Time // when seriesLeft was last topped up
+	// pending holds, by device, the metrics Admit let in that Seen has not
+	// recorded yet, and the devices it let in that are not in devices yet,
+	// so that they count against the limits meanwhile without being shown.
+	pending    map[string]map[string]struct{}
+	newPending int // devices in pending and not in devices
 }
 
 // NewFleet returns an empty fleet. onChange, if not nil, is called with each
 // change of a device's shown status; it must not block, and is never called
 // with the fleet's lock held.
 func NewFleet(onChange func(id string, s Status)) *Fleet {
-	return &Fleet{devices: map[string]*device{}, dirty: map[string]struct{}{}, onChange: onChange, now: time.Now, staleAfter: DefaultStaleAfter}
+	f := &Fleet{devices: map[string]*device{}, dirty: map[string]struct{}{}, onChange: onChange, now: time.Now, staleAfter: DefaultStaleAfter,
+		pending: map[string]map[string]struct{}{}}
+	f.SetLimits(Limits{})
+	return f
+}
+
+// SetLimits sets what the fleet takes in (see Limits). Call it before the
+// fleet is used.
+func (f *Fleet) SetLimits(l Limits) {
+	f.limits = l.withDefaults()
+	f.seriesLeft = float64(f.limits.NewSeriesPerMinute)
+	f.seriesAt = time.Time{}
+}
+
+// Admit decides whether a message of device id with readings rs may be
+// taken, before it is stored: the one place that says whether a device or
+// a metric is new and whether the fleet has room for it. It keeps, in
+// place, the readings it admits and returns them with what it refused.
+// What it admits counts against the limits from then on, but is shown
+// (Get, List) only once Seen, SetMeta or SetPresence records it. A new
+// device is admitted with a message that names it without readings (its
+// meta or status: call Admit with none), or with at least one reading
+// admitted: a device whose every reading is refused takes no place.
+func (f *Fleet) Admit(id string, rs []Reading) ([]Reading, Admission) {
+	f.mu.RLock()
+	d := f.devices[id]
+	known := d != nil
+	for i := 0; known && i < len(rs); i++ {
+		if _, ok := d.latest[rs[i].Metric]; !ok {
+			known = false
+		}
+	}
+	f.mu.RUnlock()
+	if known {
+		return rs, Admission{}
+	}
+
+	var a Admission
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	d = f.devices[id]
+	p, admitted := f.pending[id]
+	newDevice := d == nil && !admitted
+	if newDevice {
+		if len(f.devices)+f.newPending >= f.limits.Devices {
+			return rs[:0], Admission{TooManyDevices: true}
+		}
+		p = map[string]struct{}{}
+	}
+	metrics := len(p)
+	if d != nil {
+		metrics += len(d.latest)
+	}
+	f.topUp()
+	kept := rs[:0]
+	for _, r := range rs {
+		_, pending := p[r.Metric]
+		seen := false
+		if d != nil {
+			_, seen = d.latest[r.Metric]
+		}
+		switch {
+		case seen || pending:
+		case metrics >= f.limits.Metrics:
+			a.TooManyMetrics++
+			continue
+		case f.seriesLeft < 1:
+			a.TooManyNewSeries++
+			continue
+		default:
+			f.seriesLeft--
+			if p == nil {
+				p = map[string]struct{}{}
+				f.pending[id] = p
+			}
+			p[r.Metric] = struct{}{}
+			metrics++
+		}
+		kept = append(kept, r)
+	}
+	if newDevice && (len(kept) > 0 || len(rs) == 0) {
+		f.pending[id] = p
+		f.newPending++
+	}
+	return kept, a
+}
+
+// topUp adds the new series a minute's rate gives since the last top-up,
+// up to a minute's worth; f.mu held.
+func (f *Fleet) topUp() {
+	now := f.now()
+	perMinute := float64(f.limits.NewSeriesPerMinute)
+	if !f.seriesAt.IsZero() {
+		f.seriesLeft = min(perMinute, f.seriesLeft+now.Sub(f.seriesAt).Minutes()*perMinute)
+	}
+	f.seriesAt = now
 }
 
 // SetStaleAfter sets how long an online device whose usual interval is not
@@ -120,6 +278,9 @@ func (f *Fleet) get(id string) *device {
 	if d == nil {
 		d = &device{reported: StatusUnknown, status: StatusUnknown, latest: map[string]Value{}}
 		f.devices[id] = d
+		if _, ok := f.pending[id]; ok {
+			f.newPending--
+		}
 	}
 	f.dirty[id] = struct{}{}
 	return d
@@ -164,8 +325,18 @@ func (f *Fleet) Seen(id string, rs []Reading) {
 	}
 	d.lastMsg, d.lastSeen = now, now
 	for _, r := range rs {
-		if v, ok := d.latest[r.Metric]; !ok || r.Time >= v.T {
+		// A later reading with the same time does not replace the first,
+		// as in the embedded store (first write wins).
+		if v, ok := d.latest[r.Metric]; !ok || r.Time > v.T {
 			d.latest[r.Metric] = Value{T: r.Time, V: r.Value}
+		}
+	}
+	if p, ok := f.pending[id]; ok {
+		for _, r := range rs {
+			delete(p, r.Metric)
+		}
+		if len(p) == 0 {
+			delete(f.pending, id)
 		}
 	}
 	d.reported = StatusOnline
@@ -317,6 +488,9 @@ func (f *Fleet) Restore(ds []Device) {
 			d.latest[m] = v
 		}
 		f.devices[s.ID] = d
+		if _, ok := f.pending[s.ID]; ok {
+			f.newPending--
+		}
 	}
 	f.mu.Unlock()
 	f.CheckStale()

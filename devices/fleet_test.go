@@ -153,7 +153,7 @@ func TestRestore(t *testing.T) {
 	if len(r.saved) != 0 {
 		t.Errorf("a second Save with no change saved %d devices", len(r.saved))
 	}
-	f.Seen("new-01", []Reading{{Device: "new-01", Metric: "t", Time: c.t.UnixMilli(), Value: 3}})
+	f.Seen("new-01", []Reading{{Device: "new-01", Metric: "t", Time: c.t.UnixMilli() + 1, Value: 3}})
 	f.Save(context.Background(), r)
 	if len(r.saved) != 1 || r.saved["new-01"].Latest["t"].V != 3 {
 		t.Errorf("after one change Save saved %v, want new-01 alone", r.saved)
@@ -194,5 +194,82 @@ func TestStaleByDeclaredInterval(t *testing.T) {
 	f.CheckStale()
 	if d, _ := f.Get("slow-1"); d.Status != StatusStale {
 		t.Fatalf("silent for 3 declared intervals: %s, want stale", d.Status)
+	}
+}
+
+// readings gives one reading of each metric of device id at time t.
+func readings(id string, t int64, metrics ...string) []Reading {
+	rs := make([]Reading, len(metrics))
+	for i, m := range metrics {
+		rs[i] = Reading{Device: id, Metric: m, Time: t, Value: float64(i)}
+	}
+	return rs
+}
+
+func metricsOf(rs []Reading) string {
+	ms := make([]string, len(rs))
+	for i, r := range rs {
+		ms[i] = r.Metric
+	}
+	return strings.Join(ms, ",")
+}
+
+// TestAdmitLimits: past its limits the fleet refuses new devices, new
+// metrics of a device and new series beyond the rate, and keeps taking
+// everything it already knows.
+func TestAdmitLimits(t *testing.T) {
+	f, c, _ := newTestFleet()
+	f.SetLimits(Limits{Devices: 3, Metrics: 3, NewSeriesPerMinute: 5})
+	now := c.t.UnixMilli()
+
+	kept, a := f.Admit("a", readings("a", now, "m1", "m2", "m3", "m4"))
+	if got, want := metricsOf(kept), "m1,m2,m3"; got != want || a.TooManyMetrics != 1 {
+		t.Errorf("a's first message: kept %s, %+v; want %s and one metric too many", got, a, want)
+	}
+	f.Seen("a", kept)
+	kept, a = f.Admit("b", readings("b", now, "m1", "m2", "m3"))
+	if got, want := metricsOf(kept), "m1,m2"; got != want || a.TooManyNewSeries != 1 {
+		t.Errorf("b's first message: kept %s, %+v; want %s and one series over the rate", got, a, want)
+	}
+	// A new device whose every reading is refused takes no place.
+	if kept, a = f.Admit("x", readings("x", now, "m1")); len(kept) != 0 || a.TooManyNewSeries != 1 || a.TooManyDevices {
+		t.Errorf("a new device over the rate: kept %s, %+v; want its one reading refused for the rate", metricsOf(kept), a)
+	}
+	// A device named without readings (its status) is admitted, but
+	// shown only once its status is recorded; admitted, it counts.
+	if _, a = f.Admit("c", nil); a != (Admission{}) {
+		t.Errorf("a third device's status: %+v, want it admitted", a)
+	}
+	if _, ok := f.Get("c"); ok {
+		t.Error("the admitted device is shown before anything of it is recorded")
+	}
+	if _, a = f.Admit("d", nil); !a.TooManyDevices {
+		t.Errorf("a fourth device: %+v, want refused (3 devices at most)", a)
+	}
+	// Known series pass whatever the rate; new ones wait for it.
+	kept, a = f.Admit("a", readings("a", now+1, "m3", "m1"))
+	if got := metricsOf(kept); got != "m3,m1" || a != (Admission{}) {
+		t.Errorf("a's known metrics: kept %s, %+v; want both, nothing refused", got, a)
+	}
+	c.advance(12 * time.Second) // a fifth of a minute: one more new series
+	kept, a = f.Admit("b", readings("b", now+2, "m3", "m1"))
+	if got := metricsOf(kept); got != "m3,m1" || a != (Admission{}) {
+		t.Errorf("b after 12 s: kept %s, %+v; want m3 (new) and m1", got, a)
+	}
+	kept, a = f.Admit("b", readings("b", now+3, "m4"))
+	if len(kept) != 0 || a.TooManyMetrics != 1 {
+		t.Errorf("b's fourth metric: kept %s, %+v; want refused as one metric too many", metricsOf(kept), a)
+	}
+}
+
+// TestFirstWriteWinsInLatest: a second reading with the time of the latest
+// one does not replace it, as the embedded store keeps the first.
+func TestFirstWriteWinsInLatest(t *testing.T) {
+	f, c, _ := newTestFleet()
+	now := c.t.UnixMilli()
+	f.Seen("a", []Reading{{Device: "a", Metric: "m", Time: now, Value: 1}})
+	f.Seen("a", []Reading{{Device: "a", Metric: "m", Time: now, Value: 2}})
+	if d, _ := f.Get("a"); d.Latest["m"].V != 1 {
+		t.Errorf("latest = %v, want the first value, 1", d.Latest["m"])
 	}
 }

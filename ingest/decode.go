@@ -28,9 +28,17 @@ const (
 	ReasonMetric    = "metric_name"  // a metric name not 1-64 of [A-Za-z0-9._-]
 	ReasonTimestamp = "timestamp"    // ts neither Unix ms nor RFC 3339, or implausible
 	ReasonFuture    = "future"       // ts further ahead of the server's clock than Config.MaxAhead
+	ReasonPast      = "past"         // ts further behind the server's clock than Config.MaxBehind
 	ReasonEmpty     = "empty"        // no metrics at all
 	ReasonMeta      = "meta"         // a meta payload that does not decode
 	ReasonStatus    = "status"       // a status payload other than online/offline
+
+	// The fleet's limits (devices.Limits): a message of a new device when
+	// the fleet is full, or a reading of a new metric of a device that has
+	// its most, or of a new series past the rate of new series.
+	ReasonTooManyDevices = "too_many_devices"
+	ReasonTooManyMetrics = "too_many_metrics"
+	ReasonNewSeries      = "new_series_rate"
 )
 
 // Kind is which of a device's topics a message came on.

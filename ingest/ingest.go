@@ -43,8 +43,12 @@ type Appender interface {
 	Append(ctx context.Context, rs []devices.Reading) error
 }
 
-// Fleet is told of what arrives from each device.
+// Fleet is told of what arrives from each device, and decides what of it
+// may be taken.
 type Fleet interface {
+	// Admit keeps, in place, the readings of device id that the fleet's
+	// limits let in, and says what it refused (see devices.Fleet.Admit).
+	Admit(id string, rs []devices.Reading) ([]devices.Reading, devices.Admission)
 	Seen(id string, rs []devices.Reading)
 	SetMeta(id string, m devices.Meta)
 	SetPresence(id string, s devices.Status)
@@ -87,11 +91,21 @@ type Config struct {
 	// "future", so that one bad clock cannot freeze a device's latest
 	// value for hours.
 	MaxAhead time.Duration
+	// MaxBehind is how far behind the server's clock a reading's ts may
+	// be (default DefaultMaxBehind); a message beyond it is refused as
+	// "past", so that a device cannot write into long-closed history
+	// (nor make InfluxDB open a shard for every week since 2000).
+	MaxBehind time.Duration
 }
 
 // DefaultMaxAhead is Config.MaxAhead's default: more than any clock a device
 // keeps with NTP is off, far less than a time zone's mistake.
 const DefaultMaxAhead = 5 * time.Minute
+
+// DefaultMaxBehind is Config.MaxBehind's default: a device that buffers
+// its readings while its network is down may send them up to a week late
+// (a long weekend, a holiday) and they are still taken.
+const DefaultMaxBehind = 7 * 24 * time.Hour
 
 // message is one MQTT message on its way through the pipeline.
 type message struct {
@@ -140,6 +154,9 @@ func New(cfg Config) *Ingester {
 	}
 	if cfg.MaxAhead <= 0 {
 		cfg.MaxAhead = DefaultMaxAhead
+	}
+	if cfg.MaxBehind <= 0 {
+		cfg.MaxBehind = DefaultMaxBehind
 	}
 	in := &Ingester{
 		cfg: cfg,
@@ -241,11 +258,13 @@ func (in *Ingester) Submit(topic string, payload []byte, ack func()) bool {
 			now := time.Now()
 			m.readings, skipped, rej = DecodeTelemetry(nil, m.id, payload, now.UnixMilli())
 			for _, s := range skipped {
-				in.rejected(topic, s)
+				in.rejected(topic, s, 1)
 			}
 			// One message has one ts: its first reading says it.
-			if rej == nil && len(m.readings) > 0 && m.readings[0].Time > now.Add(in.cfg.MaxAhead).UnixMilli() {
-				rej = reject(ReasonFuture, fmt.Sprintf("ts is %v ahead of the server's clock, more than %v", time.UnixMilli(m.readings[0].Time).Sub(now).Round(time.Second), in.cfg.MaxAhead))
+			if rej == nil && len(m.readings) > 0 {
+				rej = in.checkTime(m.readings[0].Time, now)
+			}
+			if rej != nil {
 				m.readings = nil
 			}
 		case KindMeta:
@@ -266,11 +285,48 @@ func (in *Ingester) Submit(topic string, payload []byte, ack func()) bool {
 			}
 		}
 	}
+	if rej == nil {
+		rej = in.admit(topic, &m)
+	}
 	if rej != nil {
-		in.rejected(topic, rej)
+		in.rejected(topic, rej, 1)
 		m.kind = 0 // acknowledged in turn, nothing else
 	}
 	return in.queue(m)
+}
+
+// checkTime refuses a message whose ts is further from the server's clock
+// now than MaxAhead (future) or MaxBehind (past).
+func (in *Ingester) checkTime(ts int64, now time.Time) *Rejection {
+	switch d := time.UnixMilli(ts).Sub(now); {
+	case d > in.cfg.MaxAhead:
+		return reject(ReasonFuture, fmt.Sprintf("ts is %v ahead of the server's clock, more than %v", d.Round(time.Second), in.cfg.MaxAhead))
+	case -d > in.cfg.MaxBehind:
+		return reject(ReasonPast, fmt.Sprintf("ts is %v behind the server's clock, more than %v", (-d).Round(time.Second), in.cfg.MaxBehind))
+	}
+	return nil
+}
+
+// admit asks the fleet whether m's device and its readings' series may be
+// taken. It keeps in m the readings admitted and counts those refused; it
+// returns the rejection of the whole message if its device is refused.
+// Refused readings are not kept anywhere: they are over a limit the
+// operator set, and keeping them (in the dead-letter file, say) would let
+// a flood fill the disk instead.
+func (in *Ingester) admit(topic string, m *message) *Rejection {
+	var a devices.Admission
+	m.readings, a = in.cfg.Fleet.Admit(m.id, m.readings)
+	if a.TooManyDevices {
+		m.readings = nil
+		return reject(ReasonTooManyDevices, "the fleet has the most devices it may have (-max-devices)")
+	}
+	if a.TooManyMetrics > 0 {
+		in.rejected(topic, reject(ReasonTooManyMetrics, "the device has the most metrics it may have (-max-metrics-per-device); new ones are refused"), a.TooManyMetrics)
+	}
+	if a.TooManyNewSeries > 0 {
+		in.rejected(topic, reject(ReasonNewSeries, "more new series this minute than -max-new-series; new ones are refused"), a.TooManyNewSeries)
+	}
+	return nil
 }
 
 // queue puts m on the commit queue, waiting while it is full, and reports
@@ -296,14 +352,15 @@ func (in *Ingester) queue(m message) bool {
 	}
 }
 
-// rejected counts a rejection and logs it at a limited rate.
-func (in *Ingester) rejected(topic string, r *Rejection) {
-	in.cfg.Metrics.Rejected.WithLabelValues(r.Reason).Inc()
+// rejected counts n rejections of one message for one reason and logs them
+// at a limited rate.
+func (in *Ingester) rejected(topic string, r *Rejection, n int) {
+	in.cfg.Metrics.Rejected.WithLabelValues(r.Reason).Add(float64(n))
 	if !in.logLimit.Allow() {
-		in.suppress.Add(1)
+		in.suppress.Add(int64(n))
 		return
 	}
-	in.log.Warn("rejected message", "topic", truncate(topic, 200), "reason", r.Reason, "detail", r.Detail, "suppressed_since_last", in.suppress.Swap(0))
+	in.log.Warn("rejected message", "topic", truncate(topic, 200), "reason", r.Reason, "detail", r.Detail, "count", n, "suppressed_since_last", in.suppress.Swap(0))
 }
 
 func truncate(s string, n int) string {

@@ -35,7 +35,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		DeadLetters: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "iotdash_dead_letters_total", Help: "Messages the store refused as invalid, kept in the dead-letter file."}),
 	}
-	for _, r := range []string{ReasonTopic, ReasonDeviceID, ReasonTooLarge, ReasonJSON, ReasonNotNumber, ReasonRange, ReasonMetric, ReasonTimestamp, ReasonFuture, ReasonEmpty, ReasonMeta, ReasonStatus} {
+	for _, r := range []string{ReasonTopic, ReasonDeviceID, ReasonTooLarge, ReasonJSON, ReasonNotNumber, ReasonRange, ReasonMetric, ReasonTimestamp, ReasonFuture, ReasonPast, ReasonEmpty, ReasonMeta, ReasonStatus, ReasonTooManyDevices, ReasonTooManyMetrics, ReasonNewSeries} {
 		m.Rejected.WithLabelValues(r)
 	}
 	if reg != nil {

@@ -23,10 +23,18 @@
 //	                 {"status":[{"d":"dev-1","s":"offline"}]}
 //	                 {"gap":{"from":T1,"to":T2,"dropped":N}}   readings with times T1..T2 were dropped
 //	                 {"notice":"…"}                           a warning for every page's banner ("" clears it)
+//	                 {"alerts":{"firing":N,"devices":{"dev-1":{"severity":"critical","names":["…"]}}}}
+//	                                                          what is firing, for titles, cards and the alerts page
 //
 // Nothing is sent before the client's first subscribe; the client may
 // subscribe again at any time to change what it receives. A message that is
 // not a valid subscribe, or is larger than 64 KiB, closes that connection.
+//
+// Limits: the hub takes at most Options.MaxClients connections, and at
+// most Options.MaxPerAddr from one address; past them an upgrade is
+// refused before it starts, with 503 and 429. A client that has not
+// subscribed within Options.SubscribeWithin is closed (1008), and one that
+// does not answer a ping within Options.PingTimeout is dropped.
 package push
 
 import (
@@ -44,8 +52,10 @@ import (
 	"time"
 
 	"github.com/coder/websocket"
+	"golang.org/x/time/rate"
 
 	"iotdash/devices"
+	"iotdash/internal/limit"
 )
 
 // Defaults for Options left zero.
@@ -53,6 +63,13 @@ const (
 	DefaultQueueSize    = 4096
 	DefaultFlushEvery   = 50 * time.Millisecond
 	DefaultWriteTimeout = 5 * time.Second
+	DefaultMaxClients   = 10_000
+	// DefaultMaxPerAddr leaves room for an office or a control room behind
+	// one NAT address, each person with a few tabs.
+	DefaultMaxPerAddr      = 100
+	DefaultSubscribeWithin = 10 * time.Second
+	DefaultPingEvery       = 30 * time.Second
+	DefaultPingTimeout     = 10 * time.Second
 )
 
 // maxMessage bounds what a client may send in one message. A subscribe to a
@@ -80,7 +97,33 @@ type Options struct {
 	WriteTimeout time.Duration
 	// Logger receives connection errors; default slog.Default().
 	Logger *slog.Logger
+
+	// MaxClients is the most connections served at once (default 10,000);
+	// past it an upgrade gets 503.
+	MaxClients int
+	// MaxPerAddr is the most connections from one address (default 100);
+	// past it an upgrade gets 429.
+	MaxPerAddr int
+	// Addr gives the address a request's connection counts against
+	// (default: the host of r.RemoteAddr). Behind a trusted proxy, give
+	// the address the proxy names.
+	Addr func(r *http.Request) string
+	// SubscribeWithin is how long a client may stay connected without a
+	// subscribe (default 10s).
+	SubscribeWithin time.Duration
+	// PingEvery is the time between two pings of a client (default 30s);
+	// one not answered within PingTimeout (default 10s) drops the client.
+	PingEvery, PingTimeout time.Duration
 }
+
+// Why a connection is refused or closed: the values of Stats.Refused and
+// Stats.Closed's keys, and of the reason label of their metrics.
+const (
+	RefusedTooMany     = "too_many"          // MaxClients reached: 503
+	RefusedTooManyAddr = "too_many_per_addr" // MaxPerAddr reached: 429
+	ClosedNoSubscribe  = "no_subscribe"      // no subscribe within SubscribeWithin
+	ClosedNoPong       = "no_pong"           // a ping not answered within PingTimeout
+)
 
 // Stats are the hub's counters since it started.
 type Stats struct {
@@ -89,6 +132,12 @@ type Stats struct {
 	DroppedReadings uint64 // readings dropped because a client's queue was full
 	Gaps            uint64 // gap frames sent
 	SlowClosed      uint64 // clients closed for being too slow
+	// Refused counts upgrades refused, by reason (RefusedTooMany,
+	// RefusedTooManyAddr).
+	Refused map[string]uint64
+	// Closed counts clients closed by the hub's limits, by reason
+	// (ClosedNoSubscribe, ClosedNoPong).
+	Closed map[string]uint64
 }
 
 // Hub fans readings and presence changes out to WebSocket clients. It is safe
@@ -104,11 +153,18 @@ type Hub struct {
 	wg      sync.WaitGroup            // one per connection being served
 
 	notice atomic.Pointer[string] // the warning every page shows; "" for none
+	shared [nShared]atomic.Pointer[[]byte]
 
 	frames     atomic.Uint64
 	dropped    atomic.Uint64
 	gaps       atomic.Uint64
 	slowClosed atomic.Uint64
+
+	refusedTotal, refusedAddr atomic.Uint64
+	noSubscribe, noPong       atomic.Uint64
+	conns                     *limit.Concurrent // connections admitted, being upgraded or served
+	logLimit                  *rate.Limiter
+	suppressed                atomic.Uint64 // refusals not logged since the last logged one
 }
 
 // NewHub returns a hub with no clients.
@@ -125,7 +181,27 @@ func NewHub(opts Options) *Hub {
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
-	h := &Hub{opts: opts, log: opts.Logger.With("component", "push"), set: map[*client]struct{}{}}
+	if opts.MaxClients <= 0 {
+		opts.MaxClients = DefaultMaxClients
+	}
+	if opts.MaxPerAddr <= 0 {
+		opts.MaxPerAddr = DefaultMaxPerAddr
+	}
+	if opts.Addr == nil {
+		opts.Addr = limit.Addr
+	}
+	if opts.SubscribeWithin <= 0 {
+		opts.SubscribeWithin = DefaultSubscribeWithin
+	}
+	if opts.PingEvery <= 0 {
+		opts.PingEvery = DefaultPingEvery
+	}
+	if opts.PingTimeout <= 0 {
+		opts.PingTimeout = DefaultPingTimeout
+	}
+	h := &Hub{opts: opts, log: opts.Logger.With("component", "push"), set: map[*client]struct{}{},
+		conns:    &limit.Concurrent{Max: opts.MaxClients, MaxPerClient: opts.MaxPerAddr},
+		logLimit: rate.NewLimiter(rate.Every(time.Second), 5)}
 	h.clients.Store(&[]*client{})
 	return h
 }
@@ -155,19 +231,46 @@ func (h *Hub) PublishStatus(id string, s devices.Status) {
 	}
 }
 
-// SetNotice sets the warning every page shows in its banner while it holds
-// ("" for none), and sends it to every connected client; a client that
-// subscribes later gets it with its confirmation. It never blocks.
-func (h *Hub) SetNotice(text string) {
-	if old := h.notice.Swap(&text); old != nil && *old == text {
+// A shared frame is one every page gets whenever it changes, and once,
+// with its confirmation, when it subscribes: the notice and the alerts.
+type shared int
+
+const (
+	sharedNotice shared = iota
+	sharedAlerts
+	nShared
+)
+
+// setShared makes frame the shared frame k (nil for none) and sends it to
+// every connected client. It never blocks.
+func (h *Hub) setShared(k shared, frame []byte) {
+	if old := h.shared[k].Swap(&frame); old != nil && bytes.Equal(*old, frame) {
 		return
 	}
 	for _, c := range *h.clients.Load() {
 		c.mu.Lock()
-		c.notice = true
+		c.shared |= 1 << k
 		c.mu.Unlock()
 		c.wake()
 	}
+}
+
+// SetNotice sets the warning every page shows in its banner while it holds
+// ("" for none), and sends it to every connected client; a client that
+// subscribes later gets it with its confirmation. It never blocks.
+func (h *Hub) SetNotice(text string) {
+	h.notice.Store(&text)
+	var frame []byte
+	if text != "" || h.shared[sharedNotice].Load() != nil {
+		frame = appendNotice(nil, text)
+	}
+	h.setShared(sharedNotice, frame)
+}
+
+// SetAlerts sets what is firing, as the JSON object of an alerts frame,
+// and sends it to every connected client as SetNotice does.
+func (h *Hub) SetAlerts(summary json.RawMessage) {
+	h.setShared(sharedAlerts, append(append([]byte(`{"alerts":`), summary...), '}'))
 }
 
 // Notice returns the warning set by SetNotice.
@@ -186,8 +289,44 @@ func (h *Hub) Stats() Stats {
 		DroppedReadings: h.dropped.Load(),
 		Gaps:            h.gaps.Load(),
 		SlowClosed:      h.slowClosed.Load(),
+		Refused:         map[string]uint64{RefusedTooMany: h.refusedTotal.Load(), RefusedTooManyAddr: h.refusedAddr.Load()},
+		Closed:          map[string]uint64{ClosedNoSubscribe: h.noSubscribe.Load(), ClosedNoPong: h.noPong.Load()},
 	}
 }
+
+// reserve counts a connection from addr against the limits before it is
+// upgraded, or says with which status and why it is refused.
+func (h *Hub) reserve(addr string) (code int, msg string) {
+	h.mu.Lock()
+	closed := h.closed
+	h.mu.Unlock()
+	if closed {
+		return http.StatusServiceUnavailable, "server shutting down"
+	}
+	switch h.conns.Acquire(addr) {
+	case limit.Total:
+		h.refusedTotal.Add(1)
+		h.logRefusal(addr, RefusedTooMany)
+		return http.StatusServiceUnavailable, "too many live connections (-max-websockets); try again later"
+	case limit.PerClient:
+		h.refusedAddr.Add(1)
+		h.logRefusal(addr, RefusedTooManyAddr)
+		return http.StatusTooManyRequests, "too many live connections from your address (-max-websockets-per-addr); close some tabs"
+	}
+	return 0, ""
+}
+
+// logRefusal logs a refused or closed connection, a few a second at most.
+func (h *Hub) logRefusal(addr, reason string) {
+	if h.logLimit.Allow() {
+		h.log.Warn("websocket refused or closed by a limit", "remote", addr, "reason", reason, "suppressed_since_last", h.suppressed.Swap(0))
+		return
+	}
+	h.suppressed.Add(1)
+}
+
+// release gives back what reserve took.
+func (h *Hub) release(addr string) { h.conns.Release(addr) }
 
 // Close closes every client with StatusGoingAway and refuses new ones. It
 // returns once every connection has been closed; a client that does not
@@ -236,13 +375,13 @@ func (h *Hub) storeClients() {
 // goes away. A request from another origin than the request's host (and
 // not allowed by Options.OriginPatterns) is refused with 403.
 func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	h.mu.Lock()
-	closed := h.closed
-	h.mu.Unlock()
-	if closed {
-		http.Error(w, "server shutting down", http.StatusServiceUnavailable)
+	addr := h.opts.Addr(r)
+	if code, msg := h.reserve(addr); code != 0 {
+		w.Header().Set("Retry-After", "10")
+		http.Error(w, msg, code)
 		return
 	}
+	defer h.release(addr)
 	conn, err := websocket.Accept(w, r, &websocket.AcceptOptions{OriginPatterns: h.opts.OriginPatterns})
 	if err != nil {
 		// Accept has written the response (403 for a foreign origin, 400 for
@@ -252,6 +391,7 @@ func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	conn.SetReadLimit(maxMessage)
 	c := newClient(h, conn)
+	c.addr = addr
 	if !h.add(c) {
 		conn.Close(websocket.StatusGoingAway, "server shutting down")
 		return
@@ -270,6 +410,7 @@ type closeReason struct {
 type client struct {
 	h    *Hub
 	conn *websocket.Conn
+	addr string // what it counts against in Options.MaxPerAddr
 
 	wakeC chan struct{} // holds one token when there is something to send
 	done  chan struct{} // closed when the connection is to end
@@ -287,7 +428,7 @@ type client struct {
 	gap        gapFrame // readings dropped since the last gap frame
 	status     map[string]devices.Status
 	maxStatus  int
-	notice     bool // the hub's notice is to be sent
+	shared     uint8 // the hub's shared frames to be sent, a bit each
 
 	strikes int // write timeouts in a row; only the writer touches it
 }
@@ -405,8 +546,12 @@ func (c *client) subscribe(ids []string) {
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if !c.subscribed && c.h.Notice() != "" {
-		c.notice = true
+	if !c.subscribed {
+		for k := range nShared {
+			if f := c.h.shared[k].Load(); f != nil && len(*f) > 0 && (k != sharedNotice || c.h.Notice() != "") {
+				c.shared |= 1 << k
+			}
+		}
 	}
 	c.subscribed, c.all, c.devices = true, all, set
 	c.ack = append([]string{}, ids...)
@@ -429,7 +574,7 @@ func (c *client) subscribe(ids []string) {
 // batch is what one flush takes from a client.
 type batch struct {
 	ack      []string
-	notice   bool
+	shared   uint8
 	status   map[string]devices.Status
 	readings []devices.Reading
 	gap      gapFrame
@@ -439,8 +584,8 @@ type batch struct {
 func (c *client) take(spare []devices.Reading) batch {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	b := batch{ack: c.ack, notice: c.notice, readings: c.q, gap: c.gap}
-	c.ack, c.notice = nil, false
+	b := batch{ack: c.ack, shared: c.shared, readings: c.q, gap: c.gap}
+	c.ack, c.shared = nil, 0
 	c.q = spare[:0]
 	c.gap = gapFrame{}
 	if len(c.status) > 0 {
@@ -466,8 +611,24 @@ func (c *client) serve(r *http.Request) {
 		defer close(readDone)
 		c.read(context.WithoutCancel(r.Context()))
 	}()
+	pingDone := make(chan struct{})
+	go func() {
+		defer close(pingDone)
+		c.ping()
+	}()
+	unsubscribed := time.AfterFunc(h.opts.SubscribeWithin, func() {
+		c.mu.Lock()
+		subscribed := c.subscribed
+		c.mu.Unlock()
+		if !subscribed {
+			h.noSubscribe.Add(1)
+			h.logRefusal(c.addr, ClosedNoSubscribe)
+			c.stop(closeReason{websocket.StatusPolicyViolation, "no subscribe within " + h.opts.SubscribeWithin.String()})
+		}
+	})
 
 	c.write()
+	unsubscribed.Stop()
 
 	var err error
 	switch why := c.why; {
@@ -482,6 +643,36 @@ func (c *client) serve(r *http.Request) {
 		h.log.Debug("websocket close", "remote", r.RemoteAddr, "error", err)
 	}
 	<-readDone
+	<-pingDone // a ping in flight ends with the connection
+}
+
+// ping pings the client every PingEvery until the connection ends, and
+// drops it when a pong does not come within PingTimeout. The pong is read
+// by the reader goroutine, as coder/websocket requires.
+func (c *client) ping() {
+	h := c.h
+	t := time.NewTicker(h.opts.PingEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-c.done:
+			return
+		case <-t.C:
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), h.opts.PingTimeout)
+		err := c.conn.Ping(ctx)
+		cancel()
+		if err == nil {
+			continue
+		}
+		// An expired ping has closed the connection already.
+		if errors.Is(err, context.DeadlineExceeded) {
+			h.noPong.Add(1)
+			h.logRefusal(c.addr, ClosedNoPong)
+		}
+		c.stop(closeReason{})
+		return
+	}
 }
 
 // read takes the client's messages until the connection ends.
@@ -568,9 +759,11 @@ func (c *client) write() {
 				return
 			}
 		}
-		if b.notice {
-			buf = appendNotice(buf[:0], h.Notice())
-			if !c.send(buf) {
+		for k := range nShared {
+			if b.shared&(1<<k) == 0 {
+				continue
+			}
+			if f := h.shared[k].Load(); f != nil && len(*f) > 0 && !c.send(*f) {
 				return
 			}
 		}

@@ -34,8 +34,9 @@ type frame struct {
 		D string         `json:"d"`
 		S devices.Status `json:"s"`
 	} `json:"status"`
-	Gap    *gapFrame `json:"gap"`
-	Notice *string   `json:"notice"`
+	Gap    *gapFrame       `json:"gap"`
+	Notice *string         `json:"notice"`
+	Alerts json.RawMessage `json:"alerts"`
 }
 
 type testClient struct {
@@ -251,6 +252,26 @@ func TestNotice(t *testing.T) {
 		if f := c.mustNext(); f.Notice == nil || *f.Notice != "" {
 			t.Fatalf("got %+v, want the notice cleared", f)
 		}
+	}
+}
+
+func TestAlertsFrame(t *testing.T) {
+	h, srv := newServer(t, Options{})
+	early := dial(t, srv)
+	early.subscribe("dev-1")
+	h.SetAlerts(json.RawMessage(`{"firing":1,"devices":{"dev-9":{"severity":"critical","names":["Too hot"]}}}`))
+	// Every page gets what fires, whichever devices it subscribed to.
+	if f := early.mustNext(); string(f.Alerts) != `{"firing":1,"devices":{"dev-9":{"severity":"critical","names":["Too hot"]}}}` {
+		t.Fatalf("got %+v, want the alerts", f)
+	}
+	late := dial(t, srv)
+	late.subscribe("*")
+	if f := late.mustNext(); !strings.Contains(string(f.Alerts), `"firing":1`) {
+		t.Fatalf("a late client got %+v, want the alerts", f)
+	}
+	h.SetAlerts(json.RawMessage(`{"firing":0,"devices":{}}`))
+	if f := early.mustNext(); string(f.Alerts) != `{"firing":0,"devices":{}}` {
+		t.Fatalf("got %+v, want none firing", f)
 	}
 }
 

@@ -34,6 +34,18 @@ if [ ! -x "$influxd" ]; then
   rm -rf "$tmp"
 fi
 
+# Prometheus Alertmanager, the real receiver the alert tests deliver to,
+# built from the Go module proxy once (about 20 seconds).
+am_version="v0.31.1" # the newest whose module builds: from v0.32 its UI embeds assets the module zip lacks
+alertmanager="$cache/alertmanager-$am_version"
+if [ ! -x "$alertmanager" ]; then
+  echo "building alertmanager $am_version from the Go module proxy into $cache (about 20 seconds, once)" >&2
+  tmp=$(mktemp -d)
+  GOBIN="$tmp" GOFLAGS=-mod=mod CGO_ENABLED=0 go install "github.com/prometheus/alertmanager/cmd/alertmanager@$am_version" >&2
+  mv "$tmp/alertmanager" "$alertmanager"
+  rm -rf "$tmp"
+fi
+
 # npm_tool DIR PACKAGE@VERSION FILE installs a tool the tests run from the
 # npm registry into $cache/DIR, once; FILE is what shows it is there. Where
 # npm is absent nothing is installed and the tests that need it skip, loudly.
@@ -54,6 +66,7 @@ redocly="$cache/redocly-2.77.0/node_modules/.bin/redocly"
 mosq=$(command -v mosquitto || echo /usr/sbin/mosquitto)
 echo "export IOTDASH_TEST_MOSQUITTO=$mosq"
 echo "export IOTDASH_TEST_INFLUXD=$influxd"
+echo "export IOTDASH_TEST_ALERTMANAGER=$alertmanager"
 echo "export IOTDASH_TEST_CHROMIUM=$(command -v chromium)"
 if [ -f "$axe" ]; then echo "export IOTDASH_TEST_AXE=$axe"; fi
 if [ -x "$redocly" ]; then echo "export IOTDASH_TEST_REDOCLY=$redocly"; fi

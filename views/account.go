@@ -11,6 +11,7 @@ import (
 
 	"iotdash/auth"
 	"iotdash/devices"
+	"iotdash/internal/limit"
 )
 
 // LoginModel is the sign-in page.
@@ -152,8 +153,11 @@ func statusOf(err error) int {
 	return http.StatusInternalServerError
 }
 
-func adminPath(kind, key, action string) string {
-	return "/admin/" + kind + "/" + url.PathEscape(key) + "/" + action
+func adminPath(kind, key, action string) string { return adminPathOf("admin/"+kind, key, action) }
+
+// adminPathOf is the path of a form's action on one thing: /base/key/action.
+func adminPathOf(base, key, action string) string {
+	return "/" + base + "/" + url.PathEscape(key) + "/" + action
 }
 
 func minPassword() string { return strconv.Itoa(auth.MinPasswordLength) }
@@ -205,7 +209,7 @@ func (a AccountPages) Action() http.Handler {
 				err = devices.Errorf(devices.EInvalid, "a password is changed by signing in with it here")
 				break
 			}
-			if err = a.Accounts.ChangePassword(r.Context(), auth.RemoteIP(r), p.Name, r.PostFormValue("current"), r.PostFormValue("password")); err == nil {
+			if err = a.Accounts.ChangePassword(r.Context(), limit.Addr(r), p.Name, r.PostFormValue("current"), r.PostFormValue("password")); err == nil {
 				http.Redirect(w, r, "/login?next=%2Faccount", http.StatusSeeOther)
 				return
 			}

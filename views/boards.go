@@ -479,7 +479,10 @@ func NewBoard(b boards.Board, ds []devices.Device, now time.Time, l boards.Limit
 	}
 	slices.Sort(ids)
 	m.Live = strings.Join(ids, " ")
-	if len(ids) > maxLiveIDs {
+	switch {
+	case len(ids) == 0:
+		m.Live = "-" // live all the same: alerts, notices, the editor
+	case len(ids) > maxLiveIDs:
 		m.Live = "*"
 	}
 	return m

@@ -34,10 +34,11 @@ import (
 type Page struct {
 	Title string
 	// Kind names the page for the scripts: "overview", "device", "board",
-	// or "" for a page without scripts.
+	// or "" for a page that is not live.
 	Kind string
 	// Live names the devices the page subscribes to over /ws, separated
-	// by spaces ("*" for all); empty for a page that is not live.
+	// by spaces ("*" for all, "-" for none: only what every page gets,
+	// such as alerts); empty for a page that is not live.
 	Live string
 	// NowMs is the server's time when the page was rendered (Unix ms), so
 	// that the script can tick ages from the server's clock.

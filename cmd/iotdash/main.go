@@ -23,6 +23,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -33,6 +34,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
+	"iotdash/alerts"
 	"iotdash/api"
 	"iotdash/auth"
 	"iotdash/boards"
@@ -100,6 +102,16 @@ type config struct {
 	proxyHeader, proxyFromList    string
 	proxyFrom                     []netip.Prefix
 	tlsCert, tlsKey               string
+	alertmanagerURL, alertHooks   string
+	alertSecret                   string
+	mqttAnonymous                 bool
+	brokerMaxPacket               int
+	brokerMaxClients              int
+	brokerMaxRetained             int
+	limits                        devices.Limits
+	maxAhead, maxBehind           time.Duration
+	wsMax, wsMaxPerAddr           int
+	exportsMax, exportsPerClient  int
 }
 
 // parseFlags reads flags, each with an IOTDASH_* environment twin that the
@@ -161,6 +173,10 @@ func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (co
 	fs.StringVar(&c.mqttCert, "mqtt-cert", env("IOTDASH_MQTT_CERT", ""), "PEM client certificate for ssl://, with -mqtt-key (IOTDASH_MQTT_CERT)")
 	fs.StringVar(&c.mqttKey, "mqtt-key", env("IOTDASH_MQTT_KEY", ""), "PEM client key for ssl:// (IOTDASH_MQTT_KEY)")
 	fs.StringVar(&c.mqttClientID, "mqtt-client-id", env("IOTDASH_MQTT_CLIENT_ID", "iotdash-ingest"), "MQTT client id of the ingester's persistent session; keep it stable (IOTDASH_MQTT_CLIENT_ID)")
+	fs.BoolVar(&c.mqttAnonymous, "mqtt-anonymous", envBool("IOTDASH_MQTT_ANONYMOUS"), "let devices without credentials connect to the embedded broker although -broker is not on loopback (where they always may), and publish as any device (IOTDASH_MQTT_ANONYMOUS=true)")
+	fs.IntVar(&c.brokerMaxPacket, "broker-max-packet", envInt("IOTDASH_BROKER_MAX_PACKET", broker.DefaultMaxPacketSize), "largest MQTT packet in bytes the embedded broker takes; a client sending a larger one is disconnected (IOTDASH_BROKER_MAX_PACKET)")
+	fs.IntVar(&c.brokerMaxClients, "broker-max-clients", envInt("IOTDASH_BROKER_MAX_CLIENTS", broker.DefaultMaxClients), "most clients connected to the embedded broker at once (IOTDASH_BROKER_MAX_CLIENTS)")
+	fs.IntVar(&c.brokerMaxRetained, "broker-max-retained", envInt("IOTDASH_BROKER_MAX_RETAINED", broker.DefaultMaxRetained), "most retained messages the embedded broker keeps, all under devices/ (IOTDASH_BROKER_MAX_RETAINED)")
 	fs.IntVar(&c.simulate, "simulate", envInt("IOTDASH_SIMULATE", -1), "number of simulated devices; default 12 with the embedded broker, 0 with -mqtt (IOTDASH_SIMULATE)")
 	fs.DurationVar(&c.simInterval, "simulate-interval", envDur("IOTDASH_SIMULATE_INTERVAL", 2*time.Second), "mean time between a simulated device's readings (IOTDASH_SIMULATE_INTERVAL)")
 	fs.DurationVar(&c.staleAfter, "stale-after", envDur("IOTDASH_STALE_AFTER", devices.DefaultStaleAfter), "how long an online device may be silent before it is shown as stale, while its usual interval is not known; once known, 3 intervals (IOTDASH_STALE_AFTER)")
@@ -188,16 +204,27 @@ func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (co
 		}
 	}
 	fs.Func("max-export-range", "longest range one raw CSV export may cover, e.g. 31d (default 31d) (IOTDASH_MAX_EXPORT_RANGE)", setRange)
+	fs.IntVar(&c.limits.Devices, "max-devices", envInt("IOTDASH_MAX_DEVICES", devices.DefaultMaxDevices), "most devices the fleet takes; messages of new ones past it are refused (IOTDASH_MAX_DEVICES)")
+	fs.IntVar(&c.limits.Metrics, "max-metrics-per-device", envInt("IOTDASH_MAX_METRICS_PER_DEVICE", devices.DefaultMaxMetrics), "most metrics one device may have; readings of new ones past it are refused (IOTDASH_MAX_METRICS_PER_DEVICE)")
+	fs.IntVar(&c.limits.NewSeriesPerMinute, "max-new-series", envInt("IOTDASH_MAX_NEW_SERIES", devices.DefaultMaxNewSeries), "most new series (a device's metric seen for the first time) taken a minute (IOTDASH_MAX_NEW_SERIES)")
+	fs.DurationVar(&c.maxAhead, "max-ts-ahead", envDur("IOTDASH_MAX_TS_AHEAD", ingest.DefaultMaxAhead), "how far ahead of the server's clock a reading's ts may be (IOTDASH_MAX_TS_AHEAD)")
+	fs.DurationVar(&c.maxBehind, "max-ts-behind", envDur("IOTDASH_MAX_TS_BEHIND", ingest.DefaultMaxBehind), "how far behind the server's clock a reading's ts may be (IOTDASH_MAX_TS_BEHIND)")
+	fs.IntVar(&c.wsMax, "max-websockets", envInt("IOTDASH_MAX_WEBSOCKETS", push.DefaultMaxClients), "most browsers connected to /ws at once (IOTDASH_MAX_WEBSOCKETS)")
+	fs.IntVar(&c.wsMaxPerAddr, "max-websockets-per-addr", envInt("IOTDASH_MAX_WEBSOCKETS_PER_ADDR", push.DefaultMaxPerAddr), "most /ws connections from one IP address (IOTDASH_MAX_WEBSOCKETS_PER_ADDR)")
+	fs.IntVar(&c.exportsMax, "max-exports", envInt("IOTDASH_MAX_EXPORTS", api.DefaultMaxExports), "most raw CSV exports streaming at once (IOTDASH_MAX_EXPORTS)")
+	fs.IntVar(&c.exportsPerClient, "max-exports-per-client", envInt("IOTDASH_MAX_EXPORTS_PER_CLIENT", api.DefaultMaxExportsPerClient), "most raw CSV exports streaming at once to one client: its IP address, until exports are counted per signed-in user (IOTDASH_MAX_EXPORTS_PER_CLIENT)")
 	fs.StringVar(&c.proxyHeader, "auth-proxy-header", env("IOTDASH_AUTH_PROXY_HEADER", ""), "header in which a reverse proxy that signs people in names the user, e.g. X-Forwarded-User; believed only from -auth-proxy-from (IOTDASH_AUTH_PROXY_HEADER)")
 	fs.StringVar(&c.proxyFromList, "auth-proxy-from", env("IOTDASH_AUTH_PROXY_FROM", ""), "addresses or CIDR ranges of that proxy, comma-separated (IOTDASH_AUTH_PROXY_FROM)")
 	fs.StringVar(&c.tlsCert, "tls-cert", env("IOTDASH_TLS_CERT", ""), "serve HTTPS with this certificate (PEM); needs -tls-key (IOTDASH_TLS_CERT)")
 	fs.StringVar(&c.tlsKey, "tls-key", env("IOTDASH_TLS_KEY", ""), "the certificate's private key (PEM) (IOTDASH_TLS_KEY)")
+	fs.StringVar(&c.alertmanagerURL, "alertmanager-url", env("IOTDASH_ALERTMANAGER_URL", ""), "a Prometheus Alertmanager that alerts are posted to (IOTDASH_ALERTMANAGER_URL)")
+	fs.StringVar(&c.alertHooks, "alert-webhook", env("IOTDASH_ALERT_WEBHOOK", ""), "webhooks every alert is posted to in Alertmanager's format, comma-separated; severity=URL for one severity only; signed with IOTDASH_ALERT_WEBHOOK_SECRET (IOTDASH_ALERT_WEBHOOK)")
 	fs.StringVar(&c.publicURL, "public-url", env("IOTDASH_PUBLIC_URL", ""), "the URL people reach the dashboard at, when not by an IP address or localhost (a name on the network, or behind a proxy): requests for other host names are refused (IOTDASH_PUBLIC_URL)")
 	fs.StringVar(&c.timezone, "timezone", env("IOTDASH_TIMEZONE", ""), "the plant's time zone, an IANA name such as Europe/Berlin, that every time on the pages is shown in; default the machine's (IOTDASH_TIMEZONE)")
 	fs.BoolVar(&c.pprof, "pprof", envBool("IOTDASH_PPROF"), "serve Go's profiler under /debug/pprof/ (IOTDASH_PPROF=true)")
 	fs.StringVar(&c.logLevel, "log-level", env("IOTDASH_LOG_LEVEL", "info"), "debug, info, warn or error (IOTDASH_LOG_LEVEL)")
 	fs.Usage = func() {
-		fmt.Fprintf(fs.Output(), "Usage: iotdash [flags]\n\nWith no flags, iotdash runs self-contained: embedded MQTT broker, embedded store, 12 simulated devices.\nEvery flag can also be set by the environment variable named after it.\n\n")
+		fmt.Fprintf(fs.Output(), "Usage: iotdash [flags]\n       iotdash device add|list|revoke [ID] [-data DIR]\n\nWith no flags, iotdash runs self-contained: embedded MQTT broker, embedded store, 12 simulated devices.\nEvery flag can also be set by the environment variable named after it.\n\n")
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {
@@ -214,6 +241,7 @@ func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (co
 	}
 	c.mqttPass = getenv("IOTDASH_MQTT_PASSWORD")
 	c.adminPassword = getenv("IOTDASH_ADMIN_PASSWORD")
+	c.alertSecret = getenv("IOTDASH_ALERT_WEBHOOK_SECRET")
 	if c.adminPassword != "" && len(c.adminPassword) < auth.MinPasswordLength {
 		return c, usageError{fmt.Errorf("IOTDASH_ADMIN_PASSWORD has fewer than %d characters", auth.MinPasswordLength)}
 	}
@@ -247,6 +275,9 @@ func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (co
 	var err error
 	if c.zone, err = views.LoadZone(c.timezone); err != nil {
 		return c, usageError{fmt.Errorf("-timezone %q is not a time zone such as Europe/Berlin or UTC", c.timezone)}
+	}
+	if c.brokerMaxPacket <= 0 || c.brokerMaxClients <= 0 || c.brokerMaxRetained <= 0 {
+		return c, usageError{errors.New("-broker-max-packet, -broker-max-clients and -broker-max-retained must be positive")}
 	}
 	if c.simulate < 0 {
 		c.simulate = 12
@@ -294,6 +325,9 @@ func task(parent context.Context, f func(ctx context.Context)) func() error {
 // run is iotdash: it starts every part, waits for ctx to end, and stops them
 // in reverse order.
 func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) (err error) {
+	if len(args) > 0 && args[0] == "device" {
+		return runDevice(ctx, args[1:], getenv, stdout, stderr)
+	}
 	c, err := parseFlags(args, getenv, stderr)
 	if err != nil {
 		return err
@@ -332,7 +366,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 			origins = append(origins, o)
 		}
 	}
-	hub := push.NewHub(push.Options{OriginPatterns: origins, Logger: log})
+	hub := push.NewHub(push.Options{OriginPatterns: origins, Logger: log, MaxClients: c.wsMax, MaxPerAddr: c.wsMaxPerAddr})
 
 	// The data directory and every file in it are the owner's alone.
 	syscall.Umask(0o077)
@@ -346,6 +380,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	// end, after the ingester has stopped.
 	fleet := devices.NewFleet(hub.PublishStatus)
 	fleet.SetStaleAfter(c.staleAfter)
+	fleet.SetLimits(c.limits)
 	registry, err := sqlite.OpenRegistry(filepath.Join(c.dataDir, "fleet.db"))
 	if err != nil {
 		return fmt.Errorf("opening the fleet registry in -data %s: %w", c.dataDir, err)
@@ -444,16 +479,60 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	if err != nil {
 		return usageError{err}
 	}
+	// Alerts: rules evaluated on every reading stored, notified through a
+	// queue in the state file.
+	hooks, err := alertWebhooks(c.alertHooks)
+	if err != nil {
+		return usageError{err}
+	}
+	external := c.publicURL
+	if external == "" {
+		external = "http://" + httpLn.Addr().String()
+	}
+	notifier := alerts.NewNotifier(alerts.NotifierConfig{Store: docs, Webhooks: hooks, Secret: []byte(c.alertSecret),
+		AlertmanagerURL: c.alertmanagerURL, ExternalURL: external, Registerer: reg, Logger: log})
+	var rules *alerts.Engine
+	rules, err = alerts.New(ctx, alerts.Config{Store: docs, Fleet: fleet, Notify: notifier, Logger: log,
+		Changed: func() { hub.SetAlerts(rules.Summary()) }})
+	if err != nil {
+		return fmt.Errorf("reading the alert rules in -data %s: %w", c.dataDir, err)
+	}
+	hub.SetAlerts(rules.Summary())
+	cl.add(task(context.WithoutCancel(ctx), func(ctx context.Context) { rules.Run(ctx) }))
+	cl.add(task(ctx, func(ctx context.Context) {
+		notifier.Run(ctx, func() []alerts.Instance { return rules.Alerts(alerts.StateFiring) })
+	}))
+	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "iotdash_alerts_firing", Help: "Alerts firing now."},
+		func() float64 { return float64(rules.Firing()) }))
+	published := func(rs []devices.Reading) {
+		hub.Publish(rs)
+		rules.Observe(rs)
+	}
+
 	in := ingest.New(ingest.Config{
 		Broker: c.mqttURL, ClientID: c.mqttClientID, Username: c.mqttUser, Password: c.mqttPass, TLS: tc,
-		Store: durable, Fleet: fleet, Publish: hub.Publish, Notice: hub.SetNotice, DeadLetters: dead,
-		Metrics: ingest.NewMetrics(reg), Logger: log,
+		Store: durable, Fleet: fleet, Publish: published, Notice: hub.SetNotice, DeadLetters: dead,
+		Metrics: ingest.NewMetrics(reg), Logger: log, MaxAhead: c.maxAhead, MaxBehind: c.maxBehind,
 	})
-	brokerURL := c.mqttURL
+	brokerURL, simUser, simPass := c.mqttURL, c.mqttUser, c.mqttPass
 	brokerDropped := func() float64 { n, _ := in.BrokerDrops(); return float64(n) }
 	if brokerURL == "" {
-		quiet := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelError}))
-		b, err := broker.Start(c.brokerAddr, broker.Options{Deliver: in.Submit, Logger: quiet})
+		// Devices sign in with credentials from iotdash device add, kept
+		// in the state file; the simulator with a secret of this process.
+		creds, err := sqlite.OpenCredentials(filepath.Join(c.dataDir, "fleet.db"))
+		if err != nil {
+			return fmt.Errorf("opening the device credentials in -data %s: %w", c.dataDir, err)
+		}
+		cl.add(creds.Close)
+		simUser = "iotdash/simulator" // not a device id: no device can have it
+		if simPass, _, err = broker.NewSecret(); err != nil {
+			return err
+		}
+		loopback := broker.Loopback(c.brokerAddr)
+		b, err := broker.Start(c.brokerAddr, broker.Options{Deliver: in.Submit, Credentials: creds,
+			Anonymous: loopback || c.mqttAnonymous, Internal: map[string]string{simUser: simPass}, ReservedIDs: []string{c.mqttClientID},
+			MaxPacketSize: c.brokerMaxPacket, MaxClients: c.brokerMaxClients, MaxRetained: c.brokerMaxRetained,
+			Metrics: broker.NewMetrics(reg), Logger: log})
 		if err != nil {
 			return listenError("broker", c.brokerAddr, err)
 		}
@@ -461,6 +540,13 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		brokerURL = b.URL()
 		brokerDropped = func() float64 { return float64(b.Dropped()) }
 		fmt.Fprintf(stdout, "iotdash: embedded MQTT broker on %s\n", brokerURL)
+		switch {
+		case !loopback && c.mqttAnonymous:
+			log.Warn("-mqtt-anonymous: ANY client that reaches the embedded broker may publish as any device and read every topic", "broker", brokerURL)
+			fmt.Fprintf(stdout, "iotdash: WARNING: -mqtt-anonymous: any client that reaches %s may publish as any device and read every topic\n", brokerURL)
+		case !loopback:
+			fmt.Fprintf(stdout, "iotdash: devices need credentials to connect (iotdash device add ID)\n")
+		}
 	}
 	reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "iotdash_broker_dropped_messages_total",
 		Help: "Messages the broker says it discarded (for any subscriber whose queue or in-flight window was full): the embedded broker's own count, or Mosquitto's $SYS/broker/publish/messages/dropped."},
@@ -474,7 +560,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 
 	if c.simulate > 0 {
 		cl.add(task(ctx, func(ctx context.Context) {
-			err := simulator.Run(ctx, simulator.Config{Broker: brokerURL, Devices: c.simulate, Interval: c.simInterval, Seed: time.Now().UnixNano(), Username: c.mqttUser, Password: c.mqttPass, Logger: log})
+			err := simulator.Run(ctx, simulator.Config{Broker: brokerURL, Devices: c.simulate, Interval: c.simInterval, Seed: time.Now().UnixNano(), Username: simUser, Password: simPass, Logger: log})
 			if err != nil {
 				log.Error("simulator stopped", "error", err)
 			}
@@ -497,7 +583,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	}
 	srv := &http.Server{
 		Handler: guard.Handler(csrf.Handler(routes(deps{fleet: fleet, hub: hub, reader: reader, ingester: in, registry: reg, maxPoints: c.maxPoints,
-			maxExportRange: c.maxExportRange, queryTimeout: c.queryTimeout, exportTimeout: c.exportTimeout, pprof: c.pprof, zone: c.zone, auth: people, boards: boards.New(docs, boards.Limits{}), log: log})),
+			maxExportRange: c.maxExportRange, queryTimeout: c.queryTimeout, exportTimeout: c.exportTimeout, pprof: c.pprof, zone: c.zone, auth: people,
+			alerts: rules, notifier: notifier, boards: boards.New(docs, boards.Limits{}), log: log, maxExports: c.exportsMax, exportsPer: c.exportsPerClient, apiMetrics: api.NewMetrics(reg)})),
 			guard.Options{Hosts: hosts, CSP: views.ContentSecurityPolicy, Logger: log}),
 		ReadHeaderTimeout: 5 * time.Second,
 		ReadTimeout:       30 * time.Second,
@@ -583,4 +670,34 @@ func registerHubMetrics(reg *prometheus.Registry, hub *push.Hub) {
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "iotdash_websocket_slow_closed_total", Help: "Browsers disconnected for being too slow."},
 			func() float64 { return float64(hub.Stats().SlowClosed) }),
 	)
+	for _, reason := range []string{push.RefusedTooMany, push.RefusedTooManyAddr} {
+		reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "iotdash_websocket_refused_total", Help: "Connections to /ws refused by a limit (-max-websockets, -max-websockets-per-addr), by reason.", ConstLabels: prometheus.Labels{"reason": reason}},
+			func() float64 { return float64(hub.Stats().Refused[reason]) }))
+	}
+	for _, reason := range []string{push.ClosedNoSubscribe, push.ClosedNoPong} {
+		reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "iotdash_websocket_limit_closed_total", Help: "Browsers disconnected for sending no subscribe in time, or answering no ping, by reason.", ConstLabels: prometheus.Labels{"reason": reason}},
+			func() float64 { return float64(hub.Stats().Closed[reason]) }))
+	}
+}
+
+// alertWebhooks reads -alert-webhook: URLs, each for every severity or,
+// as severity=URL, for one.
+func alertWebhooks(list string) (map[string][]string, error) {
+	hooks := map[string][]string{}
+	for _, h := range strings.Split(list, ",") {
+		if h = strings.TrimSpace(h); h == "" {
+			continue
+		}
+		sev, u, ok := strings.Cut(h, "=")
+		if !ok || strings.Contains(sev, "/") {
+			sev, u = "", h
+		} else if !slices.Contains(alerts.Severities, sev) {
+			return nil, fmt.Errorf("-alert-webhook: %q is none of %s", sev, strings.Join(alerts.Severities, ", "))
+		}
+		if pu, err := url.Parse(u); err != nil || (pu.Scheme != "http" && pu.Scheme != "https") || pu.Host == "" {
+			return nil, fmt.Errorf("-alert-webhook: %q is not an http:// or https:// URL", u)
+		}
+		hooks[sev] = append(hooks[sev], u)
+	}
+	return hooks, nil
 }

@@ -47,7 +47,9 @@ func TestResilienceStalledBrowser(t *testing.T) {
 	healthy := envInt(t, "IOTDASH_HEALTHY_CLIENTS", 100)
 	mq := testenv.StartMosquitto(t, keepQueued)
 	p := startBinary(t, buildBinary(t), "-http", fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t)), "-mqtt", mq.URL,
-		"-mqtt-client-id", "stall-iotdash", "-data", t.TempDir(), "-log-level", "error", "-pprof")
+		"-mqtt-client-id", "stall-iotdash", "-data", t.TempDir(), "-log-level", "error", "-pprof",
+		"-max-metrics-per-device", "200", // the firehose device's
+		"-max-websockets-per-addr", fmt.Sprint(healthy+1)) // every browser here is on 127.0.0.1
 
 	// The load's devices are stall-000 to stall-099.
 	var fleet []string

@@ -10,10 +10,12 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"iotdash/alerts"
 	"iotdash/api"
 	"iotdash/auth"
 	"iotdash/devices"
 	"iotdash/ingest"
+	"iotdash/internal/limit"
 	"iotdash/push"
 	"iotdash/views"
 )
@@ -36,9 +38,14 @@ type deps struct {
 	maxExportRange time.Duration
 	queryTimeout   time.Duration
 	exportTimeout  time.Duration
+	maxExports     int
+	exportsPer     int // most exports of one client at once
+	apiMetrics     *api.Metrics
 	pprof          bool
 	zone           *time.Location
 	auth           *auth.Service
+	alerts         *alerts.Engine
+	notifier       *alerts.Notifier
 	boards         views.BoardStore
 	log            *slog.Logger
 }
@@ -57,9 +64,20 @@ func table(d deps, mux *http.ServeMux) []route {
 	pages := views.Options{History: d.reader, Zone: d.zone, Logger: d.log}
 	admin := views.Admin{Accounts: d.auth, Options: pages}
 	account := views.AccountPages{Accounts: d.auth, Options: pages}
+	alertAPI := api.AlertAPI{Alerts: d.alerts, Logger: d.log}
+	alertPages := views.AlertPages{Book: d.alerts, Deliveries: d.notifier, Options: pages}
 	board := views.BoardPages{Boards: d.boards, Fleet: d.fleet, Options: pages}
 	query := api.Query(d.reader, api.QueryOptions{
-		MaxPoints: d.maxPoints, MaxExportRange: d.maxExportRange, Timeout: d.queryTimeout, ExportTimeout: d.exportTimeout, Fleet: d.fleet, Logger: d.log})
+		MaxPoints: d.maxPoints, MaxExportRange: d.maxExportRange, Timeout: d.queryTimeout, ExportTimeout: d.exportTimeout, Fleet: d.fleet, Logger: d.log,
+		MaxExports: d.maxExports, MaxExportsPerClient: d.exportsPer, Metrics: d.apiMetrics,
+		// Exports count against the signed-in user (or token), wherever
+		// they sign in from.
+		ExportClient: func(r *http.Request) string {
+			if p, ok := auth.From(r.Context()); ok {
+				return "user:" + p.Name
+			}
+			return limit.Addr(r)
+		}})
 	rs := []route{
 		{"GET /login", auth.Anyone, d.auth.Login(views.Login(pages))},
 		{"POST /login", auth.Anyone, d.auth.Login(views.Login(pages))},
@@ -83,9 +101,20 @@ func table(d deps, mux *http.ServeMux) []route {
 		{"GET /api/v1/devices/{id}", auth.Viewer, views.Compress(api.Device(d.fleet))},
 		{"GET /api/v1/query", auth.Viewer, views.Compress(query)},
 		{"GET /api/v1/openapi.json", auth.Viewer, views.Compress(api.OpenAPI())},
+		{"GET /api/v1/alerts", auth.Viewer, alertAPI.List()},
+		{"POST /api/v1/alerts/{id}/{action}", auth.Operator, alertAPI.Act()},
+		{"GET /api/v1/alerts/rules", auth.Viewer, alertAPI.Rules()},
+		{"POST /api/v1/alerts/rules", auth.Operator, alertAPI.Rules()},
+		{"GET /api/v1/alerts/rules/{id}", auth.Viewer, alertAPI.Rule()},
+		{"PUT /api/v1/alerts/rules/{id}", auth.Operator, alertAPI.Rule()},
+		{"DELETE /api/v1/alerts/rules/{id}", auth.Operator, alertAPI.Rule()},
 		{"/api/", auth.Viewer, api.Fallback(mux)},
 		{"/", auth.Viewer, views.NotFound()},
 
+		{"GET /alerts", auth.Viewer, alertPages.Page()},
+		{"POST /alerts/rules", auth.Operator, alertPages.Action()},
+		{"POST /alerts/rules/{id}/{action}", auth.Operator, alertPages.Action()},
+		{"POST /alerts/{key}/{action}", auth.Operator, alertPages.Action()},
 		{"GET /boards", auth.Viewer, board.List()},
 		{"GET /boards/{id}", auth.Viewer, board.Page()},
 		{"GET /boards/{id}/export", auth.Viewer, board.Export()},

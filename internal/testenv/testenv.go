@@ -432,3 +432,32 @@ func Main(m *testing.M) {
 	}
 	os.Exit(code)
 }
+
+// Alertmanager is a running Prometheus Alertmanager whose one receiver
+// drops what it is sent: tests read alerts back from its API.
+type Alertmanager struct {
+	URL string // http://127.0.0.1:port
+}
+
+// StartAlertmanager starts an Alertmanager on a free port until the test
+// ends (`make test` builds it from the Go module proxy).
+func StartAlertmanager(t testing.TB) *Alertmanager {
+	t.Helper()
+	bin := program(t, "IOTDASH_TEST_ALERTMANAGER", "alertmanager",
+		"Build it with `go install github.com/prometheus/alertmanager/cmd/alertmanager@v0.31.1`")
+	dir := t.TempDir()
+	conf := filepath.Join(dir, "alertmanager.yml")
+	if err := os.WriteFile(conf, []byte("route:\n  receiver: none\n  group_wait: 1s\nreceivers:\n  - name: none\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	addr := fmt.Sprintf("127.0.0.1:%d", FreePort(t))
+	p, err := start(bin, "--config.file="+conf, "--storage.path="+dir, "--web.listen-address="+addr, "--cluster.listen-address=")
+	if err != nil {
+		t.Fatalf("starting alertmanager: %v", err)
+	}
+	t.Cleanup(p.stop)
+	if err := waitTCP(p, addr, 30*time.Second); err != nil {
+		t.Fatalf("alertmanager: %v", err)
+	}
+	return &Alertmanager{URL: "http://" + addr}
+}

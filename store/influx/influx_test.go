@@ -38,7 +38,7 @@ func open(t testing.TB, batch int) (*influx.Store, *testenv.InfluxDB) {
 }
 
 func TestConformance(t *testing.T) {
-	storetest.Run(t, func(t *testing.T) storetest.Store {
+	storetest.Run(t, storetest.LastWriteWins, func(t *testing.T) storetest.Store {
 		s, _ := open(t, 0)
 		return s
 	})

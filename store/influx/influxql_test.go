@@ -14,7 +14,7 @@ import (
 // Flux, as on InfluxDB 2.x; TestConformance, on the 1.8 test server, has
 // InfluxQL do most of them.
 func TestConformanceFlux(t *testing.T) {
-	storetest.Run(t, func(t *testing.T) storetest.Store {
+	storetest.Run(t, storetest.LastWriteWins, func(t *testing.T) storetest.Store {
 		db := testenv.StartInfluxDB(t)
 		s, err := New(Config{URL: db.URL, Bucket: db.Bucket})
 		if err != nil {

@@ -78,7 +78,6 @@ type Store struct {
 
 	mu     sync.Mutex // serialises Append and Ping on w
 	insSer *sql.Stmt
-	update *sql.Stmt // a new value for a stored reading
 	addMin *sql.Stmt // new readings into their minute's summary
 	sumUp  *sql.Stmt // a minute's summary recomputed
 	// Statements of several rows, by row count (see rowsStmt), and what
@@ -173,10 +172,9 @@ func (s *Store) init() error {
 		q  string
 	}{
 		{&s.insSer, `INSERT INTO series (device, metric) VALUES (?, ?) RETURNING id`},
-		{&s.update, `UPDATE readings SET v = ?3 WHERE series = ?1 AND t = ?2 AND v IS NOT ?3`},
 		{&s.addMin, addMinutes(1)},
-		// A replaced value may have been the minute's min or max, which
-		// the old summary cannot tell: the minute is read again.
+		// A minute some of whose readings were left out as stored
+		// already is read again.
 		{&s.sumUp, `INSERT OR REPLACE INTO minutes (series, m, n, total, lo, hi, first_t, first_v, last_t, last_v)
 SELECT ?1, ?2, a.n, a.total, a.lo, a.hi, f.t, f.v, l.t, l.v
 FROM (SELECT count(*) AS n, sum(v) AS total, min(v) AS lo, max(v) AS hi FROM readings WHERE series = ?1 AND t >= ?2 AND t < ?2 + 60000) AS a,
@@ -261,16 +259,16 @@ func (s *Store) Close() error {
 }
 
 // Append stores rs in one transaction, durably, before it returns. A reading
-// with the device, metric and time of one already stored replaces its value.
+// with the device, metric and time of one already stored, or of one before
+// it in rs, is left out: the first value written wins, as in a ledger, so
+// that a redelivery changes nothing and a device cannot rewrite its history.
 // If any reading is invalid none is stored and the error is EInvalid; a
 // failure of the file gives EUnavailable.
 //
 // The readings go in with one INSERT per insertRows of them and their
 // minutes' summaries, computed here, with one upsert per minuteRows minutes.
-// When an INSERT leaves some out (a redelivery or a new value for a stored
-// reading), each of its readings is written again as an UPDATE, which
-// changes only what differs, and its minutes are summarised again from the
-// stored readings.
+// When an INSERT leaves some out, the minutes of its readings are
+// summarised again from the stored readings.
 func (s *Store) Append(ctx context.Context, rs []devices.Reading) error {
 	for _, r := range rs {
 		if err := r.Validate(); err != nil {
@@ -359,7 +357,6 @@ func (s *Store) Append(ctx context.Context, rs []devices.Reading) error {
 	}
 
 	var changed map[minuteKey]bool // minutes to summarise again
-	var update *sql.Stmt
 	for start := 0; start < len(rs); start += insertRows {
 		chunk := rs[start:min(start+insertRows, len(rs))]
 		args := s.args[:0]
@@ -378,20 +375,14 @@ func (s *Store) Append(ctx context.Context, rs []devices.Reading) error {
 		if n == int64(len(chunk)) {
 			continue // all new
 		}
-		// Some were stored already: a redelivery changes nothing, a new
-		// value changes the reading and its minute.
-		if update == nil {
-			update = tx.StmtContext(ctx, s.update)
-		}
+		// Some were stored already and are left out, so the summaries
+		// computed on the assumption that all are new are wrong for
+		// their minutes.
 		if changed == nil {
 			changed = map[minuteKey]bool{}
 		}
 		for i, r := range chunk {
-			id := ids[start+i]
-			if _, err := update.ExecContext(ctx, stored(id), r.Time, r.Value); err != nil {
-				return unavailable("write", err)
-			}
-			changed[minuteKey{id, floorTo(r.Time, minute)}] = true
+			changed[minuteKey{ids[start+i], floorTo(r.Time, minute)}] = true
 		}
 	}
 

@@ -29,7 +29,7 @@ func open(t testing.TB, path string) *sqlite.Store {
 }
 
 func TestConformance(t *testing.T) {
-	storetest.Run(t, func(t *testing.T) storetest.Store {
+	storetest.Run(t, storetest.FirstWriteWins, func(t *testing.T) storetest.Store {
 		s := open(t, filepath.Join(t.TempDir(), "iotdash.db"))
 		t.Cleanup(func() {
 			if err := s.Close(); err != nil {

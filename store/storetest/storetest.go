@@ -29,8 +29,8 @@ import (
 // Store is what the suite needs of a backend.
 type Store interface {
 	// Append stores readings durably before it returns. Storing a reading
-	// that is already there (same device, metric and time) changes nothing
-	// but its value.
+	// that is already there (same device, metric and time) stores no second
+	// one; which value is kept is the backend's Overwrite.
 	Append(ctx context.Context, rs []devices.Reading) error
 	// Query answers q; see store.Query.
 	Query(ctx context.Context, q store.Query) ([]store.Point, error)
@@ -44,7 +44,21 @@ type Store interface {
 	Devices(ctx context.Context) ([]devices.Device, error)
 }
 
-// Run runs the suite, its cases in parallel. open returns a new, empty
+// Overwrite is what a backend does with a reading whose device, metric and
+// time are those of one written before, in the same Append or an earlier one.
+type Overwrite int
+
+const (
+	// FirstWriteWins keeps the value stored first, as a ledger would: a
+	// device cannot rewrite its history (the embedded store).
+	FirstWriteWins Overwrite = iota + 1
+	// LastWriteWins replaces the value with the one written last
+	// (InfluxDB, whose point is its series and time).
+	LastWriteWins
+)
+
+// Run runs the suite, its cases in parallel, against a backend whose
+// policy for a reading written again is ow. open returns a new, empty
 // store for each subtest; the store must be closed by open's own t.Cleanup.
 // Device names are unique per subtest, so a backend that cannot be emptied
 // (a shared InfluxDB) still passes.
@@ -53,13 +67,13 @@ type Store interface {
 // points is an empty, non-nil slice; a batch holding an invalid reading is
 // rejected whole with an EInvalid error; an invalid query gives EInvalid;
 // Readings gives exactly what Query gives with Step 0.
-func Run(t *testing.T, open func(t *testing.T) Store) {
+func Run(t *testing.T, ow Overwrite, open func(t *testing.T) Store) {
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			// Each case has a store of its own: they may run side by side,
 			// which halves the suite's time against a server.
 			t.Parallel()
-			c.run(t, &suite{t: t, s: open(t)})
+			c.run(t, &suite{t: t, s: open(t), ow: ow})
 		})
 	}
 }
@@ -109,6 +123,7 @@ const (
 type suite struct {
 	t       *testing.T
 	s       Store
+	ow      Overwrite
 	written []devices.Reading
 }
 
@@ -159,7 +174,7 @@ func (s *suite) append(rs ...devices.Reading) {
 // readings written; with Step 0 it asks Readings too.
 func (s *suite) check(q store.Query) {
 	s.t.Helper()
-	want := expect(s.written, q)
+	want := expect(s.written, s.ow, q)
 	got, err := s.s.Query(context.Background(), q)
 	if err != nil {
 		s.t.Fatalf("Query(%+v): %v", q, err)
@@ -208,12 +223,16 @@ func (s *suite) checkAll(q store.Query, step int64) {
 }
 
 // expect is the reference answer: the readings of q's series kept once per
-// time (the last written wins), filtered to [From, To), ordered by time, and
-// with Step > 0 combined per bucket. It shares no code with any backend.
-func expect(written []devices.Reading, q store.Query) []store.Point {
+// time (the first or the last written, as ow says), filtered to [From, To),
+// ordered by time, and with Step > 0 combined per bucket. It shares no code
+// with any backend.
+func expect(written []devices.Reading, ow Overwrite, q store.Query) []store.Point {
 	byTime := map[int64]float64{}
 	for _, r := range written {
 		if r.Device == q.Device && r.Metric == q.Metric && r.Time >= q.From && r.Time < q.To {
+			if _, ok := byTime[r.Time]; ok && ow == FirstWriteWins {
+				continue
+			}
 			byTime[r.Time] = r.Value
 		}
 	}
@@ -370,7 +389,7 @@ func testEachAggregate(t *testing.T, s *suite) {
 	s.append(rs...)
 	for _, a := range store.Aggs {
 		t.Run(string(a), func(t *testing.T) {
-			sub := &suite{t: t, s: s.s, written: s.written}
+			sub := &suite{t: t, s: s.s, ow: s.ow, written: s.written}
 			for _, step := range []int64{10 * second, 7 * second, minute} {
 				sub.check(store.Query{Device: d, Metric: "power", From: base, To: tm + 1, Step: step, Agg: a})
 			}
@@ -427,7 +446,7 @@ func testFromIncludedToExcluded(t *testing.T, s *suite) {
 func testDuplicates(t *testing.T, s *suite) {
 	d := s.device("")
 	// The same time twice in one batch, and again in a later batch: one
-	// reading, with the value written last.
+	// reading, with the value the backend's Overwrite keeps.
 	s.append(
 		reading(d, "m", base+1000, 1),
 		reading(d, "m", base+2000, 2),
@@ -441,6 +460,13 @@ func testDuplicates(t *testing.T, s *suite) {
 	s.append(reading(d, "m", base+3000, 7))
 	q := store.Query{Device: d, Metric: "m", From: base, To: base + minute}
 	s.checkAll(q, 10*second)
+	want := map[Overwrite][]store.Point{
+		FirstWriteWins: {{T: base + 1000, V: 1}, {T: base + 2000, V: 2}, {T: base + 3000, V: 7}},
+		LastWriteWins:  {{T: base + 1000, V: 3}, {T: base + 2000, V: 5}, {T: base + 3000, V: 7}},
+	}[s.ow]
+	if got := s.readings(q); !samePoints(got, want) {
+		t.Errorf("readings: got %s, want %s", showPoints(got, base), showPoints(want, base))
+	}
 	got, err := s.s.Query(context.Background(), store.Query{Device: d, Metric: "m", From: base, To: base + minute, Step: minute, Agg: store.AggCount})
 	if err != nil {
 		t.Fatal(err)

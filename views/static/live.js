@@ -257,6 +257,7 @@ async function refresh() {
       if (href) next.querySelector(`a[href="${CSS.escape(href)}"]`)?.focus();
     }
     cards.clear();
+    if (alerts) showAlerts(alerts);
     page.swapped?.();
     scheduleDraw(); // what arrived meanwhile, if newer than the page
   } catch (err) {
@@ -291,6 +292,7 @@ function receive(msg) {
       notice.hidden = msg.notice === '';
     }
   }
+  if (msg.alerts) showAlerts(msg.alerts);
   if (msg.gap) {
     // Some readings were dropped for us: the page refetches them.
     page.gap?.(msg.gap.from, msg.gap.to + 1);
@@ -298,10 +300,53 @@ function receive(msg) {
   }
 }
 
+// What fires, as the server says on every change: the count in the title
+// (so a background tab shows it) and in the top bar, each device card's
+// alert, and, on the alerts page, a fresh copy of its lists.
+let alerts = null;
+function showAlerts(a) {
+  const changed = alerts !== null && JSON.stringify(alerts) !== JSON.stringify(a);
+  alerts = a;
+  const title = document.title.replace(/^\(\d+\) /, '');
+  document.title = a.firing > 0 ? `(${a.firing}) ${title}` : title;
+  const link = document.querySelector('a[href="/alerts"]');
+  let count = link?.querySelector('.nav-count');
+  if (link && a.firing > 0) {
+    if (!count) {
+      count = document.createElement('span');
+      count.className = 'nav-count';
+      link.append(count);
+    }
+    count.textContent = String(a.firing);
+    count.title = `${a.firing} firing`;
+  } else count?.remove();
+  for (const card of document.querySelectorAll('[data-testid="device-card"][data-device]')) {
+    const d = a.devices[card.dataset.device];
+    let line = card.querySelector('[data-testid="card-alert"]');
+    if (!d) {
+      line?.remove();
+      continue;
+    }
+    if (!line) {
+      line = document.createElement('p');
+      line.className = 'card-alert';
+      line.dataset.testid = 'card-alert';
+      card.append(line);
+    }
+    const sev = document.createElement('span');
+    sev.className = `sev sev-${d.severity}`;
+    sev.textContent = d.severity;
+    line.replaceChildren(sev, ` ${d.names.join(', ')}`);
+  }
+  if (changed && body.dataset.page === 'alerts') refreshSoon();
+}
+
 // The connection, its backoff, and the banner that says how it is.
 const banner = document.getElementById('conn-banner');
 let ws = null;
-let subscription = (body.dataset.live || '').split(' ').filter(Boolean);
+// data-live: the devices, separated by spaces, or "-" for none: only what
+// every page gets (alerts, notices).
+let subscription = body.dataset.live === '-' ? [] : (body.dataset.live || '').split(' ').filter(Boolean);
 let attempt = 0;
 let everConnected = false;
 let downSince = 0; // server time the connection dropped, 0 while connected

@@ -1,0 +1,565 @@
+package alerts
+
+import (
+	"cmp"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"log/slog"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"iotdash/devices"
+)
+
+// States of an alert instance.
+const (
+	StatePending  = "pending"  // the condition holds, not yet for the rule's For
+	StateFiring   = "firing"   // notified
+	StateResolved = "resolved" // cleared after firing; kept as history
+)
+
+// Instance is one rule's alert for one device (and metric).
+type Instance struct {
+	Key      string  `json:"key"`
+	Rule     string  `json:"rule"`
+	Name     string  `json:"name"`
+	Device   string  `json:"device"`
+	Metric   string  `json:"metric"`
+	Severity string  `json:"severity"`
+	Summary  string  `json:"summary"`
+	Runbook  string  `json:"runbook,omitempty"`
+	State    string  `json:"state"`
+	Value    float64 `json:"value"`
+	// Since is when the condition began (pending), FiredAt and
+	// ResolvedAt when it fired and cleared (Unix ms, 0 if not).
+	Since      int64  `json:"since"`
+	FiredAt    int64  `json:"fired_at,omitempty"`
+	ResolvedAt int64  `json:"resolved_at,omitempty"`
+	AckedBy    string `json:"acked_by,omitempty"`
+	AckComment string `json:"ack_comment,omitempty"`
+	// SilencedUntil mutes the instance's notifications (Unix ms).
+	SilencedUntil int64 `json:"silenced_until,omitempty"`
+}
+
+// Fleet is what the engine reads of the devices: their kind, location and
+// limits, to pick them with selectors.
+type Fleet interface {
+	Get(id string) (devices.Device, bool)
+}
+
+// target is what a rule picks a device by, cached per device.
+type target struct {
+	id, kind, location string
+	limits             map[string][2]float64
+	at                 time.Time
+}
+
+// Config is what an Engine is built from.
+type Config struct {
+	Store  Store
+	Fleet  Fleet
+	Notify *Notifier // nil: none
+	// Changed, if not nil, is called after alerts changed and were saved
+	// (to send Summary to the pages).
+	Changed func()
+	Logger  *slog.Logger
+	// Now is the clock (default time.Now).
+	Now func() time.Time
+}
+
+// Engine evaluates the rules on every reading it observes.
+type Engine struct {
+	cfg Config
+	log *slog.Logger
+
+	mu       sync.Mutex
+	rules    map[string]*Rule
+	byMetric map[string][]*Rule // metric → its rules; OpLimits rules under ""
+	inst     map[instKey]*Instance
+	targets  map[string]target
+	dirty    []change // what to save (and notify), in order
+	wake     chan struct{}
+}
+
+// change is an instance to save, delete, or save and notify.
+type change struct {
+	in      Instance
+	deleted bool
+	notify  bool
+}
+
+// New returns an Engine with the rules and instances the store holds.
+func New(ctx context.Context, cfg Config) (*Engine, error) {
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	e := &Engine{cfg: cfg, log: cfg.Logger, rules: map[string]*Rule{}, inst: map[instKey]*Instance{},
+		targets: map[string]target{}, wake: make(chan struct{}, 1)}
+	if e.log == nil {
+		e.log = slog.New(slog.DiscardHandler)
+	}
+	docs, err := cfg.Store.List(ctx, "alert-rule")
+	if err != nil {
+		return nil, err
+	}
+	for _, d := range docs {
+		var r Rule
+		if json.Unmarshal(d, &r) == nil && r.Validate() == nil {
+			e.rules[r.ID] = &r
+		}
+	}
+	if _, ok := e.rules[LimitsRuleID]; !ok {
+		e.rules[LimitsRuleID] = &Rule{ID: LimitsRuleID, Name: "Outside the declared limits", Op: OpLimits, Severity: "warning"}
+	}
+	if docs, err = cfg.Store.List(ctx, "alert"); err != nil {
+		return nil, err
+	}
+	for _, d := range docs {
+		var in Instance
+		if json.Unmarshal(d, &in) == nil && in.Key != "" {
+			e.inst[instKey{in.Rule, in.Device, in.Metric}] = &in
+		}
+	}
+	e.index()
+	return e, nil
+}
+
+func (e *Engine) index() {
+	e.byMetric = map[string][]*Rule{}
+	for _, r := range e.rules {
+		if r.Disabled {
+			continue
+		}
+		m := r.Metric
+		if r.Op == OpLimits {
+			m = ""
+		}
+		e.byMetric[m] = append(e.byMetric[m], r)
+	}
+}
+
+// target returns what rules pick device id by, re-read from the fleet at
+// most every ten seconds (meta changes seldom).
+func (e *Engine) target(id string, now time.Time) target {
+	t, ok := e.targets[id]
+	if ok && now.Sub(t.at) < 10*time.Second {
+		return t
+	}
+	t = target{id: id, at: now}
+	if d, ok := e.cfg.Fleet.Get(id); ok {
+		t.kind, t.location, t.limits = d.Meta.Kind, d.Meta.Location, d.Meta.Limits
+	}
+	if len(e.targets) > 100_000 {
+		clear(e.targets)
+	}
+	e.targets[id] = t
+	return t
+}
+
+// Observe evaluates every rule on readings just stored. It takes the
+// engine's lock for the batch and does no I/O: what changed is saved and
+// notified by Run.
+func (e *Engine) Observe(rs []devices.Reading) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	now := e.cfg.Now()
+	limits := e.byMetric[""]
+	changed := false
+	for _, r := range rs {
+		rules := e.byMetric[r.Metric]
+		if len(rules) == 0 && len(limits) == 0 {
+			continue
+		}
+		t := e.target(r.Device, now)
+		for _, rule := range rules {
+			if rule.picks(t) {
+				changed = e.step(rule, t, r, [2]float64{}, now) || changed
+			}
+		}
+		if lim, ok := t.limits[r.Metric]; ok {
+			for _, rule := range limits {
+				changed = e.step(rule, t, r, lim, now) || changed
+			}
+		}
+	}
+	if changed {
+		e.signal()
+	}
+}
+
+func (e *Engine) signal() {
+	select {
+	case e.wake <- struct{}{}:
+	default:
+	}
+}
+
+// instKey finds an instance: its rule, device and metric. Its Key is the
+// three joined by colons, which none holds, so a key fits one path
+// segment of the API.
+type instKey struct{ rule, device, metric string }
+
+func (k instKey) String() string { return k.rule + ":" + k.device + ":" + k.metric }
+
+func parseKey(key string) instKey {
+	var k instKey
+	k.rule, key, _ = strings.Cut(key, ":")
+	k.device, k.metric, _ = strings.Cut(key, ":")
+	return k
+}
+
+// step moves rule's instance for r's device through its states; it reports
+// whether anything is to be saved.
+func (e *Engine) step(rule *Rule, t target, r devices.Reading, limits [2]float64, now time.Time) bool {
+	key := instKey{rule.ID, r.Device, r.Metric}
+	in := e.inst[key]
+	ms := now.UnixMilli()
+	active := in != nil && (in.State == StatePending || in.State == StateFiring)
+	switch {
+	case !active && rule.breached(r.Value, limits):
+		in = &Instance{Key: key.String(), Rule: rule.ID, Name: rule.Name, Device: r.Device, Metric: r.Metric, Severity: rule.Severity,
+			Summary: rule.describe(r.Metric, limits), Runbook: rule.Runbook, State: StatePending, Value: r.Value, Since: ms}
+		e.inst[key] = in
+		if rule.For == 0 {
+			e.fire(in, ms)
+		}
+		return true
+	case !active:
+		return false
+	case in.State == StatePending && !rule.breached(r.Value, limits):
+		delete(e.inst, key) // never fired: nothing to keep
+		e.dirty = append(e.dirty, change{in: *in, deleted: true})
+		return true
+	case in.State == StatePending:
+		in.Value = r.Value
+		if now.Sub(time.UnixMilli(in.Since)) >= time.Duration(rule.For) {
+			e.fire(in, ms)
+			return true
+		}
+		return false
+	case rule.cleared(r.Value, limits):
+		in.State, in.ResolvedAt, in.Value = StateResolved, ms, r.Value
+		e.dirty = append(e.dirty, change{in: *in, notify: true})
+		return true
+	default:
+		in.Value = r.Value
+		return false
+	}
+}
+
+func (e *Engine) fire(in *Instance, ms int64) {
+	in.State, in.FiredAt = StateFiring, ms
+	in.AckedBy, in.AckComment, in.ResolvedAt = "", "", 0
+	e.dirty = append(e.dirty, change{in: *in, notify: true})
+}
+
+// tick fires the pending instances whose For has passed without a reading
+// to carry them.
+func (e *Engine) tick() {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	now := e.cfg.Now()
+	fired := false
+	for _, in := range e.inst {
+		if in.State != StatePending {
+			continue
+		}
+		rule := e.rules[in.Rule]
+		if rule == nil || rule.Disabled {
+			continue
+		}
+		if now.Sub(time.UnixMilli(in.Since)) >= time.Duration(rule.For) {
+			e.fire(in, now.UnixMilli())
+			fired = true
+		}
+	}
+	if fired {
+		e.signal()
+	}
+}
+
+// Run saves what changed and hands firing and resolving to the notifier,
+// and fires pending instances on time, until ctx ends; what changed by
+// then is saved before it returns.
+func (e *Engine) Run(ctx context.Context) {
+	tick := time.NewTicker(250 * time.Millisecond)
+	defer tick.Stop()
+	// Saving is not cut short by ctx: a change half saved would be
+	// notified twice or not at all.
+	save := context.WithoutCancel(ctx)
+	for {
+		select {
+		case <-ctx.Done():
+			e.flush(save)
+			return
+		case <-tick.C:
+			e.tick()
+		case <-e.wake:
+		}
+		e.flush(save)
+	}
+}
+
+// flush saves changed instances, each before its notification is queued,
+// so that a restart neither forgets a firing alert nor notifies it twice.
+// A change the store does not take is kept, with those after it, for the
+// next flush.
+func (e *Engine) flush(ctx context.Context) {
+	e.mu.Lock()
+	batch := e.dirty
+	e.dirty = nil
+	e.mu.Unlock()
+	for i, c := range batch {
+		if err := e.save(ctx, c); err != nil {
+			e.log.Error("saving an alert; trying again", "alert", c.in.Key, "error", err)
+			e.mu.Lock()
+			e.dirty = append(batch[i:len(batch):len(batch)], e.dirty...)
+			e.mu.Unlock()
+			batch = batch[:i]
+			break
+		}
+	}
+	if len(batch) > 0 && e.cfg.Changed != nil {
+		e.cfg.Changed()
+	}
+}
+
+// Summary is what fires, as the pages take it: the count, and for each
+// device with a firing alert the highest severity and the rules' names.
+func (e *Engine) Summary() json.RawMessage {
+	type device struct {
+		Severity string   `json:"severity"`
+		Names    []string `json:"names"`
+	}
+	out := struct {
+		Firing  int                `json:"firing"`
+		Acked   int                `json:"acked"`
+		Devices map[string]*device `json:"devices"`
+	}{Devices: map[string]*device{}}
+	rank := func(s string) int { return slices.Index(Severities, s) }
+	for _, in := range e.Alerts(StateFiring) {
+		out.Firing++
+		if in.AckedBy != "" {
+			out.Acked++
+		}
+		d := out.Devices[in.Device]
+		if d == nil {
+			d = &device{Severity: in.Severity}
+			out.Devices[in.Device] = d
+		}
+		if rank(in.Severity) > rank(d.Severity) {
+			d.Severity = in.Severity
+		}
+		d.Names = append(d.Names, in.Name)
+	}
+	b, _ := json.Marshal(out)
+	return b
+}
+
+func (e *Engine) save(ctx context.Context, c change) error {
+	in := c.in
+	if c.deleted {
+		return e.cfg.Store.Delete(ctx, "alert", in.Key)
+	}
+	b, _ := json.Marshal(in)
+	if err := e.cfg.Store.Put(ctx, "alert", in.Key, b); err != nil {
+		return err
+	}
+	if !c.notify || e.cfg.Notify == nil || in.SilencedUntil > e.cfg.Now().UnixMilli() {
+		return nil
+	}
+	webhook := ""
+	e.mu.Lock()
+	if rule := e.rules[in.Rule]; rule != nil {
+		webhook = rule.Webhook
+	}
+	e.mu.Unlock()
+	return e.cfg.Notify.Enqueue(ctx, in, webhook)
+}
+
+// Alerts lists the instances in state (every one for ""), firing first,
+// then newest.
+func (e *Engine) Alerts(state string) []Instance {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	var out []Instance
+	for _, in := range e.inst {
+		if state == "" || in.State == state {
+			out = append(out, *in)
+		}
+	}
+	order := map[string]int{StateFiring: 0, StatePending: 1, StateResolved: 2}
+	slices.SortFunc(out, func(a, b Instance) int {
+		return cmp.Or(cmp.Compare(order[a.State], order[b.State]), cmp.Compare(max(b.FiredAt, b.Since), max(a.FiredAt, a.Since)), strings.Compare(a.Key, b.Key))
+	})
+	return out
+}
+
+// Firing counts the firing instances.
+func (e *Engine) Firing() int {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	n := 0
+	for _, in := range e.inst {
+		if in.State == StateFiring {
+			n++
+		}
+	}
+	return n
+}
+
+// Acknowledge marks a firing instance as seen by someone: it is not
+// notified again until it resolves.
+func (e *Engine) Acknowledge(key, by, comment string) (Instance, error) {
+	return e.change(key, func(in *Instance) error {
+		if in.State != StateFiring {
+			return devices.Errorf(devices.EInvalid, "only a firing alert is acknowledged; this one is %s", in.State)
+		}
+		in.AckedBy, in.AckComment = by, truncate(comment, 500)
+		return nil
+	})
+}
+
+// Silence mutes an instance's notifications for d.
+func (e *Engine) Silence(key, by string, d time.Duration, comment string) (Instance, error) {
+	if d <= 0 || d > 30*24*time.Hour {
+		return Instance{}, devices.Errorf(devices.EInvalid, "a silence lasts more than 0 and at most 30 days")
+	}
+	return e.change(key, func(in *Instance) error {
+		in.SilencedUntil = e.cfg.Now().Add(d).UnixMilli()
+		in.AckedBy, in.AckComment = by, truncate(comment, 500)
+		return nil
+	})
+}
+
+func (e *Engine) change(key string, f func(*Instance) error) (Instance, error) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	in := e.inst[parseKey(key)]
+	if in == nil {
+		return Instance{}, devices.Errorf(devices.ENotFound, "there is no alert %s", key)
+	}
+	if err := f(in); err != nil {
+		return Instance{}, err
+	}
+	e.dirty = append(e.dirty, change{in: *in}) // saved, not notified
+	e.signal()
+	return *in, nil
+}
+
+func truncate(s string, n int) string {
+	if len(s) > n {
+		return s[:n]
+	}
+	return s
+}
+
+// Rules lists every rule, by id.
+func (e *Engine) Rules() []Rule {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	out := make([]Rule, 0, len(e.rules))
+	for _, r := range e.rules {
+		out = append(out, *r)
+	}
+	slices.SortFunc(out, func(a, b Rule) int { return strings.Compare(a.ID, b.ID) })
+	return out
+}
+
+// Rule returns the rule id.
+func (e *Engine) Rule(id string) (Rule, error) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	r := e.rules[id]
+	if r == nil {
+		return Rule{}, devices.Errorf(devices.ENotFound, "there is no alert rule %s", id)
+	}
+	return *r, nil
+}
+
+// PutRule validates r and saves it: a new rule when its ID is "" (one is
+// given), else in place of the rule with its ID. The alerts of a rule that
+// is switched off resolve.
+func (e *Engine) PutRule(ctx context.Context, r Rule) (Rule, error) {
+	if r.ID == LimitsRuleID {
+		// Only switched on or off; what it checks is each device's own.
+		lim := Rule{ID: LimitsRuleID, Name: "Outside the declared limits", Op: OpLimits, Severity: r.Severity, Runbook: r.Runbook, Webhook: r.Webhook, Disabled: r.Disabled, For: r.For}
+		r = lim
+	}
+	if err := r.Validate(); err != nil {
+		return Rule{}, err
+	}
+	e.mu.Lock()
+	if r.ID == "" {
+		if len(e.rules) >= maxRules {
+			e.mu.Unlock()
+			return Rule{}, devices.Errorf(devices.EInvalid, "rule: there are %d rules already, the most there may be", maxRules)
+		}
+		r.ID = newID()
+	} else if !devices.ValidName(r.ID) {
+		e.mu.Unlock()
+		return Rule{}, devices.Errorf(devices.EInvalid, "rule: id %q is not 1 to 64 characters of A-Z a-z 0-9 . _ -", r.ID)
+	}
+	e.mu.Unlock()
+	b, _ := json.Marshal(r)
+	if err := e.cfg.Store.Put(ctx, "alert-rule", r.ID, b); err != nil {
+		return Rule{}, err
+	}
+	e.mu.Lock()
+	e.rules[r.ID] = &r
+	e.index()
+	if r.Disabled {
+		e.retire(r.ID)
+	}
+	e.mu.Unlock()
+	return r, nil
+}
+
+// DeleteRule removes a rule; its alerts resolve. The limits rule is only
+// switched off.
+func (e *Engine) DeleteRule(ctx context.Context, id string) error {
+	if id == LimitsRuleID {
+		return devices.Errorf(devices.EInvalid, "the limits rule is switched off (disabled), not removed")
+	}
+	if _, err := e.Rule(id); err != nil {
+		return err
+	}
+	if err := e.cfg.Store.Delete(ctx, "alert-rule", id); err != nil {
+		return err
+	}
+	e.mu.Lock()
+	delete(e.rules, id)
+	e.index()
+	e.retire(id)
+	e.mu.Unlock()
+	return nil
+}
+
+// retire resolves the active alerts of rule id (which no longer watches).
+func (e *Engine) retire(id string) {
+	ms := e.cfg.Now().UnixMilli()
+	for key, in := range e.inst {
+		if in.Rule != id {
+			continue
+		}
+		switch in.State {
+		case StatePending:
+			delete(e.inst, key)
+			e.dirty = append(e.dirty, change{in: *in, deleted: true})
+		case StateFiring:
+			in.State, in.ResolvedAt = StateResolved, ms
+			e.dirty = append(e.dirty, change{in: *in, notify: true})
+		}
+	}
+	e.signal()
+}
+
+func newID() string {
+	b := make([]byte, 6)
+	rand.Read(b)
+	return "r-" + hex.EncodeToString(b)
+}

@@ -1,0 +1,341 @@
+package alerts
+
+import (
+	"bytes"
+	"context"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"golang.org/x/time/rate"
+)
+
+// NotifierConfig is where notifications go.
+type NotifierConfig struct {
+	Store Store
+	// Webhooks get every notification of a severity ("" for every
+	// severity), besides the webhook of the alert's own rule.
+	Webhooks map[string][]string
+	// Secret signs each webhook body: X-Iotdash-Signature is
+	// "sha256=" and the hex HMAC-SHA256 of the body with it.
+	Secret []byte
+	// AlertmanagerURL is a Prometheus Alertmanager's base URL, or "".
+	AlertmanagerURL string
+	// ExternalURL is the dashboard's address, for links in notifications.
+	ExternalURL string
+	Client      *http.Client
+	Registerer  prometheus.Registerer
+	Logger      *slog.Logger
+}
+
+// Notifier delivers notifications from a queue kept in the store, so that
+// none is lost to a restart or to a receiver that is down: each waits,
+// retried with a backoff of up to a minute, until its receiver takes it,
+// in order for each receiver.
+type Notifier struct {
+	cfg    NotifierConfig
+	log    *slog.Logger
+	warn   *rate.Limiter
+	wake   chan struct{}
+	sent   *prometheus.CounterVec
+	failed *prometheus.CounterVec
+
+	mu      sync.Mutex
+	seq     int64
+	lastErr map[string]string // receiver → its last failure, "" once it works
+}
+
+// outboxEntry is one notification for one receiver.
+type outboxEntry struct {
+	Key      string   `json:"key"`
+	Receiver string   `json:"receiver"` // a webhook URL, or "alertmanager"
+	Alert    Instance `json:"alert"`
+	Attempts int      `json:"attempts"`
+	NextAt   int64    `json:"next_at"`
+}
+
+// NewNotifier returns a Notifier over cfg.Store's queue.
+func NewNotifier(cfg NotifierConfig) *Notifier {
+	if cfg.Client == nil {
+		cfg.Client = &http.Client{Timeout: 10 * time.Second}
+	}
+	n := &Notifier{cfg: cfg, log: cfg.Logger, warn: rate.NewLimiter(rate.Every(10*time.Second), 3), wake: make(chan struct{}, 1),
+		lastErr: map[string]string{},
+		sent: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "iotdash_alert_notifications_total",
+			Help: "Alert notifications delivered, by receiver kind (webhook, alertmanager)."}, []string{"receiver"}),
+		failed: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "iotdash_alert_notification_failures_total",
+			Help: "Failed attempts to deliver an alert notification (each is retried), by receiver kind."}, []string{"receiver"}),
+	}
+	if n.log == nil {
+		n.log = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Registerer != nil {
+		cfg.Registerer.MustRegister(n.sent, n.failed)
+	}
+	return n
+}
+
+// Enqueue queues in's notification for every receiver it goes to.
+func (n *Notifier) Enqueue(ctx context.Context, in Instance, ruleWebhook string) error {
+	var receivers []string
+	if ruleWebhook != "" {
+		receivers = append(receivers, ruleWebhook)
+	}
+	for _, sev := range []string{"", in.Severity} {
+		for _, u := range n.cfg.Webhooks[sev] {
+			if !contains(receivers, u) {
+				receivers = append(receivers, u)
+			}
+		}
+	}
+	if n.cfg.AlertmanagerURL != "" {
+		receivers = append(receivers, "alertmanager")
+	}
+	for _, r := range receivers {
+		n.mu.Lock()
+		n.seq = max(n.seq+1, time.Now().UnixNano())
+		key := fmt.Sprintf("%020d", n.seq)
+		n.mu.Unlock()
+		b, _ := json.Marshal(outboxEntry{Key: key, Receiver: r, Alert: in})
+		if err := n.cfg.Store.Put(ctx, "alert-outbox", key, b); err != nil {
+			return err
+		}
+	}
+	select {
+	case n.wake <- struct{}{}:
+	default:
+	}
+	return nil
+}
+
+// Run delivers the queue, and keeps a Prometheus Alertmanager told of what
+// is firing (it forgets an alert not sent again within its resolve
+// timeout), until ctx ends.
+func (n *Notifier) Run(ctx context.Context, firing func() []Instance) {
+	deliver := time.NewTicker(500 * time.Millisecond)
+	defer deliver.Stop()
+	resend := time.NewTicker(30 * time.Second)
+	defer resend.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-deliver.C:
+		case <-n.wake:
+		case <-resend.C:
+			if n.cfg.AlertmanagerURL != "" {
+				var live []Instance
+				for _, in := range firing() {
+					if in.SilencedUntil < time.Now().UnixMilli() {
+						live = append(live, in)
+					}
+				}
+				if len(live) > 0 {
+					n.record("alertmanager", n.toAlertmanager(ctx, live))
+				}
+			}
+			continue
+		}
+		n.deliver(ctx)
+	}
+}
+
+// deliver sends what is due in the queue, oldest first; a receiver that
+// fails is not sent anything later in this round, so that a resolution
+// never overtakes its firing.
+func (n *Notifier) deliver(ctx context.Context) {
+	docs, err := n.cfg.Store.List(ctx, "alert-outbox")
+	if err != nil {
+		if n.warn.Allow() {
+			n.log.Error("reading the alert notification queue", "error", err)
+		}
+		return
+	}
+	now := time.Now().UnixMilli()
+	blocked := map[string]bool{}
+	for _, d := range docs {
+		var e outboxEntry
+		if json.Unmarshal(d, &e) != nil || e.Key == "" {
+			continue
+		}
+		if blocked[e.Receiver] || e.NextAt > now {
+			blocked[e.Receiver] = true
+			continue
+		}
+		var err error
+		if e.Receiver == "alertmanager" {
+			err = n.toAlertmanager(ctx, []Instance{e.Alert})
+		} else {
+			err = n.toWebhook(ctx, e.Receiver, e.Alert)
+		}
+		n.record(e.Receiver, err)
+		if err == nil {
+			n.cfg.Store.Delete(ctx, "alert-outbox", e.Key)
+			continue
+		}
+		blocked[e.Receiver] = true
+		e.Attempts++
+		e.NextAt = now + min(int64(1000)<<min(e.Attempts-1, 6), 60_000)
+		b, _ := json.Marshal(e)
+		n.cfg.Store.Put(ctx, "alert-outbox", e.Key, b)
+	}
+}
+
+func kind(receiver string) string {
+	if receiver == "alertmanager" {
+		return receiver
+	}
+	return "webhook"
+}
+
+func (n *Notifier) record(receiver string, err error) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if err == nil {
+		n.sent.WithLabelValues(kind(receiver)).Inc()
+		n.lastErr[receiver] = ""
+		return
+	}
+	n.failed.WithLabelValues(kind(receiver)).Inc()
+	n.lastErr[receiver] = err.Error()
+	if n.warn.Allow() {
+		n.log.Warn("delivering an alert notification failed; it is retried", "receiver", receiver, "error", err)
+	}
+}
+
+// Delivery is how notifications to one receiver fare.
+type Delivery struct {
+	Receiver  string `json:"receiver"`
+	Queued    int    `json:"queued"`
+	LastError string `json:"last_error,omitempty"`
+}
+
+// Deliveries says, for each receiver, what waits in the queue and why the
+// last attempt failed, if it did.
+func (n *Notifier) Deliveries(ctx context.Context) ([]Delivery, error) {
+	docs, err := n.cfg.Store.List(ctx, "alert-outbox")
+	if err != nil {
+		return nil, err
+	}
+	queued := map[string]int{}
+	for _, d := range docs {
+		var e outboxEntry
+		if json.Unmarshal(d, &e) == nil {
+			queued[e.Receiver]++
+		}
+	}
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	var out []Delivery
+	seen := map[string]bool{}
+	for r, msg := range n.lastErr {
+		out = append(out, Delivery{Receiver: r, Queued: queued[r], LastError: msg})
+		seen[r] = true
+	}
+	for r, q := range queued {
+		if !seen[r] {
+			out = append(out, Delivery{Receiver: r, Queued: q})
+		}
+	}
+	return out, nil
+}
+
+// amAlert is an alert as Alertmanager takes and sends it.
+type amAlert struct {
+	Status       string            `json:"status,omitempty"`
+	Labels       map[string]string `json:"labels"`
+	Annotations  map[string]string `json:"annotations"`
+	StartsAt     time.Time         `json:"startsAt"`
+	EndsAt       time.Time         `json:"endsAt"`
+	GeneratorURL string            `json:"generatorURL"`
+	Fingerprint  string            `json:"fingerprint,omitempty"`
+}
+
+func (n *Notifier) amAlert(in Instance) amAlert {
+	a := amAlert{
+		Status: "firing",
+		Labels: map[string]string{"alertname": in.Name, "device": in.Device, "metric": in.Metric, "severity": in.Severity, "rule": in.Rule},
+		Annotations: map[string]string{"summary": in.Device + ": " + in.Summary,
+			"value": strconv.FormatFloat(in.Value, 'g', -1, 64)},
+		StartsAt:     time.UnixMilli(in.FiredAt).UTC(),
+		GeneratorURL: strings.TrimSuffix(n.cfg.ExternalURL, "/") + "/devices/" + in.Device,
+	}
+	if in.Runbook != "" {
+		a.Annotations["runbook"] = in.Runbook
+	}
+	if in.AckedBy != "" {
+		a.Annotations["acknowledged_by"] = in.AckedBy
+	}
+	if in.State == StateResolved {
+		a.Status, a.EndsAt = "resolved", time.UnixMilli(in.ResolvedAt).UTC()
+	}
+	sum := sha256.Sum256([]byte(in.Key))
+	a.Fingerprint = hex.EncodeToString(sum[:8])
+	return a
+}
+
+// toWebhook posts in in Alertmanager's webhook format (version 4), so that
+// receivers written for Alertmanager take it as they are.
+func (n *Notifier) toWebhook(ctx context.Context, url string, in Instance) error {
+	a := n.amAlert(in)
+	body, _ := json.Marshal(map[string]any{
+		"version": "4", "receiver": "iotdash", "status": a.Status, "truncatedAlerts": 0,
+		"groupKey":          "{}:{rule=\"" + in.Rule + "\", device=\"" + in.Device + "\", metric=\"" + in.Metric + "\"}",
+		"groupLabels":       map[string]string{"alertname": in.Name},
+		"commonLabels":      a.Labels,
+		"commonAnnotations": a.Annotations,
+		"externalURL":       n.cfg.ExternalURL,
+		"alerts":            []amAlert{a},
+	})
+	return n.post(ctx, url, body)
+}
+
+// toAlertmanager posts alerts to Alertmanager's API (v2). A firing alert
+// ends in five minutes unless sent again (Run sends it every 30 s); a
+// resolved one ends when it cleared.
+func (n *Notifier) toAlertmanager(ctx context.Context, ins []Instance) error {
+	as := make([]amAlert, len(ins))
+	for i, in := range ins {
+		as[i] = n.amAlert(in)
+		as[i].Status, as[i].Fingerprint = "", ""
+		if in.State != StateResolved {
+			as[i].EndsAt = time.Now().Add(5 * time.Minute).UTC()
+		}
+	}
+	body, _ := json.Marshal(as)
+	return n.post(ctx, strings.TrimSuffix(n.cfg.AlertmanagerURL, "/")+"/api/v2/alerts", body)
+}
+
+func (n *Notifier) post(ctx context.Context, url string, body []byte) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(body))
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("User-Agent", "iotdash")
+	if len(n.cfg.Secret) > 0 {
+		mac := hmac.New(sha256.New, n.cfg.Secret)
+		mac.Write(body)
+		req.Header.Set("X-Iotdash-Signature", "sha256="+hex.EncodeToString(mac.Sum(nil)))
+	}
+	resp, err := n.cfg.Client.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
+	if resp.StatusCode/100 != 2 {
+		return fmt.Errorf("%s answered %s", url, resp.Status)
+	}
+	return nil
+}

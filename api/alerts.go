@@ -1,0 +1,189 @@
+package api
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"log/slog"
+	"net/http"
+	"strings"
+	"time"
+
+	"iotdash/alerts"
+	"iotdash/auth"
+	"iotdash/devices"
+)
+
+// Alerts is what the alert API reads and changes (alerts.Engine).
+type Alerts interface {
+	Rules() []alerts.Rule
+	Rule(id string) (alerts.Rule, error)
+	PutRule(ctx context.Context, r alerts.Rule) (alerts.Rule, error)
+	DeleteRule(ctx context.Context, id string) error
+	Alerts(state string) []alerts.Instance
+	Acknowledge(key, by, comment string) (alerts.Instance, error)
+	Silence(key, by string, d time.Duration, comment string) (alerts.Instance, error)
+}
+
+// AlertAPI serves the alert rules and alerts:
+//
+//	GET    /api/v1/alerts?state=firing        the alerts (pending, firing, resolved)
+//	POST   /api/v1/alerts/{id}/ack            {"comment": "…"}
+//	POST   /api/v1/alerts/{id}/silence        {"for": "1h", "comment": "…"}
+//	GET    /api/v1/alerts/rules               every rule
+//	POST   /api/v1/alerts/rules               a new rule (201)
+//	GET    /api/v1/alerts/rules/{id}          one rule
+//	PUT    /api/v1/alerts/rules/{id}          a rule, replaced
+//	DELETE /api/v1/alerts/rules/{id}          (204)
+type AlertAPI struct {
+	Alerts Alerts
+	Logger *slog.Logger
+}
+
+func (a AlertAPI) log() *slog.Logger {
+	if a.Logger == nil {
+		return slog.New(slog.DiscardHandler)
+	}
+	return a.Logger
+}
+
+// List serves GET /api/v1/alerts.
+func (a AlertAPI) List() http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		q := r.URL.Query()
+		for k := range q {
+			if k != "state" {
+				writeError(w, r, a.log(), devices.Errorf(devices.EInvalid, "unknown parameter %q: /api/v1/alerts takes state", k))
+				return
+			}
+		}
+		state := q.Get("state")
+		switch state {
+		case "", alerts.StatePending, alerts.StateFiring, alerts.StateResolved:
+		default:
+			writeError(w, r, a.log(), devices.Errorf(devices.EInvalid, "state %q is none of pending, firing, resolved", state))
+			return
+		}
+		list := a.Alerts.Alerts(state)
+		if list == nil {
+			list = []alerts.Instance{}
+		}
+		writeJSON(w, http.StatusOK, list)
+	})
+}
+
+// Act serves POST /api/v1/alerts/{id}/{action}: ack or silence.
+func (a AlertAPI) Act() http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var body struct {
+			For     alerts.Duration `json:"for"`
+			Comment string          `json:"comment"`
+		}
+		if r.ContentLength != 0 {
+			if err := decodeBody(r, &body); err != nil {
+				writeError(w, r, a.log(), err)
+				return
+			}
+		}
+		p, _ := auth.From(r.Context())
+		var in alerts.Instance
+		var err error
+		switch r.PathValue("action") {
+		case "ack":
+			in, err = a.Alerts.Acknowledge(r.PathValue("id"), p.Name, body.Comment)
+		case "silence":
+			in, err = a.Alerts.Silence(r.PathValue("id"), p.Name, time.Duration(body.For), body.Comment)
+		default:
+			err = devices.Errorf(devices.ENotFound, "an alert is acknowledged (ack) or silenced (silence)")
+		}
+		if err != nil {
+			writeError(w, r, a.log(), err)
+			return
+		}
+		writeJSON(w, http.StatusOK, in)
+	})
+}
+
+// Rules serves GET and POST /api/v1/alerts/rules.
+func (a AlertAPI) Rules() http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method == http.MethodGet {
+			writeJSON(w, http.StatusOK, a.Alerts.Rules())
+			return
+		}
+		var rule alerts.Rule
+		if err := decodeBody(r, &rule); err != nil {
+			writeError(w, r, a.log(), err)
+			return
+		}
+		rule.ID = ""
+		rule, err := a.Alerts.PutRule(r.Context(), rule)
+		if err != nil {
+			writeError(w, r, a.log(), err)
+			return
+		}
+		w.Header().Set("Location", "/api/v1/alerts/rules/"+rule.ID)
+		writeJSON(w, http.StatusCreated, rule)
+	})
+}
+
+// Rule serves GET, PUT and DELETE /api/v1/alerts/rules/{id}.
+func (a AlertAPI) Rule() http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		id := r.PathValue("id")
+		switch r.Method {
+		case http.MethodGet:
+			rule, err := a.Alerts.Rule(id)
+			if err != nil {
+				writeError(w, r, a.log(), err)
+				return
+			}
+			writeJSON(w, http.StatusOK, rule)
+		case http.MethodDelete:
+			if err := a.Alerts.DeleteRule(r.Context(), id); err != nil {
+				writeError(w, r, a.log(), err)
+				return
+			}
+			w.WriteHeader(http.StatusNoContent)
+		default:
+			var rule alerts.Rule
+			if err := decodeBody(r, &rule); err != nil {
+				writeError(w, r, a.log(), err)
+				return
+			}
+			if rule.ID != "" && rule.ID != id {
+				writeError(w, r, a.log(), devices.Errorf(devices.EInvalid, "the body's id %q is not the path's %q", rule.ID, id))
+				return
+			}
+			rule.ID = id
+			rule, err := a.Alerts.PutRule(r.Context(), rule)
+			if err != nil {
+				writeError(w, r, a.log(), err)
+				return
+			}
+			writeJSON(w, http.StatusOK, rule)
+		}
+	})
+}
+
+// decodeBody reads a JSON body of at most 64 KiB into v; an unknown field,
+// a wrong type or anything after the value is an EInvalid error that says
+// which.
+func decodeBody(r *http.Request, v any) error {
+	if ct := r.Header.Get("Content-Type"); ct != "" && !strings.HasPrefix(ct, "application/json") {
+		return devices.Errorf(devices.EInvalid, "the body is JSON (Content-Type: application/json), not %s", ct)
+	}
+	dec := json.NewDecoder(io.LimitReader(r.Body, 64<<10+1))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		if errors.Is(err, io.EOF) {
+			return devices.Errorf(devices.EInvalid, "the body is empty; it is a JSON object")
+		}
+		return devices.Errorf(devices.EInvalid, "the body is not what this takes: %s", strings.TrimPrefix(err.Error(), "json: "))
+	}
+	if dec.More() {
+		return devices.Errorf(devices.EInvalid, "the body holds more than one JSON value")
+	}
+	return nil
+}

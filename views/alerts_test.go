@@ -1,0 +1,59 @@
+package views
+
+import (
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/chromedp/chromedp"
+)
+
+// TestAlertsEndToEnd: an operator adds a rule on the alerts page, a device
+// crosses it, the alert shows on the alerts page without a reload, on the
+// device's card on the overview, and in the page title; the operator
+// acknowledges it from the page.
+func TestAlertsEndToEnd(t *testing.T) {
+	d := startDashboard(t)
+	ctx := page(t, d.URL+"/alerts")
+	errs := consoleErrors(t, ctx)
+
+	if err := chromedp.Do(ctx,
+		chromedp.SetValue(chromedp.ID("rule-name"), "Boiler too hot"),
+		chromedp.SetValue(chromedp.ID("rule-pick"), "e2e-boiler"),
+		chromedp.SetValue(chromedp.ID("rule-metric"), "temperature"),
+		chromedp.SetValue(chromedp.ID("rule-value"), "30"),
+		chromedp.SetValue(chromedp.ID("rule-clear"), "29"),
+		chromedp.SetValue(chromedp.ID("rule-severity"), "critical"),
+		chromedp.Submit(chromedp.ID("rule-name")),
+	); err != nil {
+		t.Fatal(err)
+	}
+	settle(t, ctx, "the rule added", `(document.querySelector('[data-testid="alerts-done"]')||{}).textContent === "Added the rule Boiler too hot."`)
+	if err := chromedp.Do(ctx, chromedp.Navigate(d.URL+"/alerts")); err != nil {
+		t.Fatal(err)
+	}
+	until(t, ctx, "the live connection", connected)
+
+	boiler := newDevice(t, d.Broker, "e2e-boiler", `{"name":"Boiler","kind":"boiler"}`)
+	boiler.publish("telemetry", false, fmt.Sprintf(`{"ts":%d,"temperature":31.5}`, time.Now().UnixMilli()))
+	until(t, ctx, "the alert on the alerts page, without a reload", `[...document.querySelectorAll('#alerts-live [data-state="firing"]')].some(r => r.textContent.includes("e2e-boiler"))`)
+	until(t, ctx, "the count in the title", `document.title.startsWith("(1) ")`)
+
+	// On the overview, the boiler's card carries it.
+	tab := page(t, d.URL+"/")
+	until(t, tab, "the alert on the boiler's card", `(document.querySelector('[data-testid="device-card"][data-device="e2e-boiler"] [data-testid="card-alert"]')||{}).textContent?.includes("Boiler too hot")`)
+
+	// Acknowledged from the page.
+	if err := chromedp.Do(ctx, chromedp.Click(`#alerts-live [data-state="firing"] button[type="submit"]`)); err != nil {
+		t.Fatal(err)
+	}
+	settle(t, ctx, "acknowledged by admin", `(document.querySelector('#alerts-live [data-state="firing"] [data-testid="acked-by"]')||{}).textContent?.includes("admin")`)
+	checkAccessible(t, ctx)
+	for _, e := range errs() {
+		t.Errorf("console: %s", e)
+	}
+	if !strings.Contains(pageText(t, ctx, "h1"), "Alerts") {
+		t.Error("not on the alerts page")
+	}
+}

@@ -17,7 +17,6 @@ import (
 	"fmt"
 	"io"
 	"math"
-	"path"
 	"slices"
 	"strings"
 	"time"
@@ -137,17 +136,13 @@ type Variable struct {
 // Param is the URL parameter that holds v's choice.
 func (v Variable) Param() string { return "var-" + v.Name }
 
-// Series is what a panel shows: one device's metric, or the metric of
-// every device a selector picks (by kind, or by a pattern of ids or
-// locations, with * and ? as in shell patterns). Exactly one of Device,
-// Kind, IDs and Location is set; a Device of "$name" is the device
-// variable name picks.
+// Series is what a panel shows: the metric of the devices its selector
+// picks (one device, or every device of a kind, or whose id or location
+// matches a pattern); a Device of "$name" is the device variable name
+// picks.
 type Series struct {
-	Device   string `json:"device,omitempty"`
-	Kind     string `json:"kind,omitempty"`
-	IDs      string `json:"ids,omitempty"`
-	Location string `json:"location,omitempty"`
-	Metric   string `json:"metric"`
+	devices.Selector
+	Metric string `json:"metric"`
 }
 
 // Threshold is where a level begins.
@@ -287,73 +282,29 @@ func (p Panel) validate(l Limits, vars map[string]bool) error {
 }
 
 func (s Series) validate(vars map[string]bool) error {
-	set := 0
-	for _, v := range []string{s.Device, s.Kind, s.IDs, s.Location} {
-		if v != "" {
-			set++
+	sel := s.Selector
+	if name, isVar := strings.CutPrefix(s.Device, "$"); isVar {
+		if !vars[name] {
+			return devices.Errorf(devices.EInvalid, "device %q names no variable of the board", s.Device)
 		}
+		sel.Device = "variable" // any device the variable picks
 	}
-	if set != 1 {
-		return devices.Errorf(devices.EInvalid, "give exactly one of device, kind, ids (a pattern) and location (a pattern)")
+	if err := sel.Validate(); err != nil {
+		return err
 	}
 	if !devices.ValidName(s.Metric) {
 		return devices.Errorf(devices.EInvalid, "metric %q is not 1 to 64 characters of [A-Za-z0-9._-]", s.Metric)
 	}
-	name, isVar := strings.CutPrefix(s.Device, "$")
-	switch {
-	case isVar && !vars[name]:
-		return devices.Errorf(devices.EInvalid, "device %q names no variable of the board", s.Device)
-	case s.Device != "" && !isVar && !devices.ValidName(s.Device):
-		return devices.Errorf(devices.EInvalid, "device %q is not 1 to 64 characters of [A-Za-z0-9._-]", s.Device)
-	case len(s.Kind) > devices.MaxNameLen || !utf8.ValidString(s.Kind):
-		return devices.Errorf(devices.EInvalid, "kind is longer than %d bytes", devices.MaxNameLen)
-	}
-	for _, p := range []struct{ name, v string }{{"ids", s.IDs}, {"location", s.Location}} {
-		if p.v == "" {
-			continue
-		}
-		if len(p.v) > devices.MaxNameLen || !utf8.ValidString(p.v) {
-			return devices.Errorf(devices.EInvalid, "the %s pattern is longer than %d bytes", p.name, devices.MaxNameLen)
-		}
-		if _, err := path.Match(p.v, ""); err != nil {
-			return devices.Errorf(devices.EInvalid, "the %s pattern %q is not a pattern of text, * and ?", p.name, p.v)
-		}
-	}
 	return nil
-}
-
-// Selector says in words which devices s picks: a device's id, or "kind
-// thermostat", "ids boiler-*", "location Basement*".
-func (s Series) Selector() string {
-	switch {
-	case s.Device != "":
-		return s.Device
-	case s.Kind != "":
-		return "kind " + s.Kind
-	case s.IDs != "":
-		return "ids " + s.IDs
-	}
-	return "location " + s.Location
 }
 
 // Picks reports whether s selects d (whether or not d has the metric),
 // with the devices chosen for the board's variables by name.
 func (s Series) Picks(d devices.Device, chosen map[string]string) bool {
-	switch {
-	case strings.HasPrefix(s.Device, "$"):
-		return d.ID == chosen[s.Device[1:]]
-	case s.Device != "":
-		return d.ID == s.Device
-	case s.Kind != "":
-		return d.Meta.Kind == s.Kind
-	case s.IDs != "":
-		ok, _ := path.Match(s.IDs, d.ID)
-		return ok
-	case s.Location != "":
-		ok, _ := path.Match(s.Location, d.Meta.Location)
-		return ok
+	if name, isVar := strings.CutPrefix(s.Device, "$"); isVar {
+		return d.ID == chosen[name]
 	}
-	return false
+	return s.Selector.Picks(d)
 }
 
 // Target is one device × metric a panel shows.

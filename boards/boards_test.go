@@ -33,11 +33,11 @@ func ptr[T any](v T) *T { return &v }
 // boilerRoom is a small board of every panel type.
 func boilerRoom() boards.Board {
 	return boards.Board{Title: "Boiler room", Panels: []boards.Panel{
-		{Title: "Temperatures", Type: boards.TimeSeries, W: 8, Series: []boards.Series{{Kind: "thermostat", Metric: "temperature"}}},
-		{Title: "Tank", Type: boards.Gauge, Series: []boards.Series{{Device: "tank-01", Metric: "level"}}, Min: ptr(0.0), Max: ptr(100.0), Unit: "%"},
-		{Title: "Flow", Type: boards.Stat, Series: []boards.Series{{IDs: "pump-*", Metric: "flow"}},
+		{Title: "Temperatures", Type: boards.TimeSeries, W: 8, Series: []boards.Series{{Selector: devices.Selector{Kind: "thermostat"}, Metric: "temperature"}}},
+		{Title: "Tank", Type: boards.Gauge, Series: []boards.Series{{Selector: devices.Selector{Device: "tank-01"}, Metric: "level"}}, Min: ptr(0.0), Max: ptr(100.0), Unit: "%"},
+		{Title: "Flow", Type: boards.Stat, Series: []boards.Series{{Selector: devices.Selector{Pattern: "pump-*"}, Metric: "flow"}},
 			Thresholds: []boards.Threshold{{Value: 10, Level: "warn"}, {Value: 20, Level: "alert"}}, Decimals: ptr(1)},
-		{Title: "Basement", Type: boards.Table, Series: []boards.Series{{Location: "Basement*", Metric: "temperature"}}},
+		{Title: "Basement", Type: boards.Table, Series: []boards.Series{{Selector: devices.Selector{Location: "Basement*"}, Metric: "temperature"}}},
 	}}
 }
 
@@ -61,8 +61,8 @@ func TestValidate(t *testing.T) {
 		{"no selector", func(b *boards.Board) { b.Panels[0].Series[0].Kind = "" }, "series 1: give exactly one of"},
 		{"bad metric", func(b *boards.Board) { b.Panels[1].Series[0].Metric = "a b" }, `series 1: metric "a b" is not`},
 		{"bad device", func(b *boards.Board) { b.Panels[1].Series[0].Device = "tank/01" }, `device "tank/01" is not`},
-		{"bad pattern", func(b *boards.Board) { b.Panels[2].Series[0].IDs = "pump-[" }, `the ids pattern "pump-[" is not a pattern`},
-		{"long pattern", func(b *boards.Board) { b.Panels[3].Series[0].Location = strings.Repeat("*", 65) }, "the location pattern is longer than 64"},
+		{"bad pattern", func(b *boards.Board) { b.Panels[2].Series[0].Pattern = "pump-[" }, `the pattern "pump-[" is not a pattern`},
+		{"long pattern", func(b *boards.Board) { b.Panels[3].Series[0].Location = strings.Repeat("*", 65) }, "the location is longer than 64 bytes"},
 		{"thresholds out of order", func(b *boards.Board) { b.Panels[2].Thresholds[1].Value = 5 }, "panel 3: thresholds must be in ascending order"},
 		{"bad level", func(b *boards.Board) { b.Panels[2].Thresholds[0].Level = "red" }, `level "red" is none of ok, warn, alert`},
 		{"decimals", func(b *boards.Board) { b.Panels[2].Decimals = ptr(10) }, "decimals must be 0 to 9"},
@@ -171,7 +171,7 @@ func TestResolveFollowsTheFleet(t *testing.T) {
 // the first.
 func TestVariable(t *testing.T) {
 	b := boards.Board{Title: "A pump", Variables: []boards.Variable{{Name: "pump", Kind: "pump"}},
-		Panels: []boards.Panel{{Type: boards.Stat, Series: []boards.Series{{Device: "$pump", Metric: "flow"}}}}}
+		Panels: []boards.Panel{{Type: boards.Stat, Series: []boards.Series{{Selector: devices.Selector{Device: "$pump"}, Metric: "flow"}}}}}
 	if err := b.Validate(boards.Limits{}); err != nil {
 		t.Fatal(err)
 	}

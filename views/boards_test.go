@@ -17,6 +17,7 @@ import (
 	"github.com/PuerkitoBio/goquery"
 
 	"iotdash/boards"
+	"iotdash/devices"
 	"iotdash/store/sqlite"
 )
 
@@ -25,12 +26,12 @@ func ptr[T any](v T) *T { return &v }
 // plantBoard shows fleetAt in a panel of each type.
 func plantBoard() boards.Board {
 	return boards.Board{ID: "plant", Title: "Plant", Version: 3, Panels: []boards.Panel{
-		{Title: "Thermometers", Type: boards.TimeSeries, W: 8, Series: []boards.Series{{Kind: "thermometer", Metric: "temperature"}}},
-		{Title: "Boiler", Type: boards.Stat, Series: []boards.Series{{Device: "boiler-1", Metric: "temperature"}, {Device: "new-4", Metric: "temperature"}},
+		{Title: "Thermometers", Type: boards.TimeSeries, W: 8, Series: []boards.Series{{Selector: devices.Selector{Kind: "thermometer"}, Metric: "temperature"}}},
+		{Title: "Boiler", Type: boards.Stat, Series: []boards.Series{{Selector: devices.Selector{Device: "boiler-1"}, Metric: "temperature"}, {Selector: devices.Selector{Device: "new-4"}, Metric: "temperature"}},
 			Thresholds: []boards.Threshold{{Value: 0, Level: "ok"}, {Value: 20, Level: "warn"}}, Decimals: ptr(1)},
-		{Title: "Humidity", Type: boards.Gauge, Series: []boards.Series{{IDs: "boiler-*", Metric: "humidity"}}, Unit: "% RH"},
-		{Type: boards.Table, Series: []boards.Series{{Location: "*", Metric: "temperature"}, {Device: "gate-3", Metric: "pressure"}}},
-		{Title: "Nothing yet", Type: boards.Stat, Series: []boards.Series{{Kind: "pump", Metric: "flow"}}},
+		{Title: "Humidity", Type: boards.Gauge, Series: []boards.Series{{Selector: devices.Selector{Pattern: "boiler-*"}, Metric: "humidity"}}, Unit: "% RH"},
+		{Type: boards.Table, Series: []boards.Series{{Selector: devices.Selector{Location: "*"}, Metric: "temperature"}, {Selector: devices.Selector{Device: "gate-3"}, Metric: "pressure"}}},
+		{Title: "Nothing yet", Type: boards.Stat, Series: []boards.Series{{Selector: devices.Selector{Kind: "pump"}, Metric: "flow"}}},
 	}}
 }
 
@@ -145,7 +146,7 @@ func boardServer(t *testing.T) (*boards.Boards, http.Handler) {
 func TestBoardHandlers(t *testing.T) {
 	bs, h := boardServer(t)
 	b, err := bs.Create(context.Background(), boards.Board{Title: "Boiler", Panels: []boards.Panel{
-		{Type: boards.Stat, Series: []boards.Series{{Device: "boiler-1", Metric: "temperature"}}}}}, "otto")
+		{Type: boards.Stat, Series: []boards.Series{{Selector: devices.Selector{Device: "boiler-1"}, Metric: "temperature"}}}}}, "otto")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -245,7 +246,7 @@ func BenchmarkBoard(b *testing.B) {
 	for i := range 30 {
 		p := boards.Panel{Title: fmt.Sprintf("Panel %d", i+1), Type: types[i%3]}
 		for j := range 10 {
-			p.Series = append(p.Series, boards.Series{Device: fmt.Sprintf("device-%03d", (i*10+j)%100), Metric: kinds[j%len(kinds)].metric})
+			p.Series = append(p.Series, boards.Series{Selector: devices.Selector{Device: fmt.Sprintf("device-%03d", (i*10+j)%100)}, Metric: kinds[j%len(kinds)].metric})
 		}
 		board.Panels = append(board.Panels, p)
 	}

@@ -223,10 +223,10 @@ function edit(section) {
         ...options.map(([v, l]) => el('option', { value: v, selected: v === String(attrs.value) }, l))));
   }
 
-  const SELECTORS = [['device', 'Device'], ['kind', 'Every device of kind'], ['ids', 'Devices whose id matches'], ['location', 'Devices whose location matches']];
+  const SELECTORS = [['device', 'Device'], ['kind', 'Every device of kind'], ['pattern', 'Devices whose id matches'], ['location', 'Devices whose location matches']];
   // A series' selector is the one of its keys that is present, empty or not.
   const selectorOf = (s) => SELECTORS.find(([k]) => typeof s[k] === 'string')?.[0] || 'device';
-  const listFor = { device: 'dl-device', kind: 'dl-kind', ids: 'dl-device', location: 'dl-location' };
+  const listFor = { device: 'dl-device', kind: 'dl-kind', pattern: 'dl-device', location: 'dl-location' };
   const numberOrNull = (v) => (v.trim() === '' || !Number.isFinite(Number(v)) ? undefined : Number(v));
 
   function seriesRow(p, i, j) {

@@ -263,6 +263,13 @@ func TestSaveKeepsVersions(t *testing.T) {
 		t.Errorf("restoring a version no longer kept = %v, want ENotFound", err)
 	}
 
+	// A change made to an older version is refused.
+	stale := r
+	stale.Version = 5
+	if _, err := bs.Save(ctx, b.ID, stale, "vera"); devices.ErrorKind(err) != devices.EInvalid || !strings.Contains(err.Error(), "saved again (version 6, by otto) after version 5") {
+		t.Errorf("saving over a newer version = %v, want EInvalid saying so", err)
+	}
+
 	// Invalid saves change nothing.
 	bad := r
 	bad.Panels[0].Type = "pie"

@@ -121,14 +121,26 @@ func (bs *Boards) Create(ctx context.Context, b Board, who string) (Board, error
 }
 
 // Save replaces board id with b, saved by who, keeping the version it
-// replaces. It returns ENotFound for a board that does not exist and
-// EInvalid for one that fails Validate.
+// replaces. A b.Version other than 0 is the version the change was made
+// to: if the board has been saved since, nothing is saved (two operators
+// editing one board do not undo each other's work unseen). It returns
+// ENotFound for a board that does not exist and EInvalid for one that
+// fails Validate or was saved since.
 func (bs *Boards) Save(ctx context.Context, id string, b Board, who string) (Board, error) {
 	if err := b.Validate(bs.limits); err != nil {
 		return Board{}, err
 	}
 	bs.mu.Lock()
 	defer bs.mu.Unlock()
+	if b.Version != 0 {
+		cur, err := bs.Get(ctx, id)
+		if err != nil {
+			return Board{}, err
+		}
+		if cur.Version != b.Version {
+			return Board{}, devices.Errorf(devices.EInvalid, "the board was saved again (version %d, by %s) after version %d, which this change was made to; open it again and redo the change", cur.Version, cmp.Or(cur.SavedBy, "someone"), b.Version)
+		}
+	}
 	return bs.replace(ctx, id, b, who)
 }
 

@@ -175,8 +175,11 @@ func TestBoardHandlers(t *testing.T) {
 	if code, v := post(`{"title":"Boiler","panels":[{"type":"pie","series":[{"device":"boiler-1","metric":"t"}]}]}`); code != 400 || !strings.Contains(v["error"].(string), `panel 1: type "pie"`) {
 		t.Errorf("saving a pie panel = %d %v, want 400 naming it", code, v)
 	}
-	if code, v := post(`{"title":"Boiler 2","panels":[]}`); code != 200 || v["version"] != 2.0 || v["title"] != "Boiler 2" {
+	if code, v := post(`{"title":"Boiler 2","panels":[],"version":1}`); code != 200 || v["version"] != 2.0 || v["title"] != "Boiler 2" {
 		t.Errorf("saving = %d %v, want version 2", code, v)
+	}
+	if code, v := post(`{"title":"Boiler 3","panels":[],"version":1}`); code != 400 || !strings.Contains(v["error"].(string), "saved again (version 2, by someone) after version 1") {
+		t.Errorf("saving a change to version 1 over version 2 = %d %v, want 400 saying so", code, v)
 	}
 
 	// Export: the board's JSON as a download, that Decode takes back.

@@ -327,7 +327,10 @@ function edit(section) {
     document.activeElement?.dispatchEvent(new Event('change', { bubbles: true }));
     say('Saving…');
     try {
-      const res = await fetch(action, { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify(draft) });
+      // The version the change was made to: a save by someone else since
+      // is not overwritten.
+      const version = Number(document.querySelector('[data-testid="board"]').dataset.version);
+      const res = await fetch(action, { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify({ ...draft, version }) });
       const body = await res.json().catch(() => ({}));
       if (!res.ok) { say(`Not saved: ${body.error || res.statusText}`); return; }
       location.assign(location.pathname);

@@ -16,6 +16,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"math"
 	"slices"
 	"strings"
@@ -418,4 +419,53 @@ func Export(b Board) []byte {
 	b.ID, b.Version, b.Saved, b.SavedBy = "", 0, time.Time{}, ""
 	out, _ := json.MarshalIndent(b, "", "  ")
 	return append(out, '\n')
+}
+
+// KindPrefix starts the id of the board generated for a kind of device
+// (KindPrefix + kind): no stored board's id has a dot.
+const KindPrefix = "kind."
+
+// ForKind is the board generated for the devices of kind in ds, so that
+// there are boards before anyone builds one: a device picked from the
+// kind, its latest values and history of each metric the kind has (at
+// most l.Series), and a table of every device of the kind. It returns
+// false when no device of ds is of kind.
+func ForKind(kind string, ds []devices.Device, l Limits) (Board, bool) {
+	l = l.orDefault()
+	metrics := map[string]bool{}
+	for _, d := range ds {
+		if d.Meta.Kind == kind {
+			for m := range d.Latest {
+				metrics[m] = true
+			}
+		}
+	}
+	if kind == "" || len(metrics) == 0 {
+		return Board{}, false
+	}
+	names := slices.Sorted(maps.Keys(metrics))
+	names = names[:min(len(names), l.Series)]
+	b := Board{ID: KindPrefix + kind, Title: "Every " + kind, Variables: []Variable{{Name: "device", Kind: kind}}}
+	now := Panel{Title: "Now", Type: Stat, W: Columns}
+	history := Panel{Title: "History", Type: TimeSeries, W: Columns}
+	table := Panel{Title: "Every " + kind, Type: Table, W: Columns}
+	for _, m := range names {
+		now.Series = append(now.Series, Series{Selector: devices.Selector{Device: "$device"}, Metric: m})
+		history.Series = append(history.Series, Series{Selector: devices.Selector{Device: "$device"}, Metric: m})
+		table.Series = append(table.Series, Series{Selector: devices.Selector{Kind: kind}, Metric: m})
+	}
+	b.Panels = []Panel{now, history, table}
+	return b, true
+}
+
+// Kinds are the kinds of device in ds that have a metric, in order: those
+// ForKind makes a board of.
+func Kinds(ds []devices.Device) []string {
+	seen := map[string]bool{}
+	for _, d := range ds {
+		if d.Meta.Kind != "" && len(d.Latest) > 0 {
+			seen[d.Meta.Kind] = true
+		}
+	}
+	return slices.Sorted(maps.Keys(seen))
 }

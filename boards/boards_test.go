@@ -338,3 +338,23 @@ func TestBoundOnBoards(t *testing.T) {
 		t.Errorf("a third board past a limit of 2 = %v, want EInvalid naming the limit", err)
 	}
 }
+
+// TestForKind: every kind with a metric has a board, valid, of its devices.
+func TestForKind(t *testing.T) {
+	if got := strings.Join(boards.Kinds(fleet()), " "); got != "pump thermostat" {
+		t.Errorf("Kinds = %q, want pump thermostat (the tank has no metric yet)", got)
+	}
+	b, ok := boards.ForKind("thermostat", fleet(), boards.Limits{})
+	if !ok || b.ID != "kind.thermostat" || b.Validate(boards.Limits{}) != nil {
+		t.Fatalf("ForKind = %+v %v (%v)", b, ok, b.Validate(boards.Limits{}))
+	}
+	chosen := b.Choose(fleet(), func(string) string { return "" })
+	now, _ := b.Panels[0].Resolve(fleet(), boards.Limits{}, chosen)
+	table, _ := b.Panels[2].Resolve(fleet(), boards.Limits{}, chosen)
+	if len(now) != 2 || now[0].Device.ID != "th-1" || len(table) != 4 {
+		t.Errorf("the thermostat board shows %d values of %v and %d table cells, want th-1's humidity and temperature, and 4", len(now), now, len(table))
+	}
+	if _, ok := boards.ForKind("tank", fleet(), boards.Limits{}); ok {
+		t.Error("a board for a kind without metrics")
+	}
+}

@@ -51,7 +51,10 @@ type BoardPages struct {
 // BoardListModel is the list of boards.
 type BoardListModel struct {
 	Page
-	Boards  []boards.Board
+	Boards []boards.Board
+	// Kinds are the kinds of device the fleet has, each with a board
+	// generated for it.
+	Kinds   []string
 	CanEdit bool
 	Problem string
 	Zone    *time.Location
@@ -66,6 +69,10 @@ type BoardModel struct {
 	Range     Range
 	Panels    []PanelView
 	CanEdit   bool
+	// Generated says the board is the one made for a kind of device, not
+	// stored: it has no versions and is not edited, but may be saved as a
+	// board of its own (from JSON, its export).
+	Generated bool
 	// Editing shows the editor: the board's JSON in a form that works
 	// without scripts, and the policy board.js builds its editor from.
 	Editing bool
@@ -168,6 +175,7 @@ func (bp BoardPages) showList(w http.ResponseWriter, r *http.Request, problem er
 		status, m.Problem = bp.problem(r, err)
 	}
 	m.Boards = list
+	m.Kinds = boards.Kinds(bp.Fleet.List())
 	render(w, r, bp.log(), status, BoardListPage(m))
 }
 
@@ -227,13 +235,26 @@ func (bp BoardPages) Import() http.Handler {
 // with ?edit, for an operator, its editor.
 func (bp BoardPages) Page() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		b, err := bp.Boards.Get(r.Context(), r.PathValue("id"))
+		b, err := bp.board(r.Context(), r.PathValue("id"))
 		if err != nil {
 			bp.showError(w, r, err)
 			return
 		}
 		bp.show(w, r, b, r.URL.Query().Has("edit"), http.StatusOK, "")
 	})
+}
+
+// board is the stored board id, or the one generated for a kind.
+func (bp BoardPages) board(ctx context.Context, id string) (boards.Board, error) {
+	kind, generated := strings.CutPrefix(id, boards.KindPrefix)
+	if !generated {
+		return bp.Boards.Get(ctx, id)
+	}
+	b, ok := boards.ForKind(kind, bp.Fleet.List(), bp.Boards.Limits())
+	if !ok {
+		return boards.Board{}, devices.Errorf(devices.ENotFound, "the fleet has no device of kind %q", kind)
+	}
+	return b, nil
 }
 
 func (bp BoardPages) showError(w http.ResponseWriter, r *http.Request, err error) {
@@ -267,8 +288,12 @@ func (bp BoardPages) show(w http.ResponseWriter, r *http.Request, b boards.Board
 	slices.SortFunc(m.KeepForVars, byName)
 	slices.SortFunc(m.KeepForRange, byName)
 	m.CanEdit = canEdit(r)
-	m.Editing = editing && m.CanEdit
+	m.Generated = strings.HasPrefix(b.ID, boards.KindPrefix)
+	m.Editing = editing && m.CanEdit && !m.Generated
 	m.Problem = problem
+	if m.Generated {
+		m.JSON = string(boards.Export(b))
+	}
 	if m.Editing {
 		m.JSON = string(boards.Export(b))
 		m.Policy = policyJSON(bp.Boards.Limits())
@@ -329,7 +354,7 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 // Export serves GET /boards/{id}/export: the board as a JSON file.
 func (bp BoardPages) Export() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		b, err := bp.Boards.Get(r.Context(), r.PathValue("id"))
+		b, err := bp.board(r.Context(), r.PathValue("id"))
 		if err != nil {
 			bp.showError(w, r, err)
 			return
@@ -578,7 +603,7 @@ func addBoardHistory(ctx context.Context, h History, m *BoardModel, now time.Tim
 // boardURL is a board's page.
 func boardURL(id string, edit bool) string {
 	u := "/boards/" + url.PathEscape(id)
-	if edit {
+	if edit && !strings.HasPrefix(id, boards.KindPrefix) { // a generated board is saved as one of its own first
 		u += "?edit"
 	}
 	return u

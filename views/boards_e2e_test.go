@@ -212,6 +212,17 @@ func TestBoardVariableAndKiosk(t *testing.T) {
 	}
 
 	ctx := page(t, d.URL+"/boards")
+	// The board generated for the kind: a device picked from it.
+	click(t, ctx, fmt.Sprintf(`[data-testid="kind-boards"] a[href="/boards/kind.%s"]`, kind))
+	at(t, ctx, "/boards/kind."+kind)
+	until(t, ctx, "the generated board live", connected)
+	if got := eval[string](t, ctx, `document.getElementById('var-device').value`); got != ofKind[0] {
+		t.Errorf("the generated board shows %q, want %s", got, ofKind[0])
+	}
+	checkAccessible(t, ctx)
+	if err := chromedp.Do(ctx, chromedp.Navigate(d.URL+"/boards")); err != nil {
+		t.Fatal(err)
+	}
 	if err := chromedp.Do(ctx, chromedp.SendKeys(chromedp.ID("board-title"), "One device"), chromedp.Submit(chromedp.ID("board-title"))); err != nil {
 		t.Fatal(err)
 	}

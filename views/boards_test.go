@@ -129,7 +129,9 @@ func boardServer(t *testing.T) (*boards.Boards, http.Handler) {
 	}
 	t.Cleanup(func() { docs.Close() })
 	bs := boards.New(docs, boards.Limits{})
-	bp := BoardPages{Boards: bs, Fleet: testFleet()}
+	f := testFleet()
+	f.SetMeta("boiler-1", devices.Meta{Name: "Boiler room", Kind: "boiler", Units: map[string]string{"temperature": "°C"}})
+	bp := BoardPages{Boards: bs, Fleet: f}
 	mux := http.NewServeMux()
 	mux.Handle("GET /boards", bp.List())
 	mux.Handle("GET /boards/{id}", bp.Page())
@@ -152,6 +154,17 @@ func TestBoardHandlers(t *testing.T) {
 	}
 	if res, doc := get(t, h, "/boards"); res.StatusCode != 200 || doc.Find(`[data-board="`+b.ID+`"] a`).AttrOr("href", "") != "/boards/"+b.ID {
 		t.Errorf("GET /boards = %d without a link to the board", res.StatusCode)
+	}
+	// Every kind has a board of its own, generated.
+	if _, doc := get(t, h, "/boards"); doc.Find(`[data-testid="kind-boards"] a[href="/boards/kind.boiler"]`).Length() != 1 {
+		t.Error("the list has no board for the kind boiler")
+	}
+	if res, doc := get(t, h, "/boards/kind.boiler"); res.StatusCode != 200 || doc.Find(`[data-testid="panel"]`).Length() != 3 ||
+		doc.Find(`select[name="var-device"] option[value="boiler-1"]`).Length() != 1 || doc.Find(`[data-testid="edit-board"]`).Length() != 0 {
+		t.Errorf("GET /boards/kind.boiler = %d, %d panels", res.StatusCode, doc.Find(`[data-testid="panel"]`).Length())
+	}
+	if res, _ := get(t, h, "/boards/kind.nope"); res.StatusCode != 404 {
+		t.Errorf("the board of a kind the fleet lacks = %d, want 404", res.StatusCode)
 	}
 	res, doc := get(t, h, "/boards/"+b.ID)
 	if res.StatusCode != 200 || text(doc.Find(`[data-testid="stat"] [data-value]`)) != "21.5" {

@@ -171,6 +171,8 @@ func TestBoardEndToEnd(t *testing.T) {
 	}
 	click(t, ctx, `[data-testid="edit-board"]`)
 	at(t, ctx, "/boards/"+id+"?edit")
+	// The editor is built first: the button moves down when it is.
+	until(t, ctx, "the editor", `!!document.querySelector('[data-testid="board-editor"]')`)
 	click(t, ctx, `[data-testid="delete-board"]`)
 	at(t, ctx, "/boards")
 	until(t, ctx, "no boards", `!!document.querySelector('[data-testid="no-boards"]')`)

@@ -14,8 +14,8 @@ import (
 	"iotdash/api"
 	"iotdash/auth"
 	"iotdash/devices"
-	"iotdash/internal/limit"
 	"iotdash/ingest"
+	"iotdash/internal/limit"
 	"iotdash/push"
 	"iotdash/views"
 )
@@ -65,7 +65,7 @@ func table(d deps, mux *http.ServeMux) []route {
 	account := views.AccountPages{Accounts: d.auth, Options: pages}
 	alertAPI := api.AlertAPI{Alerts: d.alerts, Logger: d.log}
 	alertPages := views.AlertPages{Book: d.alerts, Deliveries: d.notifier, Options: pages}
-	query := api.Query(d.reader, api.QueryOptions{
+	query := api.Query(d.reader, api.QueryOptions{Zone: d.zone,
 		MaxPoints: d.maxPoints, MaxExportRange: d.maxExportRange, Timeout: d.queryTimeout, ExportTimeout: d.exportTimeout, Fleet: d.fleet, Logger: d.log,
 		MaxExports: d.maxExports, MaxExportsPerClient: d.exportsPer, Metrics: d.apiMetrics,
 		// Exports count against the signed-in user (or token), wherever

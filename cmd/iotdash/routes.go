@@ -13,6 +13,7 @@ import (
 	"iotdash/alerts"
 	"iotdash/api"
 	"iotdash/auth"
+	"iotdash/broker"
 	"iotdash/devices"
 	"iotdash/ingest"
 	"iotdash/internal/limit"
@@ -46,6 +47,7 @@ type deps struct {
 	auth           *auth.Service
 	alerts         *alerts.Engine
 	notifier       *alerts.Notifier
+	credentials    broker.Credentials // the embedded broker's; nil with -mqtt
 	log            *slog.Logger
 }
 
@@ -62,6 +64,9 @@ type route struct {
 func table(d deps, mux *http.ServeMux) []route {
 	pages := views.Options{History: d.reader, Zone: d.zone, Logger: d.log}
 	admin := views.Admin{Accounts: d.auth, Options: pages}
+	if d.credentials != nil {
+		admin.Devices = broker.Accounts{Credentials: d.credentials}
+	}
 	account := views.AccountPages{Accounts: d.auth, Options: pages}
 	alertAPI := api.AlertAPI{Alerts: d.alerts, Logger: d.log}
 	alertPages := views.AlertPages{Book: d.alerts, Deliveries: d.notifier, Options: pages}

@@ -98,10 +98,14 @@ func (c *csvWriter) flush() {
 	c.buf = c.buf[:0]
 }
 
-// appendTime writes t as RFC 3339 in UTC with milliseconds, computing the
-// date only when the day changes.
+// appendTime writes t as RFC 3339 with milliseconds: in UTC (computing the
+// date only when the day changes), or in the request's zone with its
+// offset.
 func (c *csvWriter) appendTime(b []byte, t int64) []byte {
-	day := floorDiv(t, 86400000)
+	if c.req.Zone != nil && c.req.Zone != time.UTC {
+		return time.UnixMilli(t).In(c.req.Zone).AppendFormat(b, "2006-01-02T15:04:05.000Z07:00")
+	}
+	day := store.FloorTo(t, 86400000) / 86400000
 	if day != c.day {
 		c.day = day
 		c.date = time.UnixMilli(day*86400000).UTC().AppendFormat(c.date[:0], "2006-01-02T")
@@ -112,14 +116,6 @@ func (c *csvWriter) appendTime(b []byte, t int64) []byte {
 	b = append(b, byte('0'+h/10), byte('0'+h%10), ':', byte('0'+m/10), byte('0'+m%10), ':', byte('0'+s/10), byte('0'+s%10),
 		'.', byte('0'+frac/100), byte('0'+frac/10%10), byte('0'+frac%10), 'Z')
 	return b
-}
-
-func floorDiv(a, b int64) int64 {
-	q := a / b
-	if a%b != 0 && a < 0 {
-		q--
-	}
-	return q
 }
 
 // filename names the download after what it holds:

@@ -38,6 +38,9 @@ const (
 // QueryOptions bound what one history query may cost. Zero values take the
 // defaults.
 type QueryOptions struct {
+	// Zone is the plant's time zone: the buckets of a query without tz
+	// follow its days and hours (nil: UTC).
+	Zone *time.Location
 	// MaxPoints is the most points one response may hold, over all its
 	// series (default 10,000). A raw CSV export has no such bound.
 	MaxPoints int
@@ -137,6 +140,9 @@ type Request struct {
 	Step    int64
 	Agg     store.Agg
 	Format  string // "json" or "csv"
+	// Zone is the time zone whose days and hours the buckets follow, and
+	// the CSV's times are written in (nil: UTC).
+	Zone *time.Location
 }
 
 // Series returns the queries of r's series, device by device and, within a
@@ -161,7 +167,7 @@ func (r Request) single() bool { return len(r.Devices) == 1 && len(r.Metrics) ==
 
 // queryParams are the parameters /api/v1/query reads: params.one and
 // params.list read no other, and any other in a request is refused.
-var queryParams = []string{"device", "metric", "from", "to", "step", "agg", "format"}
+var queryParams = []string{"device", "metric", "from", "to", "step", "agg", "format", "tz"}
 
 // params reads the parameters of a request, refusing what it does not know.
 type params url.Values
@@ -274,6 +280,15 @@ func ParseQuery(v url.Values, now time.Time, opts QueryOptions) (Request, error)
 	}
 	if r.Agg, err = store.ParseAgg(s); err != nil {
 		return r, err
+	}
+	if s, err = p.one("tz"); err != nil {
+		return r, err
+	}
+	r.Zone = opts.Zone
+	if s != "" {
+		if r.Zone, err = time.LoadLocation(s); err != nil || s == "Local" {
+			return r, devices.Errorf(devices.EInvalid, "tz %q is not a time zone such as Europe/Berlin or UTC", s)
+		}
 	}
 	if s, err = p.one("format"); err != nil {
 		return r, err
@@ -503,7 +518,19 @@ func fetch(ctx context.Context, st Reader, req Request, maxPoints int) ([][]stor
 			}
 			defer func() { <-sem }()
 			if q.Step > 0 {
-				out[i], errs[i] = st.Query(ctx, q)
+				// Buckets of the zone's days and hours: a query for each
+				// run of buckets of one length.
+				for _, sub := range store.LocalBuckets(q, req.Zone) {
+					pts, err := st.Query(ctx, sub)
+					if err != nil {
+						errs[i] = err
+						return
+					}
+					out[i] = append(out[i], pts...)
+				}
+				if out[i] == nil {
+					out[i] = []store.Point{}
+				}
 				return
 			}
 			pts := []store.Point{}

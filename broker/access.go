@@ -237,3 +237,12 @@ func (h *authHook) sweep(ctx context.Context) {
 		}
 	}
 }
+
+// Accounts manages device credentials for people: an admin page adds a
+// device (its secret shown once), lists them and revokes one.
+type Accounts struct{ Credentials }
+
+// AddDevice gives device id credentials and returns its secret.
+func (a Accounts) AddDevice(ctx context.Context, id string) (string, error) {
+	return AddDevice(ctx, a.Credentials, id)
+}

@@ -23,7 +23,7 @@ import (
 func embedded(t *testing.T, cfg ingest.Config) string {
 	t.Helper()
 	in := runSubmitted(t, cfg)
-	b, err := broker.Start("127.0.0.1:0", broker.Options{Deliver: in.Submit})
+	b, err := broker.Start("127.0.0.1:0", broker.Options{Deliver: in.Submit, Anonymous: true}) // the demo path: loopback
 	if err != nil {
 		t.Fatal(err)
 	}

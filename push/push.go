@@ -4,8 +4,13 @@
 // A Hub keeps one bounded queue per connected client. Publish and
 // PublishStatus put work on those queues and return at once: they never wait
 // on a client's connection, so a slow or stalled browser never slows ingest or
-// the other browsers. Each client's own goroutine sends what is queued in
-// batches, at most one batch per FlushEvery. When a client's queue overflows,
+// the other browsers. Each client's own goroutine sends what is queued as
+// soon as there is something: an idle connection gets a reading at once,
+// and what arrives while a frame is being written joins the next one, so a
+// busy connection coalesces by itself and no reading waits for a timer. A
+// conflated subscription (the overview's) takes only the latest reading
+// of each device and metric, at most Latest frames a second, the newest
+// value always last. When a client's queue overflows,
 // the readings that do not fit are dropped and the client is told with a gap
 // frame naming the span it missed, so it can refetch that span from history.
 // A client that cannot take a frame for several write timeouts in a row is
@@ -16,8 +21,9 @@
 //
 // The protocol, as JSON text frames:
 //
-//	client → server  {"subscribe":{"devices":["*"]}}         all devices
+//	client → server  {"subscribe":{"devices":["*"]}}         all devices, every reading
 //	                 {"subscribe":{"devices":["dev-1","dev-2"]}}
+//	                 {"subscribe":{"devices":["*"],"latest":4}} the latest of each device and metric, at most 4 frames a second
 //	server → client  {"subscribed":{"devices":["*"]}}        the subscription is in force
 //	                 {"readings":[{"d":"dev-1","m":"temperature","t":1764000000123,"v":21.5}]}
 //	                 {"status":[{"d":"dev-1","s":"offline"}]}
@@ -61,7 +67,6 @@ import (
 // Defaults for Options left zero.
 const (
 	DefaultQueueSize    = 4096
-	DefaultFlushEvery   = 50 * time.Millisecond
 	DefaultWriteTimeout = 5 * time.Second
 	DefaultMaxClients   = 10_000
 	// DefaultMaxPerAddr leaves room for an office or a control room behind
@@ -84,9 +89,6 @@ const slowStrikes = 3
 type Options struct {
 	// QueueSize is how many readings are buffered per client; default 4096.
 	QueueSize int
-	// FlushEvery is the least time between two readings frames to one
-	// client; default 50ms.
-	FlushEvery time.Duration
 	// OriginPatterns are extra origins allowed to connect, matched as
 	// coder/websocket's AcceptOptions.OriginPatterns (host patterns such as
 	// "dash.example.com" or "*.example.com"). The request's own host is
@@ -171,9 +173,6 @@ type Hub struct {
 func NewHub(opts Options) *Hub {
 	if opts.QueueSize <= 0 {
 		opts.QueueSize = DefaultQueueSize
-	}
-	if opts.FlushEvery <= 0 {
-		opts.FlushEvery = DefaultFlushEvery
 	}
 	if opts.WriteTimeout <= 0 {
 		opts.WriteTimeout = DefaultWriteTimeout
@@ -429,9 +428,18 @@ type client struct {
 	status     map[string]devices.Status
 	maxStatus  int
 	shared     uint8 // the hub's shared frames to be sent, a bit each
+	// A conflated subscription: at most latest frames a second, each
+	// with only the newest queued reading of a series (pending: its place
+	// in q) and never one older than the series' last sent (sent).
+	latest int
+	pending map[series]int
+	sent   map[series]int64
 
 	strikes int // write timeouts in a row; only the writer touches it
 }
+
+// series is one metric of one device.
+type series struct{ device, metric string }
 
 type gapFrame struct {
 	From    int64  `json:"from"`
@@ -495,6 +503,21 @@ func (c *client) enqueue(rs []devices.Reading) bool {
 		if !want {
 			continue
 		}
+		if c.latest > 0 {
+			k := series{r.Device, r.Metric}
+			if r.Time < c.sent[k] {
+				continue // older than what the page shows already
+			}
+			if i, ok := c.pending[k]; ok {
+				if r.Time >= c.q[i].Time {
+					c.q[i] = *r
+				}
+				continue
+			}
+			if len(c.q) < limit {
+				c.pending[k] = len(c.q)
+			}
+		}
 		changed = true
 		if len(c.q) < limit {
 			c.q = append(c.q, *r)
@@ -535,7 +558,7 @@ func (c *client) enqueueStatus(id string, s devices.Status) bool {
 // subscribe replaces c's subscription and drops queued readings and statuses
 // it no longer wants, so that everything sent after the confirmation
 // matches the new subscription.
-func (c *client) subscribe(ids []string) {
+func (c *client) subscribe(ids []string, latest int) {
 	all := false
 	set := make(map[string]struct{}, len(ids))
 	for _, id := range ids {
@@ -555,6 +578,9 @@ func (c *client) subscribe(ids []string) {
 	}
 	c.subscribed, c.all, c.devices = true, all, set
 	c.ack = append([]string{}, ids...)
+	if c.latest = latest; latest > 0 && c.pending == nil {
+		c.pending, c.sent = map[series]int{}, map[series]int64{}
+	}
 	kept := c.q[:0]
 	for _, r := range c.q {
 		if c.wants(r.Device) {
@@ -578,14 +604,27 @@ type batch struct {
 	status   map[string]devices.Status
 	readings []devices.Reading
 	gap      gapFrame
+	latest   int // the subscription's frames a second, 0 for every reading
 }
 
 // take swaps c's queues out, leaving spare (emptied) in their place.
 func (c *client) take(spare []devices.Reading) batch {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	b := batch{ack: c.ack, shared: c.shared, readings: c.q, gap: c.gap}
+	b := batch{ack: c.ack, shared: c.shared, readings: c.q, gap: c.gap, latest: c.latest}
 	c.ack, c.shared = nil, 0
+	if c.latest > 0 {
+		// What is taken is what the page shows next: no older reading of
+		// these series after it.
+		for _, r := range c.q {
+			k := series{r.Device, r.Metric}
+			c.sent[k] = max(c.sent[k], r.Time)
+		}
+		clear(c.pending)
+		if len(c.sent) > 4*c.h.opts.QueueSize {
+			clear(c.sent) // a fleet that churns: forget, rather than grow
+		}
+	}
 	c.q = spare[:0]
 	c.gap = gapFrame{}
 	if len(c.status) > 0 {
@@ -689,12 +728,12 @@ func (c *client) read(ctx context.Context) {
 			c.stop(closeReason{websocket.StatusUnsupportedData, "messages must be JSON text"})
 			return
 		}
-		ids, err := parseSubscribe(b)
+		ids, latest, err := parseSubscribe(b)
 		if err != nil {
 			c.stop(closeReason{websocket.StatusPolicyViolation, err.Error()})
 			return
 		}
-		c.subscribe(ids)
+		c.subscribe(ids, latest)
 	}
 }
 
@@ -702,27 +741,35 @@ func (c *client) read(ctx context.Context) {
 type subscribeMsg struct {
 	Subscribe *struct {
 		Devices []string `json:"devices"`
+		Latest  int      `json:"latest"`
 	} `json:"subscribe"`
 }
 
-// parseSubscribe reads a subscribe message. Its errors are short enough for
-// a close frame's reason (at most 123 bytes).
-func parseSubscribe(b []byte) ([]string, error) {
+// MaxLatest is the most frames a second a conflated subscription may ask.
+const MaxLatest = 60
+
+// parseSubscribe reads a subscribe message: the devices, and for a
+// conflated subscription its frames a second (0: every reading). Its
+// errors are short enough for a close frame's reason (at most 123 bytes).
+func parseSubscribe(b []byte) ([]string, int, error) {
 	var m subscribeMsg
 	dec := json.NewDecoder(bytes.NewReader(b))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&m); err != nil || dec.More() {
-		return nil, devices.Errorf(devices.EInvalid, `expected {"subscribe":{"devices":[...]}}`)
+		return nil, 0, devices.Errorf(devices.EInvalid, `expected {"subscribe":{"devices":[...]}}`)
 	}
 	if m.Subscribe == nil || m.Subscribe.Devices == nil {
-		return nil, devices.Errorf(devices.EInvalid, `expected {"subscribe":{"devices":[...]}}`)
+		return nil, 0, devices.Errorf(devices.EInvalid, `expected {"subscribe":{"devices":[...]}}`)
 	}
 	for _, id := range m.Subscribe.Devices {
 		if id != "*" && !devices.ValidName(id) {
-			return nil, devices.Errorf(devices.EInvalid, "device ids must be * or 1-64 of [A-Za-z0-9._-]")
+			return nil, 0, devices.Errorf(devices.EInvalid, "device ids must be * or 1-64 of [A-Za-z0-9._-]")
 		}
 	}
-	return m.Subscribe.Devices, nil
+	if m.Subscribe.Latest < 0 || m.Subscribe.Latest > MaxLatest {
+		return nil, 0, devices.Errorf(devices.EInvalid, "latest is 0 (every reading) to 60 frames a second")
+	}
+	return m.Subscribe.Devices, m.Subscribe.Latest, nil
 }
 
 // write sends batches until c is stopped or a write fails.
@@ -742,13 +789,20 @@ func (c *client) write() {
 			return
 		case <-c.wakeC:
 		}
-		// At most one batch per FlushEvery: what arrives meanwhile joins it.
-		if wait := time.Until(last.Add(h.opts.FlushEvery)); wait > 0 {
-			timer.Reset(wait)
-			select {
-			case <-c.done:
-				return
-			case <-timer.C:
+		// A conflated subscription takes at most latest frames a second:
+		// what arrives meanwhile replaces what is queued. Any other sends
+		// at once; what arrives while it writes joins the next frame.
+		c.mu.Lock()
+		latest := c.latest
+		c.mu.Unlock()
+		if latest > 0 {
+			if wait := time.Until(last.Add(time.Second / time.Duration(latest))); wait > 0 {
+				timer.Reset(wait)
+				select {
+				case <-c.done:
+					return
+				case <-timer.C:
+				}
 			}
 		}
 		last = time.Now()

@@ -461,7 +461,7 @@ func dialStalled(t *testing.T, srv *httptest.Server) *websocket.Conn {
 
 func TestStalledClientDoesNotHoldUpOthers(t *testing.T) {
 	const queue = 64
-	h := NewHub(Options{QueueSize: queue, FlushEvery: time.Millisecond, WriteTimeout: 100 * time.Millisecond, Logger: slog.New(slog.NewTextHandler(t.Output(), nil))})
+	h := NewHub(Options{QueueSize: queue, WriteTimeout: 100 * time.Millisecond, Logger: slog.New(slog.NewTextHandler(t.Output(), nil))})
 	srv := httptest.NewUnstartedServer(h)
 	srv.Listener = smallBuffers{srv.Listener}
 	srv.Start()
@@ -543,7 +543,7 @@ func BenchmarkPublish(b *testing.B) {
 	h := NewHub(Options{})
 	for range clients {
 		c := newClient(h, nil)
-		c.subscribe([]string{"*"})
+		c.subscribe([]string{"*"}, 0)
 		h.add(c)
 	}
 	cs := *h.clients.Load()
@@ -556,8 +556,8 @@ func BenchmarkPublish(b *testing.B) {
 			msg[i].Time = t
 		}
 		h.Publish(msg)
-		// A client's writer takes its queue every FlushEvery; at 10,000
-		// readings a second that is some 500 readings.
+		// A busy client's writer takes its queue each time a frame is written; at 10,000
+		// readings a second that may be some 500 readings.
 		if cs[0].queued() >= 512 {
 			b.StopTimer()
 			for _, c := range cs {
@@ -617,4 +617,74 @@ func BenchmarkPublishLive(b *testing.B) {
 	}
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*len(msg)), "ns/reading")
 	b.ReportMetric(float64(h.Stats().DroppedReadings)/float64(b.N*len(msg)*clients), "dropped/delivery")
+}
+
+// TestLoneReadingsGoAtOnce: with nothing else queued, each reading goes
+// out in a frame of its own as soon as it is published; none waits for a
+// later one to keep it company.
+func TestLoneReadingsGoAtOnce(t *testing.T) {
+	h, srv := newServer(t, Options{})
+	c := dial(t, srv)
+	c.subscribe("dev-1")
+	for i := range int64(20) {
+		h.Publish([]devices.Reading{reading("dev-1", 1000+i)})
+		f := c.mustNext()
+		if len(f.Readings) != 1 || f.Readings[0].Time != 1000+i {
+			t.Fatalf("reading %d came as %+v, want a frame of its own", i, f)
+		}
+	}
+}
+
+// TestConflatedSubscription: a subscription to the latest gets, however
+// fast readings come, the newest of each series, never one older than it
+// has already got, and the newest last.
+func TestConflatedSubscription(t *testing.T) {
+	h, srv := newServer(t, Options{})
+	c := dial(t, srv)
+	c.send(`{"subscribe":{"devices":["*"],"latest":5}}`)
+	if f := c.mustNext(); f.Subscribed == nil {
+		t.Fatalf("got %+v, want the confirmation", f)
+	}
+	const n = 2000
+	for i := range int64(n) {
+		h.Publish([]devices.Reading{reading("dev-1", 10_000+i), reading("dev-2", 10_000+i)})
+		if i == n/2 {
+			h.Publish([]devices.Reading{reading("dev-1", 5)}) // late: older than what was sent
+		}
+	}
+	h.Publish([]devices.Reading{reading("dev-1", 7)}) // late, after everything
+	last := map[string]int64{}
+	got := 0
+	for last["dev-1"] != 10_000+n-1 || last["dev-2"] != 10_000+n-1 {
+		f := c.mustNext()
+		seen := map[string]bool{}
+		for _, r := range f.Readings {
+			got++
+			if seen[r.Device] {
+				t.Fatalf("a frame holds %s twice: %+v", r.Device, f.Readings)
+			}
+			seen[r.Device] = true
+			if r.Time < last[r.Device] {
+				t.Fatalf("%s went back from %d to %d", r.Device, last[r.Device], r.Time)
+			}
+			last[r.Device] = r.Time
+		}
+	}
+	if got >= 2*n/10 {
+		t.Errorf("%d readings of %d arrived, want far fewer: the latest of each, a few times a second", got, 2*n)
+	}
+	// Nothing older follows the newest.
+	h.Publish([]devices.Reading{reading("dev-2", 10_000+n)})
+	if f := c.mustNext(); len(f.Readings) != 1 || f.Readings[0].Device != "dev-2" {
+		t.Fatalf("after the newest came %+v, want only dev-2's next reading", f)
+	}
+}
+
+func TestLatestOutOfRange(t *testing.T) {
+	_, srv := newServer(t, Options{})
+	c := dial(t, srv)
+	c.send(`{"subscribe":{"devices":["*"],"latest":1000}}`)
+	if _, err := c.next(); websocket.CloseStatus(err) != websocket.StatusPolicyViolation {
+		t.Fatalf("latest 1000: %v, want a policy violation close", err)
+	}
 }

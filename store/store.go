@@ -49,15 +49,20 @@ func ParseAgg(s string) (Agg, error) {
 
 // Query asks for the readings of one metric of one device with
 // From <= Time < To (Unix milliseconds). With Step > 0 the range is cut into
-// buckets aligned to whole multiples of Step since the Unix epoch (UTC), and
-// each bucket that holds a reading gives one Point: its start and the Agg of
-// its readings. With Step == 0 every reading is a Point (Agg is ignored).
+// buckets aligned to whole multiples of Step since the Unix epoch (UTC)
+// shifted back by Offset (so that with Step a day and Offset an hour, a
+// bucket starts at 23:00 UTC, midnight at UTC+1), and each bucket that
+// holds a reading gives one Point: its start and the Agg of its readings.
+// With Step == 0 every reading is a Point (Agg and Offset are ignored).
+// LocalBuckets cuts a range into such queries for a time zone's days and
+// hours.
 type Query struct {
 	Device string
 	Metric string
 	From   int64
 	To     int64
 	Step   int64
+	Offset int64 // 0 <= Offset < Step
 	Agg    Agg
 }
 
@@ -72,6 +77,8 @@ func (q Query) Validate() error {
 		return devices.Errorf(devices.EInvalid, "from must be before to")
 	case q.Step < 0:
 		return devices.Errorf(devices.EInvalid, "step must not be negative")
+	case q.Step > 0 && (q.Offset < 0 || q.Offset >= q.Step):
+		return devices.Errorf(devices.EInvalid, "a bucket's offset is at least 0 and less than its step")
 	}
 	if q.Step > 0 {
 		if _, err := ParseAgg(string(q.Agg)); err != nil {
@@ -83,9 +90,15 @@ func (q Query) Validate() error {
 
 // BucketStart returns the start of the Step-wide bucket that holds t.
 func (q Query) BucketStart(t int64) int64 {
-	b := t - t%q.Step
-	if t < 0 && t%q.Step != 0 {
-		b -= q.Step
+	return FloorTo(t+q.Offset, q.Step) - q.Offset
+}
+
+// FloorTo returns the greatest multiple of step at or before t (step > 0),
+// for negative t too.
+func FloorTo(t, step int64) int64 {
+	b := t - t%step
+	if t < 0 && t%step != 0 {
+		b -= step
 	}
 	return b
 }

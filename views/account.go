@@ -41,15 +41,30 @@ type Accounts interface {
 	RevokeToken(ctx context.Context, id string) error
 }
 
+// DeviceCredentials are the devices' MQTT credentials the embedded broker
+// checks (broker.Accounts).
+type DeviceCredentials interface {
+	List(ctx context.Context) ([]devices.Credential, error)
+	AddDevice(ctx context.Context, id string) (secret string, err error)
+	Revoke(ctx context.Context, id string) error
+}
+
 // AdminModel is the admin page.
 type AdminModel struct {
 	Page
-	Users    []auth.User
-	Tokens   []auth.Token
-	Zone     *time.Location
-	Done     string // what the last action did
-	Problem  string // why the last action failed
-	NewToken string // a token's secret, shown once, just after it is made
+	Users  []auth.User
+	Tokens []auth.Token
+	// Devices are the devices with credentials; ManagesDevices says
+	// whether iotdash keeps them (the embedded broker) or the broker
+	// does (-mqtt).
+	Devices         []devices.Credential
+	ManagesDevices  bool
+	DeviceID        string // the device NewDeviceSecret is for
+	NewDeviceSecret string
+	Zone            *time.Location
+	Done            string // what the last action did
+	Problem         string // why the last action failed
+	NewToken        string // a token's secret, shown once, just after it is made
 }
 
 // Admin serves the admin page and its actions: GET /admin, and POST to
@@ -58,6 +73,7 @@ type AdminModel struct {
 // answers with the page, saying what it did or why it could not.
 type Admin struct {
 	Accounts Accounts
+	Devices  DeviceCredentials // nil when the broker is not the embedded one
 	Options  Options
 }
 
@@ -105,6 +121,22 @@ func (a Admin) Action() http.Handler {
 		case "tokens/revoke":
 			err = a.Accounts.RevokeToken(ctx, key)
 			done = "Revoked the token."
+		case "devices/", "devices/revoke":
+			if a.Devices == nil {
+				err = devices.Errorf(devices.EInvalid, "device credentials are kept by your MQTT broker (-mqtt), not here")
+				break
+			}
+			if action == "revoke" {
+				err = a.Devices.Revoke(ctx, key)
+				done = key + " can no longer connect; a connected session is closed within seconds."
+				break
+			}
+			id := strings.TrimSpace(r.PostFormValue("device"))
+			var devSecret string
+			if devSecret, err = a.Devices.AddDevice(ctx, id); err == nil {
+				a.showDevice(w, r, id, devSecret)
+				return
+			}
 		default:
 			err = devices.Errorf(devices.ENotFound, "there is no such admin action")
 		}
@@ -112,26 +144,38 @@ func (a Admin) Action() http.Handler {
 	})
 }
 
+func (a Admin) showDevice(w http.ResponseWriter, r *http.Request, id, secret string) {
+	a.render(w, r, AdminModel{DeviceID: id, NewDeviceSecret: secret, Done: "Added the device " + id + "."}, nil)
+}
+
 func (a Admin) show(w http.ResponseWriter, r *http.Request, done string, actionErr error, secret string) {
+	a.render(w, r, AdminModel{NewToken: secret, Done: done}, actionErr)
+}
+
+// render shows the admin page with m's message and new secret, or why
+// the action failed.
+func (a Admin) render(w http.ResponseWriter, r *http.Request, m AdminModel, actionErr error) {
 	log := orDiscard(a.Options.Logger)
 	ctx := r.Context()
-	m := AdminModel{Page: Page{Title: "Admin"}, Zone: a.Options.Zone, NewToken: secret}
+	m.Page, m.Zone = Page{Title: "Admin"}, a.Options.Zone
 	if m.Zone == nil {
 		m.Zone = time.UTC
 	}
 	status := http.StatusOK
 	if actionErr != nil {
 		status = statusOf(actionErr)
-		m.Problem = devices.ErrorMessage(actionErr)
+		m.Problem, m.Done = devices.ErrorMessage(actionErr), ""
 		if status >= 500 {
 			log.Error("admin action", "path", r.URL.Path, "error", actionErr)
 		}
-	} else {
-		m.Done = done
 	}
 	var err error
 	if m.Users, err = a.Accounts.Users(ctx); err == nil {
 		m.Tokens, err = a.Accounts.Tokens(ctx)
+	}
+	if err == nil && a.Devices != nil {
+		m.ManagesDevices = true
+		m.Devices, err = a.Devices.List(ctx)
 	}
 	if err != nil {
 		log.Error("admin page", "error", err)

@@ -510,6 +510,11 @@ func NewBoard(b boards.Board, ds []devices.Device, now time.Time, l boards.Limit
 	case len(ids) > maxLiveIDs:
 		m.Live = "*"
 	}
+	if !hasCharts(m) {
+		// Values only, as the overview shows them: the latest of each a
+		// few times a second; a chart needs every reading.
+		m.LiveLatest = OverviewLatest
+	}
 	return m
 }
 

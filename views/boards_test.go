@@ -45,6 +45,9 @@ func TestBoardPanels(t *testing.T) {
 	if got := m.Live; got != "boiler-1 freezer-2 gate-3 new-4" {
 		t.Errorf("the page subscribes to %q, want the devices it shows", got)
 	}
+	if _, ok := doc.Find("body").Attr("data-live-latest"); ok {
+		t.Error("a board with charts asks for the latest values only; its charts need every reading")
+	}
 	if v, ok := doc.Find("body").Attr("data-page"); !ok || v != "board" {
 		t.Errorf("body data-page = %q, want board", v)
 	}

@@ -39,7 +39,11 @@ type Page struct {
 	// Live names the devices the page subscribes to over /ws, separated
 	// by spaces ("*" for all, "-" for none: only what every page gets,
 	// such as alerts); empty for a page that is not live.
-	Live string
+	// LiveLatest, when not 0, asks for the latest reading of each device
+	// and metric at most that many times a second instead of every one
+	// (the overview: a person reads a card a few times a second at most).
+	Live       string
+	LiveLatest int
 	// NowMs is the server's time when the page was rendered (Unix ms), so
 	// that the script can tick ages from the server's clock.
 	NowMs int64
@@ -51,6 +55,10 @@ type Page struct {
 	// Kiosk leaves out the chrome (top bar, footer) for a wall screen.
 	Kiosk bool
 }
+
+// OverviewLatest is how many times a second the overview takes each
+// card's latest values.
+const OverviewLatest = 4
 
 // Counts are how many devices are in each status, and how many need
 // attention (all but those online within their limits).
@@ -282,7 +290,7 @@ type NotFoundModel struct {
 
 // NewOverview builds the overview of ds as of now, every device shown.
 func NewOverview(ds []devices.Device, now time.Time) OverviewModel {
-	m := OverviewModel{Page: Page{Title: "Fleet", Kind: "overview", Live: "*", NowMs: now.UnixMilli(), TZ: zoneName(now.Location())}, Devices: make([]Card, 0, len(ds))}
+	m := OverviewModel{Page: Page{Title: "Fleet", Kind: "overview", Live: "*", LiveLatest: OverviewLatest, NowMs: now.UnixMilli(), TZ: zoneName(now.Location())}, Devices: make([]Card, 0, len(ds))}
 	for _, d := range ds {
 		c := NewCard(d, now)
 		switch c.Status {

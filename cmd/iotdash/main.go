@@ -516,6 +516,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	})
 	brokerURL, simUser, simPass := c.mqttURL, c.mqttUser, c.mqttPass
 	brokerDropped := func() float64 { n, _ := in.BrokerDrops(); return float64(n) }
+	var credentials broker.Credentials
 	if brokerURL == "" {
 		// Devices sign in with credentials from iotdash device add, kept
 		// in the state file; the simulator with a secret of this process.
@@ -524,6 +525,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 			return fmt.Errorf("opening the device credentials in -data %s: %w", c.dataDir, err)
 		}
 		cl.add(creds.Close)
+		credentials = creds
 		simUser = "iotdash/simulator" // not a device id: no device can have it
 		if simPass, _, err = broker.NewSecret(); err != nil {
 			return err
@@ -584,7 +586,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	srv := &http.Server{
 		Handler: guard.Handler(csrf.Handler(routes(deps{fleet: fleet, hub: hub, reader: reader, ingester: in, registry: reg, maxPoints: c.maxPoints,
 			maxExportRange: c.maxExportRange, queryTimeout: c.queryTimeout, exportTimeout: c.exportTimeout, pprof: c.pprof, zone: c.zone, auth: people,
-			alerts: rules, notifier: notifier, boards: boards.New(docs, boards.Limits{}), log: log, maxExports: c.exportsMax, exportsPer: c.exportsPerClient, apiMetrics: api.NewMetrics(reg)})),
+			alerts: rules, notifier: notifier, credentials: credentials, boards: boards.New(docs, boards.Limits{}), log: log, maxExports: c.exportsMax, exportsPer: c.exportsPerClient, apiMetrics: api.NewMetrics(reg)})),
 			guard.Options{Hosts: hosts, CSP: views.ContentSecurityPolicy, Logger: log}),
 		ReadHeaderTimeout: 5 * time.Second,
 		ReadTimeout:       30 * time.Second,

@@ -13,6 +13,7 @@ import (
 	"iotdash/alerts"
 	"iotdash/api"
 	"iotdash/auth"
+	"iotdash/broker"
 	"iotdash/devices"
 	"iotdash/ingest"
 	"iotdash/internal/limit"
@@ -46,6 +47,7 @@ type deps struct {
 	auth           *auth.Service
 	alerts         *alerts.Engine
 	notifier       *alerts.Notifier
+	credentials    broker.Credentials // the embedded broker's; nil with -mqtt
 	boards         views.BoardStore
 	log            *slog.Logger
 }
@@ -63,11 +65,14 @@ type route struct {
 func table(d deps, mux *http.ServeMux) []route {
 	pages := views.Options{History: d.reader, Zone: d.zone, Logger: d.log}
 	admin := views.Admin{Accounts: d.auth, Options: pages}
+	if d.credentials != nil {
+		admin.Devices = broker.Accounts{Credentials: d.credentials}
+	}
 	account := views.AccountPages{Accounts: d.auth, Options: pages}
 	alertAPI := api.AlertAPI{Alerts: d.alerts, Logger: d.log}
 	alertPages := views.AlertPages{Book: d.alerts, Deliveries: d.notifier, Options: pages}
 	board := views.BoardPages{Boards: d.boards, Fleet: d.fleet, Options: pages}
-	query := api.Query(d.reader, api.QueryOptions{
+	query := api.Query(d.reader, api.QueryOptions{Zone: d.zone,
 		MaxPoints: d.maxPoints, MaxExportRange: d.maxExportRange, Timeout: d.queryTimeout, ExportTimeout: d.exportTimeout, Fleet: d.fleet, Logger: d.log,
 		MaxExports: d.maxExports, MaxExportsPerClient: d.exportsPer, Metrics: d.apiMetrics,
 		// Exports count against the signed-in user (or token), wherever

@@ -61,7 +61,7 @@ func TestFluxQueryText(t *testing.T) {
   |> filter(fn: (r) => r._measurement == "telemetry" and r.device == "pump-1" and r._field == "temperature" and r._time >= 1969-12-31T23:59:58.5Z and r._time < 1970-01-01T00:00:00Z)
   |> keep(columns: ["_time", "_value"])`},
 	} {
-		if got := fluxQuery("db/autogen", "pump-1", "temperature", c.from, c.to, c.step, c.fn); got != c.want {
+		if got := fluxQuery("db/autogen", "pump-1", "temperature", c.from, c.to, c.step, c.fn, 0); got != c.want {
 			t.Errorf("%s: got\n%s\nwant\n%s", c.name, got, c.want)
 		}
 	}
@@ -91,7 +91,7 @@ func storeWithOneReading(t *testing.T) (*Store, int64) {
 func TestHostileStringsKeepTheirMeaning(t *testing.T) {
 	s, now := storeWithOneReading(t)
 	ctx := context.Background()
-	plain := fluxQuery(s.bucket, "d", "m", now-1000, now+1000, 0, "")
+	plain := fluxQuery(s.bucket, "d", "m", now-1000, now+1000, 0, "", 0)
 	if got, err := s.run(ctx, nil, plain, nil, now-1000, now+1000); err != nil || len(got) != 1 {
 		t.Fatalf("the plain query: got %v, %v; want 1 point", got, err)
 	}
@@ -105,7 +105,7 @@ func TestHostileStringsKeepTheirMeaning(t *testing.T) {
 		`d\`,
 		`d\" or r.device != \"`,
 	} {
-		q := fluxQuery(s.bucket, hostile, "m", now-1000, now+1000, 0, "")
+		q := fluxQuery(s.bucket, hostile, "m", now-1000, now+1000, 0, "", 0)
 		got, err := s.run(ctx, nil, q, nil, now-1000, now+1000)
 		if err != nil {
 			t.Errorf("device %q: %v\n%s", hostile, err, q)

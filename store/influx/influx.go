@@ -338,18 +338,22 @@ func (s *Store) Query(ctx context.Context, q store.Query) ([]store.Point, error)
 	}
 	// Flux v0.65 (InfluxDB 1.8) drops the windows that start before the
 	// Unix epoch; the buckets there, if any, are combined here from the
-	// raw readings. Buckets are aligned to the epoch, so none spans it.
-	if from < 0 {
-		raw, err := s.run(ctx, nil, fluxQuery(s.bucket, q.Device, q.Metric, from, min(to, 0), 0, ""), nil, from, min(to, 0))
+	// raw readings, up to the first bucket that starts at or after it.
+	edge := q.BucketStart(0)
+	if edge < 0 {
+		edge += q.Step
+	}
+	if from < edge {
+		raw, err := s.run(ctx, nil, fluxQuery(s.bucket, q.Device, q.Metric, from, min(to, edge), 0, "", 0), nil, from, min(to, edge))
 		if err != nil {
 			return nil, err
 		}
 		out = aggregate(out, raw, q)
 	}
-	if to <= 0 {
+	if to <= edge {
 		return out, nil
 	}
-	from = max(from, 0)
+	from = max(from, edge)
 	fn := fluxFn[q.Agg]
 	// A window ending after the last time InfluxDB can hold overflows
 	// Flux's nanoseconds, and InfluxDB 1.8 then never answers: the last
@@ -358,7 +362,7 @@ func (s *Store) Query(ctx context.Context, q store.Query) ([]store.Point, error)
 	end := to
 	if last := q.BucketStart(to - 1); last > maxTime-q.Step {
 		end = max(from, last)
-		flux := fluxQuery(s.bucket, q.Device, q.Metric, end, to, 0, fn)
+		flux := fluxQuery(s.bucket, q.Device, q.Metric, end, to, 0, fn, 0)
 		var err error
 		if out, err = s.run(ctx, out, flux, func(int64) int64 { return last }, last, to); err != nil {
 			return nil, err
@@ -368,7 +372,7 @@ func (s *Store) Query(ctx context.Context, q store.Query) ([]store.Point, error)
 		// With timeSrc "_start" a point's time is its window's start, cut
 		// to the range's start for the first window: BucketStart puts it
 		// back on the bucket's.
-		flux := fluxQuery(s.bucket, q.Device, q.Metric, from, end, q.Step, fn)
+		flux := fluxQuery(s.bucket, q.Device, q.Metric, from, end, q.Step, fn, q.Offset)
 		var err error
 		if out, err = s.run(ctx, out, flux, q.BucketStart, q.BucketStart(from), end); err != nil {
 			return nil, err
@@ -493,12 +497,13 @@ func aggregate(out, raw []store.Point, q store.Query) []store.Point {
 
 // fluxQuery returns the Flux query for one metric of one device with
 // from <= _time < to (Unix ms): with step > 0, fn applied per step-wide
-// window aligned to the epoch, each point at its window's start; else fn
+// window aligned to the epoch shifted back by offset (store.Query's
+// Offset), each point at its window's start; else fn
 // applied to the whole range, or the raw points if fn is "". fn must be a
 // Flux aggregate or selector name. Every
 // string is quoted with fluxString and every time and duration is an
 // integer, so no argument can change the query's meaning.
-func fluxQuery(bucket, device, metric string, from, to, step int64, fn string) string {
+func fluxQuery(bucket, device, metric string, from, to, step int64, fn string, offset int64) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "from(bucket: %s)\n", fluxString(bucket))
 	// InfluxDB 1.8 includes a range's stop, 2.x excludes it: a stop 1 ns
@@ -516,6 +521,12 @@ func fluxQuery(bucket, device, metric string, from, to, step int64, fn string) s
 	}
 	b.WriteString(")\n")
 	switch {
+	case step > 0 && offset > 0:
+		// Flux shifts windows forward from the epoch: back by offset is
+		// forward by step - offset. aggregateWindow takes no offset on
+		// InfluxDB 1.8 (Flux v0.65); window does, and each point then
+		// takes its window's start as aggregateWindow's timeSrc would.
+		fmt.Fprintf(&b, "  |> window(every: %dms, offset: %dms)\n  |> %s()\n  |> duplicate(column: \"_start\", as: \"_time\")\n", step, step-offset, fn)
 	case step > 0:
 		fmt.Fprintf(&b, "  |> aggregateWindow(every: %dms, fn: %s, createEmpty: false, timeSrc: \"_start\")\n", step, fn)
 	case fn != "":

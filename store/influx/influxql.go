@@ -24,14 +24,14 @@ const (
 // useInfluxQL says whether q, clamped to [from, to), is one InfluxQL
 // answers the same as Flux.
 func useInfluxQL(q store.Query, from, to int64) bool {
-	return q.Step > 0 && q.Step <= influxQLMaxStep && from >= 0 && to <= influxQLMaxTime && q.Agg != store.AggMinMax
+	return q.Step > 0 && q.Step <= influxQLMaxStep && q.BucketStart(from) >= 0 && to <= influxQLMaxTime && q.Agg != store.AggMinMax
 }
 
 // influxQL answers a downsampling query on InfluxDB 1.x with InfluxQL's
 // GROUP BY time, whose buckets are aligned to the epoch like store.Query's
 // and whose rows carry their bucket's start.
 func (s *Store) influxQL(ctx context.Context, q store.Query, from, to int64) ([]store.Point, error) {
-	stmt := influxQLQuery(s.bucket, q.Device, q.Metric, from, to, q.Step, fluxFn[q.Agg])
+	stmt := influxQLQuery(s.bucket, q.Device, q.Metric, from, to, q.Step, fluxFn[q.Agg], q.Offset)
 	db, _, _ := strings.Cut(s.bucket, "/")
 	form := url.Values{"db": {db}, "q": {stmt}, "epoch": {"ms"}}
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, s.url+"/query", strings.NewReader(form.Encode()))
@@ -102,11 +102,17 @@ func (s *Store) influxQL(ctx context.Context, q store.Query, from, to int64) ([]
 // device per step-wide bucket with from <= time < to (Unix ms). Names are
 // quoted with influxQLQuote and times and steps are integers, so no
 // argument can change the statement's meaning.
-func influxQLQuery(bucket, device, metric string, from, to, step int64, fn string) string {
+func influxQLQuery(bucket, device, metric string, from, to, step int64, fn string, offset int64) string {
 	db, rp, _ := strings.Cut(bucket, "/")
-	return fmt.Sprintf("SELECT %s(%s) FROM %s.%s.%s WHERE %s = %s AND time >= %dms AND time < %dms GROUP BY time(%dms) fill(none)",
+	group := fmt.Sprintf("%dms", step)
+	if offset > 0 {
+		// InfluxQL shifts buckets forward from the epoch: back by offset
+		// is forward by step - offset.
+		group += fmt.Sprintf(", %dms", step-offset)
+	}
+	return fmt.Sprintf("SELECT %s(%s) FROM %s.%s.%s WHERE %s = %s AND time >= %dms AND time < %dms GROUP BY time(%s) fill(none)",
 		fn, influxQLQuote(metric, '"'), influxQLQuote(db, '"'), influxQLQuote(rp, '"'), influxQLQuote(Measurement, '"'),
-		influxQLQuote(DeviceTag, '"'), influxQLQuote(device, '\''), from, to, step)
+		influxQLQuote(DeviceTag, '"'), influxQLQuote(device, '\''), from, to, group)
 }
 
 // influxQLQuote quotes s as an InfluxQL identifier (q '"') or string

@@ -39,12 +39,12 @@ func TestServerIsV1(t *testing.T) {
 }
 
 func TestInfluxQLQueryText(t *testing.T) {
-	got := influxQLQuery("db/autogen", "pump-1", "temperature", 1767225600000, 1767225660000, 10000, "mean")
+	got := influxQLQuery("db/autogen", "pump-1", "temperature", 1767225600000, 1767225660000, 10000, "mean", 0)
 	want := `SELECT mean("temperature") FROM "db"."autogen"."telemetry" WHERE "device" = 'pump-1' AND time >= 1767225600000ms AND time < 1767225660000ms GROUP BY time(10000ms) fill(none)`
 	if got != want {
 		t.Errorf("got\n%s\nwant\n%s", got, want)
 	}
-	got = influxQLQuery("db", `it's`, `a"b\c`, 0, 1, 1, "max")
+	got = influxQLQuery("db", `it's`, `a"b\c`, 0, 1, 1, "max", 0)
 	want = `SELECT max("a\"b\\c") FROM "db".."telemetry" WHERE "device" = 'it\'s' AND time >= 0ms AND time < 1ms GROUP BY time(1ms) fill(none)`
 	if got != want {
 		t.Errorf("got\n%s\nwant\n%s", got, want)
@@ -79,7 +79,7 @@ func TestHostileStringsInInfluxQL(t *testing.T) {
 		} {
 			got, err := s.influxQL(ctx, q, now-1000, now+1000)
 			if err == nil && len(got) != 0 {
-				t.Errorf("%q matched %v\n%s", hostile, got, influxQLQuery(s.bucket, q.Device, q.Metric, now-1000, now+1000, 1000, "count"))
+				t.Errorf("%q matched %v\n%s", hostile, got, influxQLQuery(s.bucket, q.Device, q.Metric, now-1000, now+1000, 1000, "count", 0))
 			}
 		}
 	}

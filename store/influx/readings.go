@@ -34,7 +34,7 @@ func (s *Store) Readings(ctx context.Context, q store.Query, fn func([]store.Poi
 	if from >= to {
 		return nil
 	}
-	return s.fluxCSV(ctx, fluxQuery(s.bucket, q.Device, q.Metric, from, to, 0, ""), from, to, fn)
+	return s.fluxCSV(ctx, fluxQuery(s.bucket, q.Device, q.Metric, from, to, 0, "", 0), from, to, fn)
 }
 
 // fluxCSV runs a Flux query whose tables have _time and _value columns,

@@ -309,7 +309,7 @@ func (s *Store) Append(ctx context.Context, rs []devices.Reading) error {
 	// The summary of the new readings per minute, on the assumption that
 	// every reading is new.
 	for i, r := range rs {
-		k := minuteKey{ids[i], floorTo(r.Time, minute)}
+		k := minuteKey{ids[i], store.FloorTo(r.Time, minute)}
 		j, ok := s.minutes[k]
 		if !ok {
 			j = len(s.buckets)
@@ -382,7 +382,7 @@ func (s *Store) Append(ctx context.Context, rs []devices.Reading) error {
 			changed = map[minuteKey]bool{}
 		}
 		for i, r := range chunk {
-			changed[minuteKey{ids[start+i], floorTo(r.Time, minute)}] = true
+			changed[minuteKey{ids[start+i], store.FloorTo(r.Time, minute)}] = true
 		}
 	}
 
@@ -517,7 +517,7 @@ func (s *Store) Readings(ctx context.Context, q store.Query, fn func([]store.Poi
 // long enough that the few minutes cut by a step boundary, read in full,
 // cost little.
 func useMinutes(q store.Query) bool {
-	return q.Step > 0 && (q.Step%minute == 0 || q.Step >= 10*minute) && ceilTo(q.From, minute) < floorTo(q.To, minute)
+	return q.Step > 0 && (q.Step%minute == 0 || q.Step >= 10*minute) && q.Offset%minute == 0 && ceilTo(q.From, minute) < store.FloorTo(q.To, minute)
 }
 
 // fromReadings answers q from a scan of its readings in time order.
@@ -558,7 +558,7 @@ func (s *Store) fromReadings(ctx context.Context, id int64, q store.Query) ([]st
 // one step and inside [From, To), and from the readings of the rest: the
 // partial minutes at From and To and the minutes a step boundary cuts.
 func (s *Store) fromMinutes(ctx context.Context, id int64, q store.Query) ([]store.Point, error) {
-	lo, hi := ceilTo(q.From, minute), floorTo(q.To, minute)
+	lo, hi := ceilTo(q.From, minute), store.FloorTo(q.To, minute)
 	buckets := map[int64]*bucket{}
 	get := func(start int64) *bucket {
 		b := buckets[start]
@@ -618,7 +618,7 @@ func (s *Store) fromMinutes(ctx context.Context, id int64, q store.Query) ([]sto
 		var starts []byte
 		starts = append(starts, '[')
 		for b := q.BucketStart(lo) + q.Step; b < hi; b += q.Step {
-			if m := floorTo(b, minute); m != b && m >= lo {
+			if m := store.FloorTo(b, minute); m != b && m >= lo {
 				if len(starts) > 1 {
 					starts = append(starts, ',')
 				}
@@ -649,16 +649,8 @@ type minuteSummary struct {
 	firstV, lastV float64
 }
 
-func floorTo(t, d int64) int64 {
-	f := t - t%d
-	if t < 0 && t%d != 0 {
-		f -= d
-	}
-	return f
-}
-
 func ceilTo(t, d int64) int64 {
-	f := floorTo(t, d)
+	f := store.FloorTo(t, d)
 	if f < t {
 		f += d
 	}

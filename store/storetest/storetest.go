@@ -85,6 +85,7 @@ var cases = []struct {
 	{"RawInTimeOrder", testRawInTimeOrder},
 	{"EachAggregate", testEachAggregate},
 	{"BucketEdges", testBucketEdges},
+	{"OffsetBuckets", testOffsetBuckets},
 	{"FromIncludedToExcluded", testFromIncludedToExcluded},
 	{"Duplicates", testDuplicates},
 	{"OutOfOrderAppends", testOutOfOrderAppends},
@@ -264,7 +265,7 @@ func expect(written []devices.Reading, ow Overwrite, q store.Query) []store.Poin
 	for _, tm := range times {
 		// The bucket start computed by floor division, independently of
 		// store.Query.BucketStart.
-		b := int64(math.Floor(float64(tm)/float64(q.Step))) * q.Step
+		b := int64(math.Floor(float64(tm+q.Offset)/float64(q.Step)))*q.Step - q.Offset
 		if b != start {
 			flush(start)
 			start = b
@@ -418,6 +419,40 @@ func testBucketEdges(t *testing.T, s *suite) {
 	want := []store.Point{{T: base, V: 3}, {T: base + step, V: 28}, {T: base + 3*step, V: 32}}
 	if !samePoints(got, want) {
 		t.Errorf("sum per bucket: got %s, want %s", showPoints(got, base), showPoints(want, base))
+	}
+}
+
+// testOffsetBuckets: buckets shifted back from the epoch by Offset, as a
+// time zone's days and hours are (an hour at UTC+5:30 starts at :30).
+func testOffsetBuckets(t *testing.T, s *suite) {
+	d := s.device("")
+	const hour, day = 3600 * second, 86400 * second
+	start := base - base%day // a UTC midnight
+	var rs []devices.Reading
+	for i := range int64(60) {
+		rs = append(rs, reading(d, "m", start+i*17*60*second, float64(i)))
+	}
+	s.append(rs...)
+	q := store.Query{Device: d, Metric: "m", From: start, To: start + 18*hour}
+	for _, off := range []int64{30 * 60 * second, hour - 1, 23 * hour} {
+		for _, step := range []int64{hour, day} {
+			if off >= step {
+				continue
+			}
+			q.Offset = off
+			s.checkAll(q, step)
+		}
+	}
+	// One day at UTC+1 (Offset an hour): its bucket starts at 23:00 UTC.
+	got, err := s.s.Query(context.Background(), store.Query{Device: d, Metric: "m", From: start, To: start + 18*hour, Step: day, Offset: hour, Agg: store.AggCount})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := []store.Point{{T: start - hour, V: 60}}; !samePoints(got, want) {
+		t.Errorf("a day at UTC+1: got %s, want %s", showPoints(got, start), showPoints(want, start))
+	}
+	if _, err := s.s.Query(context.Background(), store.Query{Device: d, Metric: "m", From: start, To: start + hour, Step: hour, Offset: hour, Agg: store.AggCount}); devices.ErrorKind(err) != devices.EInvalid {
+		t.Errorf("an offset as long as the step: %v, want EInvalid", err)
 	}
 }
 

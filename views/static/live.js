@@ -386,13 +386,21 @@ function retryNow() {
 // shows changes.
 function subscribe(ids) {
   subscription = ids;
-  if (ws && ws.readyState === WebSocket.OPEN) ws.send(JSON.stringify({ subscribe: { devices: ids } }));
+  if (ws && ws.readyState === WebSocket.OPEN) ws.send(subscribeMessage(ids));
+}
+
+// subscribeMessage asks for ids' readings: every one, or, where the page
+// says (data-live-latest), the latest of each at most so many times a
+// second.
+function subscribeMessage(ids) {
+  const latest = Number(body.dataset.liveLatest) || 0;
+  return JSON.stringify({ subscribe: latest > 0 ? { devices: ids, latest } : { devices: ids } });
 }
 
 function connect() {
   const sock = new WebSocket(`${location.protocol === 'https:' ? 'wss:' : 'ws:'}//${location.host}/ws`);
   ws = sock;
-  sock.onopen = () => sock.send(JSON.stringify({ subscribe: { devices: subscription } }));
+  sock.onopen = () => sock.send(subscribeMessage(subscription));
   sock.onmessage = (ev) => {
     let msg;
     try { msg = JSON.parse(ev.data); } catch { return; }

@@ -100,8 +100,8 @@ func OverviewWithHistory(f Fleet, o Options) http.Handler {
 			return
 		}
 		now := o.now(r)
-		m := NewOverview(f.List(), now)
-		m.SetFilter(ParseFilter(r.URL.Query().Get))
+		page, _ := strconv.Atoi(r.URL.Query().Get("page"))
+		m := NewOverviewPage(f.List(), now, ParseFilter(r.URL.Query().Get), page)
 		if h != nil {
 			m.History = true
 			addSparklines(r.Context(), h, &m, now, log)

@@ -74,17 +74,40 @@ var attentionOrder = []string{"offline", "out", "stale", "unknown"}
 
 // Attention is c's place in attentionOrder (len(attentionOrder) when it
 // needs none).
-func (c Card) Attention() int {
-	key := string(c.Status)
+func (c Card) Attention() int { return attention(c.Status, c.OutOfRange()) }
+
+// attention is the place in attentionOrder of a device in status, out of
+// its limits or not.
+func attention(status devices.Status, out bool) int {
+	key := string(status)
 	switch {
-	case c.Status == devices.StatusOffline:
-	case c.OutOfRange():
+	case status == devices.StatusOffline:
+	case out:
 		key = "out"
 	}
 	if i := slices.Index(attentionOrder, key); i >= 0 {
 		return i
 	}
 	return len(attentionOrder)
+}
+
+// outside says whether v lies outside the limits l.
+func outside(v float64, l [2]float64) bool { return v < l[0] || v > l[1] }
+
+// deviceAttention is Card.Attention of d's card, without making it.
+func deviceAttention(d devices.Device) int {
+	status := d.Status
+	if status == "" {
+		status = devices.StatusUnknown
+	}
+	out := false
+	for name, l := range d.Meta.Limits {
+		if v, ok := d.Latest[name]; ok && outside(v.V, l) {
+			out = true
+			break
+		}
+	}
+	return attention(status, out)
 }
 
 // Seen is an instant as a page shows it.
@@ -199,7 +222,19 @@ type OverviewModel struct {
 	Filter  Filter
 	Shown   int // cards the filter leaves on screen
 	Devices []Card
+	// A fleet of more than OverviewCards devices is shown a page at a
+	// time, filtered on the server: Paged says so, Matching is how many
+	// devices the filter matches, First the 1-based place of the first
+	// card shown, PrevURL and NextURL the neighbouring pages ("" if none).
+	Paged            bool
+	Matching, First  int
+	PrevURL, NextURL string
 }
+
+// OverviewCards is the most cards the overview shows at once: a fleet
+// larger than that is paged (and filtered on the server), so the page
+// stays small and quick at 10,000 devices.
+const OverviewCards = 200
 
 // Filter is what the overview's filter asks for; it lives in the URL as
 // ?q=text&status=offline.
@@ -238,19 +273,24 @@ func (f Filter) Active() bool { return f.Text != "" || f.Status != "" }
 // Match reports whether c passes the filter. "attention" is a device that
 // is not online or has a value out of range. live.js matches the same way.
 func (f Filter) Match(c Card) bool {
+	return f.match(c.Status, c.Attention(), devices.Device{ID: c.ID, Meta: devices.Meta{Name: c.Name, Kind: c.Kind, Location: c.Location}})
+}
+
+// match is the filter's one rule, over a device's status, its place in
+// attentionOrder and what the fleet's text rule reads of it.
+func (f Filter) match(status devices.Status, att int, d devices.Device) bool {
 	switch f.Status {
 	case "":
 	case "attention":
-		if c.Attention() == len(attentionOrder) {
+		if att == len(attentionOrder) {
 			return false
 		}
 	default:
-		if string(c.Status) != f.Status {
+		if string(status) != f.Status {
 			return false
 		}
 	}
-	// The fleet's one text rule, over what the card shows of its device.
-	return devices.Device{ID: c.ID, Meta: devices.Meta{Name: c.Name, Kind: c.Kind, Location: c.Location}}.Matches(f.Text)
+	return d.Matches(f.Text)
 }
 
 // DeviceModel is one device's page.
@@ -290,10 +330,86 @@ type NotFoundModel struct {
 
 // NewOverview builds the overview of ds as of now, every device shown.
 func NewOverview(ds []devices.Device, now time.Time) OverviewModel {
-	m := OverviewModel{Page: Page{Title: "Fleet", Kind: "overview", Live: "*", LiveLatest: OverviewLatest, NowMs: now.UnixMilli(), TZ: zoneName(now.Location())}, Devices: make([]Card, 0, len(ds))}
-	for _, d := range ds {
-		c := NewCard(d, now)
-		switch c.Status {
+	m, order := newOverview(ds, now)
+	m.Devices = make([]Card, 0, len(order))
+	for _, e := range order {
+		m.Devices = append(m.Devices, NewCard(*e.d, now))
+	}
+	m.Shown = len(m.Devices)
+	return m
+}
+
+// NewOverviewPage is the overview of ds as the page shows it: every card,
+// those f leaves out hidden (SetFilter), or, for a fleet of more than
+// OverviewCards devices, only page (from 1) of the cards f matches, cut
+// before any card is made, so the page stays quick at 10,000 devices.
+func NewOverviewPage(ds []devices.Device, now time.Time, f Filter, page int) OverviewModel {
+	if len(ds) <= OverviewCards {
+		m := NewOverview(ds, now)
+		m.SetFilter(f)
+		return m
+	}
+	m, order := newOverview(ds, now)
+	m.Filter, m.Paged = f, true
+	kept := order[:0]
+	for _, e := range order {
+		if f.match(e.status, e.att, *e.d) {
+			kept = append(kept, e)
+		}
+	}
+	m.Matching = len(kept)
+	pages := max(1, (m.Matching+OverviewCards-1)/OverviewCards)
+	page = min(max(page, 1), pages)
+	lo, hi := (page-1)*OverviewCards, min(page*OverviewCards, m.Matching)
+	for _, e := range kept[lo:hi] {
+		m.Devices = append(m.Devices, NewCard(*e.d, now))
+	}
+	m.Shown, m.First = hi-lo, lo+1
+	link := func(p int) string {
+		v := url.Values{}
+		if f.Text != "" {
+			v.Set("q", f.Text)
+		}
+		if f.Status != "" {
+			v.Set("status", f.Status)
+		}
+		if p > 1 {
+			v.Set("page", strconv.Itoa(p))
+		}
+		if len(v) == 0 {
+			return "/"
+		}
+		return "/?" + v.Encode()
+	}
+	if page > 1 {
+		m.PrevURL = link(page - 1)
+	}
+	if page < pages {
+		m.NextURL = link(page + 1)
+	}
+	return m
+}
+
+// overviewEntry is a device with what the overview orders it by.
+type overviewEntry struct {
+	d      *devices.Device
+	status devices.Status
+	att    int
+	name   string
+}
+
+// newOverview counts ds by status and orders it as the overview shows
+// it: what needs attention first, then by name, as people read them.
+func newOverview(ds []devices.Device, now time.Time) (OverviewModel, []overviewEntry) {
+	m := OverviewModel{Page: Page{Title: "Fleet", Kind: "overview", Live: "*", LiveLatest: OverviewLatest, NowMs: now.UnixMilli(), TZ: zoneName(now.Location())}}
+	order := make([]overviewEntry, len(ds))
+	for i := range ds {
+		d := &ds[i]
+		status := d.Status
+		if status == "" {
+			status = devices.StatusUnknown
+		}
+		switch status {
 		case devices.StatusOnline:
 			m.Counts.Online++
 		case devices.StatusStale:
@@ -303,21 +419,18 @@ func NewOverview(ds []devices.Device, now time.Time) OverviewModel {
 		default:
 			m.Counts.Unknown++
 		}
-		if c.Attention() < len(attentionOrder) {
+		e := overviewEntry{d: d, status: status, att: deviceAttention(*d), name: strings.ToLower(d.Name())}
+		if e.att < len(attentionOrder) {
 			m.Counts.Attention++
 		}
-		m.Devices = append(m.Devices, c)
+		order[i] = e
 	}
-	// What needs attention first; then by name, as people read them.
-	slices.SortStableFunc(m.Devices, func(a, b Card) int {
-		return cmp.Or(cmp.Compare(a.Attention(), b.Attention()), cmp.Compare(strings.ToLower(a.Name), strings.ToLower(b.Name)), cmp.Compare(a.ID, b.ID))
+	slices.SortStableFunc(order, func(a, b overviewEntry) int {
+		return cmp.Or(cmp.Compare(a.att, b.att), cmp.Compare(a.name, b.name), cmp.Compare(a.d.ID, b.d.ID))
 	})
-	m.Shown = len(m.Devices)
-	return m
+	return m, order
 }
 
-// SetFilter hides the cards f leaves out. The counts stay those of the
-// whole fleet.
 func (m *OverviewModel) SetFilter(f Filter) {
 	m.Filter = f
 	m.Shown = 0
@@ -370,7 +483,7 @@ func NewCard(d devices.Device, now time.Time) Card {
 		m.Value = formatValue(v.V, m.Decimals)
 		if hasLimits {
 			m.HasLimits, m.Lo, m.Hi = true, l[0], l[1]
-			m.OutOfRange = v.V < l[0] || v.V > l[1]
+			m.OutOfRange = outside(v.V, l)
 		}
 		c.Metrics = append(c.Metrics, m)
 	}

@@ -10,7 +10,10 @@ const STEP = 60 * 1000; // a sparkline's bucket, as the server reads them (views
 const MAX_IDS = 1000; // past this, subscribing to all is cheaper than listing
 
 export function init(live) {
-  const form = document.querySelector('[data-testid="filter"]');
+  // A fleet larger than a page is filtered and paged by the server: the
+  // form and the counts' links then load the page they ask for.
+  const paged = document.getElementById('device-list')?.dataset.paged !== undefined;
+  const form = paged ? null : document.querySelector('[data-testid="filter"]');
   const text = form?.elements.q;
   const status = form?.elements.status;
   const sparks = new Map(); // "device\nmetric" -> Sparkline
@@ -64,19 +67,19 @@ export function init(live) {
       }
       if (show) ids.push(card.dataset.device);
     }
-    const filtered = q !== '' || st !== '';
-    const shown = document.getElementById('shown');
+    const filtered = paged || q !== '' || st !== '';
+    const shown = paged ? null : document.getElementById('shown'); // a page: the server's words
     if (shown) {
       const noun = cards.length === 1 ? ' device' : ' devices';
       shown.textContent = filtered ? `Showing ${ids.length} of ${cards.length}${noun}` : `${cards.length}${noun}`;
     }
-    const none = document.getElementById('no-match');
+    const none = paged ? null : document.getElementById('no-match');
     if (none) none.hidden = ids.length > 0 || cards.length === 0;
     for (const a of document.querySelectorAll('[data-count] a')) {
       a.toggleAttribute('aria-current', a.closest('[data-count]').dataset.count === st);
     }
-    // Only what is on screen is subscribed to; all of it, and devices not
-    // seen yet, when nothing is filtered out.
+    // Only what is on screen is subscribed to (a page: its cards); all of
+    // it, and devices not seen yet, when nothing is filtered out.
     const want = !filtered || ids.length > MAX_IDS ? ['*'] : ids;
     const key = want.join(' ');
     if (key !== subscribed) {
@@ -113,7 +116,7 @@ export function init(live) {
   // A count filters to its status without a reload.
   document.addEventListener('click', (e) => {
     const a = e.target.closest?.('[data-count] a');
-    if (!a || !status || e.button !== 0 || e.metaKey || e.ctrlKey || e.shiftKey) return;
+    if (!a || !status || paged || e.button !== 0 || e.metaKey || e.ctrlKey || e.shiftKey) return;
     e.preventDefault();
     const st = a.closest('[data-count]').dataset.count;
     status.value = status.value === st ? '' : st;
@@ -131,6 +134,12 @@ export function init(live) {
   let lastPoll = Date.now();
   async function pollHidden() {
     lastPoll = Date.now();
+    if (paged) {
+      // A page of a large fleet: a fresh copy brings the exact counts and
+      // what belongs on the page now, for less than the whole fleet's JSON.
+      live.refreshSoon();
+      return;
+    }
     try {
       const res = await fetch('/api/v1/devices', { cache: 'no-store' });
       if (!res.ok) return;

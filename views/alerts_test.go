@@ -33,16 +33,20 @@ func TestAlertsEndToEnd(t *testing.T) {
 	if err := chromedp.Do(ctx, chromedp.Navigate(d.URL+"/alerts")); err != nil {
 		t.Fatal(err)
 	}
-	until(t, ctx, "the live connection", connected)
+	settle(t, ctx, "the live connection", connected)
+	eval[bool](t, ctx, `window.notReloaded = true`)
 
 	boiler := newDevice(t, d.Broker, "e2e-boiler", `{"name":"Boiler","kind":"boiler"}`)
 	boiler.publish("telemetry", false, fmt.Sprintf(`{"ts":%d,"temperature":31.5}`, time.Now().UnixMilli()))
-	until(t, ctx, "the alert on the alerts page, without a reload", `[...document.querySelectorAll('#alerts-live [data-state="firing"]')].some(r => r.textContent.includes("e2e-boiler"))`)
-	until(t, ctx, "the count in the title", `document.title.startsWith("(1) ")`)
+	settle(t, ctx, "the alert on the alerts page, without a reload", `[...document.querySelectorAll('#alerts-live [data-state="firing"]')].some(r => r.textContent.includes("e2e-boiler"))`)
+	settle(t, ctx, "the count in the title", `document.title.startsWith("(1) ")`)
+	if !eval[bool](t, ctx, `window.notReloaded === true`) {
+		t.Error("the alerts page was reloaded to show the alert")
+	}
 
 	// On the overview, the boiler's card carries it.
 	tab := page(t, d.URL+"/")
-	until(t, tab, "the alert on the boiler's card", `(document.querySelector('[data-testid="device-card"][data-device="e2e-boiler"] [data-testid="card-alert"]')||{}).textContent?.includes("Boiler too hot")`)
+	settle(t, tab, "the alert on the boiler's card", `(document.querySelector('[data-testid="device-card"][data-device="e2e-boiler"] [data-testid="card-alert"]')||{}).textContent?.includes("Boiler too hot")`)
 
 	// Acknowledged from the page.
 	if err := chromedp.Do(ctx, chromedp.Click(`#alerts-live [data-state="firing"] button[type="submit"]`)); err != nil {

@@ -38,7 +38,7 @@ func TestAdminManagesDeviceCredentials(t *testing.T) {
 		t.Fatalf("the admin page shows no secret for pump-7:\n%s", page)
 	}
 	connect := func(password string) error {
-		c := mqtt.NewClient(mqtt.NewClientOptions().AddBroker("tcp://"+brokerAddr).SetClientID("pump-7").
+		c := mqtt.NewClient(mqtt.NewClientOptions().AddBroker("tcp://" + brokerAddr).SetClientID("pump-7").
 			SetUsername("pump-7").SetPassword(password).SetConnectRetry(false).SetAutoReconnect(false))
 		tok := c.Connect()
 		if !tok.WaitTimeout(10 * time.Second) {

@@ -2,7 +2,6 @@ package api
 
 import (
 	"bytes"
-	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -12,9 +11,10 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"time"
+
+	"golang.org/x/sync/errgroup"
 
 	"iotdash/devices"
 	"iotdash/internal/limit"
@@ -502,62 +502,39 @@ var errTooMany = errors.New("too many points")
 func fetch(ctx context.Context, st Reader, req Request, maxPoints int) ([][]store.Point, error) {
 	qs := req.Series()
 	out := make([][]store.Point, len(qs))
-	errs := make([]error, len(qs))
 	var total atomic.Int64
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	sem := make(chan struct{}, 4)
-	var wg sync.WaitGroup
+	g, ctx := errgroup.WithContext(ctx)
+	g.SetLimit(4)
 	for i, q := range qs {
-		wg.Go(func() {
-			select {
-			case sem <- struct{}{}:
-			case <-ctx.Done():
-				errs[i] = ctx.Err()
-				return
-			}
-			defer func() { <-sem }()
+		g.Go(func() error {
 			if q.Step > 0 {
 				// Buckets of the zone's days and hours: a query for each
 				// run of buckets of one length.
+				out[i] = []store.Point{}
 				for _, sub := range store.LocalBuckets(q, req.Zone) {
 					pts, err := st.Query(ctx, sub)
 					if err != nil {
-						errs[i] = err
-						return
+						return err
 					}
 					out[i] = append(out[i], pts...)
 				}
-				if out[i] == nil {
-					out[i] = []store.Point{}
-				}
-				return
+				return nil
 			}
-			pts := []store.Point{}
-			errs[i] = st.Readings(ctx, q, func(ps []store.Point) error {
+			out[i] = []store.Point{}
+			return st.Readings(ctx, q, func(ps []store.Point) error {
 				if total.Add(int64(len(ps))) > int64(maxPoints) {
 					return errTooMany
 				}
-				pts = append(pts, ps...)
+				out[i] = append(out[i], ps...)
 				return nil
 			})
-			out[i] = pts
-			if errs[i] != nil {
-				cancel()
-			}
 		})
 	}
-	wg.Wait()
-	if total.Load() > int64(maxPoints) {
-		return nil, devices.Errorf(devices.EInvalid, "this range holds more than %d readings, the limit of points per response (-max-points); narrow the range, use a step such as step=auto, or export every reading with format=csv",
-			maxPoints)
-	}
-	for _, err := range errs {
-		if err != nil && !errors.Is(err, context.Canceled) {
-			return nil, err
+	if err := g.Wait(); err != nil {
+		if errors.Is(err, errTooMany) {
+			return nil, devices.Errorf(devices.EInvalid, "this range holds more than %d readings, the limit of points per response (-max-points); narrow the range, use a step such as step=auto, or export every reading with format=csv",
+				maxPoints)
 		}
-	}
-	if err := cmp.Or(errs...); err != nil {
 		return nil, err
 	}
 	return out, nil

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/a-h/templ"
+	"golang.org/x/sync/errgroup"
 
 	"iotdash/auth"
 	"iotdash/devices"
@@ -203,25 +204,15 @@ func putBuffer(b *bytes.Buffer) {
 // queries runs jobs with at most historyWorkers at once, until they are
 // done or ctx ends; a job that has not started by then does not run.
 func queries(ctx context.Context, jobs []func(context.Context)) {
-	next := make(chan func(context.Context))
-	var wg sync.WaitGroup
-	for range min(historyWorkers, len(jobs)) {
-		wg.Go(func() {
-			for job := range next {
-				job(ctx)
-			}
-		})
-	}
-feed:
+	var g errgroup.Group
+	g.SetLimit(historyWorkers)
 	for _, job := range jobs {
-		select {
-		case next <- job:
-		case <-ctx.Done():
-			break feed
+		if ctx.Err() != nil {
+			break
 		}
+		g.Go(func() error { job(ctx); return nil })
 	}
-	close(next)
-	wg.Wait()
+	g.Wait()
 }
 
 // historyFailed logs, once per page, that some history could not be read;

@@ -1,6 +1,7 @@
 package api
 
 import (
+	"container/heap"
 	"context"
 	"errors"
 	"fmt"
@@ -335,7 +336,7 @@ func merge(ctx context.Context, st Reader, qs []store.Query, emit func(i int, p 
 		})
 	}
 	// A min-heap of the cursors that have a reading, by that reading.
-	h := make([]*cursor, 0, len(cs))
+	h := make(cursorHeap, 0, len(cs))
 	for _, c := range cs {
 		if c.advance() {
 			h = append(h, c)
@@ -343,26 +344,7 @@ func merge(ctx context.Context, st Reader, qs []store.Query, emit func(i int, p 
 			return c.err
 		}
 	}
-	down := func(i int) {
-		for {
-			l := 2*i + 1
-			if l >= len(h) {
-				return
-			}
-			m := l
-			if r := l + 1; r < len(h) && h[r].less(h[l]) {
-				m = r
-			}
-			if !h[m].less(h[i]) {
-				return
-			}
-			h[i], h[m] = h[m], h[i]
-			i = m
-		}
-	}
-	for i := len(h)/2 - 1; i >= 0; i-- {
-		down(i)
-	}
+	heap.Init(&h)
 	for len(h) > 0 {
 		c := h[0]
 		if err := emit(c.idx, c.cur[c.i]); err != nil {
@@ -373,10 +355,24 @@ func merge(ctx context.Context, st Reader, qs []store.Query, emit func(i int, p 
 			if c.err != nil {
 				return c.err
 			}
-			h[0] = h[len(h)-1]
-			h = h[:len(h)-1]
+			heap.Pop(&h)
+			continue
 		}
-		down(0)
+		heap.Fix(&h, 0)
 	}
 	return nil
+}
+
+// cursorHeap orders cursors by their current reading (container/heap).
+type cursorHeap []*cursor
+
+func (h cursorHeap) Len() int           { return len(h) }
+func (h cursorHeap) Less(i, j int) bool { return h[i].less(h[j]) }
+func (h cursorHeap) Swap(i, j int)      { h[i], h[j] = h[j], h[i] }
+func (h *cursorHeap) Push(x any)        { *h = append(*h, x.(*cursor)) }
+func (h *cursorHeap) Pop() any {
+	old := *h
+	c := old[len(old)-1]
+	*h = old[:len(old)-1]
+	return c
 }

@@ -48,6 +48,19 @@ func TestAlertsEndToEnd(t *testing.T) {
 	tab := page(t, d.URL+"/")
 	settle(t, tab, "the alert on the boiler's card", `(document.querySelector('[data-testid="device-card"][data-device="e2e-boiler"] [data-testid="card-alert"]')||{}).textContent?.includes("Boiler too hot")`)
 
+	// The boiler's page bands the chart from when it fired, and says so.
+	dev := page(t, d.URL+"/devices/e2e-boiler")
+	settle(t, dev, "the alert's span on the temperature chart", `(document.querySelector('figure[data-chart="temperature"]')?.dataset.alerts || "").includes('"critical"')`)
+	if got := pageText(t, dev, `figure[data-chart="temperature"] [data-testid="chart-alerts"]`); !strings.Contains(got, "Boiler too hot") || !strings.Contains(got, "firing still") {
+		t.Errorf("under the chart: %q", got)
+	}
+	// It cools: the span ends there, without a reload.
+	eval[bool](t, dev, `window.notReloaded = true`)
+	boiler.publish("telemetry", false, fmt.Sprintf(`{"ts":%d,"temperature":28}`, time.Now().UnixMilli()))
+	settle(t, dev, "the span to end", `/^\[\[\d+,[1-9]\d*,"critical"\]\]$/.test(document.querySelector('figure[data-chart="temperature"]')?.dataset.alerts || "") && window.notReloaded === true`)
+	boiler.publish("telemetry", false, fmt.Sprintf(`{"ts":%d,"temperature":32}`, time.Now().UnixMilli()))
+	settle(t, ctx, "firing again", `document.title.startsWith("(1) ")`)
+
 	// Acknowledged from the page.
 	if err := chromedp.Do(ctx, chromedp.Click(`#alerts-live [data-state="firing"] button[type="submit"]`)); err != nil {
 		t.Fatal(err)

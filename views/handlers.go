@@ -12,6 +12,7 @@ import (
 	"github.com/a-h/templ"
 	"golang.org/x/sync/errgroup"
 
+	"iotdash/alerts"
 	"iotdash/auth"
 	"iotdash/devices"
 	"iotdash/store"
@@ -73,6 +74,37 @@ type Options struct {
 	Zone *time.Location
 	// Logger gets what could not be read or rendered (nil: nowhere).
 	Logger *slog.Logger
+	// Alerts, if not nil, gives the alerts the device page draws on its
+	// charts.
+	Alerts AlertSource
+}
+
+// AlertSource lists alerts by state ("" for all): alerts.Engine.
+type AlertSource interface {
+	Alerts(state string) []alerts.Instance
+}
+
+// addAlerts puts each of the device's alerts that fired on its metric's
+// chart, as a span from when it fired to when it cleared.
+func addAlerts(m *DeviceModel, src AlertSource, now time.Time) {
+	if src == nil {
+		return
+	}
+	for _, in := range src.Alerts("") {
+		if in.Device != m.Device.ID || in.FiredAt == 0 {
+			continue
+		}
+		for i := range m.Charts {
+			if m.Charts[i].Metric.Name != in.Metric {
+				continue
+			}
+			span := AlertSpan{Name: in.Name, Severity: in.Severity, From: in.FiredAt, Fired: formatAt(in.FiredAt, now.Location())}
+			if in.State == alerts.StateResolved {
+				span.To, span.Cleared = in.ResolvedAt, formatAt(in.ResolvedAt, now.Location())
+			}
+			m.Charts[i].Alerts = append(m.Charts[i].Alerts, span)
+		}
+	}
 }
 
 // now is the time to render r's page at, in the zone its reader reads
@@ -135,6 +167,7 @@ func DevicePageWithHistory(f Fleet, o Options) http.Handler {
 			m.History = true
 			addCharts(r.Context(), h, &m, log)
 		}
+		addAlerts(&m, o.Alerts, now)
 		render(w, r, log, http.StatusOK, DeviceView(m))
 	})
 }

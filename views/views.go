@@ -312,6 +312,17 @@ type Chart struct {
 	// Device and DeviceName are the chart's device on a board, which
 	// charts several; "" on a device page.
 	Device, DeviceName string
+	// Alerts are the spans this metric's alerts fired over, drawn as
+	// bands on the chart and said in words under it.
+	Alerts []AlertSpan
+}
+
+// AlertSpan is one alert of a chart's metric: from when it fired to when
+// it cleared (To 0: it fires still).
+type AlertSpan struct {
+	Name, Severity string
+	From, To       int64
+	Fired, Cleared string // the times, as the page shows them
 }
 
 // key is what tells c's elements apart on its page.
@@ -754,6 +765,14 @@ func chartAttrs(c Chart) templ.Attributes {
 	}
 	if c.Metric.HasLimits {
 		addLimits(a, c.Metric)
+	}
+	if len(c.Alerts) > 0 {
+		a["data-alerts"] = flatJSON(len(c.Alerts), func(b []byte, i int) []byte {
+			s := c.Alerts[i]
+			b = strconv.AppendInt(append(b, '['), s.From, 10)
+			b = strconv.AppendInt(append(b, ','), s.To, 10)
+			return append(strconv.AppendQuote(append(b, ','), s.Severity), ']')
+		})
 	}
 	return a
 }

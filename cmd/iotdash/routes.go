@@ -64,6 +64,9 @@ type route struct {
 // the routes are mounted on, for the API's 404 and 405.
 func table(d deps, mux *http.ServeMux) []route {
 	pages := views.Options{History: d.reader, Zone: d.zone, Logger: d.log}
+	if d.alerts != nil {
+		pages.Alerts = d.alerts
+	}
 	admin := views.Admin{Accounts: d.auth, Options: pages}
 	if d.credentials != nil {
 		admin.Devices = broker.Accounts{Credentials: d.credentials}

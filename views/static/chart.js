@@ -227,7 +227,7 @@ function readTheme() {
   const v = (name) => cs.getPropertyValue(name).trim();
   return {
     line: v('--chart-line'), band: v('--chart-band'), grid: v('--line'), text: v('--muted'),
-    out: v('--offline'), outBg: v('--chart-out-bg'), cursor: v('--fg'), bg: v('--card'),
+    out: v('--offline'), outBg: v('--chart-out-bg'), cursor: v('--fg'), bg: v('--card'), alert: v('--chart-alert'),
   };
 }
 const allDrawings = new Set();
@@ -328,6 +328,22 @@ function plot(ctx, pts, step, box, lim, lineWidth) {
   }
   ctx.restore();
   return { x, y };
+}
+
+// alertBands shades the times an alert of the chart's metric fired over
+// ([from, to, severity], to 0 while it fires), with a strip along the top.
+function alertBands(ctx, box, spans) {
+  if (!spans?.length) return;
+  const { x0, x1, y0, y1, from, to } = box;
+  const x = (t) => x0 + ((t - from) / (to - from)) * (x1 - x0);
+  for (const [a, b] of spans) {
+    const s = Math.max(a, from), e = Math.min(b || to, to);
+    if (e <= s) continue;
+    ctx.fillStyle = theme.alert;
+    ctx.fillRect(x(s), y0, Math.max(1, x(e) - x(s)), y1 - y0);
+    ctx.fillStyle = theme.out;
+    ctx.fillRect(x(s), y0, Math.max(1, x(e) - x(s)), 3);
+  }
 }
 
 // limitZones shades the values beyond the limits and marks them with
@@ -467,6 +483,7 @@ export class Chart {
     this.decimals = Number(fig.dataset.decimals) || 0;
     this.unit = fig.dataset.unit || '';
     this.limits = limitsOf(fig);
+    this.readAlerts();
     this.series = new Series(Number(fig.dataset.step) || 0);
     this.from = Number(fig.dataset.from);
     this.to = Number(fig.dataset.to);
@@ -497,6 +514,12 @@ export class Chart {
     this.cursor = null;
     this.relabel = true;
     invalidate(this);
+  }
+
+  // readAlerts takes the spans its alerts fired over from the figure
+  // (data-alerts), again after the server sent a fresh copy.
+  readAlerts() {
+    this.alerts = this.fig.dataset.alerts ? JSON.parse(this.fig.dataset.alerts) : [];
   }
 
   // summary says in words what the chart shows.
@@ -602,6 +625,7 @@ export class Chart {
     const y = (v) => box.y1 - ((v - lo) / (hi - lo)) * (box.y1 - box.y0);
 
     limitZones(ctx, box, this.limits, y, true);
+    alertBands(ctx, box, this.alerts);
     // Value grid and labels.
     ctx.strokeStyle = theme.grid;
     ctx.fillStyle = theme.text;

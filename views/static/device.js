@@ -5,7 +5,7 @@
 // CSV download of what the charts show; and the refetch of any span the
 // connection missed, so that a chart has no hole the data does not have.
 
-import { Series, Chart, stepFor, localTime, wall, offsetAt, isoAt } from '/static/chart.js';
+import { Series, Chart, stepFor, localTime, wall, offsetAt, isoAt, invalidate } from '/static/chart.js';
 
 const M = 60 * 1000, H = 60 * M, D = 24 * H;
 // The range picker's choices, as views.Ranges.
@@ -285,6 +285,13 @@ export function init(live) {
       if (!relative()) return;
       const { from, to } = span();
       for (const c of charts.values()) c.setWindow(from, to);
+    },
+    swapped() {
+      // A fresh copy of the page: the charts' alerts may have changed.
+      for (const c of charts.values()) {
+        c.readAlerts();
+        invalidate(c);
+      }
     },
     reconnected(since) {
       // From a little before the last point each chart has to now.

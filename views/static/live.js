@@ -249,6 +249,15 @@ async function refresh() {
     const doc = new DOMParser().parseFromString(await res.text(), 'text/html');
     syncClock(doc);
     const focused = document.activeElement;
+    // The charts' alerts: their spans and their words.
+    for (const next of doc.querySelectorAll('figure[data-chart][id]')) {
+      const old = document.getElementById(next.id);
+      if (!old) continue;
+      if (next.dataset.alerts) old.dataset.alerts = next.dataset.alerts; else delete old.dataset.alerts;
+      const list = next.querySelector('.chart-alerts');
+      old.querySelector('.chart-alerts')?.remove();
+      if (list) old.querySelector('.chart-summary')?.after(list);
+    }
     for (const next of doc.querySelectorAll('[data-swap][id]')) {
       const old = document.getElementById(next.id);
       if (!old) continue;
@@ -306,6 +315,7 @@ function receive(msg) {
 let alerts = null;
 function showAlerts(a) {
   const changed = alerts !== null && JSON.stringify(alerts) !== JSON.stringify(a);
+  const before = alerts;
   alerts = a;
   const title = document.title.replace(/^\(\d+\) /, '');
   document.title = a.firing > 0 ? `(${a.firing}) ${title}` : title;
@@ -339,6 +349,8 @@ function showAlerts(a) {
     line.replaceChildren(sev, ` ${d.names.join(', ')}`);
   }
   if (changed && body.dataset.page === 'alerts') refreshSoon();
+  // A device page's charts band what fired: a fresh copy brings the spans.
+  if (changed && body.dataset.page === 'device' && JSON.stringify(before?.devices[body.dataset.live]) !== JSON.stringify(a.devices[body.dataset.live])) refreshSoon();
 }
 
 // The connection, its backoff, and the banner that says how it is.

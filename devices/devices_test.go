@@ -43,3 +43,18 @@ func TestParseMetaDecimalsAndLabels(t *testing.T) {
 		}
 	}
 }
+
+// TestMatches: the fleet's text filter finds a device by its id, name,
+// kind, location, and its metrics' names and labels, ignoring case.
+func TestMatches(t *testing.T) {
+	d := Device{ID: "aq-07", Meta: Meta{Name: "Air in the lab", Kind: "air-quality", Location: "Lab 2",
+		Labels: map[string]string{"co2": "CO₂"}}, Latest: map[string]Value{"co2": {T: 1, V: 612}, "humidity": {T: 1, V: 40}}}
+	for text, want := range map[string]bool{
+		"": true, "AQ-07": true, "the lab": true, "quality": true, "lab 2": true,
+		"humid": true, "co₂": true, "CO2": true, "pressure": false, "aq-07\nair": false,
+	} {
+		if got := d.Matches(text); got != want {
+			t.Errorf("Matches(%q) = %v, want %v", text, got, want)
+		}
+	}
+}

@@ -38,20 +38,30 @@ func (d Device) Name() string {
 	return d.ID
 }
 
-// Matches reports whether text (ignoring case) is part of the device's id,
-// name, kind or location: the one rule of the fleet's text filter, for the
-// pages and the API alike. Empty text matches every device.
-func (d Device) Matches(text string) bool {
-	if text == "" {
-		return true
-	}
-	q := strings.ToLower(text)
-	for _, s := range []string{d.ID, d.Name(), d.Meta.Kind, d.Meta.Location} {
-		if strings.Contains(strings.ToLower(s), q) {
-			return true
+// Matches reports whether text (ignoring case) is part of what
+// SearchText holds: the one rule of the fleet's text filter, for the pages
+// (which hand SearchText to their script) and the API alike. Empty text
+// matches every device.
+func (d Device) Matches(text string) bool { return TextMatches(d.SearchText(), text) }
+
+// TextMatches is the text filter's rule over a SearchText: text within
+// one of its lines.
+func TextMatches(search, text string) bool {
+	return text == "" || !strings.Contains(text, "\n") && strings.Contains(search, strings.ToLower(text))
+}
+
+// SearchText is what the fleet's text filter looks in, in lower case, one
+// line each: the device's id, name, kind and location, and its metrics'
+// names and labels.
+func (d Device) SearchText() string {
+	parts := []string{d.ID, d.Name(), d.Meta.Kind, d.Meta.Location}
+	for _, m := range d.Metrics() {
+		parts = append(parts, m)
+		if l := d.Meta.Label(m); l != m {
+			parts = append(parts, l)
 		}
 	}
-	return false
+	return strings.ToLower(strings.Join(parts, "\n"))
 }
 
 // Metrics returns the device's metric names in order.

@@ -159,6 +159,9 @@ func (m Metric) withUnit(v float64) string {
 
 // Card is one device as the fleet overview and the device page show it.
 type Card struct {
+	// Search is what the text filter looks in (devices.SearchText),
+	// handed to the script so that it filters by the server's rule.
+	Search                   string
 	ID, Name, Kind, Location string
 	Status                   devices.Status
 	LastSeen                 Seen
@@ -273,12 +276,16 @@ func (f Filter) Active() bool { return f.Text != "" || f.Status != "" }
 // Match reports whether c passes the filter. "attention" is a device that
 // is not online or has a value out of range. live.js matches the same way.
 func (f Filter) Match(c Card) bool {
-	return f.match(c.Status, c.Attention(), devices.Device{ID: c.ID, Meta: devices.Meta{Name: c.Name, Kind: c.Kind, Location: c.Location}})
+	return f.matchText(c.Status, c.Attention(), c.Search)
 }
 
 // match is the filter's one rule, over a device's status, its place in
 // attentionOrder and what the fleet's text rule reads of it.
 func (f Filter) match(status devices.Status, att int, d devices.Device) bool {
+	return f.matchText(status, att, d.SearchText())
+}
+
+func (f Filter) matchText(status devices.Status, att int, search string) bool {
 	switch f.Status {
 	case "":
 	case "attention":
@@ -290,7 +297,7 @@ func (f Filter) match(status devices.Status, att int, d devices.Device) bool {
 			return false
 		}
 	}
-	return d.Matches(f.Text)
+	return devices.TextMatches(search, f.Text)
 }
 
 // DeviceModel is one device's page.
@@ -470,6 +477,7 @@ func NewCard(d devices.Device, now time.Time) Card {
 		status = devices.StatusUnknown
 	}
 	c := Card{
+		Search:   d.SearchText(),
 		ID:       d.ID,
 		Name:     d.Name(),
 		Kind:     d.Meta.Kind,

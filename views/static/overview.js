@@ -40,14 +40,13 @@ export function init(live) {
     }
   }
 
-  // matches says whether a card passes the filter, as views.Filter.Match.
+  // matches says whether a card passes the filter, as views.Filter.Match:
+  // the text in what the server says is searchable (data-search).
   function matches(card, q, st) {
     if (st === 'attention') {
       if (card.dataset.status === 'online' && card.dataset.out === undefined) return false;
     } else if (st && card.dataset.status !== st) return false;
-    if (!q) return true;
-    const d = card.dataset;
-    return [d.device, d.name, d.kind, d.location].some((s) => (s || '').toLowerCase().includes(q));
+    return !q || (card.dataset.search || '').includes(q);
   }
 
   let subscribed = '';

@@ -87,7 +87,7 @@ func TestOverviewOfTenThousand(t *testing.T) {
 	if n := strings.TrimSpace(doc.Find(`[data-count="offline"] .count-n`).Text()); n != "1000" {
 		t.Errorf("the offline count says %q, want the whole fleet's 1000", n)
 	}
-	if got := doc.Find(`[data-testid="shown"]`).Text(); !strings.Contains(got, "Showing 1–200 of 10000") {
+	if got := doc.Find(`[data-testid="shown"]`).Text(); !strings.Contains(got, fmt.Sprintf("Showing 1–%d of 10000", OverviewCards)) {
 		t.Errorf("shown: %q", got)
 	}
 	next, ok := doc.Find(`[data-testid="next-page"]`).Attr("href")

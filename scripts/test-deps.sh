@@ -26,25 +26,22 @@ if [ ${#need_apt[@]} -gt 0 ]; then
   fi
 fi
 
-if [ ! -x "$influxd" ]; then
-  echo "building influxd $influx_version from the Go module proxy into $cache (about 3 minutes, once)" >&2
-  tmp=$(mktemp -d)
-  GOBIN="$tmp" GOFLAGS=-mod=mod CGO_ENABLED=0 go install "github.com/influxdata/influxdb/cmd/influxd@$influx_version" >&2
-  mv "$tmp/influxd" "$influxd"
-  rm -rf "$tmp"
-fi
-
-# Prometheus Alertmanager, the real receiver the alert tests deliver to,
-# built from the Go module proxy once (about 20 seconds).
+# go_tool PATH PACKAGE@VERSION HOW-LONG builds a service the tests run from
+# the Go module proxy into PATH (in $cache), once.
+go_tool() {
+  if [ ! -x "$1" ]; then
+    echo "building $2 from the Go module proxy into $cache ($3, once)" >&2
+    tmp=$(mktemp -d)
+    GOBIN="$tmp" GOFLAGS=-mod=mod CGO_ENABLED=0 go install "$2" >&2
+    mv "$tmp"/* "$1"
+    rm -rf "$tmp"
+  fi
+}
+go_tool "$influxd" "github.com/influxdata/influxdb/cmd/influxd@$influx_version" "about 3 minutes"
+# Prometheus Alertmanager, the real receiver the alert tests deliver to.
 am_version="v0.31.1" # the newest whose module builds: from v0.32 its UI embeds assets the module zip lacks
 alertmanager="$cache/alertmanager-$am_version"
-if [ ! -x "$alertmanager" ]; then
-  echo "building alertmanager $am_version from the Go module proxy into $cache (about 20 seconds, once)" >&2
-  tmp=$(mktemp -d)
-  GOBIN="$tmp" GOFLAGS=-mod=mod CGO_ENABLED=0 go install "github.com/prometheus/alertmanager/cmd/alertmanager@$am_version" >&2
-  mv "$tmp/alertmanager" "$alertmanager"
-  rm -rf "$tmp"
-fi
+go_tool "$alertmanager" "github.com/prometheus/alertmanager/cmd/alertmanager@$am_version" "about 20 seconds"
 
 # npm_tool DIR PACKAGE@VERSION FILE installs a tool the tests run from the
 # npm registry into $cache/DIR, once; FILE is what shows it is there. Where

@@ -431,9 +431,9 @@ type client struct {
 	// A conflated subscription: at most latest frames a second, each
 	// with only the newest queued reading of a series (pending: its place
 	// in q) and never one older than the series' last sent (sent).
-	latest int
+	latest  int
 	pending map[series]int
-	sent   map[series]int64
+	sent    map[series]int64
 
 	strikes int // write timeouts in a row; only the writer touches it
 }

@@ -3,6 +3,7 @@ package views
 import (
 	"cmp"
 	"context"
+	"log/slog"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -163,11 +164,8 @@ func (a Admin) render(w http.ResponseWriter, r *http.Request, m AdminModel, acti
 	}
 	status := http.StatusOK
 	if actionErr != nil {
-		status = statusOf(actionErr)
-		m.Problem, m.Done = devices.ErrorMessage(actionErr), ""
-		if status >= 500 {
-			log.Error("admin action", "path", r.URL.Path, "error", actionErr)
-		}
+		status, m.Problem = problem(log, r, actionErr)
+		m.Done = ""
 	}
 	var err error
 	if m.Users, err = a.Accounts.Users(ctx); err == nil {
@@ -183,6 +181,16 @@ func (a Admin) render(w http.ResponseWriter, r *http.Request, m AdminModel, acti
 		status = http.StatusServiceUnavailable
 	}
 	render(w, r, log, status, AdminPage(m))
+}
+
+// problem is the status and the message for the page of an action's
+// err, logged when it is a fault of ours rather than the caller's.
+func problem(log *slog.Logger, r *http.Request, err error) (int, string) {
+	status := statusOf(err)
+	if status >= 500 {
+		log.Error("request failed", "path", r.URL.Path, "error", err)
+	}
+	return status, devices.ErrorMessage(err)
 }
 
 func statusOf(err error) int {
@@ -282,11 +290,7 @@ func (a AccountPages) show(w http.ResponseWriter, r *http.Request, done string, 
 	}
 	status := http.StatusOK
 	if actionErr != nil {
-		status = statusOf(actionErr)
-		m.Problem = devices.ErrorMessage(actionErr)
-		if status >= 500 {
-			log.Error("account action", "path", r.URL.Path, "error", actionErr)
-		}
+		status, m.Problem = problem(log, r, actionErr)
 	}
 	render(w, r, log, status, AccountPage(m))
 }

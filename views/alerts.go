@@ -174,11 +174,7 @@ func (a AlertPages) show(w http.ResponseWriter, r *http.Request, done string, ac
 	status := http.StatusOK
 	if actionErr != nil {
 		m.Done = ""
-		status = statusOf(actionErr)
-		m.Problem = devices.ErrorMessage(actionErr)
-		if status >= 500 {
-			log.Error("alert action", "path", r.URL.Path, "error", actionErr)
-		}
+		status, m.Problem = problem(log, r, actionErr)
 	}
 	for _, in := range a.Book.Alerts("") {
 		row := AlertRow{Instance: in, Value: strconv.FormatFloat(in.Value, 'g', -1, 64), Since: newSeen(max(in.FiredAt, in.Since), now)}

@@ -181,11 +181,7 @@ func (bp BoardPages) showList(w http.ResponseWriter, r *http.Request, problem er
 
 // problem is the status and message of err, logged when it is ours.
 func (bp BoardPages) problem(r *http.Request, err error) (int, string) {
-	status := statusOf(err)
-	if status >= 500 {
-		bp.log().Error("boards", "path", r.URL.Path, "error", err)
-	}
-	return status, devices.ErrorMessage(err)
+	return problem(bp.log(), r, err)
 }
 
 // Create serves POST /boards: a new, empty board of the title given,

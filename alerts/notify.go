@@ -11,6 +11,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -93,7 +94,7 @@ func (n *Notifier) Enqueue(ctx context.Context, in Instance, ruleWebhook string)
 	}
 	for _, sev := range []string{"", in.Severity} {
 		for _, u := range n.cfg.Webhooks[sev] {
-			if !contains(receivers, u) {
+			if !slices.Contains(receivers, u) {
 				receivers = append(receivers, u)
 			}
 		}

@@ -17,6 +17,7 @@ import (
 	"math"
 	"net/url"
 	"path"
+	"slices"
 	"strings"
 	"time"
 
@@ -175,7 +176,7 @@ func (r *Rule) Validate() error {
 	if r.Severity == "" {
 		r.Severity = "warning"
 	}
-	if !contains(Severities, r.Severity) {
+	if !slices.Contains(Severities, r.Severity) {
 		return bad("severity %q is none of info, warning, critical", r.Severity)
 	}
 	if r.Webhook != "" {
@@ -185,15 +186,6 @@ func (r *Rule) Validate() error {
 		}
 	}
 	return nil
-}
-
-func contains(list []string, s string) bool {
-	for _, v := range list {
-		if v == s {
-			return true
-		}
-	}
-	return false
 }
 
 // picks reports whether the rule watches device d.

@@ -259,11 +259,7 @@ func (h *Hub) setShared(k shared, frame []byte) {
 // subscribes later gets it with its confirmation. It never blocks.
 func (h *Hub) SetNotice(text string) {
 	h.notice.Store(&text)
-	var frame []byte
-	if text != "" || h.shared[sharedNotice].Load() != nil {
-		frame = appendNotice(nil, text)
-	}
-	h.setShared(sharedNotice, frame)
+	h.setShared(sharedNotice, appendNotice(nil, text))
 }
 
 // SetAlerts sets what is firing, as the JSON object of an alerts frame,

@@ -18,8 +18,21 @@ import (
 // real Alertmanager and a webhook receiver: a rule made over the API fires
 // once for a boiler hovering around its threshold, reaches both, is
 // acknowledged, survives a restart without being sent again, and its
-// resolution reaches both.
+// resolution reaches both. Self-contained, and with Mosquitto and
+// InfluxDB: readings reach the rules the same way on both.
 func TestAlertsEndToEnd(t *testing.T) {
+	t.Run("embedded", func(t *testing.T) {
+		brokerAddr := fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t))
+		alertsEndToEnd(t, "tcp://"+brokerAddr, "-broker", brokerAddr)
+	})
+	t.Run("mosquitto+influxdb", func(t *testing.T) {
+		mq := testenv.StartMosquitto(t)
+		ix := testenv.StartInfluxDB(t)
+		alertsEndToEnd(t, mq.URL, "-mqtt", mq.URL, "-mqtt-client-id", "alerts-e2e", "-influx-url", ix.URL, "-influx-bucket", ix.Bucket)
+	})
+}
+
+func alertsEndToEnd(t *testing.T, broker string, mode ...string) {
 	am := testenv.StartAlertmanager(t)
 	var mu sync.Mutex
 	var got []string // each webhook's status
@@ -36,9 +49,8 @@ func TestAlertsEndToEnd(t *testing.T) {
 	received := func() string { mu.Lock(); defer mu.Unlock(); return strings.Join(got, ",") }
 
 	bin := buildBinary(t)
-	brokerAddr := fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t))
-	args := []string{"-http", fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t)), "-broker", brokerAddr, "-data", t.TempDir(),
-		"-simulate", "0", "-alertmanager-url", am.URL, "-alert-webhook", "critical=" + rx.URL}
+	args := append([]string{"-http", fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t)), "-data", t.TempDir(),
+		"-simulate", "0", "-alertmanager-url", am.URL, "-alert-webhook", "critical=" + rx.URL}, mode...)
 	p := startBinary(t, bin, args...)
 
 	send := func(method, path, body string) (int, string) {
@@ -59,7 +71,7 @@ func TestAlertsEndToEnd(t *testing.T) {
 		t.Errorf("POST a rule that clears above where it fires: %d %s, want a 400 that says so", code, body)
 	}
 
-	dev := publisher(t, "tcp://"+brokerAddr)
+	dev := publisher(t, broker)
 	temp := func(vs ...float64) {
 		for _, v := range vs {
 			publish(t, dev, "devices/boiler-1/telemetry", false, fmt.Sprintf(`{"ts":%d,"temperature":%v}`, time.Now().UnixMilli(), v))
@@ -94,7 +106,7 @@ func TestAlertsEndToEnd(t *testing.T) {
 	// A restart while it fires: still firing, nothing sent again.
 	p.stop(t)
 	p = startBinary(t, bin, args...)
-	dev = publisher(t, "tcp://"+brokerAddr)
+	dev = publisher(t, broker)
 	getJSON(t, p.URL, "/api/v1/alerts?state=firing", &firing)
 	if len(firing) != 1 {
 		t.Fatalf("after a restart firing: %+v", firing)

@@ -13,6 +13,8 @@ import (
 	"testing"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"iotdash/internal/testenv"
 )
 
 // request is one request to a route, and the status it gets from someone
@@ -227,5 +229,27 @@ func TestAuthorisationMatrix(t *testing.T) {
 	}
 	if resp, _ := plain.PostForm(base+"/logout", url.Values{}); resp.StatusCode != 401 {
 		t.Errorf("POST /logout from no one = %d, want 401", resp.StatusCode)
+	}
+}
+
+// TestSignInRequiredWithExternalServices: with Mosquitto and InfluxDB in
+// place of the embedded parts, the same routes need the same sign-in.
+func TestSignInRequiredWithExternalServices(t *testing.T) {
+	mq := testenv.StartMosquitto(t)
+	ix := testenv.StartInfluxDB(t)
+	app := startInProcess(t, "-mqtt", mq.URL, "-mqtt-client-id", "authz-external", "-influx-url", ix.URL, "-influx-bucket", ix.Bucket)
+	base := strings.Replace(app.URL, "admin:"+adminPassword+"@", "", 1)
+	for _, path := range []string{"/", "/api/v1/devices", "/api/v1/query?device=d&metric=m", "/ws", "/metrics", "/admin", "/alerts", "/boards"} {
+		resp, err := http.Get(base + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusUnauthorized {
+			t.Errorf("GET %s signed in as no one: %d, want 401", path, resp.StatusCode)
+		}
+	}
+	if code := getJSON(t, app.URL, "/api/v1/devices", nil); code != http.StatusOK {
+		t.Errorf("GET /api/v1/devices as admin: %d", code)
 	}
 }

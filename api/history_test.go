@@ -430,3 +430,41 @@ func TestHostileValuesThroughAPI(t *testing.T) {
 		t.Errorf("the victim's data after: %d %s", code, body)
 	}
 }
+
+// TestQueryFit: step=fit answers what a chart points pixels wide draws:
+// every reading while they are few, else buckets, and says which in
+// step_ms.
+func TestQueryFit(t *testing.T) {
+	st := openSQLite(t)
+	// Ten readings a second for 50 s.
+	var rs []devices.Reading
+	for i := range 500 {
+		rs = append(rs, devices.Reading{Device: "d", Metric: "m", Time: t0 + int64(i)*100, Value: float64(i % 7)})
+	}
+	appendAll(t, st, rs)
+	h := api.Query(st, api.QueryOptions{})
+	for _, c := range []struct {
+		name, from, to, points string
+		step                   int64
+		n                      int
+	}{
+		{"few readings", "0", "5000", "100", 0, 50},          // 5 s of readings: every one
+		{"too many readings", "0", "50000", "100", 1000, 50}, // 500 readings for 100 points: 1 s buckets
+		{"wide span", "0", "50000", "20", 5000, 10},          // 1 s buckets would be 50, more than 20
+	} {
+		from, _ := strconv.ParseInt(c.from, 10, 64)
+		to, _ := strconv.ParseInt(c.to, 10, 64)
+		code, _, body := get(t, h, query(url.Values{"device": {"d"}, "metric": {"m"}, "step": {"fit"}, "points": {c.points},
+			"from": {fmt.Sprint(t0 + from)}, "to": {fmt.Sprint(t0 + to)}}))
+		var a struct {
+			Step   int64       `json:"step_ms"`
+			Points [][]float64 `json:"points"`
+		}
+		if code != http.StatusOK || json.Unmarshal([]byte(body), &a) != nil {
+			t.Fatalf("%s: %d %s", c.name, code, body)
+		}
+		if a.Step != c.step || len(a.Points) != c.n {
+			t.Errorf("%s: step %d with %d points, want step %d with %d", c.name, a.Step, len(a.Points), c.step, c.n)
+		}
+	}
+}

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"net/http"
 	"net/url"
 	"slices"
@@ -119,15 +120,9 @@ const (
 	maxTime = 253402300799999
 )
 
-// AutoPoints is the most points step=auto gives a series.
+// AutoPoints is the most points step=auto and step=fit give a series when
+// the query does not say (points).
 const AutoPoints = 1000
-
-// niceSteps are the steps step=auto picks from.
-var niceSteps = []time.Duration{
-	time.Second, 2 * time.Second, 5 * time.Second, 10 * time.Second, 15 * time.Second, 30 * time.Second,
-	time.Minute, 2 * time.Minute, 5 * time.Minute, 10 * time.Minute, 15 * time.Minute, 30 * time.Minute,
-	time.Hour, 2 * time.Hour, 3 * time.Hour, 6 * time.Hour, 12 * time.Hour, 24 * time.Hour, 7 * 24 * time.Hour,
-}
 
 // Request is a parsed /api/v1/query: the series of every device with every
 // metric, over From <= t < To (Unix ms), every reading (Step 0) or Agg per
@@ -143,6 +138,10 @@ type Request struct {
 	// Zone is the time zone whose days and hours the buckets follow, and
 	// the CSV's times are written in (nil: UTC).
 	Zone *time.Location
+	// Fit, for step=fit, is the points each series is drawn in: Step is
+	// store.FitStep's, and a series that holds more than store.FitRaw(Fit)
+	// readings at Step 0 is read at store.AutoStep(To-From, Fit).
+	Fit int
 }
 
 // Series returns the queries of r's series, device by device and, within a
@@ -167,7 +166,7 @@ func (r Request) single() bool { return len(r.Devices) == 1 && len(r.Metrics) ==
 
 // queryParams are the parameters /api/v1/query reads: params.one and
 // params.list read no other, and any other in a request is refused.
-var queryParams = []string{"device", "metric", "from", "to", "step", "agg", "format", "tz"}
+var queryParams = []string{"device", "metric", "from", "to", "step", "points", "agg", "format", "tz"}
 
 // params reads the parameters of a request, refusing what it does not know.
 type params url.Values
@@ -286,7 +285,7 @@ func ParseQuery(v url.Values, now time.Time, opts QueryOptions) (Request, error)
 	}
 	r.Zone = opts.Zone
 	if s != "" {
-		if r.Zone, err = time.LoadLocation(s); err != nil || s == "Local" {
+		if r.Zone, err = store.Zone(s); err != nil {
 			return r, devices.Errorf(devices.EInvalid, "tz %q is not a time zone such as Europe/Berlin or UTC", s)
 		}
 	}
@@ -306,13 +305,25 @@ func ParseQuery(v url.Values, now time.Time, opts QueryOptions) (Request, error)
 	if err != nil {
 		return r, err
 	}
+	points := AutoPoints
+	if s, err = p.one("points"); err != nil {
+		return r, err
+	}
+	if s != "" {
+		if points, err = strconv.Atoi(s); err != nil || points < 1 {
+			return r, devices.Errorf(devices.EInvalid, "points %q is not a whole number of at least 1", s)
+		}
+	}
 	switch step {
-	case "", "auto":
-		per := min(AutoPoints, opts.MaxPoints/n)
+	case "", "auto", "fit":
+		per := min(points, opts.MaxPoints/n) // within -max-points, whatever points says
 		if per < 1 {
 			return r, devices.Errorf(devices.EInvalid, "%d series cannot each have a point within the limit of %d points per response; ask for fewer series", n, opts.MaxPoints)
 		}
-		r.Step = autoStep(span, per)
+		r.Step = store.AutoStep(span, per)
+		if step == "fit" {
+			r.Fit, r.Step = per, store.FitStep(span, per)
+		}
 	case "raw":
 		if r.Format == "csv" && span > opts.MaxExportRange.Milliseconds() {
 			return r, devices.Errorf(devices.EInvalid, "a raw CSV export covers at most %s (the limit -max-export-range); this one asks for %s: split it into ranges of at most %s",
@@ -321,7 +332,7 @@ func ParseQuery(v url.Values, now time.Time, opts QueryOptions) (Request, error)
 	default:
 		d, err := ParseDuration(step)
 		if err != nil || d <= 0 {
-			return r, devices.Errorf(devices.EInvalid, "step %q is not auto, raw, or a positive duration such as 10s, 1m, 1h or 1d", step)
+			return r, devices.Errorf(devices.EInvalid, "step %q is not auto, raw, or a positive duration such as 10s, 1m, 1h or 1d; nor fit, raw or auto as suits the points drawn", step)
 		}
 		if d%time.Millisecond != 0 {
 			return r, devices.Errorf(devices.EInvalid, "step %q is not a whole number of milliseconds", step)
@@ -340,22 +351,6 @@ func ParseQuery(v url.Values, now time.Time, opts QueryOptions) (Request, error)
 		}
 	}
 	return r, nil
-}
-
-// AutoStep picks the smallest nice step that cuts a span of ms milliseconds
-// into at most AutoPoints buckets.
-func AutoStep(span int64) int64 { return autoStep(span, AutoPoints) }
-
-// autoStep picks the smallest nice step that cuts a span of ms milliseconds
-// into at most n buckets, wherever the span starts.
-func autoStep(span int64, n int) int64 {
-	for _, s := range niceSteps {
-		if span/s.Milliseconds() < int64(n) {
-			return s.Milliseconds()
-		}
-	}
-	days := span/int64(n)/86400000 + 1
-	return days * 86400000
 }
 
 // ParseTime reads a time given as RFC 3339, Unix milliseconds, "now", or a
@@ -439,7 +434,7 @@ func Query(st Reader, opts QueryOptions) http.Handler {
 			writeError(w, r, opts.Logger, err)
 			return
 		}
-		if req.Step == 0 && req.Format == "csv" {
+		if req.Step == 0 && req.Fit == 0 && req.Format == "csv" {
 			client := opts.ExportClient(r)
 			if msg := exports.take(client); msg != "" {
 				w.Header().Set("Retry-After", "60")
@@ -453,6 +448,15 @@ func Query(st Reader, opts QueryOptions) http.Handler {
 		ctx, cancel := context.WithTimeout(r.Context(), opts.Timeout)
 		defer cancel()
 		series, err := fetch(ctx, st, req, opts.MaxPoints)
+		if req.Fit > 0 && req.Step == 0 && errors.Is(err, errTooMany) {
+			// More readings than the points show: the finest buckets.
+			req.Step = store.AutoStep(req.To-req.From, req.Fit)
+			series, err = fetch(ctx, st, req, opts.MaxPoints)
+		}
+		if errors.Is(err, errTooMany) {
+			err = devices.Errorf(devices.EInvalid, "this range holds more than %d readings, the limit of points per response (-max-points); narrow the range, use a step such as step=auto, or export every reading with format=csv",
+				opts.MaxPoints)
+		}
 		if err != nil {
 			if errors.Is(ctx.Err(), context.DeadlineExceeded) {
 				err = devices.Errorf(devices.EUnavailable, "the query took longer than %v, the limit (-query-timeout); narrow the range, use a larger step or ask for fewer series", opts.Timeout)
@@ -497,9 +501,14 @@ func knownSeries(f Fleet, req Request) error {
 var errTooMany = errors.New("too many points")
 
 // fetch answers every series of req, a few at a time, each series' points
-// in the order of req.Series. For raw queries it stops as soon as the
-// series together hold more than maxPoints readings.
+// in the order of req.Series. For raw queries it stops with errTooMany as
+// soon as the series together hold more than maxPoints readings, or one of
+// them (for step=fit) more than store.FitRaw(req.Fit).
 func fetch(ctx context.Context, st Reader, req Request, maxPoints int) ([][]store.Point, error) {
+	perSeries := math.MaxInt
+	if req.Fit > 0 {
+		perSeries = store.FitRaw(req.Fit)
+	}
 	qs := req.Series()
 	out := make([][]store.Point, len(qs))
 	var total atomic.Int64
@@ -522,7 +531,7 @@ func fetch(ctx context.Context, st Reader, req Request, maxPoints int) ([][]stor
 			}
 			out[i] = []store.Point{}
 			return st.Readings(ctx, q, func(ps []store.Point) error {
-				if total.Add(int64(len(ps))) > int64(maxPoints) {
+				if total.Add(int64(len(ps))) > int64(maxPoints) || len(out[i])+len(ps) > perSeries {
 					return errTooMany
 				}
 				out[i] = append(out[i], ps...)
@@ -531,10 +540,6 @@ func fetch(ctx context.Context, st Reader, req Request, maxPoints int) ([][]stor
 		})
 	}
 	if err := g.Wait(); err != nil {
-		if errors.Is(err, errTooMany) {
-			return nil, devices.Errorf(devices.EInvalid, "this range holds more than %d readings, the limit of points per response (-max-points); narrow the range, use a step such as step=auto, or export every reading with format=csv",
-				maxPoints)
-		}
 		return nil, err
 	}
 	return out, nil

@@ -44,15 +44,6 @@ func TestParseQuery(t *testing.T) {
 	}
 }
 
-func TestAutoStepFitsAThousandPoints(t *testing.T) {
-	for _, span := range []int64{1, 999, 60_000, 3_600_000, 86_400_000, 7 * 86_400_000, 400 * 86_400_000} {
-		step := api.AutoStep(span)
-		if span/step >= api.AutoPoints+1 {
-			t.Errorf("AutoStep(%d) = %d gives %d points", span, step, span/step)
-		}
-	}
-}
-
 // TestQueryRejects: each mistake in a query gets a 400 whose message names
 // it, and each limit a 400 that names the limit and how to narrow the query.
 func TestQueryRejects(t *testing.T) {

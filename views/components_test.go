@@ -276,27 +276,6 @@ func TestBadRangeSaysSo(t *testing.T) {
 	}
 }
 
-func TestStepFor(t *testing.T) {
-	for _, tc := range []struct {
-		span  time.Duration
-		width int
-		want  time.Duration
-	}{
-		{15 * time.Minute, 1000, 0}, // under a second a pixel: every reading
-		{15 * time.Minute, 300, 5 * time.Second},
-		{time.Hour, 1000, 5 * time.Second},
-		{6 * time.Hour, 1000, 30 * time.Second},
-		{24 * time.Hour, 1000, 2 * time.Minute},
-		{7 * 24 * time.Hour, 1000, 15 * time.Minute},
-		{7 * 24 * time.Hour, 350, 30 * time.Minute},
-		{5 * 365 * 24 * time.Hour, 100, 7 * 24 * time.Hour}, // the largest step there is
-	} {
-		if got := time.Duration(StepFor(tc.span.Milliseconds(), tc.width)) * time.Millisecond; got != tc.want {
-			t.Errorf("StepFor(%v, %d px) = %v, want %v", tc.span, tc.width, got, tc.want)
-		}
-	}
-}
-
 func TestCardsOfDevicesAsTheFleetHasThem(t *testing.T) {
 	// A device whose status was never set is unknown, not blank.
 	c := NewCard(devices.Device{ID: "x"}, now)

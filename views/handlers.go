@@ -50,11 +50,9 @@ const (
 	sparkSpan = 15 * time.Minute
 	sparkStep = time.Minute
 	// chartWidth is the chart width, in pixels, the server assumes when it
-	// picks a step; the script picks its own for the width it has.
+	// picks a step (store.FitStep); the script asks the history API for the
+	// width it has (step=fit).
 	chartWidth = 1000
-	// maxRaw is the most raw readings a chart embeds before it asks for
-	// buckets instead.
-	maxRaw = 2000
 	// maxEmbedSpan is the longest span whose history the device page
 	// embeds; a longer custom range is fetched by the script.
 	maxEmbedSpan = 7 * 24 * time.Hour
@@ -111,7 +109,7 @@ func addAlerts(m *DeviceModel, src AlertSource, now time.Time) {
 // times in: their own, if they chose one, else the plant's.
 func (o Options) now(r *http.Request) time.Time {
 	if p, ok := auth.From(r.Context()); ok && p.Zone != "" {
-		if loc, err := cachedZone(p.Zone); err == nil {
+		if loc, err := store.Zone(p.Zone); err == nil {
 			return time.Now().In(loc)
 		}
 	}
@@ -312,60 +310,47 @@ func addCharts(ctx context.Context, h History, m *DeviceModel, log *slog.Logger)
 	queries(ctx, jobs)
 }
 
-// readSeries reads one metric over [from, to): every reading if that is
-// few enough for the chart's width, else buckets with their mean, min and
-// max.
+// readSeries reads one metric over [from, to) as store.FitStep has a chart
+// read it: every reading if that is few enough for the chart's width, else
+// buckets with their mean, min and max.
 func readSeries(ctx context.Context, h History, device, metric string, from, to int64) (Series, error) {
-	s := Series{From: from, To: to, Step: StepFor(to-from, chartWidth)}
+	s := Series{From: from, To: to, Step: store.FitStep(to-from, chartWidth)}
 	q := store.Query{Device: device, Metric: metric, From: from, To: to, Step: s.Step, Agg: store.AggMean}
 	if s.Step == 0 {
 		pts, err := h.Query(ctx, q)
 		if err != nil {
 			return s, err
 		}
-		if len(pts) <= maxRaw {
+		if len(pts) <= store.FitRaw(chartWidth) {
 			s.Points, s.Known = pts, true
 			return s, nil
 		}
-		s.Step = max(StepFor(to-from, maxRaw/2), time.Second.Milliseconds())
+		s.Step = store.AutoStep(to-from, chartWidth)
 		q.Step = s.Step
 	}
 	mean, err := h.Query(ctx, q)
 	if err != nil {
 		return s, err
 	}
-	q.Agg = store.AggMin
-	lo, err := h.Query(ctx, q)
+	q.Agg = store.AggMinMax
+	band, err := h.Query(ctx, q)
 	if err != nil {
 		return s, err
 	}
-	q.Agg = store.AggMax
-	hi, err := h.Query(ctx, q)
-	if err != nil {
-		return s, err
+	// The two answers were read one after the other; a bucket that gained
+	// its first reading meanwhile is in the band and not the mean.
+	lohi := make(map[int64]store.Point, len(band))
+	for _, p := range band {
+		lohi[p.T] = p
 	}
-	// The three answers were read one after another; a bucket that gained
-	// its first reading meanwhile is in some and not others.
-	los, his := byTime(lo), byTime(hi)
 	s.Points = mean
 	s.Lo, s.Hi = make([]float64, len(mean)), make([]float64, len(mean))
 	for i, p := range mean {
 		s.Lo[i], s.Hi[i] = p.V, p.V
-		if v, ok := los[p.T]; ok {
-			s.Lo[i] = min(v, p.V)
-		}
-		if v, ok := his[p.T]; ok {
-			s.Hi[i] = max(v, p.V)
+		if b, ok := lohi[p.T]; ok {
+			s.Lo[i], s.Hi[i] = min(b.V, p.V), max(b.Max, p.V)
 		}
 	}
 	s.Known = true
 	return s, nil
-}
-
-func byTime(pts []store.Point) map[int64]float64 {
-	m := make(map[int64]float64, len(pts))
-	for _, p := range pts {
-		m[p.T] = p.V
-	}
-	return m
 }

@@ -4,6 +4,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"iotdash/store"
 )
 
 // Range is the span of time the device page's charts show.
@@ -131,31 +133,6 @@ func (r Range) ZoneLabel() string { return zoneName(r.loc()) }
 func (m *DeviceModel) SetRange(r Range) {
 	m.Range = r
 	for i := range m.Charts {
-		m.Charts[i].Series = Series{From: r.From, To: r.To, Step: StepFor(r.To-r.From, chartWidth)}
+		m.Charts[i].Series = Series{From: r.From, To: r.To, Step: store.FitStep(r.To-r.From, chartWidth)}
 	}
-}
-
-// niceSteps are the steps a chart picks from: the smallest that gives a
-// bucket at least a pixel wide. They are the history API's step=auto
-// steps; chart.js has the same list.
-var niceSteps = []time.Duration{
-	time.Second, 2 * time.Second, 5 * time.Second, 10 * time.Second, 15 * time.Second, 30 * time.Second,
-	time.Minute, 2 * time.Minute, 5 * time.Minute, 10 * time.Minute, 15 * time.Minute, 30 * time.Minute,
-	time.Hour, 2 * time.Hour, 3 * time.Hour, 6 * time.Hour, 12 * time.Hour, 24 * time.Hour, 7 * 24 * time.Hour,
-}
-
-// StepFor is the step, in ms, at which span ms fits width pixels: 0 (every
-// reading) while a second is less than a pixel, else the smallest nice
-// step at least a pixel wide.
-func StepFor(span int64, width int) int64 {
-	per := span / int64(max(width, 1))
-	if per < time.Second.Milliseconds() {
-		return 0
-	}
-	for _, s := range niceSteps {
-		if s.Milliseconds() >= per {
-			return s.Milliseconds()
-		}
-	}
-	return niceSteps[len(niceSteps)-1].Milliseconds()
 }

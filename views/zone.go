@@ -4,7 +4,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"time"
 )
 
@@ -39,21 +38,6 @@ func machineZone() string {
 		}
 	}
 	return "UTC"
-}
-
-var zones sync.Map // IANA name → *time.Location
-
-// cachedZone is LoadLocation, once a name.
-func cachedZone(name string) (*time.Location, error) {
-	if loc, ok := zones.Load(name); ok {
-		return loc.(*time.Location), nil
-	}
-	loc, err := time.LoadLocation(name)
-	if err != nil {
-		return nil, err
-	}
-	zones.Store(name, loc)
-	return loc, nil
 }
 
 // zoneName is loc's IANA name as the scripts take it.

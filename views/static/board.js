@@ -11,11 +11,10 @@
 // the server's: after a save, a reconnect or a gap, the page's grid is
 // fetched again ([data-swap]) and bound anew.
 
-import { Series, Sparkline, Chart, invalidate, release, stepFor } from '/static/chart.js';
+import { Series, Sparkline, Chart, invalidate, release } from '/static/chart.js';
 import { fetchSeries } from '/static/device.js';
 
 const SPARK_SPAN = 15 * 60 * 1000;
-const SPARK_STEP = 60 * 1000; // as the server reads sparklines (views.sparkStep)
 
 export function init(live) {
   const key = (d, m) => `${d}\n${m}`;
@@ -43,7 +42,7 @@ export function init(live) {
     for (const canvas of document.querySelectorAll('#board-grid canvas.spark')) {
       const d = canvas.closest('[data-device]').dataset.device;
       const m = canvas.closest('[data-metric]').dataset.metric;
-      const sp = new Sparkline(canvas, Series.fromData(canvas) || new Series(SPARK_STEP), SPARK_SPAN);
+      const sp = new Sparkline(canvas, Series.fromData(canvas) || new Series(Number(canvas.dataset.step) || 0), SPARK_SPAN);
       sp.now = live.serverNow;
       invalidate(sp);
       const k = key(d, m);
@@ -52,7 +51,7 @@ export function init(live) {
     tick();
     // History the server did not embed (a slow store): from the API.
     for (const c of missing) {
-      fetchSeries(c.device, c.metric, c.from, c.to, stepFor(c.to - c.from, c.width()))
+      fetchSeries(c.device, c.metric, c.from, c.to, c.width())
         .then((s) => c.setSeries(s))
         .catch((err) => console.warn('iotdash: loading a chart failed', err));
     }

@@ -81,20 +81,11 @@ export function isoAt(ms) {
   return `${f.year}-${f.month}-${f.day}T${f.hour}:${f.minute}:${f.second}.${frac}${isUTC ? 'Z' : offsetText(offsetAt(ms))}`;
 }
 
-// The steps a chart picks from, as the server's views.niceSteps.
 const S = 1000, M = 60 * S, H = 60 * M, D = 24 * H;
-const niceSteps = [S, 2 * S, 5 * S, 10 * S, 15 * S, 30 * S, M, 2 * M, 5 * M, 10 * M, 15 * M, 30 * M, H, 2 * H, 3 * H, 6 * H, 12 * H, D, 7 * D];
 
-// stepFor is the step at which a span of ms fits width pixels: 0 (every
-// reading) while a second is less than a pixel, else the smallest nice step
-// at least a pixel wide. views.StepFor picks the same.
-export function stepFor(span, width) {
-  const per = Math.floor(span / Math.max(1, Math.floor(width)));
-  if (per < S) return 0;
-  return niceSteps.find((s) => s >= per) ?? niceSteps[niceSteps.length - 1];
-}
-
-const floorTo = (t, step) => t - (((t % step) + step) % step);
+// floorTo is the start of the step-wide bucket that holds t, as the
+// server's store.FloorTo (step > 0).
+export const floorTo = (t, step) => t - (((t % step) + step) % step);
 
 // Series is one metric's points in time order: {t, v} for readings, or
 // {t, v, lo, hi, n} for buckets of step ms (v their mean, lo and hi their

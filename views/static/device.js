@@ -5,14 +5,12 @@
 // CSV download of what the charts show; and the refetch of any span the
 // connection missed, so that a chart has no hole the data does not have.
 
-import { Series, Chart, stepFor, localTime, wall, offsetAt, isoAt, invalidate } from '/static/chart.js';
+import { Series, Chart, floorTo, localTime, wall, offsetAt, isoAt, invalidate } from '/static/chart.js';
 
 const M = 60 * 1000, H = 60 * M, D = 24 * H;
 // The range picker's choices, as views.Ranges.
 const SPANS = { '15m': 15 * M, '1h': H, '6h': 6 * H, '24h': D, '7d': 7 * D };
 const LABELS = { '15m': '15 min', '1h': '1 h', '6h': '6 h', '24h': '24 h', '7d': '7 days' };
-
-const floorTo = (t, step) => (step ? t - (((t % step) + step) % step) : t);
 
 // query asks the history API; a refusal throws its message.
 async function query(params) {
@@ -26,42 +24,38 @@ async function query(params) {
   return body;
 }
 
-// fetchSeries reads one metric over [from, to): every reading when step is
-// 0, else buckets of step ms with their mean, min and max.
-export async function fetchSeries(device, metric, from, to, step) {
+// fetchSeries reads one metric over [from, to) for a chart width pixels
+// wide, at the step the history API picks for it (step=fit, the server's
+// store.FitStep): every reading, or buckets with their mean, min and max.
+export async function fetchSeries(device, metric, from, to, width) {
   const base = { device, metric, from: String(Math.floor(from)), to: String(Math.ceil(to)) };
-  if (!step) {
-    try {
-      const a = await query({ ...base, step: 'raw' });
-      return new Series(0, a.points.map(([t, v]) => ({ t, v })));
-    } catch (err) {
-      if (err.status !== 400) throw err;
-      step = 1000; // more readings than the API gives at once
-    }
-  }
-  const ask = (agg) => query({ ...base, step: `${step}ms`, agg });
-  const [mean, band] = await Promise.all([ask('mean'), minmax(ask)]);
-  return new Series(step, mean.points.map(([t, v]) => {
-    const [lo, hi] = band.get(t) ?? [v, v];
-    return { t, v, lo: Math.min(lo, v), hi: Math.max(hi, v) };
-  }));
+  return withBand(base, await query({ ...base, step: 'fit', points: String(Math.max(1, Math.floor(width))) }));
 }
 
-// minmax reads each bucket's least and greatest value: with agg=minmax in
-// one request where the API has it, else with agg=min and agg=max.
-let hasMinmax = true;
-async function minmax(ask) {
-  if (hasMinmax) {
-    try {
-      return new Map((await ask('minmax')).points.map(([t, lo, hi]) => [t, [lo, hi]]));
-    } catch (err) {
-      if (err.status !== 400) throw err;
-      hasMinmax = false;
-    }
+// fetchAt reads one metric over [from, to) at the step a chart already has
+// (0: every reading); null if the span holds more readings than the API
+// gives at once.
+async function fetchAt(device, metric, from, to, step) {
+  const base = { device, metric, from: String(Math.floor(from)), to: String(Math.ceil(to)) };
+  try {
+    return await withBand(base, await query({ ...base, step: step ? `${step}ms` : 'raw' }));
+  } catch (err) {
+    if (!step && err.status === 400) return null;
+    throw err;
   }
-  const [lo, hi] = await Promise.all([ask('min'), ask('max')]);
-  const his = new Map(hi.points);
-  return new Map(lo.points.map(([t, v]) => [t, [v, his.get(t) ?? v]]));
+}
+
+// withBand is the series of an answer of the history API, with each
+// bucket's least and greatest value (agg=minmax) when it has buckets.
+async function withBand(base, a) {
+  const step = a.step_ms;
+  if (!step) return new Series(0, a.points.map(([t, v]) => ({ t, v })));
+  const band = await query({ ...base, step: `${step}ms`, agg: 'minmax' });
+  const lohi = new Map(band.points.map(([t, lo, hi]) => [t, [lo, hi]]));
+  return new Series(step, a.points.map(([t, v]) => {
+    const [lo, hi] = lohi.get(t) ?? [v, v];
+    return { t, v, lo: Math.min(lo, v), hi: Math.max(hi, v) };
+  }));
 }
 
 // toLocalInput is an instant as a datetime-local input shows it, in the
@@ -156,7 +150,7 @@ export function init(live) {
     for (const c of list) c.since = [];
     try {
       await Promise.all(list.map(async (c) => {
-        const s = await fetchSeries(id, c.metric, from, to, stepFor(to - from, c.width()));
+        const s = await fetchSeries(id, c.metric, from, to, c.width());
         if (seq !== loadSeq) return;
         // Readings that arrived during the fetch and are not in its answer.
         for (const r of c.since) if (!s.step || r.t >= to) s.add(r.t, r.v);
@@ -241,9 +235,9 @@ export function init(live) {
       for (let attempt = 0; ; attempt++) {
         const step = c.series.step;
         try {
-          const s = await fetchSeries(id, c.metric, floorTo(from, step), to, step);
-          if (s.step === c.series.step) c.series.merge(s);
-          if (relative() && s.last()) newest = Math.max(newest, Math.min(s.last().t, live.serverNow() + 60000));
+          const s = await fetchAt(id, c.metric, step ? floorTo(from, step) : from, to, step);
+          if (s && s.step === c.series.step) c.series.merge(s);
+          if (relative() && s?.last()) newest = Math.max(newest, Math.min(s.last().t, live.serverNow() + 60000));
           showSpan(c);
           return;
         } catch (err) {

@@ -6,7 +6,6 @@
 import { Series, Sparkline, invalidate, release } from '/static/chart.js';
 
 const SPAN = 15 * 60 * 1000;
-const STEP = 60 * 1000; // a sparkline's bucket, as the server reads them (views.sparkStep)
 const MAX_IDS = 1000; // past this, subscribing to all is cheaper than listing
 
 export function init(live) {
@@ -32,7 +31,7 @@ export function init(live) {
         release(sp);
         sp = new Sparkline(canvas, sp.series, SPAN);
       } else {
-        sp = new Sparkline(canvas, embedded || new Series(STEP), SPAN);
+        sp = new Sparkline(canvas, embedded || new Series(Number(canvas.dataset.step) || 0), SPAN);
       }
       sp.now = live.serverNow;
       sparks.set(key, sp);

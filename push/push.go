@@ -58,6 +58,7 @@ import (
 	"time"
 
 	"github.com/coder/websocket"
+	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/time/rate"
 
 	"iotdash/devices"
@@ -116,6 +117,8 @@ type Options struct {
 	// PingEvery is the time between two pings of a client (default 30s);
 	// one not answered within PingTimeout (default 10s) drops the client.
 	PingEvery, PingTimeout time.Duration
+	// Registerer, if not nil, gets the hub's metrics (iotdash_websocket_*).
+	Registerer prometheus.Registerer
 }
 
 // Why a connection is refused or closed: the values of Stats.Refused and
@@ -202,6 +205,9 @@ func NewHub(opts Options) *Hub {
 		conns:    &limit.Concurrent{Max: opts.MaxClients, MaxPerClient: opts.MaxPerAddr},
 		logLimit: rate.NewLimiter(rate.Every(time.Second), 5)}
 	h.clients.Store(&[]*client{})
+	if opts.Registerer != nil {
+		registerMetrics(opts.Registerer, h)
+	}
 	return h
 }
 

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"sync"
+	"time"
 )
 
 // usageError is a mistake in the flags or the environment: exit code 2.
@@ -27,28 +28,53 @@ func exitCode(err error, stderr io.Writer) int {
 	return 1
 }
 
-// closers runs shutdown steps in reverse order of registration, keeping the
-// first error.
-type closers []func() error
+// shutdownTimeout bounds the whole shutdown, every step of it: a part
+// that has not stopped by then is left behind and named in the error.
+const shutdownTimeout = 20 * time.Second
 
-func (cs *closers) add(f func() error) { *cs = append(*cs, f) }
+// closers runs shutdown steps in reverse order of registration, all within
+// one deadline, keeping the first error. A step that waits is given the
+// deadline's context.
+type closers []func(ctx context.Context) error
 
-func (cs closers) close() error {
+func (cs *closers) add(f func(ctx context.Context) error) { *cs = append(*cs, f) }
+
+func (cs closers) close(timeout time.Duration) error {
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
 	var first error
 	for i := len(cs) - 1; i >= 0; i-- {
-		if err := cs[i](); err != nil && first == nil {
+		if err := cs[i](ctx); err != nil && first == nil {
 			first = err
 		}
 	}
 	return first
 }
 
-// task runs f in a goroutine and returns a function that cancels it and
-// waits for it to end.
-func task(parent context.Context, f func(ctx context.Context)) func() error {
+// closer is a shutdown step of a Close that waits for nothing.
+func closer(f func() error) func(context.Context) error {
+	return func(context.Context) error { return f() }
+}
+
+// task runs f, the part named what, in a goroutine and returns the
+// shutdown step that cancels it and waits for it to end.
+func task(parent context.Context, what string, f func(ctx context.Context)) func(context.Context) error {
 	ctx, cancel := context.WithCancel(parent)
 	var wg sync.WaitGroup
 	wg.Add(1)
 	go func() { defer wg.Done(); f(ctx) }()
-	return func() error { cancel(); wg.Wait(); return nil }
+	return func(sctx context.Context) error { cancel(); return wait(sctx, what, wg.Wait) }
+}
+
+// wait runs f and returns when it does, or with an error that names what
+// when ctx ends first (f is left to finish on its own).
+func wait(ctx context.Context, what string, f func()) error {
+	done := make(chan struct{})
+	go func() { defer close(done); f() }()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("shutdown: %s did not stop in time: %w", what, ctx.Err())
+	}
 }

@@ -24,6 +24,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	_ "modernc.org/sqlite" // the "sqlite" database/sql driver
 
 	"iotdash/devices"
@@ -45,6 +46,9 @@ type Options struct {
 	// Logger receives what the journal has to say (readings set aside as
 	// bad data); nil says nothing.
 	Logger *slog.Logger
+	// Registerer, if not nil, gets the journal's metrics
+	// (iotdash_journal_*).
+	Registerer prometheus.Registerer
 }
 
 // Stats are a journal's counters since Open, for status pages and metrics.
@@ -128,6 +132,9 @@ func Open(path string, opts Options) (*Journal, error) {
 	if err := j.init(); err != nil {
 		db.Close()
 		return nil, fmt.Errorf("journal: open %s: %w", path, err)
+	}
+	if opts.Registerer != nil {
+		registerMetrics(opts.Registerer, j)
 	}
 	return j, nil
 }

@@ -77,39 +77,13 @@ func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (co
 	// it, not a default silently taken.
 	var envErrs []error
 	envInt := func(name string, def int) int {
-		v := getenv(name)
-		if v == "" {
-			return def
-		}
-		n, err := strconv.Atoi(v)
-		if err != nil {
-			envErrs = append(envErrs, fmt.Errorf("%s=%q is not a whole number", name, v))
-			return def
-		}
-		return n
+		return envValue(getenv, &envErrs, name, def, strconv.Atoi, "a whole number")
 	}
 	envDur := func(name string, def time.Duration) time.Duration {
-		v := getenv(name)
-		if v == "" {
-			return def
-		}
-		d, err := time.ParseDuration(v)
-		if err != nil {
-			envErrs = append(envErrs, fmt.Errorf("%s=%q is not a duration such as 2s or 5m", name, v))
-			return def
-		}
-		return d
+		return envValue(getenv, &envErrs, name, def, time.ParseDuration, "a duration such as 2s or 5m")
 	}
 	envBool := func(name string) bool {
-		v := getenv(name)
-		if v == "" {
-			return false
-		}
-		b, err := strconv.ParseBool(v)
-		if err != nil {
-			envErrs = append(envErrs, fmt.Errorf("%s=%q is not true or false", name, v))
-		}
-		return b
+		return envValue(getenv, &envErrs, name, false, strconv.ParseBool, "true or false")
 	}
 	fs.StringVar(&c.httpAddr, "http", env("IOTDASH_HTTP", "127.0.0.1:8080"), "address the dashboard and API listen on (IOTDASH_HTTP)")
 	fs.StringVar(&c.brokerAddr, "broker", env("IOTDASH_BROKER", "127.0.0.1:1883"), "address the embedded MQTT broker listens on, when -mqtt is not set (IOTDASH_BROKER)")
@@ -233,6 +207,22 @@ func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (co
 		}
 	}
 	return c, nil
+}
+
+// envValue reads the environment variable name with parse, or is def
+// while it is unset; a value parse refuses adds an error to errs that names
+// the variable and says what it should be.
+func envValue[T any](getenv func(string) string, errs *[]error, name string, def T, parse func(string) (T, error), what string) T {
+	v := getenv(name)
+	if v == "" {
+		return def
+	}
+	x, err := parse(v)
+	if err != nil {
+		*errs = append(*errs, fmt.Errorf("%s=%q is not %s", name, v, what))
+		return def
+	}
+	return x
 }
 
 // alertWebhooks reads -alert-webhook: URLs, each for every severity or,

@@ -30,40 +30,9 @@ import (
 // simulated is how many devices the binary simulates by default.
 const simulated = 12
 
-var (
-	binOnce sync.Once
-	binPath string
-	binErr  error
-)
-
-// iotdashBinary builds cmd/iotdash once for the package's tests.
-func iotdashBinary(t *testing.T) string {
-	t.Helper()
-	binOnce.Do(func() {
-		dir, err := os.MkdirTemp("", "iotdash-views-e2e-")
-		if err != nil {
-			binErr = err
-			return
-		}
-		binPath = filepath.Join(dir, "iotdash")
-		out, err := exec.Command("go", "build", "-o", binPath, "iotdash/cmd/iotdash").CombinedOutput()
-		if err != nil {
-			binErr = fmt.Errorf("go build: %v\n%s", err, out)
-		}
-	})
-	if binErr != nil {
-		t.Fatal(binErr)
-	}
-	return binPath
-}
-
-func TestMain(m *testing.M) {
-	code := m.Run()
-	if binPath != "" {
-		os.RemoveAll(filepath.Dir(binPath))
-	}
-	os.Exit(code)
-}
+// iotdashBinary is cmd/iotdash built once for the package's tests (and
+// cmd/iotdash's).
+func iotdashBinary(t *testing.T) string { return testenv.Iotdash(t) }
 
 // dashboard is the iotdash binary, on the same ports and data directory
 // across restarts.

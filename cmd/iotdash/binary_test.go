@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
@@ -14,15 +13,7 @@ import (
 )
 
 // buildBinary builds iotdash once for the tests that run it as a user does.
-func buildBinary(t testing.TB) string {
-	t.Helper()
-	bin := filepath.Join(t.TempDir(), "iotdash")
-	out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput()
-	if err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
-	return bin
-}
+func buildBinary(t testing.TB) string { return testenv.Iotdash(t) }
 
 // process is the iotdash binary running as a user starts it.
 type process struct {

@@ -127,11 +127,15 @@ func (s *Service) signIn(ctx context.Context, ip, name, password string) (User, 
 	return u, err
 }
 
-// Require serves h to requests from a principal with at least role (to
-// everyone for Anyone), with the principal in the request's context. A
-// page request from no one is sent to sign in; any other gets 401 (with
-// a Basic challenge), and a principal without the role 403.
+// Require serves h to requests from a principal with at least role, with
+// the principal in the request's context; for Anyone, to every request as
+// it is, without reading who it comes from. A page request from no one is
+// sent to sign in; any other gets 401 (with a Basic challenge), and a
+// principal without the role 403.
 func (s *Service) Require(role Role, h http.Handler) http.Handler {
+	if role == Anyone {
+		return h
+	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		p, ok, err := s.authenticate(r)
 		switch {
@@ -140,9 +144,6 @@ func (s *Service) Require(role Role, h http.Handler) http.Handler {
 			refuse(w, r, http.StatusTooManyRequests, devices.ErrorMessage(errLimited))
 			return
 		case err == errWrong:
-			if role == Anyone {
-				break
-			}
 			s.cfg.Metrics.refused.WithLabelValues("unauthenticated").Inc()
 			w.Header().Set("WWW-Authenticate", `Basic realm="iotdash", charset="UTF-8"`)
 			refuse(w, r, http.StatusUnauthorized, "wrong user name, password or token")
@@ -156,7 +157,6 @@ func (s *Service) Require(role Role, h http.Handler) http.Handler {
 			r = r.WithContext(context.WithValue(r.Context(), principalKey{}, p))
 		}
 		switch {
-		case role == Anyone:
 		case !ok:
 			s.cfg.Metrics.refused.WithLabelValues("unauthenticated").Inc()
 			if isPage(r) {

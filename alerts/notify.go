@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"net/http"
 	"slices"
 	"strconv"
@@ -123,15 +124,17 @@ func (n *Notifier) Enqueue(ctx context.Context, in Instance, ruleWebhook string)
 // is firing (it forgets an alert not sent again within its resolve
 // timeout), until ctx ends.
 func (n *Notifier) Run(ctx context.Context, firing func() []Instance) {
-	deliver := time.NewTicker(500 * time.Millisecond)
-	defer deliver.Stop()
+	// The queue is read when something is queued (Enqueue wakes it) and
+	// when its next retry is due; first, as the last run left it.
+	retry := time.NewTimer(0)
+	defer retry.Stop()
 	resend := time.NewTicker(30 * time.Second)
 	defer resend.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return
-		case <-deliver.C:
+		case <-retry.C:
 		case <-n.wake:
 		case <-resend.C:
 			if n.cfg.AlertmanagerURL != "" {
@@ -147,30 +150,40 @@ func (n *Notifier) Run(ctx context.Context, firing func() []Instance) {
 			}
 			continue
 		}
-		n.deliver(ctx)
+		if next, ok := n.deliver(ctx); ok {
+			retry.Reset(time.Until(time.UnixMilli(next)))
+		} else {
+			retry.Stop()
+		}
 	}
 }
 
 // deliver sends what is due in the queue, oldest first; a receiver that
 // fails is not sent anything later in this round, so that a resolution
-// never overtakes its firing.
-func (n *Notifier) deliver(ctx context.Context) {
+// never overtakes its firing. It returns when what is left is next due
+// (Unix ms), and false when nothing is left.
+func (n *Notifier) deliver(ctx context.Context) (int64, bool) {
 	docs, err := n.cfg.Store.List(ctx, "alert-outbox")
 	if err != nil {
 		if n.warn.Allow() {
 			n.log.Error("reading the alert notification queue", "error", err)
 		}
-		return
+		return time.Now().Add(time.Second).UnixMilli(), true
 	}
 	now := time.Now().UnixMilli()
-	blocked := map[string]bool{}
+	// A receiver's entries wait behind its first one not sent: until
+	// that one is due.
+	waiting := map[string]int64{}
 	for _, d := range docs {
 		var e outboxEntry
 		if json.Unmarshal(d, &e) != nil || e.Key == "" {
 			continue
 		}
-		if blocked[e.Receiver] || e.NextAt > now {
-			blocked[e.Receiver] = true
+		if _, ok := waiting[e.Receiver]; ok {
+			continue
+		}
+		if e.NextAt > now {
+			waiting[e.Receiver] = e.NextAt
 			continue
 		}
 		var err error
@@ -184,12 +197,16 @@ func (n *Notifier) deliver(ctx context.Context) {
 			n.cfg.Store.Delete(ctx, "alert-outbox", e.Key)
 			continue
 		}
-		blocked[e.Receiver] = true
 		e.Attempts++
 		e.NextAt = now + min(int64(1000)<<min(e.Attempts-1, 6), 60_000)
+		waiting[e.Receiver] = e.NextAt
 		b, _ := json.Marshal(e)
 		n.cfg.Store.Put(ctx, "alert-outbox", e.Key, b)
 	}
+	if len(waiting) == 0 {
+		return 0, false
+	}
+	return slices.Min(slices.Collect(maps.Values(waiting))), true
 }
 
 func kind(receiver string) string {

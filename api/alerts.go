@@ -2,9 +2,6 @@ package api
 
 import (
 	"context"
-	"encoding/json"
-	"errors"
-	"io"
 	"log/slog"
 	"net/http"
 	"strings"
@@ -13,6 +10,7 @@ import (
 	"iotdash/alerts"
 	"iotdash/auth"
 	"iotdash/devices"
+	"iotdash/internal/jsondoc"
 )
 
 // Alerts is what the alert API reads and changes (alerts.Engine).
@@ -81,7 +79,7 @@ func (a AlertAPI) Act() http.Handler {
 			Comment string          `json:"comment"`
 		}
 		if r.ContentLength != 0 {
-			if err := decodeBody(r, &body); err != nil {
+			if err := decodeBody(r, &body, "an action"); err != nil {
 				writeError(w, r, a.log(), err)
 				return
 			}
@@ -113,7 +111,7 @@ func (a AlertAPI) Rules() http.Handler {
 			return
 		}
 		var rule alerts.Rule
-		if err := decodeBody(r, &rule); err != nil {
+		if err := decodeBody(r, &rule, "an alert rule"); err != nil {
 			writeError(w, r, a.log(), err)
 			return
 		}
@@ -148,7 +146,7 @@ func (a AlertAPI) Rule() http.Handler {
 			w.WriteHeader(http.StatusNoContent)
 		default:
 			var rule alerts.Rule
-			if err := decodeBody(r, &rule); err != nil {
+			if err := decodeBody(r, &rule, "an alert rule"); err != nil {
 				writeError(w, r, a.log(), err)
 				return
 			}
@@ -167,23 +165,12 @@ func (a AlertAPI) Rule() http.Handler {
 	})
 }
 
-// decodeBody reads a JSON body of at most 64 KiB into v; an unknown field,
-// a wrong type or anything after the value is an EInvalid error that says
-// which.
-func decodeBody(r *http.Request, v any) error {
+// decodeBody reads a JSON body of at most 64 KiB into v, what v is (see
+// jsondoc.Decode); an unknown field, a wrong type or anything after the
+// value is an EInvalid error that says which.
+func decodeBody(r *http.Request, v any, what string) error {
 	if ct := r.Header.Get("Content-Type"); ct != "" && !strings.HasPrefix(ct, "application/json") {
 		return devices.Errorf(devices.EInvalid, "the body is JSON (Content-Type: application/json), not %s", ct)
 	}
-	dec := json.NewDecoder(io.LimitReader(r.Body, 64<<10+1))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(v); err != nil {
-		if errors.Is(err, io.EOF) {
-			return devices.Errorf(devices.EInvalid, "the body is empty; it is a JSON object")
-		}
-		return devices.Errorf(devices.EInvalid, "the body is not what this takes: %s", strings.TrimPrefix(err.Error(), "json: "))
-	}
-	if dec.More() {
-		return devices.Errorf(devices.EInvalid, "the body holds more than one JSON value")
-	}
-	return nil
+	return jsondoc.Decode(r.Body, 64<<10, v, what)
 }

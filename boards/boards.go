@@ -11,10 +11,7 @@
 package boards
 
 import (
-	"bytes"
 	"encoding/json"
-	"errors"
-	"fmt"
 	"io"
 	"maps"
 	"math"
@@ -24,6 +21,7 @@ import (
 	"unicode/utf8"
 
 	"iotdash/devices"
+	"iotdash/internal/jsondoc"
 )
 
 // Panel types.
@@ -373,44 +371,14 @@ func (b Board) Choose(ds []devices.Device, param func(string) string) map[string
 // drop.
 func Decode(r io.Reader, l Limits) (Board, error) {
 	l = l.orDefault()
-	b, err := io.ReadAll(io.LimitReader(r, int64(l.Bytes)+1))
-	if err != nil {
-		return Board{}, devices.Wrap(err, devices.EInvalid, "the board could not be read")
-	}
-	if len(b) > l.Bytes {
-		return Board{}, devices.Errorf(devices.EInvalid, "a board's JSON is at most %d bytes", l.Bytes)
-	}
-	dec := json.NewDecoder(bytes.NewReader(b))
-	dec.DisallowUnknownFields()
 	var bd Board
-	if err := dec.Decode(&bd); err != nil {
-		return Board{}, devices.Errorf(devices.EInvalid, "the board is not JSON of a board: %s", jsonProblem(err))
-	}
-	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
-		return Board{}, devices.Errorf(devices.EInvalid, "the board's JSON has something after its end")
+	if err := jsondoc.Decode(r, l.Bytes, &bd, "a board"); err != nil {
+		return Board{}, err
 	}
 	if bd.Panels == nil {
 		bd.Panels = []Panel{}
 	}
 	return bd, bd.Validate(l)
-}
-
-// jsonProblem says what encoding/json found wrong, without echoing the
-// input at length.
-func jsonProblem(err error) string {
-	var te *json.UnmarshalTypeError
-	var se *json.SyntaxError
-	switch {
-	case errors.As(err, &te):
-		return fmt.Sprintf("%s must be %s", te.Field, te.Type.String())
-	case errors.As(err, &se):
-		return fmt.Sprintf("syntax error at byte %d", se.Offset)
-	}
-	msg := err.Error()
-	if len(msg) > 120 {
-		msg = msg[:120] + "…"
-	}
-	return strings.TrimPrefix(msg, "json: ")
 }
 
 // Export is b as a JSON document to keep or import elsewhere: indented,

@@ -16,7 +16,6 @@ import (
 	"fmt"
 	"math"
 	"net/url"
-	"path"
 	"slices"
 	"strings"
 	"time"
@@ -49,7 +48,8 @@ var Severities = []string{"info", "warning", "critical"}
 const LimitsRuleID = "limits"
 
 // Rule says when an alert fires. It picks devices by Device (one id), or
-// by Kind, Pattern (an id pattern with * and ?) or Location; it watches
+// by Kind, Pattern or Location (patterns of ids or locations, with * and
+// ?), as a devices.Selector does; it watches
 // Metric (any metric with limits, for OpLimits).
 type Rule struct {
 	ID       string   `json:"id"`
@@ -132,9 +132,9 @@ func (r *Rule) Validate() error {
 	if r.Device != "" && !devices.ValidName(r.Device) {
 		return bad("device %q is not a device id", r.Device)
 	}
-	if r.Pattern != "" {
-		if _, err := path.Match(r.Pattern, ""); err != nil || len(r.Pattern) > 64 {
-			return bad("pattern %q is not an id pattern such as boiler-* ", r.Pattern)
+	if picks == 1 {
+		if err := r.selector().Validate(); err != nil {
+			return bad("%s", devices.ErrorMessage(err))
 		}
 	}
 	if r.Op != OpLimits && !devices.ValidName(r.Metric) {
@@ -188,20 +188,19 @@ func (r *Rule) Validate() error {
 	return nil
 }
 
+// selector is the devices the rule picks, picked as a board's series
+// picks them (a location is a pattern too).
+func (r *Rule) selector() devices.Selector {
+	return devices.Selector{Device: r.Device, Kind: r.Kind, Pattern: r.Pattern, Location: r.Location}
+}
+
 // picks reports whether the rule watches device d.
 func (r *Rule) picks(d target) bool {
-	switch {
-	case r.Device != "":
-		return r.Device == d.id
-	case r.Kind != "":
-		return r.Kind == d.kind
-	case r.Location != "":
-		return r.Location == d.location
-	case r.Pattern != "":
-		ok, _ := path.Match(r.Pattern, d.id)
-		return ok
+	s := r.selector()
+	if s == (devices.Selector{}) {
+		return r.Op == OpLimits
 	}
-	return r.Op == OpLimits
+	return s.Picks(devices.Device{ID: d.id, Meta: devices.Meta{Kind: d.kind, Location: d.location}})
 }
 
 // breached reports whether v meets the rule's condition, and cleared

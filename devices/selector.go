@@ -8,9 +8,8 @@ import (
 // Selector picks devices: one by its id (Device), or every device of a
 // Kind, or whose id (Pattern) or location (Location) matches a pattern of
 // text, * and ? as in shell patterns (a pattern without either matches
-// exactly). Exactly one field is set. Its fields and words are an alert
-// rule's (package alerts), which matches a location exactly and is yet to
-// be moved onto it; a board's series use it.
+// exactly). Exactly one field is set. A board's series and an alert rule
+// (package alerts) pick devices with it.
 type Selector struct {
 	Device   string `json:"device,omitempty"`
 	Kind     string `json:"kind,omitempty"`

@@ -8,12 +8,15 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"iotdash/internal/testenv"
 )
 
 // TestErrorsKeepTheirCauseToTheLog points iotdash at an InfluxDB that does
 // not answer: every route answers with a message fit for its caller, and
-// none carries InfluxDB's address or the driver's words; the log has them.
+// none carries InfluxDB's address, a URL or the driver's words; the log
+// has them.
 func TestErrorsKeepTheirCauseToTheLog(t *testing.T) {
 	t.Parallel()
 	dead := fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t))
@@ -24,12 +27,29 @@ func TestErrorsKeepTheirCauseToTheLog(t *testing.T) {
 	testenv.WaitFor(t, 10*time.Second, "tank-01 known", func() bool { return fleetByID(t, app.URL)["tank-01"].ID != "" })
 
 	leaks := []string{dead, "dial tcp", "connection refused", "http://"}
-	for _, path := range []string{
-		"/readyz",
+	paths := []string{
 		"/api/v1/query?device=tank-01&metric=level&from=-1h&step=1m",
 		"/api/v1/query?device=tank-01&metric=level&from=-1h&step=raw&format=csv",
-		"/api/v1/devices", "/api/v1/devices/tank-01", "/", "/devices/tank-01", "/healthz",
-	} {
+		"/api/v1/query?device=tank-01&metric=level&from=-1h&step=fit&points=500",
+	}
+	// And every page and answer routes.go serves to a GET (but the
+	// WebSocket and the profiler's 30 s profile).
+	ids := strings.NewReplacer("{$}", "", "{id}", "tank-01", "{key}", "x", "{kind}", "users", "{what}", "zone", "{action}", "ack")
+	for _, r := range table(deps{registry: prometheus.NewRegistry(), pprof: true}, http.NewServeMux()) {
+		method, p, ok := strings.Cut(r.pattern, " ")
+		if !ok {
+			method, p = "GET", r.pattern
+		}
+		if method != "GET" || p == "/ws" || p == "/debug/pprof/profile" {
+			continue
+		}
+		p = ids.Replace(p)
+		if strings.HasSuffix(p, "/") && p != "/" {
+			p += "nothing-here"
+		}
+		paths = append(paths, p)
+	}
+	for _, path := range paths {
 		resp, err := http.Get(app.URL + path)
 		if err != nil {
 			t.Fatal(err)

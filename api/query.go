@@ -332,7 +332,7 @@ func ParseQuery(v url.Values, now time.Time, opts QueryOptions) (Request, error)
 	default:
 		d, err := ParseDuration(step)
 		if err != nil || d <= 0 {
-			return r, devices.Errorf(devices.EInvalid, "step %q is not auto, raw, or a positive duration such as 10s, 1m, 1h or 1d; nor fit, raw or auto as suits the points drawn", step)
+			return r, devices.Errorf(devices.EInvalid, "step %q is not auto, raw, or a positive duration such as 10s, 1m, 1h or 1d (nor fit, what a chart draws)", step)
 		}
 		if d%time.Millisecond != 0 {
 			return r, devices.Errorf(devices.EInvalid, "step %q is not a whole number of milliseconds", step)

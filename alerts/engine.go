@@ -12,6 +12,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"iotdash/devices"
 )
 
@@ -69,6 +71,8 @@ type Config struct {
 	Logger  *slog.Logger
 	// Now is the clock (default time.Now).
 	Now func() time.Time
+	// Registerer, if not nil, gets iotdash_alerts_firing.
+	Registerer prometheus.Registerer
 }
 
 // Engine evaluates the rules on every reading it observes.
@@ -125,6 +129,10 @@ func New(ctx context.Context, cfg Config) (*Engine, error) {
 		}
 	}
 	e.index()
+	if cfg.Registerer != nil {
+		cfg.Registerer.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "iotdash_alerts_firing", Help: "Alerts firing now."},
+			func() float64 { return float64(e.Firing()) }))
+	}
 	return e, nil
 }
 

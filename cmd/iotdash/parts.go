@@ -179,7 +179,7 @@ func startAlerts(ctx context.Context, c config, st state, hub *push.Hub, externa
 	notifier := alerts.NewNotifier(alerts.NotifierConfig{Store: st.docs, Webhooks: hooks, Secret: []byte(c.alertSecret),
 		AlertmanagerURL: c.alertmanagerURL, ExternalURL: external, Registerer: reg, Logger: log})
 	var rules *alerts.Engine
-	rules, err = alerts.New(ctx, alerts.Config{Store: st.docs, Fleet: st.fleet, Notify: notifier, Logger: log,
+	rules, err = alerts.New(ctx, alerts.Config{Store: st.docs, Fleet: st.fleet, Notify: notifier, Logger: log, Registerer: reg,
 		Changed: func() { hub.SetAlerts(rules.Summary()) }})
 	if err != nil {
 		return nil, nil, fmt.Errorf("reading the alert rules in -data %s: %w", c.dataDir, err)
@@ -189,8 +189,6 @@ func startAlerts(ctx context.Context, c config, st state, hub *push.Hub, externa
 	cl.add(task(ctx, "the alert notifier", func(ctx context.Context) {
 		notifier.Run(ctx, func() []alerts.Instance { return rules.Alerts(alerts.StateFiring) })
 	}))
-	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "iotdash_alerts_firing", Help: "Alerts firing now."},
-		func() float64 { return float64(rules.Firing()) }))
 	return rules, notifier, nil
 }
 

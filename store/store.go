@@ -1,5 +1,7 @@
 // Package store defines what a history query is (Query, Agg, Point) for the
-// storage backends under it and the HTTP API above them.
+// storage backends under it and the HTTP API above them, and the one policy
+// for the step a series is read at when no one names it (AutoStep, FitStep:
+// the API's step=auto and step=fit, and the pages' charts).
 //
 // Every backend answers a Query in two ways: Query returns the points of one
 // series at once (raw or downsampled, bounded by the caller's limits), and

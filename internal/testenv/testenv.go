@@ -1,5 +1,6 @@
 // Package testenv starts the real services iotdash's tests talk to
-// (Mosquitto, InfluxDB OSS 1.8 with Flux, Chromium) on free loopback ports.
+// (Mosquitto, InfluxDB OSS 1.8 with Flux, Chromium) on free loopback ports,
+// and builds the iotdash binary once for the tests that run it (Iotdash).
 // It never mocks them: where a program is missing, the test fails with a
 // message that says what to install (`make test` installs everything).
 package testenv

@@ -2,6 +2,14 @@
 // is configured: one SQLite file (pure Go, modernc.org/sqlite) holding every
 // reading, written in group commits and queried raw or downsampled.
 //
+// Readings go in as rows. A background compactor turns each series' closed
+// hours into one compressed block (codec.go) beside the hour's summary and
+// its minutes' summaries, and applies retention: raw readings are dropped
+// after Options.Retention, summaries after Options.RollupRetention, in
+// small steps, the space given back (compact.go). Queries read rows and
+// blocks in one snapshot, and summaries wherever a step covers whole hours
+// or minutes.
+//
 // It is for a single iotdash process on one machine. It is not a shared
 // database: one Store owns its file, and the series cache it keeps in memory
 // assumes no other process writes to it.
@@ -13,6 +21,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"maps"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -32,6 +41,15 @@ import (
 // Readings are keyed by series and time in a table WITHOUT ROWID, so a
 // series' readings lie together in time order and a query is one range scan
 // of the primary key. Device and metric names are stored once, in series.
+// minutes summarises the rows of readings, per minute.
+//
+// The compactor moves the rows of each closed hour (h, its start in Unix
+// ms) into a block, whose hour is summarised in hours and its minutes in
+// hour_minutes (encoded as in codec.go): the readings of a series are those
+// of readings and of blocks, never both. A reading that arrives late into a
+// compacted hour is a row until the compactor merges it into the block.
+// A file of the first format (series, readings, minutes) gains the new
+// tables on Open and is compacted like any other.
 const schema = `
 CREATE TABLE IF NOT EXISTS series (
 	id     INTEGER PRIMARY KEY,
@@ -58,7 +76,38 @@ CREATE TABLE IF NOT EXISTS minutes (
 	last_v  REAL NOT NULL,
 	PRIMARY KEY (series, m)
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS blocks (
+	series INTEGER NOT NULL,
+	h      INTEGER NOT NULL,
+	n      INTEGER NOT NULL,
+	data   BLOB NOT NULL,
+	PRIMARY KEY (series, h)
+);
+CREATE TABLE IF NOT EXISTS hours (
+	series  INTEGER NOT NULL,
+	h       INTEGER NOT NULL,
+	n       INTEGER NOT NULL,
+	total   REAL NOT NULL,
+	lo      REAL NOT NULL,
+	hi      REAL NOT NULL,
+	first_t INTEGER NOT NULL,
+	first_v REAL NOT NULL,
+	last_t  INTEGER NOT NULL,
+	last_v  REAL NOT NULL,
+	PRIMARY KEY (series, h)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS hour_minutes (
+	series INTEGER NOT NULL,
+	h      INTEGER NOT NULL,
+	data   BLOB NOT NULL,
+	PRIMARY KEY (series, h)
+);
 `
+
+const (
+	minute = 60000 // ms
+	hour   = 60 * minute
+)
 
 type seriesKey struct{ device, metric string }
 
@@ -88,19 +137,38 @@ type Store struct {
 	buckets          []minuteBucket
 	args             []any
 
+	// compactedTo is, per series, the end of its latest block: a reading
+	// before it may be one of a block's. Under mu.
+	compactedTo map[int64]int64
+	blockAt     *sql.Stmt // on w
+
 	smu    sync.RWMutex
 	series map[seriesKey]int64 // every series in the file
 
-	raw     *sql.Stmt
-	page    *sql.Stmt
-	summary *sql.Stmt
-	within  *sql.Stmt
+	raw        *sql.Stmt
+	page       *sql.Stmt
+	summary    *sql.Stmt
+	within     *sql.Stmt
+	blocksIn   *sql.Stmt
+	hoursIn    *sql.Stmt
+	minutesOf  *sql.Stmt
+	blocksOf   *sql.Stmt
+	devicesNow *sql.Stmt
+
+	opts Options
+	stop context.CancelFunc // ends the background maintenance
+	done chan struct{}      // closed when it has ended
 }
 
-// Open opens the store in the file at path, creating the file and its
-// directory when they do not exist. A path holding '?' gives EInvalid; a
-// directory that cannot be made gives EUnavailable.
-func Open(path string) (*Store, error) {
+// Open opens the store in the file at path with the default Options: raw
+// readings kept for ever.
+func Open(path string) (*Store, error) { return OpenWith(path, Options{}) }
+
+// OpenWith opens the store in the file at path, creating the file and its
+// directory when they do not exist, and starts its background maintenance
+// (see Options). A path holding '?' gives EInvalid; a directory that cannot
+// be made gives EUnavailable.
+func OpenWith(path string, o Options) (*Store, error) {
 	if strings.ContainsRune(path, '?') {
 		return nil, devices.Errorf(devices.EInvalid, "store path %q must not hold a '?'", path)
 	}
@@ -112,6 +180,9 @@ func Open(path string) (*Store, error) {
 	// survives a power cut, not just a crash.
 	v := url.Values{}
 	v.Add("_pragma", "busy_timeout(10000)")
+	// A new file gives the pages that retention frees back to the file
+	// system, a few at a time (compact.go); an older file reuses them.
+	v.Add("_pragma", "auto_vacuum(INCREMENTAL)")
 	v.Add("_pragma", "journal_mode(WAL)")
 	v.Add("_pragma", "synchronous(FULL)")
 	// Without a limit the WAL file keeps the size of its largest burst.
@@ -125,7 +196,7 @@ func Open(path string) (*Store, error) {
 		return nil, fmt.Errorf("sqlite: open %s: %w", path, err)
 	}
 	w.SetMaxOpenConns(1)
-	s := &Store{w: w, series: map[seriesKey]int64{}, inserts: map[int]*sql.Stmt{}, addMins: map[int]*sql.Stmt{}, minutes: map[minuteKey]int{}}
+	s := &Store{w: w, series: map[seriesKey]int64{}, inserts: map[int]*sql.Stmt{}, addMins: map[int]*sql.Stmt{}, minutes: map[minuteKey]int{}, compactedTo: map[int64]int64{}, opts: o.withDefaults()}
 	if err := s.init(); err != nil {
 		w.Close()
 		return nil, err
@@ -149,12 +220,26 @@ func Open(path string) (*Store, error) {
 		// The readings of the minutes starting at the times in a JSON array;
 		// CROSS JOIN keeps the planner from scanning the whole series.
 		{&s.within, `SELECT r.t, r.v FROM json_each(?2) AS j CROSS JOIN readings AS r ON r.series = ?1 AND r.t >= j.value AND r.t < j.value + 60000`},
+		{&s.blocksIn, `SELECT data FROM blocks WHERE series = ? AND h >= ? AND h < ? ORDER BY h`},
+		{&s.hoursIn, `SELECT h, n, total, lo, hi, first_t, first_v, last_t, last_v FROM hours WHERE series = ? AND h >= ? AND h < ? ORDER BY h`},
+		// The minute summaries and the blocks of the hours in a JSON array.
+		{&s.minutesOf, `SELECT m.h, m.data FROM json_each(?2) AS j CROSS JOIN hour_minutes AS m ON m.series = ?1 AND m.h = j.value`},
+		{&s.blocksOf, `SELECT b.h, b.data FROM json_each(?2) AS j CROSS JOIN blocks AS b ON b.series = ?1 AND b.h = j.value`},
+		// Each series' latest reading, as a row or in its latest hour's
+		// summary; Devices keeps the later of the two.
+		{&s.devicesNow, `SELECT s.device, s.metric, r.t, r.v FROM series AS s
+JOIN readings AS r ON r.series = s.id AND r.t = (SELECT max(t) FROM readings WHERE series = s.id)
+UNION ALL
+SELECT s.device, s.metric, h.last_t, h.last_v FROM series AS s
+JOIN hours AS h ON h.series = s.id AND h.h = (SELECT max(h) FROM hours WHERE series = s.id)
+ORDER BY 1`},
 	} {
 		if *p.st, err = r.Prepare(p.q); err != nil {
 			s.Close()
 			return nil, fmt.Errorf("sqlite: prepare: %w", err)
 		}
 	}
+	s.start()
 	return s, nil
 }
 
@@ -166,12 +251,16 @@ func (s *Store) init() error {
 	if err := s.loadSeries(ctx); err != nil {
 		return fmt.Errorf("sqlite: series: %w", err)
 	}
+	if err := s.loadCompacted(ctx); err != nil {
+		return fmt.Errorf("sqlite: blocks: %w", err)
+	}
 	var err error
 	for _, p := range []struct {
 		st **sql.Stmt
 		q  string
 	}{
 		{&s.insSer, `INSERT INTO series (device, metric) VALUES (?, ?) RETURNING id`},
+		{&s.blockAt, `SELECT data FROM blocks WHERE series = ? AND h = ?`},
 		{&s.addMin, addMinutes(1)},
 		// A minute some of whose readings were left out as stored
 		// already is read again.
@@ -248,8 +337,14 @@ func (s *Store) loadSeries(ctx context.Context) error {
 	return rows.Err()
 }
 
-// Close closes the file. Every Append that returned is already durable.
+// Close stops the background maintenance and closes the file. Every Append
+// that returned is already durable.
 func (s *Store) Close() error {
+	if s.stop != nil {
+		s.stop()
+		<-s.done
+		s.stop = nil
+	}
 	var errs []error
 	if s.r != nil {
 		errs = append(errs, s.r.Close())
@@ -281,6 +376,7 @@ func (s *Store) Append(ctx context.Context, rs []devices.Reading) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	defer s.reset()
+	var err error
 
 	// Each reading's series; one not yet in the file has a placeholder
 	// -1, -2, ... (an index into added) until the transaction adds it.
@@ -306,6 +402,12 @@ func (s *Store) Append(ctx context.Context, rs []devices.Reading) error {
 		ids = append(ids, id)
 	}
 	s.ids = ids
+	if rs, ids, err = s.dropCompacted(ctx, rs, ids); err != nil {
+		return unavailable("read", err)
+	}
+	if len(rs) == 0 {
+		return nil
+	}
 	// The summary of the new readings per minute, on the assumption that
 	// every reading is new.
 	for i, r := range rs {
@@ -437,8 +539,65 @@ func unavailable(what string, err error) error {
 	return devices.Wrap(err, devices.EUnavailable, "history store: %s failed", what)
 }
 
+// dropCompacted returns rs and their series ids without the readings that
+// a block holds already (a late redelivery): the first value written wins
+// there as in the rows. Only a reading before its series' compactedTo can
+// be in a block; each block it needs is read and decoded once. Under mu.
+func (s *Store) dropCompacted(ctx context.Context, rs []devices.Reading, ids []int64) ([]devices.Reading, []int64, error) {
+	var blocks map[minuteKey][]store.Point
+	var keep []bool
+	for i, r := range rs {
+		id := ids[i]
+		if id < 0 || r.Time >= s.compactedTo[id] {
+			continue
+		}
+		k := minuteKey{id, store.FloorTo(r.Time, hour)}
+		ps, ok := blocks[k]
+		if !ok {
+			var data []byte
+			err := s.blockAt.QueryRowContext(ctx, k.series, k.m).Scan(&data)
+			if err != nil && !errors.Is(err, sql.ErrNoRows) {
+				return nil, nil, err
+			}
+			if data != nil {
+				if ps, err = decodeBlock(nil, data); err != nil {
+					return nil, nil, err
+				}
+			}
+			if blocks == nil {
+				blocks = map[minuteKey][]store.Point{}
+			}
+			blocks[k] = ps
+		}
+		if _, found := slices.BinarySearchFunc(ps, r.Time, func(p store.Point, t int64) int { return cmp.Compare(p.T, t) }); found {
+			if keep == nil {
+				keep = make([]bool, len(rs))
+				for j := range keep {
+					keep[j] = true
+				}
+			}
+			keep[i] = false
+		}
+	}
+	if keep == nil {
+		return rs, ids, nil
+	}
+	var outR []devices.Reading
+	var outI []int64
+	for i, k := range keep {
+		if k {
+			outR = append(outR, rs[i])
+			outI = append(outI, ids[i])
+		}
+	}
+	return outR, outI, nil
+}
+
 // Query answers q (see store.Query). An invalid q gives EInvalid; no
 // readings give an empty, non-nil slice.
+//
+// Rows and blocks are read in one transaction, so that a compaction that
+// moves rows into a block meanwhile is seen whole or not at all.
 func (s *Store) Query(ctx context.Context, q store.Query) ([]store.Point, error) {
 	if err := q.Validate(); err != nil {
 		return nil, err
@@ -449,13 +608,28 @@ func (s *Store) Query(ctx context.Context, q store.Query) ([]store.Point, error)
 	if !ok {
 		return []store.Point{}, nil
 	}
-	if useMinutes(q) {
-		return s.fromMinutes(ctx, id, q)
+	tx, err := s.r.BeginTx(ctx, nil)
+	if err != nil {
+		return nil, unavailable("query", err)
 	}
-	return s.fromReadings(ctx, id, q)
+	defer tx.Rollback()
+	if q.Step == 0 {
+		return s.rawPoints(ctx, tx, id, q.From, q.To, -1)
+	}
+	acc := &accumulator{q: q, m: map[int64]*bucket{}}
+	if useMinutes(q) {
+		err = s.rowsFromMinutes(ctx, tx, id, q, acc)
+	} else {
+		err = s.rowsFromReadings(ctx, tx, id, q, acc)
+	}
+	if err != nil {
+		return nil, err
+	}
+	if err := s.fromBlocks(ctx, tx, id, q, acc); err != nil {
+		return nil, err
+	}
+	return acc.points(), nil
 }
-
-const minute = 60000 // ms
 
 // Readings calls fn with the readings of q's series with From <= t < To, in
 // time order, at most store.ReadingsChunk at a time; q's Step and Agg are
@@ -479,24 +653,10 @@ func (s *Store) Readings(ctx context.Context, q store.Query, fn func([]store.Poi
 	if !ok {
 		return nil
 	}
-	buf := make([]store.Point, 0, store.ReadingsChunk)
 	for from := q.From; ; {
-		rows, err := s.page.QueryContext(ctx, id, from, q.To, store.ReadingsChunk)
+		buf, err := s.readingsPage(ctx, id, from, q.To)
 		if err != nil {
-			return unavailable("query", err)
-		}
-		buf = buf[:0]
-		for rows.Next() {
-			var p store.Point
-			if err := rows.Scan(&p.T, &p.V); err != nil {
-				rows.Close()
-				return unavailable("query", err)
-			}
-			buf = append(buf, p)
-		}
-		rows.Close()
-		if err := rows.Err(); err != nil {
-			return unavailable("query", err)
+			return err
 		}
 		if len(buf) == 0 {
 			return nil
@@ -512,6 +672,89 @@ func (s *Store) Readings(ctx context.Context, q store.Query, fn func([]store.Poi
 	}
 }
 
+// readingsPage returns the first store.ReadingsChunk readings from from
+// to to, read in a transaction of its own.
+func (s *Store) readingsPage(ctx context.Context, id, from, to int64) ([]store.Point, error) {
+	tx, err := s.r.BeginTx(ctx, nil)
+	if err != nil {
+		return nil, unavailable("query", err)
+	}
+	defer tx.Rollback()
+	return s.rawPoints(ctx, tx, id, from, to, store.ReadingsChunk)
+}
+
+// rawPoints returns the readings of series id with from <= t < to in time
+// order, the first limit of them if limit >= 0: the rows merged with the
+// blocks.
+func (s *Store) rawPoints(ctx context.Context, tx *sql.Tx, id, from, to int64, limit int) ([]store.Point, error) {
+	var rowPts []store.Point
+	rows, err := tx.StmtContext(ctx, s.page).QueryContext(ctx, id, from, to, limit)
+	if err != nil {
+		return nil, unavailable("query", err)
+	}
+	for rows.Next() {
+		var p store.Point
+		if err := rows.Scan(&p.T, &p.V); err != nil {
+			rows.Close()
+			return nil, unavailable("query", err)
+		}
+		rowPts = append(rowPts, p)
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return nil, unavailable("query", err)
+	}
+
+	var blockPts, buf []store.Point
+	rows, err = tx.StmtContext(ctx, s.blocksIn).QueryContext(ctx, id, store.FloorTo(from, hour), to)
+	if err != nil {
+		return nil, unavailable("query", err)
+	}
+	for rows.Next() && (limit < 0 || len(blockPts) < limit) {
+		var data []byte
+		if err := rows.Scan(&data); err != nil {
+			rows.Close()
+			return nil, unavailable("query", err)
+		}
+		if buf, err = decodeBlock(buf[:0], data); err != nil {
+			rows.Close()
+			return nil, unavailable("decode", err)
+		}
+		for _, p := range buf {
+			if p.T >= from && p.T < to {
+				blockPts = append(blockPts, p)
+			}
+		}
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return nil, unavailable("query", err)
+	}
+
+	out := mergePoints(make([]store.Point, 0, len(rowPts)+len(blockPts)), blockPts, rowPts)
+	if limit >= 0 && len(out) > limit {
+		out = out[:limit]
+	}
+	return out, nil
+}
+
+// mergePoints appends to dst the points of a and b, each in time order, in
+// time order; of two with the same time, a's is kept.
+func mergePoints(dst, a, b []store.Point) []store.Point {
+	for len(a) > 0 && len(b) > 0 {
+		switch {
+		case a[0].T < b[0].T:
+			dst, a = append(dst, a[0]), a[1:]
+		case a[0].T > b[0].T:
+			dst, b = append(dst, b[0]), b[1:]
+		default:
+			dst, a, b = append(dst, a[0]), a[1:], b[1:]
+		}
+	}
+	dst = append(dst, a...)
+	return append(dst, b...)
+}
+
 // useMinutes says whether q is answered faster from the per-minute
 // summaries than from the readings: when its steps are whole minutes, or
 // long enough that the few minutes cut by a step boundary, read in full,
@@ -520,125 +763,237 @@ func useMinutes(q store.Query) bool {
 	return q.Step > 0 && (q.Step%minute == 0 || q.Step >= 10*minute) && q.Offset%minute == 0 && ceilTo(q.From, minute) < store.FloorTo(q.To, minute)
 }
 
-// fromReadings answers q from a scan of its readings in time order.
-func (s *Store) fromReadings(ctx context.Context, id int64, q store.Query) ([]store.Point, error) {
-	out := []store.Point{}
-	rows, err := s.raw.QueryContext(ctx, id, q.From, q.To)
-	if err != nil {
-		return nil, unavailable("query", err)
-	}
-	defer rows.Close()
-	var b bucket
-	for rows.Next() {
-		var p store.Point
-		if err := rows.Scan(&p.T, &p.V); err != nil {
-			return nil, unavailable("query", err)
-		}
-		if q.Step == 0 {
-			out = append(out, p)
-			continue
-		}
-		start := q.BucketStart(p.T)
-		if b.n > 0 && start != b.start {
-			out = append(out, b.point(q.Agg))
-			b = bucket{}
-		}
-		b.add(start, p.T, p.V)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, unavailable("query", err)
-	}
-	if b.n > 0 {
-		out = append(out, b.point(q.Agg))
-	}
-	return out, nil
+// whole says whether the span [start, start+width) lies inside q's range
+// and inside one of its steps, so that its summary serves as it is.
+func whole(q store.Query, start, width int64) bool {
+	return start >= q.From && start+width <= q.To && q.BucketStart(start) == q.BucketStart(start+width-1)
 }
 
-// fromMinutes answers q from the minute summaries that lie wholly inside
-// one step and inside [From, To), and from the readings of the rest: the
-// partial minutes at From and To and the minutes a step boundary cuts.
-func (s *Store) fromMinutes(ctx context.Context, id int64, q store.Query) ([]store.Point, error) {
-	lo, hi := ceilTo(q.From, minute), store.FloorTo(q.To, minute)
-	buckets := map[int64]*bucket{}
-	get := func(start int64) *bucket {
-		b := buckets[start]
-		if b == nil {
-			b = &bucket{start: start}
-			buckets[start] = b
-		}
-		return b
-	}
-	cut := func(m int64) bool { return q.BucketStart(m) != q.BucketStart(m+minute-1) }
+// rowsFromReadings adds q's rows to acc.
+func (s *Store) rowsFromReadings(ctx context.Context, tx *sql.Tx, id int64, q store.Query, acc *accumulator) error {
+	return acc.addRows(tx.StmtContext(ctx, s.raw).QueryContext(ctx, id, q.From, q.To))
+}
 
-	rows, err := s.summary.QueryContext(ctx, id, lo, hi)
+// addRows adds the readings (t, v) of rows to acc.
+func (acc *accumulator) addRows(rows *sql.Rows, err error) error {
 	if err != nil {
-		return nil, unavailable("query", err)
+		return unavailable("query", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var t int64
+		var v float64
+		if err := rows.Scan(&t, &v); err != nil {
+			return unavailable("query", err)
+		}
+		acc.add(t, v)
+	}
+	if err := rows.Err(); err != nil {
+		return unavailable("query", err)
+	}
+	return nil
+}
+
+// rowsFromMinutes adds to acc the minute summaries of q's rows that lie
+// wholly inside one step and inside [From, To), and the rows of the rest:
+// the partial minutes at From and To and the minutes a step boundary cuts.
+func (s *Store) rowsFromMinutes(ctx context.Context, tx *sql.Tx, id int64, q store.Query, acc *accumulator) error {
+	lo, hi := ceilTo(q.From, minute), store.FloorTo(q.To, minute)
+	rows, err := tx.StmtContext(ctx, s.summary).QueryContext(ctx, id, lo, hi)
+	if err != nil {
+		return unavailable("query", err)
 	}
 	for rows.Next() {
 		var m minuteSummary
 		if err := rows.Scan(&m.m, &m.n, &m.sum, &m.min, &m.max, &m.firstT, &m.firstV, &m.lastT, &m.lastV); err != nil {
 			rows.Close()
-			return nil, unavailable("query", err)
+			return unavailable("query", err)
 		}
-		if !cut(m.m) {
-			get(q.BucketStart(m.m)).merge(m)
+		if whole(q, m.m, minute) {
+			acc.merge(m.m, m)
 		}
 	}
 	rows.Close()
 	if err := rows.Err(); err != nil {
-		return nil, unavailable("query", err)
+		return unavailable("query", err)
 	}
-
-	addRows := func(rows *sql.Rows, err error) error {
-		if err != nil {
-			return unavailable("query", err)
-		}
-		defer rows.Close()
-		for rows.Next() {
-			var t int64
-			var v float64
-			if err := rows.Scan(&t, &v); err != nil {
-				return unavailable("query", err)
-			}
-			start := q.BucketStart(t)
-			get(start).add(start, t, v)
-		}
-		if err := rows.Err(); err != nil {
-			return unavailable("query", err)
-		}
-		return nil
+	raw := tx.StmtContext(ctx, s.raw)
+	if err := acc.addRows(raw.QueryContext(ctx, id, q.From, lo)); err != nil {
+		return err
 	}
-	if err := addRows(s.raw.QueryContext(ctx, id, q.From, lo)); err != nil {
-		return nil, err
-	}
-	if err := addRows(s.raw.QueryContext(ctx, id, hi, q.To)); err != nil {
-		return nil, err
+	if err := acc.addRows(raw.QueryContext(ctx, id, hi, q.To)); err != nil {
+		return err
 	}
 	if q.Step%minute != 0 {
-		var starts []byte
-		starts = append(starts, '[')
+		var starts []int64
 		for b := q.BucketStart(lo) + q.Step; b < hi; b += q.Step {
 			if m := store.FloorTo(b, minute); m != b && m >= lo {
-				if len(starts) > 1 {
-					starts = append(starts, ',')
-				}
-				starts = strconv.AppendInt(starts, m, 10)
+				starts = append(starts, m)
 			}
 		}
-		starts = append(starts, ']')
-		if len(starts) > 2 {
-			if err := addRows(s.within.QueryContext(ctx, id, string(starts))); err != nil {
-				return nil, err
+		if len(starts) > 0 {
+			if err := acc.addRows(tx.StmtContext(ctx, s.within).QueryContext(ctx, id, jsonList(starts))); err != nil {
+				return err
 			}
 		}
+	}
+	return nil
+}
+
+// jsonList is xs as a JSON array.
+func jsonList(xs []int64) string {
+	b := []byte{'['}
+	for i, x := range xs {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = strconv.AppendInt(b, x, 10)
+	}
+	return string(append(b, ']'))
+}
+
+// fromBlocks adds to acc what the compacted hours hold of q: the summary
+// of each hour that lies wholly in one step and in range; for the others,
+// the summary of each such minute; and for the minutes left (cut by a step
+// boundary or by From or To), the readings of their blocks. Where
+// retention has dropped the block, such a minute counts whole in the step
+// of its start when it starts in range: the one place an answer is
+// approximate, by at most a minute at each step's edge.
+func (s *Store) fromBlocks(ctx context.Context, tx *sql.Tx, id int64, q store.Query, acc *accumulator) error {
+	rows, err := tx.StmtContext(ctx, s.hoursIn).QueryContext(ctx, id, store.FloorTo(q.From, hour), q.To)
+	if err != nil {
+		return unavailable("query", err)
+	}
+	var detail []int64 // hours to read minute by minute
+	for rows.Next() {
+		var m minuteSummary
+		if err := rows.Scan(&m.m, &m.n, &m.sum, &m.min, &m.max, &m.firstT, &m.firstV, &m.lastT, &m.lastV); err != nil {
+			rows.Close()
+			return unavailable("query", err)
+		}
+		if whole(q, m.m, hour) {
+			acc.merge(m.m, m)
+		} else {
+			detail = append(detail, m.m)
+		}
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return unavailable("query", err)
+	}
+	if len(detail) == 0 {
+		return nil
 	}
 
-	out := make([]store.Point, 0, len(buckets))
-	for _, b := range buckets {
-		out = append(out, b.point(q.Agg))
+	rows, err = tx.StmtContext(ctx, s.minutesOf).QueryContext(ctx, id, jsonList(detail))
+	if err != nil {
+		return unavailable("query", err)
+	}
+	rest := map[int64][]minuteSummary{} // per hour, its minutes not whole
+	var ms []minuteSummary
+	for rows.Next() {
+		var h int64
+		var data []byte
+		if err := rows.Scan(&h, &data); err != nil {
+			rows.Close()
+			return unavailable("query", err)
+		}
+		if ms, err = decodeMinutes(ms[:0], h, data); err != nil {
+			rows.Close()
+			return unavailable("decode", err)
+		}
+		for _, m := range ms {
+			if whole(q, m.m, minute) {
+				acc.merge(m.m, m)
+			} else if m.m < q.To && m.m+minute > q.From {
+				rest[h] = append(rest[h], m)
+			}
+		}
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return unavailable("query", err)
+	}
+	if len(rest) == 0 {
+		return nil
+	}
+
+	hours := slices.Sorted(maps.Keys(rest))
+	rows, err = tx.StmtContext(ctx, s.blocksOf).QueryContext(ctx, id, jsonList(hours))
+	if err != nil {
+		return unavailable("query", err)
+	}
+	var ps []store.Point
+	for rows.Next() {
+		var h int64
+		var data []byte
+		if err := rows.Scan(&h, &data); err != nil {
+			rows.Close()
+			return unavailable("query", err)
+		}
+		if ps, err = decodeBlock(ps[:0], data); err != nil {
+			rows.Close()
+			return unavailable("decode", err)
+		}
+		for _, p := range ps {
+			if p.T >= q.From && p.T < q.To && !whole(q, store.FloorTo(p.T, minute), minute) {
+				acc.add(p.T, p.V)
+			}
+		}
+		delete(rest, h)
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return unavailable("query", err)
+	}
+	for _, ms := range rest { // raw readings dropped by retention
+		for _, m := range ms {
+			if m.m >= q.From {
+				acc.merge(m.m, m)
+			}
+		}
+	}
+	return nil
+}
+
+// accumulator gathers a query's buckets, given readings and summaries in
+// any order.
+type accumulator struct {
+	q    store.Query
+	m    map[int64]*bucket
+	last *bucket
+}
+
+func (a *accumulator) at(t int64) *bucket {
+	start := a.q.BucketStart(t)
+	if a.last != nil && a.last.start == start {
+		return a.last
+	}
+	b := a.m[start]
+	if b == nil {
+		b = &bucket{start: start}
+		a.m[start] = b
+	}
+	a.last = b
+	return b
+}
+
+func (a *accumulator) add(t int64, v float64) {
+	b := a.at(t)
+	b.add(b.start, t, v)
+}
+
+// merge adds the summary m of readings from time t on, all in t's bucket.
+func (a *accumulator) merge(t int64, m minuteSummary) { a.at(t).merge(m) }
+
+// points is the buckets' points in time order.
+func (a *accumulator) points() []store.Point {
+	out := make([]store.Point, 0, len(a.m))
+	for _, b := range a.m {
+		out = append(out, b.point(a.q.Agg))
 	}
 	slices.SortFunc(out, func(a, b store.Point) int { return cmp.Compare(a.T, b.T) })
-	return out, nil
+	return out
 }
 
 // minuteSummary is one row of the minutes table.
@@ -736,9 +1091,7 @@ func (s *Store) Ping(ctx context.Context) error {
 // newest of them: so that a device known from history is listed even when
 // nothing else remembers it. Its status is unknown.
 func (s *Store) Devices(ctx context.Context) ([]devices.Device, error) {
-	rows, err := s.r.QueryContext(ctx, `SELECT s.device, s.metric, r.t, r.v FROM series AS s
-JOIN readings AS r ON r.series = s.id AND r.t = (SELECT max(t) FROM readings WHERE series = s.id)
-ORDER BY s.device`)
+	rows, err := s.devicesNow.QueryContext(ctx)
 	if err != nil {
 		return nil, unavailable("devices", err)
 	}
@@ -754,7 +1107,9 @@ ORDER BY s.device`)
 			out = append(out, devices.Device{ID: id, Status: devices.StatusUnknown, Latest: map[string]devices.Value{}})
 		}
 		d := &out[len(out)-1]
-		d.Latest[metric] = v
+		if old, ok := d.Latest[metric]; !ok || v.T > old.T {
+			d.Latest[metric] = v
+		}
 		d.LastSeen = max(d.LastSeen, v.T)
 	}
 	if err := rows.Err(); err != nil {

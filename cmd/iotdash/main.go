@@ -150,7 +150,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		storeDesc string
 	)
 	if c.influxURL == "" {
-		db, err := sqlite.Open(filepath.Join(c.dataDir, "iotdash.db"))
+		db, err := sqlite.OpenWith(filepath.Join(c.dataDir, "iotdash.db"), sqlite.Options{Retention: c.retention, RollupRetention: c.rollupRetention, Logger: log})
 		if err != nil {
 			return fmt.Errorf("opening the embedded store in -data %s: %w", c.dataDir, err)
 		}

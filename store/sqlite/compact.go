@@ -12,6 +12,12 @@ import (
 	"iotdash/store"
 )
 
+// The retention iotdash runs with unless told otherwise.
+const (
+	DefaultRetention       = 30 * 24 * time.Hour
+	DefaultRollupRetention = 730 * 24 * time.Hour
+)
+
 // Options are the store's policy for what it keeps, and how often it
 // compacts and applies it. The zero value keeps everything for ever and
 // compacts every ten seconds.
@@ -64,7 +70,8 @@ const (
 	vacuumPages = 256 // pages given back to the file system per step
 )
 
-// start runs the background maintenance until Close.
+// start runs the background maintenance, at once and then every
+// Interval, until Close.
 func (s *Store) start() {
 	ctx, cancel := context.WithCancel(context.Background())
 	s.stop, s.done = cancel, make(chan struct{})
@@ -76,11 +83,13 @@ func (s *Store) start() {
 		t := time.NewTicker(s.opts.Interval)
 		defer t.Stop()
 		var failing bool
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case <-t.C:
+		for first := true; ; first = false {
+			if !first {
+				select {
+				case <-ctx.Done():
+					return
+				case <-t.C:
+				}
 			}
 			// One line when maintenance starts failing and one when it
 			// recovers, rather than one per tick.
@@ -166,9 +175,9 @@ func (s *Store) Compact(ctx context.Context) error {
 
 // compactHour merges the rows of series id in the earliest hour before
 // cutoff that has rows into that hour's block, and rewrites the hour's
-// summaries, in one transaction. Rows of an hour before rawCutoff, past
-// retention, are deleted instead. It reports whether there was such an
-// hour.
+// summaries, in one transaction; rows late into an hour whose readings
+// retention has dropped (before rawCutoff) are deleted instead. It reports
+// whether there was such an hour.
 func (s *Store) compactHour(ctx context.Context, id, cutoff, rawCutoff int64) (bool, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -186,18 +195,28 @@ func (s *Store) compactHour(ctx context.Context, id, cutoff, rawCutoff int64) (b
 		return false, err
 	}
 	defer tx.Rollback()
-	if h < rawCutoff {
-		if err := deleteRows(ctx, tx, id, h); err != nil {
-			return false, err
-		}
-		return true, tx.Commit()
-	}
-
 	var ps []store.Point
 	var data []byte
 	err = tx.QueryRowContext(ctx, `SELECT data FROM blocks WHERE series = ? AND h = ?`, id, h).Scan(&data)
 	if err != nil && !errors.Is(err, sql.ErrNoRows) {
 		return false, err
+	}
+	if data == nil && h < rawCutoff {
+		// Past retention: if the hour has summaries, its readings have
+		// been dropped already, and these late ones go the same way.
+		// (Readings never compacted, as in a file of the first format,
+		// are compacted, the summaries kept, and the block swept.)
+		var one int
+		err := tx.QueryRowContext(ctx, `SELECT 1 FROM hours WHERE series = ? AND h = ?`, id, h).Scan(&one)
+		if err == nil {
+			if err := deleteRows(ctx, tx, id, h); err != nil {
+				return false, err
+			}
+			return true, tx.Commit()
+		}
+		if !errors.Is(err, sql.ErrNoRows) {
+			return false, err
+		}
 	}
 	if data != nil {
 		if ps, err = decodeBlock(nil, data); err != nil {
@@ -303,7 +322,8 @@ func (s *Store) vacuum(ctx context.Context) error {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if _, err := s.w.ExecContext(ctx, `PRAGMA wal_checkpoint(PASSIVE)`); err != nil {
+	var busy, frames, done int
+	if err := s.w.QueryRowContext(ctx, `PRAGMA wal_checkpoint(PASSIVE)`).Scan(&busy, &frames, &done); err != nil {
 		return unavailable("checkpoint", err)
 	}
 	return nil

@@ -731,7 +731,12 @@ func (s *Store) rawPoints(ctx context.Context, tx *sql.Tx, id, from, to int64, l
 		return nil, unavailable("query", err)
 	}
 
-	out := mergePoints(make([]store.Point, 0, len(rowPts)+len(blockPts)), blockPts, rowPts)
+	out := blockPts
+	if len(rowPts) > 0 {
+		out = mergePoints(make([]store.Point, 0, len(rowPts)+len(blockPts)), blockPts, rowPts)
+	} else if out == nil {
+		out = []store.Point{}
+	}
 	if limit >= 0 && len(out) > limit {
 		out = out[:limit]
 	}

@@ -39,7 +39,11 @@ func value(i int, ms int64) float64 {
 func BenchmarkAppend(b *testing.B) {
 	for _, batch := range []int{1, 20, 500} {
 		b.Run(fmt.Sprintf("batch=%d", batch), func(b *testing.B) {
-			s := open(b, filepath.Join(b.TempDir(), "iotdash.db"))
+			// Without compaction, which TestBigLoad measures beside ingest.
+			s, err := sqlite.OpenWith(filepath.Join(b.TempDir(), "iotdash.db"), sqlite.Options{Interval: -1})
+			if err != nil {
+				b.Fatal(err)
+			}
 			defer s.Close()
 			ctx := context.Background()
 			rs := make([]devices.Reading, batch)
@@ -243,12 +247,12 @@ func timeQuery(t *testing.T, s *sqlite.Store, q store.Query, what string) {
 }
 
 // BenchmarkQueries downsamples a week (a day without IOTDASH_BENCH_BIG=1)
-// of 1 Hz readings of one metric and reads all of it; see
+// of 1 Hz readings of one metric, compacted, and reads all of it; see
 // storetest.Benchmark.
 func BenchmarkQueries(b *testing.B) {
 	s := open(b, filepath.Join(b.TempDir(), "iotdash.db"))
 	defer s.Close()
-	storetest.Benchmark(b, s)
+	storetest.Benchmark(b, compacting{s})
 }
 
 // cpuTime is the process's CPU time so far, user and system.

@@ -41,7 +41,8 @@ import (
 // Readings are keyed by series and time in a table WITHOUT ROWID, so a
 // series' readings lie together in time order and a query is one range scan
 // of the primary key. Device and metric names are stored once, in series.
-// minutes summarises the rows of readings, per minute.
+// minutes summarised the rows of readings per minute in the first format;
+// its rows in such a file are deleted as their hours are compacted.
 //
 // The compactor moves the rows of each closed hour (h, its start in Unix
 // ms) into a block, whose hour is summarised in hours and its minutes in
@@ -111,13 +112,7 @@ const (
 
 type seriesKey struct{ device, metric string }
 
-type minuteKey struct{ series, m int64 }
-
-// minuteBucket is the summary of a minute's new readings in one Append.
-type minuteBucket struct {
-	minuteKey
-	bucket
-}
+type hourKey struct{ series, h int64 }
 
 // Store is the embedded store. Its methods are safe for concurrent use;
 // Appends are serialised, Queries run beside them.
@@ -127,15 +122,11 @@ type Store struct {
 
 	mu     sync.Mutex // serialises Append and Ping on w
 	insSer *sql.Stmt
-	addMin *sql.Stmt // new readings into their minute's summary
-	sumUp  *sql.Stmt // a minute's summary recomputed
 	// Statements of several rows, by row count (see rowsStmt), and what
 	// Append reuses from one call to the next; all under mu.
-	inserts, addMins map[int]*sql.Stmt
-	ids              []int64
-	minutes          map[minuteKey]int
-	buckets          []minuteBucket
-	args             []any
+	inserts map[int]*sql.Stmt
+	ids     []int64
+	args    []any
 
 	// compactedTo is, per series, the end of its latest block: a reading
 	// before it may be one of a block's. Under mu.
@@ -147,8 +138,6 @@ type Store struct {
 
 	raw        *sql.Stmt
 	page       *sql.Stmt
-	summary    *sql.Stmt
-	within     *sql.Stmt
 	blocksIn   *sql.Stmt
 	hoursIn    *sql.Stmt
 	minutesOf  *sql.Stmt
@@ -196,7 +185,7 @@ func OpenWith(path string, o Options) (*Store, error) {
 		return nil, fmt.Errorf("sqlite: open %s: %w", path, err)
 	}
 	w.SetMaxOpenConns(1)
-	s := &Store{w: w, series: map[seriesKey]int64{}, inserts: map[int]*sql.Stmt{}, addMins: map[int]*sql.Stmt{}, minutes: map[minuteKey]int{}, compactedTo: map[int64]int64{}, opts: o.withDefaults()}
+	s := &Store{w: w, series: map[seriesKey]int64{}, inserts: map[int]*sql.Stmt{}, compactedTo: map[int64]int64{}, opts: o.withDefaults()}
 	if err := s.init(); err != nil {
 		w.Close()
 		return nil, err
@@ -216,10 +205,6 @@ func OpenWith(path string, o Options) (*Store, error) {
 	}{
 		{&s.raw, `SELECT t, v FROM readings WHERE series = ? AND t >= ? AND t < ? ORDER BY t`},
 		{&s.page, `SELECT t, v FROM readings WHERE series = ? AND t >= ? AND t < ? ORDER BY t LIMIT ?`},
-		{&s.summary, `SELECT m, n, total, lo, hi, first_t, first_v, last_t, last_v FROM minutes WHERE series = ? AND m >= ? AND m < ? ORDER BY m`},
-		// The readings of the minutes starting at the times in a JSON array;
-		// CROSS JOIN keeps the planner from scanning the whole series.
-		{&s.within, `SELECT r.t, r.v FROM json_each(?2) AS j CROSS JOIN readings AS r ON r.series = ?1 AND r.t >= j.value AND r.t < j.value + 60000`},
 		{&s.blocksIn, `SELECT data FROM blocks WHERE series = ? AND h >= ? AND h < ? ORDER BY h`},
 		{&s.hoursIn, `SELECT h, n, total, lo, hi, first_t, first_v, last_t, last_v FROM hours WHERE series = ? AND h >= ? AND h < ? ORDER BY h`},
 		// The minute summaries and the blocks of the hours in a JSON array.
@@ -261,14 +246,6 @@ func (s *Store) init() error {
 	}{
 		{&s.insSer, `INSERT INTO series (device, metric) VALUES (?, ?) RETURNING id`},
 		{&s.blockAt, `SELECT data FROM blocks WHERE series = ? AND h = ?`},
-		{&s.addMin, addMinutes(1)},
-		// A minute some of whose readings were left out as stored
-		// already is read again.
-		{&s.sumUp, `INSERT OR REPLACE INTO minutes (series, m, n, total, lo, hi, first_t, first_v, last_t, last_v)
-SELECT ?1, ?2, a.n, a.total, a.lo, a.hi, f.t, f.v, l.t, l.v
-FROM (SELECT count(*) AS n, sum(v) AS total, min(v) AS lo, max(v) AS hi FROM readings WHERE series = ?1 AND t >= ?2 AND t < ?2 + 60000) AS a,
-	(SELECT t, v FROM readings WHERE series = ?1 AND t >= ?2 AND t < ?2 + 60000 ORDER BY t LIMIT 1) AS f,
-	(SELECT t, v FROM readings WHERE series = ?1 AND t >= ?2 AND t < ?2 + 60000 ORDER BY t DESC LIMIT 1) AS l`},
 	} {
 		if *p.st, err = s.w.Prepare(p.q); err != nil {
 			return fmt.Errorf("sqlite: prepare: %w", err)
@@ -282,28 +259,10 @@ func insertReadings(n int) string {
 	return "INSERT INTO readings (series, t, v) VALUES (?, ?, ?)" + strings.Repeat(", (?, ?, ?)", n-1) + " ON CONFLICT DO NOTHING"
 }
 
-// addMinutes merges summaries of new readings into n minutes' summaries.
-// In SQLite's UPDATE every column on the right is the old value.
-func addMinutes(n int) string {
-	return `INSERT INTO minutes (series, m, n, total, lo, hi, first_t, first_v, last_t, last_v)
-VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)` + strings.Repeat(", (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", n-1) + `
-ON CONFLICT (series, m) DO UPDATE SET
-	n = n + excluded.n,
-	total = total + excluded.total,
-	lo = min(lo, excluded.lo),
-	hi = max(hi, excluded.hi),
-	first_t = min(first_t, excluded.first_t),
-	first_v = CASE WHEN excluded.first_t < first_t THEN excluded.first_v ELSE first_v END,
-	last_t = max(last_t, excluded.last_t),
-	last_v = CASE WHEN excluded.last_t > last_t THEN excluded.last_v ELSE last_v END`
-}
-
-// Rows per statement: one statement per group of readings rather than one
-// per reading (and per minute) is most of what an Append saves in CPU.
-const (
-	insertRows = 128
-	minuteRows = 64
-)
+// insertRows is the most rows of one statement: one statement per group
+// of readings rather than one per reading is most of what an Append saves
+// in CPU.
+const insertRows = 128
 
 // rowsStmt returns from cache the statement q(n), preparing it on the
 // writing connection the first time: before a transaction, which holds
@@ -360,10 +319,10 @@ func (s *Store) Close() error {
 // If any reading is invalid none is stored and the error is EInvalid; a
 // failure of the file gives EUnavailable.
 //
-// The readings go in with one INSERT per insertRows of them and their
-// minutes' summaries, computed here, with one upsert per minuteRows minutes.
-// When an INSERT leaves some out, the minutes of its readings are
-// summarised again from the stored readings.
+// The readings go in as rows, with one INSERT per insertRows of them;
+// nothing else is written, so that ingest costs little. The compactor
+// summarises them once their hour is over, and until then a query reads
+// them one by one: an hour or so of each series.
 func (s *Store) Append(ctx context.Context, rs []devices.Reading) error {
 	for _, r := range rs {
 		if err := r.Validate(); err != nil {
@@ -408,34 +367,12 @@ func (s *Store) Append(ctx context.Context, rs []devices.Reading) error {
 	if len(rs) == 0 {
 		return nil
 	}
-	// The summary of the new readings per minute, on the assumption that
-	// every reading is new.
-	for i, r := range rs {
-		k := minuteKey{ids[i], store.FloorTo(r.Time, minute)}
-		j, ok := s.minutes[k]
-		if !ok {
-			j = len(s.buckets)
-			s.minutes[k] = j
-			s.buckets = append(s.buckets, minuteBucket{minuteKey: k})
+	for _, n := range []int{min(len(rs), insertRows), len(rs) % insertRows} {
+		if n == 0 {
+			continue
 		}
-		s.buckets[j].add(k.m, r.Time, r.Value)
-	}
-	for _, p := range []struct {
-		cache map[int]*sql.Stmt
-		q     func(int) string
-		rows  int
-		n     int
-	}{
-		{s.inserts, insertReadings, insertRows, len(rs)},
-		{s.addMins, addMinutes, minuteRows, len(s.buckets)},
-	} {
-		for _, n := range []int{min(p.n, p.rows), p.n % p.rows} {
-			if n == 0 {
-				continue
-			}
-			if _, err := s.rowsStmt(ctx, p.cache, p.q, n); err != nil {
-				return unavailable("prepare", err)
-			}
+		if _, err := s.rowsStmt(ctx, s.inserts, insertReadings, n); err != nil {
+			return unavailable("prepare", err)
 		}
 	}
 
@@ -458,7 +395,6 @@ func (s *Store) Append(ctx context.Context, rs []devices.Reading) error {
 		return id
 	}
 
-	var changed map[minuteKey]bool // minutes to summarise again
 	for start := 0; start < len(rs); start += insertRows {
 		chunk := rs[start:min(start+insertRows, len(rs))]
 		args := s.args[:0]
@@ -466,52 +402,8 @@ func (s *Store) Append(ctx context.Context, rs []devices.Reading) error {
 			args = append(args, stored(ids[start+i]), r.Time, r.Value)
 		}
 		s.args = args
-		res, err := tx.StmtContext(ctx, s.inserts[len(chunk)]).ExecContext(ctx, args...)
-		if err != nil {
+		if _, err := tx.StmtContext(ctx, s.inserts[len(chunk)]).ExecContext(ctx, args...); err != nil {
 			return unavailable("write", err)
-		}
-		n, err := res.RowsAffected()
-		if err != nil {
-			return unavailable("write", err)
-		}
-		if n == int64(len(chunk)) {
-			continue // all new
-		}
-		// Some were stored already and are left out, so the summaries
-		// computed on the assumption that all are new are wrong for
-		// their minutes.
-		if changed == nil {
-			changed = map[minuteKey]bool{}
-		}
-		for i, r := range chunk {
-			changed[minuteKey{ids[start+i], store.FloorTo(r.Time, minute)}] = true
-		}
-	}
-
-	if changed == nil {
-		for start := 0; start < len(s.buckets); start += minuteRows {
-			chunk := s.buckets[start:min(start+minuteRows, len(s.buckets))]
-			args := s.args[:0]
-			for _, b := range chunk {
-				args = append(args, stored(b.series), b.m, b.n, b.sum, b.min, b.max, b.firstT, b.first, b.lastT, b.last)
-			}
-			s.args = args
-			if _, err := tx.StmtContext(ctx, s.addMins[len(chunk)]).ExecContext(ctx, args...); err != nil {
-				return unavailable("summarise", err)
-			}
-		}
-	} else {
-		addMin, sumUp := tx.StmtContext(ctx, s.addMin), tx.StmtContext(ctx, s.sumUp)
-		for _, b := range s.buckets {
-			var err error
-			if changed[b.minuteKey] {
-				_, err = sumUp.ExecContext(ctx, stored(b.series), b.m)
-			} else {
-				_, err = addMin.ExecContext(ctx, stored(b.series), b.m, b.n, b.sum, b.min, b.max, b.firstT, b.first, b.lastT, b.last)
-			}
-			if err != nil {
-				return unavailable("summarise", err)
-			}
 		}
 	}
 	if err := tx.Commit(); err != nil {
@@ -531,8 +423,6 @@ func (s *Store) Append(ctx context.Context, rs []devices.Reading) error {
 func (s *Store) reset() {
 	clear(s.args)
 	s.args = s.args[:0]
-	clear(s.minutes)
-	s.buckets = s.buckets[:0]
 }
 
 func unavailable(what string, err error) error {
@@ -544,18 +434,18 @@ func unavailable(what string, err error) error {
 // there as in the rows. Only a reading before its series' compactedTo can
 // be in a block; each block it needs is read and decoded once. Under mu.
 func (s *Store) dropCompacted(ctx context.Context, rs []devices.Reading, ids []int64) ([]devices.Reading, []int64, error) {
-	var blocks map[minuteKey][]store.Point
+	var blocks map[hourKey][]store.Point
 	var keep []bool
 	for i, r := range rs {
 		id := ids[i]
 		if id < 0 || r.Time >= s.compactedTo[id] {
 			continue
 		}
-		k := minuteKey{id, store.FloorTo(r.Time, hour)}
+		k := hourKey{id, store.FloorTo(r.Time, hour)}
 		ps, ok := blocks[k]
 		if !ok {
 			var data []byte
-			err := s.blockAt.QueryRowContext(ctx, k.series, k.m).Scan(&data)
+			err := s.blockAt.QueryRowContext(ctx, k.series, k.h).Scan(&data)
 			if err != nil && !errors.Is(err, sql.ErrNoRows) {
 				return nil, nil, err
 			}
@@ -565,7 +455,7 @@ func (s *Store) dropCompacted(ctx context.Context, rs []devices.Reading, ids []i
 				}
 			}
 			if blocks == nil {
-				blocks = map[minuteKey][]store.Point{}
+				blocks = map[hourKey][]store.Point{}
 			}
 			blocks[k] = ps
 		}
@@ -617,12 +507,7 @@ func (s *Store) Query(ctx context.Context, q store.Query) ([]store.Point, error)
 		return s.rawPoints(ctx, tx, id, q.From, q.To, -1)
 	}
 	acc := &accumulator{q: q, m: map[int64]*bucket{}}
-	if useMinutes(q) {
-		err = s.rowsFromMinutes(ctx, tx, id, q, acc)
-	} else {
-		err = s.rowsFromReadings(ctx, tx, id, q, acc)
-	}
-	if err != nil {
+	if err := acc.addRows(tx.StmtContext(ctx, s.raw).QueryContext(ctx, id, q.From, q.To)); err != nil {
 		return nil, err
 	}
 	if err := s.fromBlocks(ctx, tx, id, q, acc); err != nil {
@@ -760,23 +645,10 @@ func mergePoints(dst, a, b []store.Point) []store.Point {
 	return append(dst, b...)
 }
 
-// useMinutes says whether q is answered faster from the per-minute
-// summaries than from the readings: when its steps are whole minutes, or
-// long enough that the few minutes cut by a step boundary, read in full,
-// cost little.
-func useMinutes(q store.Query) bool {
-	return q.Step > 0 && (q.Step%minute == 0 || q.Step >= 10*minute) && q.Offset%minute == 0 && ceilTo(q.From, minute) < store.FloorTo(q.To, minute)
-}
-
 // whole says whether the span [start, start+width) lies inside q's range
 // and inside one of its steps, so that its summary serves as it is.
 func whole(q store.Query, start, width int64) bool {
 	return start >= q.From && start+width <= q.To && q.BucketStart(start) == q.BucketStart(start+width-1)
-}
-
-// rowsFromReadings adds q's rows to acc.
-func (s *Store) rowsFromReadings(ctx context.Context, tx *sql.Tx, id int64, q store.Query, acc *accumulator) error {
-	return acc.addRows(tx.StmtContext(ctx, s.raw).QueryContext(ctx, id, q.From, q.To))
 }
 
 // addRows adds the readings (t, v) of rows to acc.
@@ -795,52 +667,6 @@ func (acc *accumulator) addRows(rows *sql.Rows, err error) error {
 	}
 	if err := rows.Err(); err != nil {
 		return unavailable("query", err)
-	}
-	return nil
-}
-
-// rowsFromMinutes adds to acc the minute summaries of q's rows that lie
-// wholly inside one step and inside [From, To), and the rows of the rest:
-// the partial minutes at From and To and the minutes a step boundary cuts.
-func (s *Store) rowsFromMinutes(ctx context.Context, tx *sql.Tx, id int64, q store.Query, acc *accumulator) error {
-	lo, hi := ceilTo(q.From, minute), store.FloorTo(q.To, minute)
-	rows, err := tx.StmtContext(ctx, s.summary).QueryContext(ctx, id, lo, hi)
-	if err != nil {
-		return unavailable("query", err)
-	}
-	for rows.Next() {
-		var m minuteSummary
-		if err := rows.Scan(&m.m, &m.n, &m.sum, &m.min, &m.max, &m.firstT, &m.firstV, &m.lastT, &m.lastV); err != nil {
-			rows.Close()
-			return unavailable("query", err)
-		}
-		if whole(q, m.m, minute) {
-			acc.merge(m.m, m)
-		}
-	}
-	rows.Close()
-	if err := rows.Err(); err != nil {
-		return unavailable("query", err)
-	}
-	raw := tx.StmtContext(ctx, s.raw)
-	if err := acc.addRows(raw.QueryContext(ctx, id, q.From, lo)); err != nil {
-		return err
-	}
-	if err := acc.addRows(raw.QueryContext(ctx, id, hi, q.To)); err != nil {
-		return err
-	}
-	if q.Step%minute != 0 {
-		var starts []int64
-		for b := q.BucketStart(lo) + q.Step; b < hi; b += q.Step {
-			if m := store.FloorTo(b, minute); m != b && m >= lo {
-				starts = append(starts, m)
-			}
-		}
-		if len(starts) > 0 {
-			if err := acc.addRows(tx.StmtContext(ctx, s.within).QueryContext(ctx, id, jsonList(starts))); err != nil {
-				return err
-			}
-		}
 	}
 	return nil
 }
@@ -1001,20 +827,12 @@ func (a *accumulator) points() []store.Point {
 	return out
 }
 
-// minuteSummary is one row of the minutes table.
+// minuteSummary summarises the readings of one minute, or of one hour.
 type minuteSummary struct {
 	m, n          int64
 	sum, min, max float64
 	firstT, lastT int64
 	firstV, lastV float64
-}
-
-func ceilTo(t, d int64) int64 {
-	f := store.FloorTo(t, d)
-	if f < t {
-		f += d
-	}
-	return f
 }
 
 // bucket accumulates the readings of one step, given in any order.

@@ -234,12 +234,14 @@ func reportSize(t *testing.T, path string, readings int64) {
 	}
 }
 
-// timeQuery logs the least and the median time of 9 runs of q: on a
-// machine shared with other work the least is nearer what q costs.
+// timeQuery logs the least and the median time of 9 runs of q, and the
+// CPU time they took on average: on a machine shared with other work the
+// CPU time is nearer what q costs than the time it waits to run.
 func timeQuery(t *testing.T, s *sqlite.Store, q store.Query, what string) {
 	ctx := context.Background()
 	var times []time.Duration
 	var points int
+	cpu0 := cpuTime()
 	for range 9 {
 		start := time.Now()
 		got, err := s.Query(ctx, q)
@@ -249,8 +251,9 @@ func timeQuery(t *testing.T, s *sqlite.Store, q store.Query, what string) {
 		times = append(times, time.Since(start))
 		points = len(got)
 	}
+	cpu := (cpuTime() - cpu0) / 9
 	slices.Sort(times)
-	t.Logf("query %s step=%dms agg=%s: %d points, least %v, median of 9 %v", what, q.Step, q.Agg, points, times[0].Round(time.Millisecond/10), times[4].Round(time.Millisecond/10))
+	t.Logf("query %s step=%dms agg=%s: %d points, CPU %v a query; least %v, median of 9 %v", what, q.Step, q.Agg, points, cpu.Round(time.Millisecond/10), times[0].Round(time.Millisecond/10), times[4].Round(time.Millisecond/10))
 }
 
 // BenchmarkQueries downsamples a week (a day without IOTDASH_BENCH_BIG=1)

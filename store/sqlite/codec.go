@@ -393,15 +393,7 @@ func decodeMinutes(dst []minuteSummary, h int64, b []byte) ([]minuteSummary, err
 		b = b[k:]
 		return int64(x)
 	}
-	sv := func() int64 {
-		x, k := binary.Varint(b)
-		if k <= 0 {
-			bad = true
-			return 0
-		}
-		b = b[k:]
-		return x
-	}
+	sv := func() int64 { return unzigzag(uint64(uv())) } // binary.Varint's encoding
 	f64 := func() float64 {
 		if len(b) < 8 {
 			bad = true

@@ -191,9 +191,6 @@ func OpenWith(path string, o Options) (*Store, error) {
 		return nil, err
 	}
 	v.Add("_pragma", "query_only(1)")
-	// Queries read pages through a map of the file rather than a system
-	// call each: a year of one series reads thousands of them.
-	v.Add("_pragma", "mmap_size(268435456)")
 	r, err := sql.Open("sqlite", path+"?"+v.Encode())
 	if err != nil {
 		w.Close()
@@ -783,8 +780,12 @@ func (s *Store) fromBlocks(ctx context.Context, tx *sql.Tx, id int64, q store.Qu
 			rows.Close()
 			return unavailable("decode", err)
 		}
+		var need uint64 // the minutes of the hour left, by index
+		for _, m := range rest[h] {
+			need |= 1 << ((m.m - h) / minute)
+		}
 		for _, p := range ps {
-			if p.T >= q.From && p.T < q.To && !whole(q, store.FloorTo(p.T, minute), minute) {
+			if p.T >= q.From && p.T < q.To && need&(1<<((p.T-h)/minute)) != 0 {
 				acc.add(p.T, p.V)
 			}
 		}

@@ -148,6 +148,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 			Devices(context.Context) ([]devices.Device, error)
 		}
 		storeDesc string
+		kept      time.Duration // raw retention the device page states
 	)
 	if c.influxURL == "" {
 		db, err := sqlite.OpenWith(filepath.Join(c.dataDir, "iotdash.db"), sqlite.Options{Retention: c.retention, RollupRetention: c.rollupRetention, Logger: log})
@@ -155,7 +156,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 			return fmt.Errorf("opening the embedded store in -data %s: %w", c.dataDir, err)
 		}
 		cl.add(db.Close)
-		durable, reader = db, db
+		durable, reader, kept = db, db, c.retention
 		storeDesc = "embedded store in " + filepath.Join(c.dataDir, "iotdash.db")
 	} else {
 		ix, err := influx.New(influx.Config{URL: c.influxURL, Token: c.influxToken, Org: c.influxOrg, Bucket: c.influxBucket, BatchSize: c.influxBatch})
@@ -315,7 +316,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	}
 	srv := &http.Server{
 		Handler: guard.Handler(csrf.Handler(routes(deps{fleet: fleet, hub: hub, reader: reader, ingester: in, registry: reg, maxPoints: c.maxPoints,
-			maxExportRange: c.maxExportRange, queryTimeout: c.queryTimeout, exportTimeout: c.exportTimeout, pprof: c.pprof, zone: c.zone, auth: people,
+			maxExportRange: c.maxExportRange, queryTimeout: c.queryTimeout, exportTimeout: c.exportTimeout, pprof: c.pprof, zone: c.zone, rawRetention: kept, auth: people,
 			alerts: rules, notifier: notifier, credentials: credentials, boards: boards.New(docs, boards.Limits{}), log: log, maxExports: c.exportsMax, exportsPer: c.exportsPerClient, apiMetrics: api.NewMetrics(reg)})),
 			guard.Options{Hosts: hosts, CSP: views.ContentSecurityPolicy, Logger: log}),
 		ReadHeaderTimeout: 5 * time.Second,

@@ -283,3 +283,27 @@ func TestCardsOfDevicesAsTheFleetHasThem(t *testing.T) {
 		t.Errorf("status %q, want unknown", c.Status)
 	}
 }
+
+// TestDeviceSaysWhatIsKept: under the charts, the page says how long raw
+// readings are kept and what a range further back is drawn from; with
+// everything kept it says nothing.
+func TestDeviceSaysWhatIsKept(t *testing.T) {
+	for _, c := range []struct {
+		raw  time.Duration
+		want string
+	}{
+		{0, ""},
+		{30 * 24 * time.Hour, "Raw readings are kept 30 days; a range further back is drawn from minute and hour summaries."},
+		{24 * time.Hour, "Raw readings are kept 1 day; a range further back is drawn from minute and hour summaries."},
+		{90 * time.Minute, "Raw readings are kept 1h30m0s; a range further back is drawn from minute and hour summaries."},
+	} {
+		m := NewDevice(fleetAt()[0], now)
+		m.SetRange(ParseRange(url.Values{"range": {"7d"}}.Get, now))
+		m.SetKept(c.raw)
+		doc := renderDoc(t, DeviceView(m))
+		kept := doc.Find(`[data-testid="range-kept"]`)
+		if got := text(kept); got != c.want || (c.want == "") != (kept.Length() == 0) {
+			t.Errorf("raw readings kept %v: the page says %q, want %q", c.raw, got, c.want)
+		}
+	}
+}

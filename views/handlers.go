@@ -75,6 +75,9 @@ type Options struct {
 	// Alerts, if not nil, gives the alerts the device page draws on its
 	// charts.
 	Alerts AlertSource
+	// RawRetention is how long the store keeps raw readings (0: for
+	// ever), which the device page says beside its range.
+	RawRetention time.Duration
 }
 
 // AlertSource lists alerts by state ("" for all): alerts.Engine.
@@ -161,6 +164,7 @@ func DevicePageWithHistory(f Fleet, o Options) http.Handler {
 		now := o.now(r)
 		m := NewDevice(d, now)
 		m.SetRange(ParseRange(r.URL.Query().Get, now))
+		m.SetKept(o.RawRetention)
 		if h != nil {
 			m.History = true
 			addCharts(r.Context(), h, &m, log)

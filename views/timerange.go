@@ -136,3 +136,29 @@ func (m *DeviceModel) SetRange(r Range) {
 		m.Charts[i].Series = Series{From: r.From, To: r.To, Step: store.FitStep(r.To-r.From, chartWidth)}
 	}
 }
+
+// SetKept says on the page that the store keeps raw readings for raw
+// (0: for ever, and nothing is said) and that older ranges are drawn from
+// minute and hour summaries. It says it of every range, not of the one
+// shown: the page's script changes the range without asking the server.
+func (m *DeviceModel) SetKept(raw time.Duration) {
+	if raw > 0 {
+		m.Kept = "Raw readings are kept " + spanWords(raw) + "; a range further back is drawn from minute and hour summaries."
+	}
+}
+
+// spanWords says d in whole days, or else whole hours, or as Go writes it.
+func spanWords(d time.Duration) string {
+	for _, u := range []struct {
+		d    time.Duration
+		name string
+	}{{24 * time.Hour, "day"}, {time.Hour, "hour"}} {
+		if n := d / u.d; d%u.d == 0 {
+			if n == 1 {
+				return "1 " + u.name
+			}
+			return strconv.FormatInt(int64(n), 10) + " " + u.name + "s"
+		}
+	}
+	return d.String()
+}

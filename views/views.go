@@ -306,6 +306,9 @@ type DeviceModel struct {
 	Page
 	Device Card
 	Range  Range
+	// Kept says how long the store keeps raw readings ("" when it keeps
+	// them for ever); see SetKept.
+	Kept string
 	// Charts are one per metric, in the order of Device.Metrics.
 	Charts []Chart
 }

@@ -20,6 +20,7 @@ import (
 	"iotdash/devices"
 	"iotdash/ingest"
 	"iotdash/push"
+	"iotdash/store/sqlite"
 	"iotdash/views"
 )
 
@@ -40,6 +41,7 @@ type config struct {
 	maxPoints                     int
 	queryTimeout, exportTimeout   time.Duration
 	maxExportRange                time.Duration
+	retention, rollupRetention    time.Duration
 	logLevel                      string
 	pprof                         bool
 	publicURL                     string
@@ -125,6 +127,29 @@ func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (co
 		}
 	}
 	fs.Func("max-export-range", "longest range one raw CSV export may cover, e.g. 31d (default 31d) (IOTDASH_MAX_EXPORT_RANGE)", setRange)
+	c.retention, c.rollupRetention = sqlite.DefaultRetention, sqlite.DefaultRollupRetention
+	for _, r := range []struct {
+		flag, env, usage string
+		d                *time.Duration
+	}{
+		{"retention", "IOTDASH_RETENTION", "how long the embedded store keeps raw readings, e.g. 30d; 0 keeps them for ever (default 30d) (IOTDASH_RETENTION)", &c.retention},
+		{"rollup-retention", "IOTDASH_ROLLUP_RETENTION", "how long the embedded store keeps its minute and hour summaries, at least -retention; 0 keeps them for ever (default 730d) (IOTDASH_ROLLUP_RETENTION)", &c.rollupRetention},
+	} {
+		set := func(s string) error {
+			d, err := api.ParseDuration(s)
+			if err != nil || d < 0 {
+				return fmt.Errorf("%q is not a duration such as 30d or 12h, or 0", s)
+			}
+			*r.d = d
+			return nil
+		}
+		if v := getenv(r.env); v != "" {
+			if err := set(v); err != nil {
+				envErrs = append(envErrs, fmt.Errorf("%s: %w", r.env, err))
+			}
+		}
+		fs.Func(r.flag, r.usage, set)
+	}
 	fs.IntVar(&c.limits.Devices, "max-devices", envInt("IOTDASH_MAX_DEVICES", devices.DefaultMaxDevices), "most devices the fleet takes; messages of new ones past it are refused (IOTDASH_MAX_DEVICES)")
 	fs.IntVar(&c.limits.Metrics, "max-metrics-per-device", envInt("IOTDASH_MAX_METRICS_PER_DEVICE", devices.DefaultMaxMetrics), "most metrics one device may have; readings of new ones past it are refused (IOTDASH_MAX_METRICS_PER_DEVICE)")
 	fs.IntVar(&c.limits.NewSeriesPerMinute, "max-new-series", envInt("IOTDASH_MAX_NEW_SERIES", devices.DefaultMaxNewSeries), "most new series (a device's metric seen for the first time) taken a minute (IOTDASH_MAX_NEW_SERIES)")

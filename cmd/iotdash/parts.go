@@ -92,7 +92,8 @@ type storage struct {
 		Ping(context.Context) error
 		Devices(context.Context) ([]devices.Device, error)
 	}
-	desc string // for the start-up line
+	desc string        // for the start-up line
+	kept time.Duration // raw retention the device page states; 0 with InfluxDB
 }
 
 func openStorage(ctx context.Context, c config, fleet *devices.Fleet, reg prometheus.Registerer, log *slog.Logger, cl *closers) (storage, error) {
@@ -116,12 +117,12 @@ func openStorage(ctx context.Context, c config, fleet *devices.Fleet, reg promet
 
 func openStore(ctx context.Context, c config, reg prometheus.Registerer, log *slog.Logger, cl *closers) (storage, error) {
 	if c.influxURL == "" {
-		db, err := sqlite.Open(filepath.Join(c.dataDir, "iotdash.db"))
+		db, err := sqlite.OpenWith(filepath.Join(c.dataDir, "iotdash.db"), sqlite.Options{Retention: c.retention, RollupRetention: c.rollupRetention, Logger: log})
 		if err != nil {
 			return storage{}, fmt.Errorf("opening the embedded store in -data %s: %w", c.dataDir, err)
 		}
 		cl.add(closer(db.Close))
-		return storage{db, db, "embedded store in " + filepath.Join(c.dataDir, "iotdash.db")}, nil
+		return storage{db, db, "embedded store in " + filepath.Join(c.dataDir, "iotdash.db"), c.retention}, nil
 	}
 	ix, err := influx.New(influx.Config{URL: c.influxURL, Token: c.influxToken, Org: c.influxOrg, Bucket: c.influxBucket, BatchSize: c.influxBatch})
 	if err != nil {
@@ -145,7 +146,7 @@ func openStore(ctx context.Context, c config, reg prometheus.Registerer, log *sl
 		return nil
 	})
 	cl.add(task(ctx, "the journal's drain", func(ctx context.Context) { j.Drain(ctx, ix, c.influxBatch) }))
-	return storage{j, ix, "InfluxDB at " + c.influxURL + ", bucket " + c.influxBucket}, nil
+	return storage{j, ix, "InfluxDB at " + c.influxURL + ", bucket " + c.influxBucket, 0}, nil
 }
 
 // newIngester is the ingester of the broker -mqtt names (or of the

@@ -2,6 +2,14 @@
 // is configured: one SQLite file (pure Go, modernc.org/sqlite) holding every
 // reading, written in group commits and queried raw or downsampled.
 //
+// Readings go in as rows. A background compactor turns each series' closed
+// hours into one compressed block (codec.go) beside the hour's summary and
+// its minutes' summaries, and applies retention: raw readings are dropped
+// after Options.Retention, summaries after Options.RollupRetention, in
+// small steps, the space given back (compact.go). Queries read rows and
+// blocks in one snapshot, and summaries wherever a step covers whole hours
+// or minutes.
+//
 // It is for a single iotdash process on one machine. It is not a shared
 // database: one Store owns its file, and the series cache it keeps in memory
 // assumes no other process writes to it.
@@ -13,6 +21,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"maps"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -32,6 +41,16 @@ import (
 // Readings are keyed by series and time in a table WITHOUT ROWID, so a
 // series' readings lie together in time order and a query is one range scan
 // of the primary key. Device and metric names are stored once, in series.
+// minutes summarised the rows of readings per minute in the first format;
+// its rows in such a file are deleted as their hours are compacted.
+//
+// The compactor moves the rows of each closed hour (h, its start in Unix
+// ms) into a block, whose hour is summarised in hours and its minutes in
+// hour_minutes (encoded as in codec.go): the readings of a series are those
+// of readings and of blocks, never both. A reading that arrives late into a
+// compacted hour is a row until the compactor merges it into the block.
+// A file of the first format (series, readings, minutes) gains the new
+// tables on Open and is compacted like any other.
 const schema = `
 CREATE TABLE IF NOT EXISTS series (
 	id     INTEGER PRIMARY KEY,
@@ -58,17 +77,42 @@ CREATE TABLE IF NOT EXISTS minutes (
 	last_v  REAL NOT NULL,
 	PRIMARY KEY (series, m)
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS blocks (
+	series INTEGER NOT NULL,
+	h      INTEGER NOT NULL,
+	n      INTEGER NOT NULL,
+	data   BLOB NOT NULL,
+	PRIMARY KEY (series, h)
+);
+CREATE TABLE IF NOT EXISTS hours (
+	series  INTEGER NOT NULL,
+	h       INTEGER NOT NULL,
+	n       INTEGER NOT NULL,
+	total   REAL NOT NULL,
+	lo      REAL NOT NULL,
+	hi      REAL NOT NULL,
+	first_t INTEGER NOT NULL,
+	first_v REAL NOT NULL,
+	last_t  INTEGER NOT NULL,
+	last_v  REAL NOT NULL,
+	PRIMARY KEY (series, h)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS hour_minutes (
+	series INTEGER NOT NULL,
+	h      INTEGER NOT NULL,
+	data   BLOB NOT NULL,
+	PRIMARY KEY (series, h)
+);
 `
+
+const (
+	minute = 60000 // ms
+	hour   = 60 * minute
+)
 
 type seriesKey struct{ device, metric string }
 
-type minuteKey struct{ series, m int64 }
-
-// minuteBucket is the summary of a minute's new readings in one Append.
-type minuteBucket struct {
-	minuteKey
-	bucket
-}
+type hourKey struct{ series, h int64 }
 
 // Store is the embedded store. Its methods are safe for concurrent use;
 // Appends are serialised, Queries run beside them.
@@ -78,29 +122,42 @@ type Store struct {
 
 	mu     sync.Mutex // serialises Append and Ping on w
 	insSer *sql.Stmt
-	addMin *sql.Stmt // new readings into their minute's summary
-	sumUp  *sql.Stmt // a minute's summary recomputed
 	// Statements of several rows, by row count (see rowsStmt), and what
 	// Append reuses from one call to the next; all under mu.
-	inserts, addMins map[int]*sql.Stmt
-	ids              []int64
-	minutes          map[minuteKey]int
-	buckets          []minuteBucket
-	args             []any
+	inserts map[int]*sql.Stmt
+	ids     []int64
+	args    []any
+
+	// compactedTo is, per series, the end of its latest block: a reading
+	// before it may be one of a block's. Under mu.
+	compactedTo map[int64]int64
+	blockAt     *sql.Stmt // on w
 
 	smu    sync.RWMutex
 	series map[seriesKey]int64 // every series in the file
 
-	raw     *sql.Stmt
-	page    *sql.Stmt
-	summary *sql.Stmt
-	within  *sql.Stmt
+	raw        *sql.Stmt
+	page       *sql.Stmt
+	blocksIn   *sql.Stmt
+	hoursIn    *sql.Stmt
+	minutesOf  *sql.Stmt
+	blocksOf   *sql.Stmt
+	devicesNow *sql.Stmt
+
+	opts Options
+	stop context.CancelFunc // ends the background maintenance
+	done chan struct{}      // closed when it has ended
 }
 
-// Open opens the store in the file at path, creating the file and its
-// directory when they do not exist. A path holding '?' gives EInvalid; a
-// directory that cannot be made gives EUnavailable.
-func Open(path string) (*Store, error) {
+// Open opens the store in the file at path with the default Options: raw
+// readings kept for ever.
+func Open(path string) (*Store, error) { return OpenWith(path, Options{}) }
+
+// OpenWith opens the store in the file at path, creating the file and its
+// directory when they do not exist, and starts its background maintenance
+// (see Options). A path holding '?' gives EInvalid; a directory that cannot
+// be made gives EUnavailable.
+func OpenWith(path string, o Options) (*Store, error) {
 	if strings.ContainsRune(path, '?') {
 		return nil, devices.Errorf(devices.EInvalid, "store path %q must not hold a '?'", path)
 	}
@@ -112,6 +169,9 @@ func Open(path string) (*Store, error) {
 	// survives a power cut, not just a crash.
 	v := url.Values{}
 	v.Add("_pragma", "busy_timeout(10000)")
+	// A new file gives the pages that retention frees back to the file
+	// system, a few at a time (compact.go); an older file reuses them.
+	v.Add("_pragma", "auto_vacuum(INCREMENTAL)")
 	v.Add("_pragma", "journal_mode(WAL)")
 	v.Add("_pragma", "synchronous(FULL)")
 	// Without a limit the WAL file keeps the size of its largest burst.
@@ -125,7 +185,7 @@ func Open(path string) (*Store, error) {
 		return nil, fmt.Errorf("sqlite: open %s: %w", path, err)
 	}
 	w.SetMaxOpenConns(1)
-	s := &Store{w: w, series: map[seriesKey]int64{}, inserts: map[int]*sql.Stmt{}, addMins: map[int]*sql.Stmt{}, minutes: map[minuteKey]int{}}
+	s := &Store{w: w, series: map[seriesKey]int64{}, inserts: map[int]*sql.Stmt{}, compactedTo: map[int64]int64{}, opts: o.withDefaults()}
 	if err := s.init(); err != nil {
 		w.Close()
 		return nil, err
@@ -145,16 +205,26 @@ func Open(path string) (*Store, error) {
 	}{
 		{&s.raw, `SELECT t, v FROM readings WHERE series = ? AND t >= ? AND t < ? ORDER BY t`},
 		{&s.page, `SELECT t, v FROM readings WHERE series = ? AND t >= ? AND t < ? ORDER BY t LIMIT ?`},
-		{&s.summary, `SELECT m, n, total, lo, hi, first_t, first_v, last_t, last_v FROM minutes WHERE series = ? AND m >= ? AND m < ? ORDER BY m`},
-		// The readings of the minutes starting at the times in a JSON array;
-		// CROSS JOIN keeps the planner from scanning the whole series.
-		{&s.within, `SELECT r.t, r.v FROM json_each(?2) AS j CROSS JOIN readings AS r ON r.series = ?1 AND r.t >= j.value AND r.t < j.value + 60000`},
+		{&s.blocksIn, `SELECT data FROM blocks WHERE series = ? AND h >= ? AND h < ? ORDER BY h`},
+		{&s.hoursIn, `SELECT h, n, total, lo, hi, first_t, first_v, last_t, last_v FROM hours WHERE series = ? AND h >= ? AND h < ? ORDER BY h`},
+		// The minute summaries and the blocks of the hours in a JSON array.
+		{&s.minutesOf, `SELECT m.h, m.data FROM json_each(?2) AS j CROSS JOIN hour_minutes AS m ON m.series = ?1 AND m.h = j.value`},
+		{&s.blocksOf, `SELECT b.h, b.data FROM json_each(?2) AS j CROSS JOIN blocks AS b ON b.series = ?1 AND b.h = j.value`},
+		// Each series' latest reading, as a row or in its latest hour's
+		// summary; Devices keeps the later of the two.
+		{&s.devicesNow, `SELECT s.device, s.metric, r.t, r.v FROM series AS s
+JOIN readings AS r ON r.series = s.id AND r.t = (SELECT max(t) FROM readings WHERE series = s.id)
+UNION ALL
+SELECT s.device, s.metric, h.last_t, h.last_v FROM series AS s
+JOIN hours AS h ON h.series = s.id AND h.h = (SELECT max(h) FROM hours WHERE series = s.id)
+ORDER BY 1`},
 	} {
 		if *p.st, err = r.Prepare(p.q); err != nil {
 			s.Close()
 			return nil, fmt.Errorf("sqlite: prepare: %w", err)
 		}
 	}
+	s.start()
 	return s, nil
 }
 
@@ -166,20 +236,16 @@ func (s *Store) init() error {
 	if err := s.loadSeries(ctx); err != nil {
 		return fmt.Errorf("sqlite: series: %w", err)
 	}
+	if err := s.loadCompacted(ctx); err != nil {
+		return fmt.Errorf("sqlite: blocks: %w", err)
+	}
 	var err error
 	for _, p := range []struct {
 		st **sql.Stmt
 		q  string
 	}{
 		{&s.insSer, `INSERT INTO series (device, metric) VALUES (?, ?) RETURNING id`},
-		{&s.addMin, addMinutes(1)},
-		// A minute some of whose readings were left out as stored
-		// already is read again.
-		{&s.sumUp, `INSERT OR REPLACE INTO minutes (series, m, n, total, lo, hi, first_t, first_v, last_t, last_v)
-SELECT ?1, ?2, a.n, a.total, a.lo, a.hi, f.t, f.v, l.t, l.v
-FROM (SELECT count(*) AS n, sum(v) AS total, min(v) AS lo, max(v) AS hi FROM readings WHERE series = ?1 AND t >= ?2 AND t < ?2 + 60000) AS a,
-	(SELECT t, v FROM readings WHERE series = ?1 AND t >= ?2 AND t < ?2 + 60000 ORDER BY t LIMIT 1) AS f,
-	(SELECT t, v FROM readings WHERE series = ?1 AND t >= ?2 AND t < ?2 + 60000 ORDER BY t DESC LIMIT 1) AS l`},
+		{&s.blockAt, `SELECT data FROM blocks WHERE series = ? AND h = ?`},
 	} {
 		if *p.st, err = s.w.Prepare(p.q); err != nil {
 			return fmt.Errorf("sqlite: prepare: %w", err)
@@ -193,28 +259,10 @@ func insertReadings(n int) string {
 	return "INSERT INTO readings (series, t, v) VALUES (?, ?, ?)" + strings.Repeat(", (?, ?, ?)", n-1) + " ON CONFLICT DO NOTHING"
 }
 
-// addMinutes merges summaries of new readings into n minutes' summaries.
-// In SQLite's UPDATE every column on the right is the old value.
-func addMinutes(n int) string {
-	return `INSERT INTO minutes (series, m, n, total, lo, hi, first_t, first_v, last_t, last_v)
-VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)` + strings.Repeat(", (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", n-1) + `
-ON CONFLICT (series, m) DO UPDATE SET
-	n = n + excluded.n,
-	total = total + excluded.total,
-	lo = min(lo, excluded.lo),
-	hi = max(hi, excluded.hi),
-	first_t = min(first_t, excluded.first_t),
-	first_v = CASE WHEN excluded.first_t < first_t THEN excluded.first_v ELSE first_v END,
-	last_t = max(last_t, excluded.last_t),
-	last_v = CASE WHEN excluded.last_t > last_t THEN excluded.last_v ELSE last_v END`
-}
-
-// Rows per statement: one statement per group of readings rather than one
-// per reading (and per minute) is most of what an Append saves in CPU.
-const (
-	insertRows = 128
-	minuteRows = 64
-)
+// insertRows is the most rows of one statement: one statement per group
+// of readings rather than one per reading is most of what an Append saves
+// in CPU.
+const insertRows = 128
 
 // rowsStmt returns from cache the statement q(n), preparing it on the
 // writing connection the first time: before a transaction, which holds
@@ -248,8 +296,14 @@ func (s *Store) loadSeries(ctx context.Context) error {
 	return rows.Err()
 }
 
-// Close closes the file. Every Append that returned is already durable.
+// Close stops the background maintenance and closes the file. Every Append
+// that returned is already durable.
 func (s *Store) Close() error {
+	if s.stop != nil {
+		s.stop()
+		<-s.done
+		s.stop = nil
+	}
 	var errs []error
 	if s.r != nil {
 		errs = append(errs, s.r.Close())
@@ -265,10 +319,10 @@ func (s *Store) Close() error {
 // If any reading is invalid none is stored and the error is EInvalid; a
 // failure of the file gives EUnavailable.
 //
-// The readings go in with one INSERT per insertRows of them and their
-// minutes' summaries, computed here, with one upsert per minuteRows minutes.
-// When an INSERT leaves some out, the minutes of its readings are
-// summarised again from the stored readings.
+// The readings go in as rows, with one INSERT per insertRows of them;
+// nothing else is written, so that ingest costs little. The compactor
+// summarises them once their hour is over, and until then a query reads
+// them one by one: an hour or so of each series.
 func (s *Store) Append(ctx context.Context, rs []devices.Reading) error {
 	for _, r := range rs {
 		if err := r.Validate(); err != nil {
@@ -281,6 +335,7 @@ func (s *Store) Append(ctx context.Context, rs []devices.Reading) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	defer s.reset()
+	var err error
 
 	// Each reading's series; one not yet in the file has a placeholder
 	// -1, -2, ... (an index into added) until the transaction adds it.
@@ -306,34 +361,18 @@ func (s *Store) Append(ctx context.Context, rs []devices.Reading) error {
 		ids = append(ids, id)
 	}
 	s.ids = ids
-	// The summary of the new readings per minute, on the assumption that
-	// every reading is new.
-	for i, r := range rs {
-		k := minuteKey{ids[i], store.FloorTo(r.Time, minute)}
-		j, ok := s.minutes[k]
-		if !ok {
-			j = len(s.buckets)
-			s.minutes[k] = j
-			s.buckets = append(s.buckets, minuteBucket{minuteKey: k})
-		}
-		s.buckets[j].add(k.m, r.Time, r.Value)
+	if rs, ids, err = s.dropCompacted(ctx, rs, ids); err != nil {
+		return unavailable("read", err)
 	}
-	for _, p := range []struct {
-		cache map[int]*sql.Stmt
-		q     func(int) string
-		rows  int
-		n     int
-	}{
-		{s.inserts, insertReadings, insertRows, len(rs)},
-		{s.addMins, addMinutes, minuteRows, len(s.buckets)},
-	} {
-		for _, n := range []int{min(p.n, p.rows), p.n % p.rows} {
-			if n == 0 {
-				continue
-			}
-			if _, err := s.rowsStmt(ctx, p.cache, p.q, n); err != nil {
-				return unavailable("prepare", err)
-			}
+	if len(rs) == 0 {
+		return nil
+	}
+	for _, n := range []int{min(len(rs), insertRows), len(rs) % insertRows} {
+		if n == 0 {
+			continue
+		}
+		if _, err := s.rowsStmt(ctx, s.inserts, insertReadings, n); err != nil {
+			return unavailable("prepare", err)
 		}
 	}
 
@@ -356,7 +395,6 @@ func (s *Store) Append(ctx context.Context, rs []devices.Reading) error {
 		return id
 	}
 
-	var changed map[minuteKey]bool // minutes to summarise again
 	for start := 0; start < len(rs); start += insertRows {
 		chunk := rs[start:min(start+insertRows, len(rs))]
 		args := s.args[:0]
@@ -364,52 +402,8 @@ func (s *Store) Append(ctx context.Context, rs []devices.Reading) error {
 			args = append(args, stored(ids[start+i]), r.Time, r.Value)
 		}
 		s.args = args
-		res, err := tx.StmtContext(ctx, s.inserts[len(chunk)]).ExecContext(ctx, args...)
-		if err != nil {
+		if _, err := tx.StmtContext(ctx, s.inserts[len(chunk)]).ExecContext(ctx, args...); err != nil {
 			return unavailable("write", err)
-		}
-		n, err := res.RowsAffected()
-		if err != nil {
-			return unavailable("write", err)
-		}
-		if n == int64(len(chunk)) {
-			continue // all new
-		}
-		// Some were stored already and are left out, so the summaries
-		// computed on the assumption that all are new are wrong for
-		// their minutes.
-		if changed == nil {
-			changed = map[minuteKey]bool{}
-		}
-		for i, r := range chunk {
-			changed[minuteKey{ids[start+i], store.FloorTo(r.Time, minute)}] = true
-		}
-	}
-
-	if changed == nil {
-		for start := 0; start < len(s.buckets); start += minuteRows {
-			chunk := s.buckets[start:min(start+minuteRows, len(s.buckets))]
-			args := s.args[:0]
-			for _, b := range chunk {
-				args = append(args, stored(b.series), b.m, b.n, b.sum, b.min, b.max, b.firstT, b.first, b.lastT, b.last)
-			}
-			s.args = args
-			if _, err := tx.StmtContext(ctx, s.addMins[len(chunk)]).ExecContext(ctx, args...); err != nil {
-				return unavailable("summarise", err)
-			}
-		}
-	} else {
-		addMin, sumUp := tx.StmtContext(ctx, s.addMin), tx.StmtContext(ctx, s.sumUp)
-		for _, b := range s.buckets {
-			var err error
-			if changed[b.minuteKey] {
-				_, err = sumUp.ExecContext(ctx, stored(b.series), b.m)
-			} else {
-				_, err = addMin.ExecContext(ctx, stored(b.series), b.m, b.n, b.sum, b.min, b.max, b.firstT, b.first, b.lastT, b.last)
-			}
-			if err != nil {
-				return unavailable("summarise", err)
-			}
 		}
 	}
 	if err := tx.Commit(); err != nil {
@@ -429,16 +423,71 @@ func (s *Store) Append(ctx context.Context, rs []devices.Reading) error {
 func (s *Store) reset() {
 	clear(s.args)
 	s.args = s.args[:0]
-	clear(s.minutes)
-	s.buckets = s.buckets[:0]
 }
 
 func unavailable(what string, err error) error {
 	return devices.Wrap(err, devices.EUnavailable, "history store: %s failed", what)
 }
 
+// dropCompacted returns rs and their series ids without the readings that
+// a block holds already (a late redelivery): the first value written wins
+// there as in the rows. Only a reading before its series' compactedTo can
+// be in a block; each block it needs is read and decoded once. Under mu.
+func (s *Store) dropCompacted(ctx context.Context, rs []devices.Reading, ids []int64) ([]devices.Reading, []int64, error) {
+	var blocks map[hourKey][]store.Point
+	var keep []bool
+	for i, r := range rs {
+		id := ids[i]
+		if id < 0 || r.Time >= s.compactedTo[id] {
+			continue
+		}
+		k := hourKey{id, store.FloorTo(r.Time, hour)}
+		ps, ok := blocks[k]
+		if !ok {
+			var data []byte
+			err := s.blockAt.QueryRowContext(ctx, k.series, k.h).Scan(&data)
+			if err != nil && !errors.Is(err, sql.ErrNoRows) {
+				return nil, nil, err
+			}
+			if data != nil {
+				if ps, err = decodeBlock(nil, data); err != nil {
+					return nil, nil, err
+				}
+			}
+			if blocks == nil {
+				blocks = map[hourKey][]store.Point{}
+			}
+			blocks[k] = ps
+		}
+		if _, found := slices.BinarySearchFunc(ps, r.Time, func(p store.Point, t int64) int { return cmp.Compare(p.T, t) }); found {
+			if keep == nil {
+				keep = make([]bool, len(rs))
+				for j := range keep {
+					keep[j] = true
+				}
+			}
+			keep[i] = false
+		}
+	}
+	if keep == nil {
+		return rs, ids, nil
+	}
+	var outR []devices.Reading
+	var outI []int64
+	for i, k := range keep {
+		if k {
+			outR = append(outR, rs[i])
+			outI = append(outI, ids[i])
+		}
+	}
+	return outR, outI, nil
+}
+
 // Query answers q (see store.Query). An invalid q gives EInvalid; no
 // readings give an empty, non-nil slice.
+//
+// Rows and blocks are read in one transaction, so that a compaction that
+// moves rows into a block meanwhile is seen whole or not at all.
 func (s *Store) Query(ctx context.Context, q store.Query) ([]store.Point, error) {
 	if err := q.Validate(); err != nil {
 		return nil, err
@@ -449,13 +498,23 @@ func (s *Store) Query(ctx context.Context, q store.Query) ([]store.Point, error)
 	if !ok {
 		return []store.Point{}, nil
 	}
-	if useMinutes(q) {
-		return s.fromMinutes(ctx, id, q)
+	tx, err := s.r.BeginTx(ctx, nil)
+	if err != nil {
+		return nil, unavailable("query", err)
 	}
-	return s.fromReadings(ctx, id, q)
+	defer tx.Rollback()
+	if q.Step == 0 {
+		return s.rawPoints(ctx, tx, id, q.From, q.To, -1)
+	}
+	acc := &accumulator{q: q, m: map[int64]*bucket{}}
+	if err := acc.addRows(tx.StmtContext(ctx, s.raw).QueryContext(ctx, id, q.From, q.To)); err != nil {
+		return nil, err
+	}
+	if err := s.fromBlocks(ctx, tx, id, q, acc); err != nil {
+		return nil, err
+	}
+	return acc.points(), nil
 }
-
-const minute = 60000 // ms
 
 // Readings calls fn with the readings of q's series with From <= t < To, in
 // time order, at most store.ReadingsChunk at a time; q's Step and Agg are
@@ -479,24 +538,10 @@ func (s *Store) Readings(ctx context.Context, q store.Query, fn func([]store.Poi
 	if !ok {
 		return nil
 	}
-	buf := make([]store.Point, 0, store.ReadingsChunk)
 	for from := q.From; ; {
-		rows, err := s.page.QueryContext(ctx, id, from, q.To, store.ReadingsChunk)
+		buf, err := s.readingsPage(ctx, id, from, q.To)
 		if err != nil {
-			return unavailable("query", err)
-		}
-		buf = buf[:0]
-		for rows.Next() {
-			var p store.Point
-			if err := rows.Scan(&p.T, &p.V); err != nil {
-				rows.Close()
-				return unavailable("query", err)
-			}
-			buf = append(buf, p)
-		}
-		rows.Close()
-		if err := rows.Err(); err != nil {
-			return unavailable("query", err)
+			return err
 		}
 		if len(buf) == 0 {
 			return nil
@@ -512,76 +557,58 @@ func (s *Store) Readings(ctx context.Context, q store.Query, fn func([]store.Poi
 	}
 }
 
-// useMinutes says whether q is answered faster from the per-minute
-// summaries than from the readings: when its steps are whole minutes, or
-// long enough that the few minutes cut by a step boundary, read in full,
-// cost little.
-func useMinutes(q store.Query) bool {
-	return q.Step > 0 && (q.Step%minute == 0 || q.Step >= 10*minute) && q.Offset%minute == 0 && ceilTo(q.From, minute) < store.FloorTo(q.To, minute)
-}
-
-// fromReadings answers q from a scan of its readings in time order.
-func (s *Store) fromReadings(ctx context.Context, id int64, q store.Query) ([]store.Point, error) {
-	out := []store.Point{}
-	rows, err := s.raw.QueryContext(ctx, id, q.From, q.To)
+// readingsPage returns the first store.ReadingsChunk readings from from
+// to to, read in a transaction of its own.
+func (s *Store) readingsPage(ctx context.Context, id, from, to int64) ([]store.Point, error) {
+	tx, err := s.r.BeginTx(ctx, nil)
 	if err != nil {
 		return nil, unavailable("query", err)
 	}
-	defer rows.Close()
-	var b bucket
+	defer tx.Rollback()
+	return s.rawPoints(ctx, tx, id, from, to, store.ReadingsChunk)
+}
+
+// rawPoints returns the readings of series id with from <= t < to in time
+// order, the first limit of them if limit >= 0: the rows merged with the
+// blocks.
+func (s *Store) rawPoints(ctx context.Context, tx *sql.Tx, id, from, to int64, limit int) ([]store.Point, error) {
+	var rowPts []store.Point
+	rows, err := tx.StmtContext(ctx, s.page).QueryContext(ctx, id, from, to, limit)
+	if err != nil {
+		return nil, unavailable("query", err)
+	}
 	for rows.Next() {
 		var p store.Point
 		if err := rows.Scan(&p.T, &p.V); err != nil {
-			return nil, unavailable("query", err)
-		}
-		if q.Step == 0 {
-			out = append(out, p)
-			continue
-		}
-		start := q.BucketStart(p.T)
-		if b.n > 0 && start != b.start {
-			out = append(out, b.point(q.Agg))
-			b = bucket{}
-		}
-		b.add(start, p.T, p.V)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, unavailable("query", err)
-	}
-	if b.n > 0 {
-		out = append(out, b.point(q.Agg))
-	}
-	return out, nil
-}
-
-// fromMinutes answers q from the minute summaries that lie wholly inside
-// one step and inside [From, To), and from the readings of the rest: the
-// partial minutes at From and To and the minutes a step boundary cuts.
-func (s *Store) fromMinutes(ctx context.Context, id int64, q store.Query) ([]store.Point, error) {
-	lo, hi := ceilTo(q.From, minute), store.FloorTo(q.To, minute)
-	buckets := map[int64]*bucket{}
-	get := func(start int64) *bucket {
-		b := buckets[start]
-		if b == nil {
-			b = &bucket{start: start}
-			buckets[start] = b
-		}
-		return b
-	}
-	cut := func(m int64) bool { return q.BucketStart(m) != q.BucketStart(m+minute-1) }
-
-	rows, err := s.summary.QueryContext(ctx, id, lo, hi)
-	if err != nil {
-		return nil, unavailable("query", err)
-	}
-	for rows.Next() {
-		var m minuteSummary
-		if err := rows.Scan(&m.m, &m.n, &m.sum, &m.min, &m.max, &m.firstT, &m.firstV, &m.lastT, &m.lastV); err != nil {
 			rows.Close()
 			return nil, unavailable("query", err)
 		}
-		if !cut(m.m) {
-			get(q.BucketStart(m.m)).merge(m)
+		rowPts = append(rowPts, p)
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return nil, unavailable("query", err)
+	}
+
+	var blockPts, buf []store.Point
+	rows, err = tx.StmtContext(ctx, s.blocksIn).QueryContext(ctx, id, store.FloorTo(from, hour), to)
+	if err != nil {
+		return nil, unavailable("query", err)
+	}
+	for rows.Next() && (limit < 0 || len(blockPts) < limit) {
+		var data []byte
+		if err := rows.Scan(&data); err != nil {
+			rows.Close()
+			return nil, unavailable("query", err)
+		}
+		if buf, err = decodeBlock(buf[:0], data); err != nil {
+			rows.Close()
+			return nil, unavailable("decode", err)
+		}
+		for _, p := range buf {
+			if p.T >= from && p.T < to {
+				blockPts = append(blockPts, p)
+			}
 		}
 	}
 	rows.Close()
@@ -589,72 +616,241 @@ func (s *Store) fromMinutes(ctx context.Context, id int64, q store.Query) ([]sto
 		return nil, unavailable("query", err)
 	}
 
-	addRows := func(rows *sql.Rows, err error) error {
-		if err != nil {
-			return unavailable("query", err)
-		}
-		defer rows.Close()
-		for rows.Next() {
-			var t int64
-			var v float64
-			if err := rows.Scan(&t, &v); err != nil {
-				return unavailable("query", err)
-			}
-			start := q.BucketStart(t)
-			get(start).add(start, t, v)
-		}
-		if err := rows.Err(); err != nil {
-			return unavailable("query", err)
-		}
-		return nil
+	out := blockPts
+	if len(rowPts) > 0 {
+		out = mergePoints(make([]store.Point, 0, len(rowPts)+len(blockPts)), blockPts, rowPts)
+	} else if out == nil {
+		out = []store.Point{}
 	}
-	if err := addRows(s.raw.QueryContext(ctx, id, q.From, lo)); err != nil {
-		return nil, err
+	if limit >= 0 && len(out) > limit {
+		out = out[:limit]
 	}
-	if err := addRows(s.raw.QueryContext(ctx, id, hi, q.To)); err != nil {
-		return nil, err
-	}
-	if q.Step%minute != 0 {
-		var starts []byte
-		starts = append(starts, '[')
-		for b := q.BucketStart(lo) + q.Step; b < hi; b += q.Step {
-			if m := store.FloorTo(b, minute); m != b && m >= lo {
-				if len(starts) > 1 {
-					starts = append(starts, ',')
-				}
-				starts = strconv.AppendInt(starts, m, 10)
-			}
-		}
-		starts = append(starts, ']')
-		if len(starts) > 2 {
-			if err := addRows(s.within.QueryContext(ctx, id, string(starts))); err != nil {
-				return nil, err
-			}
-		}
-	}
-
-	out := make([]store.Point, 0, len(buckets))
-	for _, b := range buckets {
-		out = append(out, b.point(q.Agg))
-	}
-	slices.SortFunc(out, func(a, b store.Point) int { return cmp.Compare(a.T, b.T) })
 	return out, nil
 }
 
-// minuteSummary is one row of the minutes table.
+// mergePoints appends to dst the points of a and b, each in time order, in
+// time order; of two with the same time, a's is kept.
+func mergePoints(dst, a, b []store.Point) []store.Point {
+	for len(a) > 0 && len(b) > 0 {
+		switch {
+		case a[0].T < b[0].T:
+			dst, a = append(dst, a[0]), a[1:]
+		case a[0].T > b[0].T:
+			dst, b = append(dst, b[0]), b[1:]
+		default:
+			dst, a, b = append(dst, a[0]), a[1:], b[1:]
+		}
+	}
+	dst = append(dst, a...)
+	return append(dst, b...)
+}
+
+// whole says whether the span [start, start+width) lies inside q's range
+// and inside one of its steps, so that its summary serves as it is.
+func whole(q store.Query, start, width int64) bool {
+	return start >= q.From && start+width <= q.To && q.BucketStart(start) == q.BucketStart(start+width-1)
+}
+
+// addRows adds the readings (t, v) of rows to acc.
+func (acc *accumulator) addRows(rows *sql.Rows, err error) error {
+	if err != nil {
+		return unavailable("query", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var t int64
+		var v float64
+		if err := rows.Scan(&t, &v); err != nil {
+			return unavailable("query", err)
+		}
+		acc.add(t, v)
+	}
+	if err := rows.Err(); err != nil {
+		return unavailable("query", err)
+	}
+	return nil
+}
+
+// jsonList is xs as a JSON array.
+func jsonList(xs []int64) string {
+	b := []byte{'['}
+	for i, x := range xs {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = strconv.AppendInt(b, x, 10)
+	}
+	return string(append(b, ']'))
+}
+
+// exactSpan is the longest query whose steps are exact to the reading in
+// compacted hours. A step boundary that falls inside a minute needs the
+// minute's readings, from its hour's block: over a longer range, asked for
+// at a thousand points or so, that would be a block decoded for every
+// step, so there such a minute counts whole in the step it starts in, an
+// error of at most a minute at each step's edge (a step is then 45 minutes
+// or more). The minutes cut by From and To are exact whatever the span.
+const exactSpan = 31 * 24 * hour
+
+// fromBlocks adds to acc what the compacted hours hold of q: the summary
+// of each hour that lies wholly in one step and in range; for the others,
+// the summary of each such minute; and for the minutes left (cut by a step
+// boundary or by From or To), the readings of their blocks, but for the
+// minutes cut by a step boundary in a query longer than exactSpan. Where
+// retention has dropped the block, a minute left counts whole in the step
+// of its start when it starts in range. These are the two places an answer
+// is approximate, by at most a minute at each step's edge.
+func (s *Store) fromBlocks(ctx context.Context, tx *sql.Tx, id int64, q store.Query, acc *accumulator) error {
+	rows, err := tx.StmtContext(ctx, s.hoursIn).QueryContext(ctx, id, store.FloorTo(q.From, hour), q.To)
+	if err != nil {
+		return unavailable("query", err)
+	}
+	var detail []int64 // hours to read minute by minute
+	for rows.Next() {
+		var m minuteSummary
+		if err := rows.Scan(&m.m, &m.n, &m.sum, &m.min, &m.max, &m.firstT, &m.firstV, &m.lastT, &m.lastV); err != nil {
+			rows.Close()
+			return unavailable("query", err)
+		}
+		if whole(q, m.m, hour) {
+			acc.merge(m.m, m)
+		} else {
+			detail = append(detail, m.m)
+		}
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return unavailable("query", err)
+	}
+	if len(detail) == 0 {
+		return nil
+	}
+
+	long := q.To-q.From > exactSpan
+	rows, err = tx.StmtContext(ctx, s.minutesOf).QueryContext(ctx, id, jsonList(detail))
+	if err != nil {
+		return unavailable("query", err)
+	}
+	rest := map[int64][]minuteSummary{} // per hour, its minutes not whole
+	var ms []minuteSummary
+	for rows.Next() {
+		var h int64
+		var data []byte
+		if err := rows.Scan(&h, &data); err != nil {
+			rows.Close()
+			return unavailable("query", err)
+		}
+		if ms, err = decodeMinutes(ms[:0], h, data); err != nil {
+			rows.Close()
+			return unavailable("decode", err)
+		}
+		for _, m := range ms {
+			switch {
+			case whole(q, m.m, minute):
+				acc.merge(m.m, m)
+			case long && m.m >= q.From && m.m+minute <= q.To:
+				acc.merge(m.m, m) // cut by a step boundary: see exactSpan
+			case m.m < q.To && m.m+minute > q.From:
+				rest[h] = append(rest[h], m)
+			}
+		}
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return unavailable("query", err)
+	}
+	if len(rest) == 0 {
+		return nil
+	}
+
+	hours := slices.Sorted(maps.Keys(rest))
+	rows, err = tx.StmtContext(ctx, s.blocksOf).QueryContext(ctx, id, jsonList(hours))
+	if err != nil {
+		return unavailable("query", err)
+	}
+	var ps []store.Point
+	for rows.Next() {
+		var h int64
+		var data []byte
+		if err := rows.Scan(&h, &data); err != nil {
+			rows.Close()
+			return unavailable("query", err)
+		}
+		if ps, err = decodeBlock(ps[:0], data); err != nil {
+			rows.Close()
+			return unavailable("decode", err)
+		}
+		var need uint64 // the minutes of the hour left, by index
+		for _, m := range rest[h] {
+			need |= 1 << ((m.m - h) / minute)
+		}
+		for _, p := range ps {
+			if p.T >= q.From && p.T < q.To && need&(1<<((p.T-h)/minute)) != 0 {
+				acc.add(p.T, p.V)
+			}
+		}
+		delete(rest, h)
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return unavailable("query", err)
+	}
+	for _, ms := range rest { // raw readings dropped by retention
+		for _, m := range ms {
+			if m.m >= q.From {
+				acc.merge(m.m, m)
+			}
+		}
+	}
+	return nil
+}
+
+// accumulator gathers a query's buckets, given readings and summaries in
+// any order.
+type accumulator struct {
+	q    store.Query
+	m    map[int64]*bucket
+	last *bucket
+}
+
+func (a *accumulator) at(t int64) *bucket {
+	start := a.q.BucketStart(t)
+	if a.last != nil && a.last.start == start {
+		return a.last
+	}
+	b := a.m[start]
+	if b == nil {
+		b = &bucket{start: start}
+		a.m[start] = b
+	}
+	a.last = b
+	return b
+}
+
+func (a *accumulator) add(t int64, v float64) {
+	b := a.at(t)
+	b.add(b.start, t, v)
+}
+
+// merge adds the summary m of readings from time t on, all in t's bucket.
+func (a *accumulator) merge(t int64, m minuteSummary) { a.at(t).merge(m) }
+
+// points is the buckets' points in time order.
+func (a *accumulator) points() []store.Point {
+	out := make([]store.Point, 0, len(a.m))
+	for _, b := range a.m {
+		out = append(out, b.point(a.q.Agg))
+	}
+	slices.SortFunc(out, func(a, b store.Point) int { return cmp.Compare(a.T, b.T) })
+	return out
+}
+
+// minuteSummary summarises the readings of one minute, or of one hour.
 type minuteSummary struct {
 	m, n          int64
 	sum, min, max float64
 	firstT, lastT int64
 	firstV, lastV float64
-}
-
-func ceilTo(t, d int64) int64 {
-	f := store.FloorTo(t, d)
-	if f < t {
-		f += d
-	}
-	return f
 }
 
 // bucket accumulates the readings of one step, given in any order.
@@ -736,9 +932,7 @@ func (s *Store) Ping(ctx context.Context) error {
 // newest of them: so that a device known from history is listed even when
 // nothing else remembers it. Its status is unknown.
 func (s *Store) Devices(ctx context.Context) ([]devices.Device, error) {
-	rows, err := s.r.QueryContext(ctx, `SELECT s.device, s.metric, r.t, r.v FROM series AS s
-JOIN readings AS r ON r.series = s.id AND r.t = (SELECT max(t) FROM readings WHERE series = s.id)
-ORDER BY s.device`)
+	rows, err := s.devicesNow.QueryContext(ctx)
 	if err != nil {
 		return nil, unavailable("devices", err)
 	}
@@ -754,7 +948,9 @@ ORDER BY s.device`)
 			out = append(out, devices.Device{ID: id, Status: devices.StatusUnknown, Latest: map[string]devices.Value{}})
 		}
 		d := &out[len(out)-1]
-		d.Latest[metric] = v
+		if old, ok := d.Latest[metric]; !ok || v.T > old.T {
+			d.Latest[metric] = v
+		}
 		d.LastSeen = max(d.LastSeen, v.T)
 	}
 	if err := rows.Err(); err != nil {

@@ -2,14 +2,18 @@ package sqlite_test
 
 import (
 	"context"
+	"database/sql"
 	"errors"
 	"fmt"
+	"maps"
+	"math"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"slices"
 	"syscall"
 	"testing"
+	"time"
 
 	"iotdash/devices"
 	"iotdash/store"
@@ -37,6 +41,35 @@ func TestConformance(t *testing.T) {
 			}
 		})
 		return s
+	})
+}
+
+// compacting is the store with every Append followed by a compaction, so
+// that the suite's every query reads compressed hours and every later
+// Append lands in them.
+type compacting struct{ *sqlite.Store }
+
+func (c compacting) Append(ctx context.Context, rs []devices.Reading) error {
+	if err := c.Store.Append(ctx, rs); err != nil {
+		return err
+	}
+	return c.Compact(ctx)
+}
+
+// TestConformanceCompacted runs the suite against compressed hours: the
+// suite's readings are from 2026-01-01, hours long closed.
+func TestConformanceCompacted(t *testing.T) {
+	storetest.Run(t, storetest.FirstWriteWins, func(t *testing.T) storetest.Store {
+		s, err := sqlite.OpenWith(filepath.Join(t.TempDir(), "iotdash.db"), sqlite.Options{Interval: -1})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() {
+			if err := s.Close(); err != nil {
+				t.Errorf("Close: %v", err)
+			}
+		})
+		return compacting{s}
 	})
 }
 
@@ -185,7 +218,7 @@ func TestQueryWhileAppending(t *testing.T) {
 // appends of one reading each: large batches (more readings and minutes
 // than one statement takes), with repeated times in a batch and across
 // batches, new values and redeliveries, must leave the same readings and
-// the same per-minute summaries.
+// the same answers to downsampling queries.
 func TestBatchesMatchSingleReadings(t *testing.T) {
 	ctx := context.Background()
 	dir := t.TempDir()
@@ -268,4 +301,82 @@ func downsample(ps []store.Point, q store.Query) []store.Point {
 		}
 	}
 	return out
+}
+
+// tableRows counts the rows of each table in the store's file, read beside
+// the store as another process would.
+func tableRows(t *testing.T, path string) map[string]int {
+	t.Helper()
+	db, err := sql.Open("sqlite", path+"?_pragma=query_only(1)")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	out := map[string]int{}
+	for _, table := range []string{"readings", "minutes", "blocks", "hours", "hour_minutes"} {
+		var n int
+		if err := db.QueryRow(`SELECT count(*) FROM ` + table).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		out[table] = n
+	}
+	return out
+}
+
+// TestCompactMovesHoursIntoBlocks compacts two closed hours and leaves the
+// open one as rows; the answers stay the same.
+func TestCompactMovesHoursIntoBlocks(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "iotdash.db")
+	now := time.Date(2026, 1, 1, 2, 30, 0, 0, time.UTC)
+	s, err := sqlite.OpenWith(path, sqlite.Options{Interval: -1, Now: func() time.Time { return now }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	var rs []devices.Reading
+	for sec := range int64(2*3600 + 1800) {
+		rs = append(rs, devices.Reading{Device: "d", Metric: "m", Time: t0 + sec*1000, Value: value(0, t0+sec*1000)})
+	}
+	if err := s.Append(ctx, rs); err != nil {
+		t.Fatal(err)
+	}
+	queries := []store.Query{
+		{Device: "d", Metric: "m", From: t0, To: t0 + 3*3600000},
+		{Device: "d", Metric: "m", From: t0, To: t0 + 3*3600000, Step: 600000, Agg: store.AggMean},
+		{Device: "d", Metric: "m", From: t0 + 1234, To: t0 + 3*3600000, Step: 3600000, Agg: store.AggMinMax},
+	}
+	var before [][]store.Point
+	for _, q := range queries {
+		got, err := s.Query(ctx, q)
+		if err != nil {
+			t.Fatal(err)
+		}
+		before = append(before, got)
+	}
+	if err := s.Compact(ctx); err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]int{"readings": 1800, "minutes": 0, "blocks": 2, "hours": 2, "hour_minutes": 2}
+	if got := tableRows(t, path); !maps.Equal(got, want) {
+		t.Errorf("after Compact the tables hold %v, want %v", got, want)
+	}
+	for i, q := range queries {
+		got, err := s.Query(ctx, q)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !nearPoints(got, before[i]) {
+			t.Errorf("%+v: after Compact %d points, before %d (or other values)", q, len(got), len(before[i]))
+		}
+	}
+}
+
+// nearPoints says whether a and b have the same times and values equal but
+// for the rounding of sums.
+func nearPoints(a, b []store.Point) bool {
+	return slices.EqualFunc(a, b, func(p, q store.Point) bool {
+		near := func(x, y float64) bool { return math.Abs(x-y) <= 1e-9*math.Max(1, math.Abs(y)) }
+		return p.T == q.T && near(p.V, q.V) && near(p.Max, q.Max)
+	})
 }

@@ -44,6 +44,14 @@ type Store interface {
 	Devices(ctx context.Context) ([]devices.Device, error)
 }
 
+// Compactor is what a backend that compresses its older readings offers:
+// Compact compresses now all that it would in time. The suite calls it
+// where it matters, so that readings arriving late into compressed data,
+// and redeliveries of compressed readings, are checked.
+type Compactor interface {
+	Compact(ctx context.Context) error
+}
+
 // Overwrite is what a backend does with a reading whose device, metric and
 // time are those of one written before, in the same Append or an earlier one.
 type Overwrite int
@@ -100,6 +108,7 @@ var cases = []struct {
 	{"InvalidQuery", testInvalidQuery},
 	{"Gaps", testGaps},
 	{"LateReadings", testLateReadings},
+	{"LateIntoCompressedHours", testLateIntoCompressedHours},
 	{"ExactNames", testExactNames},
 	{"ManySeriesSameTimes", testManySeriesSameTimes},
 	{"ValuesKeepTheirPrecision", testValuesKeepTheirPrecision},
@@ -161,6 +170,16 @@ func (s *suite) device(suffix string) string {
 		s.t.Fatalf("storetest: made invalid device id %q", id)
 	}
 	return id
+}
+
+// compact compacts the store if it is a Compactor.
+func (s *suite) compact() {
+	s.t.Helper()
+	if c, ok := s.s.(Compactor); ok {
+		if err := c.Compact(context.Background()); err != nil {
+			s.t.Fatalf("Compact: %v", err)
+		}
+	}
 }
 
 func (s *suite) append(rs ...devices.Reading) {
@@ -739,6 +758,66 @@ func testLateReadings(t *testing.T, s *suite) {
 	// A correction that takes the greatest value away again, and one of a
 	// minute's first reading.
 	s.append(reading(d, "m", base+20*minute+750, 3), reading(d, "m", base+500, 99))
+	each()
+}
+
+func testLateIntoCompressedHours(t *testing.T, s *suite) {
+	d := s.device("")
+	// Three hours at 1 Hz of a sensor's two-decimal values, compressed
+	// where the backend compresses, with a gap in the middle hour.
+	var rs []devices.Reading
+	for i := range 3 * 3600 {
+		if i >= 5000 && i < 5300 {
+			continue
+		}
+		v := math.Round((20+2*math.Sin(float64(i)/500)+float64(i%7)/10)*100) / 100
+		rs = append(rs, reading(d, "m", base+int64(i)*second, v))
+	}
+	s.append(rs...)
+	s.compact()
+	q := store.Query{Device: d, Metric: "m", From: base, To: base + 3*hour}
+	each := func() {
+		t.Helper()
+		q.Step, q.Agg = 0, ""
+		s.check(q)
+		s.check(store.Query{Device: d, Metric: "m", From: base + 70*minute + 500, To: base + 100*minute + 7})
+		for _, step := range []int64{7 * second, minute, 25 * minute, hour, 90 * minute, 2 * hour} {
+			for _, a := range store.Aggs {
+				q.Step, q.Agg = step, a
+				s.check(q)
+			}
+		}
+		// A range that cuts hours and minutes at both ends.
+		for _, a := range []store.Agg{store.AggMean, store.AggMinMax, store.AggFirst, store.AggLast, store.AggCount} {
+			s.check(store.Query{Device: d, Metric: "m", From: base + 30*minute + 12*second, To: base + 150*minute + 30*second, Step: 40 * minute, Offset: 7 * minute, Agg: a})
+		}
+	}
+	each()
+	// Late readings into the gap and between stored ones, a new least and
+	// greatest value, values of another precision, a reading before
+	// everything; then redeliveries of compressed readings with other
+	// values, and one repeated within its batch.
+	s.append(
+		reading(d, "m", base+5100*second, 19.5),
+		reading(d, "m", base+10*minute+250, -1000),
+		reading(d, "m", base+2*hour+20*minute+750, 1000),
+		reading(d, "m", base+hour+1, math.Pi),
+		reading(d, "m", base-1, -7),
+	)
+	s.append(
+		reading(d, "m", base+10*second, 99),
+		reading(d, "m", base+2*hour+5*second, 98),
+		reading(d, "m", base+5100*second, 97),
+		reading(d, "m", base+2*hour+5*second, 96),
+	)
+	each()
+	// Compressed again with the late ones merged in, then delivered again.
+	s.compact()
+	each()
+	s.append(rs[:100]...)
+	s.append(reading(d, "m", base+hour+1, 3), reading(d, "m", base+4*hour, 1))
+	s.compact()
+	q.To = base + 5*hour
 	each()
 }
 

@@ -1,0 +1,355 @@
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"log/slog"
+	"math"
+	"strconv"
+	"time"
+
+	"iotdash/store"
+)
+
+// The retention iotdash runs with unless told otherwise.
+const (
+	DefaultRetention       = 30 * 24 * time.Hour
+	DefaultRollupRetention = 730 * 24 * time.Hour
+)
+
+// Options are the store's policy for what it keeps, and how often it
+// compacts and applies it. The zero value keeps everything for ever and
+// compacts every ten seconds.
+type Options struct {
+	// Retention is how long raw readings are kept; 0 keeps them for ever.
+	// A query of older times reads the summaries (see Store.Query).
+	Retention time.Duration
+	// RollupRetention is how long the hour and minute summaries are kept;
+	// 0 keeps them for ever. It is at least Retention: a summary outlives
+	// its readings.
+	RollupRetention time.Duration
+	// CompactAfter is how long after its end an hour is compacted (default
+	// 5 minutes); readings that arrive later are merged into it later.
+	CompactAfter time.Duration
+	// Interval is how often compaction and retention run in the
+	// background (default 10 s); negative, never (call Compact).
+	Interval time.Duration
+	// Now is the clock retention and compaction go by (default time.Now).
+	Now func() time.Time
+	// Logger takes the background maintenance's failures (default: none).
+	Logger *slog.Logger
+}
+
+func (o Options) withDefaults() Options {
+	if o.CompactAfter <= 0 {
+		o.CompactAfter = 5 * time.Minute
+	}
+	if o.Interval == 0 {
+		o.Interval = 10 * time.Second
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	if o.Retention > 0 && o.RollupRetention > 0 {
+		o.RollupRetention = max(o.RollupRetention, o.Retention)
+	}
+	if o.Retention == 0 {
+		o.RollupRetention = 0
+	}
+	return o
+}
+
+// Steps of maintenance: each is one short transaction under the write
+// lock, so that ingest waits for at most one of them.
+const (
+	sweepRows   = 64  // blocks or summaries deleted per step
+	vacuumPages = 256 // pages given back to the file system per step
+)
+
+// start runs the background maintenance, at once and then every
+// Interval, until Close.
+func (s *Store) start() {
+	ctx, cancel := context.WithCancel(context.Background())
+	s.stop, s.done = cancel, make(chan struct{})
+	go func() {
+		defer close(s.done)
+		if s.opts.Interval < 0 {
+			return
+		}
+		t := time.NewTicker(s.opts.Interval)
+		defer t.Stop()
+		var failing bool
+		for first := true; ; first = false {
+			if !first {
+				select {
+				case <-ctx.Done():
+					return
+				case <-t.C:
+				}
+			}
+			// One line when maintenance starts failing and one when it
+			// recovers, rather than one per tick.
+			err := s.Compact(ctx)
+			switch {
+			case err != nil && ctx.Err() == nil && !failing:
+				s.opts.Logger.Error("history store maintenance failed; retrying", "error", err)
+				failing = true
+			case err == nil && failing:
+				s.opts.Logger.Info("history store maintenance recovered")
+				failing = false
+			}
+		}
+	}()
+}
+
+// Compact does now what the background maintenance does: it compacts every
+// hour that ended CompactAfter ago or more and has rows, merging them into
+// its block; drops readings and summaries past retention; and gives the
+// freed pages back to the file system. It works in small steps, each a
+// transaction of its own, so that a crash at any point loses nothing and
+// duplicates nothing, and ingest goes on between them. A failure of the
+// file gives EUnavailable.
+func (s *Store) Compact(ctx context.Context) error {
+	now := s.opts.Now().UnixMilli()
+	cutoff := store.FloorTo(now-s.opts.CompactAfter.Milliseconds(), hour)
+	rawCutoff, rollupCutoff := int64(math.MinInt64), int64(math.MinInt64)
+	if r := s.opts.Retention; r > 0 {
+		rawCutoff = store.FloorTo(now-r.Milliseconds(), hour)
+	}
+	if r := s.opts.RollupRetention; r > 0 {
+		rollupCutoff = store.FloorTo(now-r.Milliseconds(), hour)
+	}
+	s.smu.RLock()
+	ids := make([]int64, 0, len(s.series))
+	for _, id := range s.series {
+		ids = append(ids, id)
+	}
+	s.smu.RUnlock()
+
+	freed := false
+	for _, id := range ids {
+		for {
+			if err := ctx.Err(); err != nil {
+				return err
+			}
+			more, err := s.compactHour(ctx, id, cutoff, rawCutoff)
+			if err != nil {
+				return unavailable("compact", err)
+			}
+			freed = freed || more
+			if !more {
+				break
+			}
+		}
+		for _, d := range []struct {
+			table  string
+			cutoff int64
+		}{{"blocks", rawCutoff}, {"hours", rollupCutoff}, {"hour_minutes", rollupCutoff}} {
+			if d.cutoff == math.MinInt64 {
+				continue
+			}
+			for {
+				if err := ctx.Err(); err != nil {
+					return err
+				}
+				n, err := s.sweep(ctx, d.table, id, d.cutoff)
+				if err != nil {
+					return unavailable("retention", err)
+				}
+				freed = freed || n > 0
+				if n < sweepRows {
+					break
+				}
+			}
+		}
+	}
+	if freed {
+		return s.vacuum(ctx)
+	}
+	return nil
+}
+
+// compactHour merges the rows of series id in the earliest hour before
+// cutoff that has rows into that hour's block, and rewrites the hour's
+// summaries, in one transaction; rows late into an hour whose readings
+// retention has dropped (before rawCutoff) are deleted instead. It reports
+// whether there was such an hour.
+func (s *Store) compactHour(ctx context.Context, id, cutoff, rawCutoff int64) (bool, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var t int64
+	err := s.w.QueryRowContext(ctx, `SELECT t FROM readings WHERE series = ? AND t < ? ORDER BY t LIMIT 1`, id, cutoff).Scan(&t)
+	if errors.Is(err, sql.ErrNoRows) {
+		return false, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	h := store.FloorTo(t, hour)
+	tx, err := s.w.BeginTx(ctx, nil)
+	if err != nil {
+		return false, err
+	}
+	defer tx.Rollback()
+	var ps []store.Point
+	var data []byte
+	err = tx.QueryRowContext(ctx, `SELECT data FROM blocks WHERE series = ? AND h = ?`, id, h).Scan(&data)
+	if err != nil && !errors.Is(err, sql.ErrNoRows) {
+		return false, err
+	}
+	if data == nil && h < rawCutoff {
+		// Past retention: if the hour has summaries, its readings have
+		// been dropped already, and these late ones go the same way.
+		// (Readings never compacted, as in a file of the first format,
+		// are compacted, the summaries kept, and the block swept.)
+		var one int
+		err := tx.QueryRowContext(ctx, `SELECT 1 FROM hours WHERE series = ? AND h = ?`, id, h).Scan(&one)
+		if err == nil {
+			if err := deleteRows(ctx, tx, id, h); err != nil {
+				return false, err
+			}
+			return true, tx.Commit()
+		}
+		if !errors.Is(err, sql.ErrNoRows) {
+			return false, err
+		}
+	}
+	if data != nil {
+		if ps, err = decodeBlock(nil, data); err != nil {
+			return false, err
+		}
+	}
+	rows, err := tx.QueryContext(ctx, `SELECT t, v FROM readings WHERE series = ? AND t >= ? AND t < ? ORDER BY t`, id, h, h+hour)
+	if err != nil {
+		return false, err
+	}
+	var fresh []store.Point
+	for rows.Next() {
+		var p store.Point
+		if err := rows.Scan(&p.T, &p.V); err != nil {
+			rows.Close()
+			return false, err
+		}
+		fresh = append(fresh, p)
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return false, err
+	}
+	// The block's value wins over a row of the same time: it was there
+	// first (Append leaves such rows out; this only makes sure).
+	ps = mergePoints(make([]store.Point, 0, len(ps)+len(fresh)), ps, fresh)
+
+	d := decimals(ps)
+	ms := minuteSummaries(nil, ps)
+	var sum bucket
+	for _, m := range ms {
+		sum.merge(m)
+	}
+	for _, st := range []struct {
+		q    string
+		args []any
+	}{
+		{`INSERT OR REPLACE INTO blocks (series, h, n, data) VALUES (?, ?, ?, ?)`, []any{id, h, len(ps), encodeBlock(nil, ps, d)}},
+		{`INSERT OR REPLACE INTO hours (series, h, n, total, lo, hi, first_t, first_v, last_t, last_v) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+			[]any{id, h, sum.n, sum.sum, sum.min, sum.max, sum.firstT, sum.first, sum.lastT, sum.last}},
+		{`INSERT OR REPLACE INTO hour_minutes (series, h, data) VALUES (?, ?, ?)`, []any{id, h, encodeMinutes(nil, h, ms, minuteDecimals(ms, d))}},
+	} {
+		if _, err := tx.ExecContext(ctx, st.q, st.args...); err != nil {
+			return false, err
+		}
+	}
+	if err := deleteRows(ctx, tx, id, h); err != nil {
+		return false, err
+	}
+	if err := tx.Commit(); err != nil {
+		return false, err
+	}
+	s.compactedTo[id] = max(s.compactedTo[id], h+hour)
+	return true, nil
+}
+
+// deleteRows deletes the rows of series id in hour h and their minutes.
+func deleteRows(ctx context.Context, tx *sql.Tx, id, h int64) error {
+	if _, err := tx.ExecContext(ctx, `DELETE FROM readings WHERE series = ? AND t >= ? AND t < ?`, id, h, h+hour); err != nil {
+		return err
+	}
+	_, err := tx.ExecContext(ctx, `DELETE FROM minutes WHERE series = ? AND m >= ? AND m < ?`, id, h, h+hour)
+	return err
+}
+
+// sweep deletes up to sweepRows rows of table (blocks, hours or
+// hour_minutes) of series id whose hour starts before cutoff, and returns
+// how many it deleted.
+func (s *Store) sweep(ctx context.Context, table string, id, cutoff int64) (int64, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	res, err := s.w.ExecContext(ctx, `DELETE FROM `+table+` WHERE series = ?1 AND h IN (SELECT h FROM `+table+` WHERE series = ?1 AND h < ?2 ORDER BY h LIMIT ?3)`, id, cutoff, sweepRows)
+	if err != nil {
+		return 0, err
+	}
+	return res.RowsAffected()
+}
+
+// vacuum gives the file's free pages back to the file system, a few at a
+// time, then checkpoints the WAL so that the file shrinks. A file made
+// before incremental vacuum was the default has no such pages: its free
+// pages are reused by later writes instead.
+func (s *Store) vacuum(ctx context.Context) error {
+	for {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		var free int64
+		err := func() error {
+			s.mu.Lock()
+			defer s.mu.Unlock()
+			if _, err := s.w.ExecContext(ctx, `PRAGMA incremental_vacuum(`+strconv.Itoa(vacuumPages)+`)`); err != nil {
+				return err
+			}
+			return s.w.QueryRowContext(ctx, `PRAGMA freelist_count`).Scan(&free)
+		}()
+		if err != nil {
+			return unavailable("vacuum", err)
+		}
+		if free == 0 || !s.autoVacuum(ctx) {
+			break
+		}
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var busy, frames, done int
+	if err := s.w.QueryRowContext(ctx, `PRAGMA wal_checkpoint(PASSIVE)`).Scan(&busy, &frames, &done); err != nil {
+		return unavailable("checkpoint", err)
+	}
+	return nil
+}
+
+// autoVacuum says whether the file gives free pages back (auto_vacuum is
+// INCREMENTAL).
+func (s *Store) autoVacuum(ctx context.Context) bool {
+	var mode int
+	err := s.w.QueryRowContext(ctx, `PRAGMA auto_vacuum`).Scan(&mode)
+	return err == nil && mode == 2
+}
+
+// loadCompacted reads where each series' blocks end.
+func (s *Store) loadCompacted(ctx context.Context) error {
+	rows, err := s.w.QueryContext(ctx, `SELECT series, max(h) FROM blocks GROUP BY series`)
+	if err != nil {
+		return err
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var id, h int64
+		if err := rows.Scan(&id, &h); err != nil {
+			return err
+		}
+		s.compactedTo[id] = h + hour
+	}
+	return rows.Err()
+}

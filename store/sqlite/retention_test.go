@@ -1,0 +1,117 @@
+package sqlite_test
+
+import (
+	"context"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"iotdash/devices"
+	"iotdash/store"
+	"iotdash/store/sqlite"
+)
+
+// TestRetention keeps raw readings an hour and summaries a day: readings
+// three hours old leave their raw readings and keep their summaries,
+// readings three days old leave altogether, recent ones stay, and the file
+// gives the space back.
+func TestRetention(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "iotdash.db")
+	now := t0 + 10*86400000
+	clock := func() time.Time { return time.UnixMilli(now) }
+	// Written and compacted with everything kept, then opened again with
+	// retention, as when -retention is set on an older store.
+	s, err := sqlite.OpenWith(path, sqlite.Options{Interval: -1, Now: clock})
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	r := rand.New(rand.NewPCG(1, 1))
+	write := func(metric string, from, to int64) {
+		t.Helper()
+		var rs []devices.Reading
+		for ms := from; ms < to; ms += 1000 {
+			// Noise, which compresses badly, to give the file some size.
+			rs = append(rs, devices.Reading{Device: "d", Metric: metric, Time: ms, Value: r.NormFloat64()})
+		}
+		if err := s.Append(ctx, rs); err != nil {
+			t.Fatal(err)
+		}
+	}
+	hours := func(n int64) int64 { return n * 3600000 }
+	write("old", now-3*86400000, now-3*86400000+hours(30)) // past both retentions
+	write("hours", now-hours(3), now-hours(2))             // past raw retention
+	write("recent", now-hours(1)+hours(1)/2, now)          // kept
+	if err := s.Compact(ctx); err != nil {
+		t.Fatal(err)
+	}
+	before := fileSize(t, path)
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	s, err = sqlite.OpenWith(path, sqlite.Options{Retention: time.Hour, RollupRetention: 24 * time.Hour, Interval: -1, Now: clock})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if err := s.Compact(ctx); err != nil {
+		t.Fatal(err)
+	}
+	// A reading late into an hour whose raw readings are gone goes too.
+	if err := s.Append(ctx, []devices.Reading{{Device: "d", Metric: "hours", Time: now - hours(3) + 500, Value: 1}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Compact(ctx); err != nil {
+		t.Fatal(err)
+	}
+	after := fileSize(t, path)
+	t.Logf("file: %d bytes before the sweep, %d after", before, after)
+	if after > before/2 {
+		t.Errorf("file is %d bytes after the sweep, %d before: want less than half", after, before)
+	}
+
+	count := func(metric string, from, to int64) (raw, summarised float64) {
+		t.Helper()
+		q := store.Query{Device: "d", Metric: metric, From: from, To: to}
+		got, err := s.Query(ctx, q)
+		if err != nil {
+			t.Fatal(err)
+		}
+		q.Step, q.Agg = to-from, store.AggCount
+		sum, err := s.Query(ctx, q)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(sum) == 1 {
+			summarised = sum[0].V
+		}
+		return float64(len(got)), summarised
+	}
+	for _, c := range []struct {
+		metric                  string
+		from, to                int64
+		wantRaw, wantSummarised float64
+	}{
+		{"old", now - 3*86400000, now, 0, 0},
+		{"hours", now - hours(4), now, 0, 3600},
+		{"recent", now - hours(1), now, 1800, 1800},
+	} {
+		raw, summarised := count(c.metric, c.from, c.to)
+		if raw != c.wantRaw || summarised != c.wantSummarised {
+			t.Errorf("%s: %v raw readings and a count of %v, want %v and %v", c.metric, raw, summarised, c.wantRaw, c.wantSummarised)
+		}
+	}
+}
+
+// fileSize is the size of the store's main file; its WAL is bounded apart.
+func fileSize(t *testing.T, path string) int64 {
+	t.Helper()
+	fi, err := os.Stat(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return fi.Size()
+}

@@ -130,6 +130,30 @@ type Ingester struct {
 	suppress  atomic.Int64
 	stopping  chan struct{} // closed when the ingester takes no more messages
 	dropped   brokerDrops
+
+	slabMu sync.Mutex
+	slab   []devices.Reading // what decoded readings are carved from
+}
+
+// slabSize is how many readings one allocation makes room for: decoding a
+// message takes its readings from a slab rather than a slice of its own.
+const slabSize = 4096
+
+// decode decodes a telemetry payload into readings carved from the slab.
+// The slab is never written again once carved, so a message's readings stay
+// its own for as long as they are referenced.
+func (in *Ingester) decode(id string, payload []byte, now int64) ([]devices.Reading, []*Rejection, *Rejection) {
+	in.slabMu.Lock()
+	defer in.slabMu.Unlock()
+	if cap(in.slab)-len(in.slab) < 64 {
+		in.slab = make([]devices.Reading, 0, slabSize)
+	}
+	free := in.slab[len(in.slab):]
+	rs, skipped, rej := DecodeTelemetry(free, id, payload, now)
+	if len(rs) > 0 && cap(rs) == cap(free) && &rs[:1][0] == &free[:1][0] {
+		in.slab = in.slab[:len(in.slab)+len(rs)]
+	}
+	return rs[:len(rs):len(rs)], skipped, rej
 }
 
 // New returns an Ingester for cfg; Run starts it.
@@ -256,7 +280,7 @@ func (in *Ingester) Submit(topic string, payload []byte, ack func()) bool {
 		case KindTelemetry:
 			var skipped []*Rejection
 			now := time.Now()
-			m.readings, skipped, rej = DecodeTelemetry(nil, m.id, payload, now.UnixMilli())
+			m.readings, skipped, rej = in.decode(m.id, payload, now.UnixMilli())
 			for _, s := range skipped {
 				in.rejected(topic, s, 1)
 			}

@@ -3,6 +3,7 @@ package benchpeers
 import (
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
 	"net/url"
 	"os"
@@ -81,10 +82,10 @@ func TestPeers(t *testing.T) {
 	var rows []row
 	for _, l := range loads {
 		r := row{load: l}
-		r.telegraf = runPeer(t, "telegraf-"+l.id, l, func(t *testing.T, mq *testenv.Mosquitto, ix *testenv.InfluxDB) int {
-			return startTelegraf(t, telegraf, mq, ix)
+		r.telegraf = runPeer(t, "telegraf-"+l.id, l, func(t *testing.T, mq *testenv.Mosquitto, ix *testenv.InfluxDB) (int, string) {
+			return startTelegraf(t, telegraf, mq, ix), ""
 		})
-		r.iotdash = runPeer(t, "iotdash-"+l.id, l, func(t *testing.T, mq *testenv.Mosquitto, ix *testenv.InfluxDB) int {
+		r.iotdash = runPeer(t, "iotdash-"+l.id, l, func(t *testing.T, mq *testenv.Mosquitto, ix *testenv.InfluxDB) (int, string) {
 			return startIotdash(t, bin, mq, ix)
 		})
 		rows = append(rows, r)
@@ -107,12 +108,19 @@ func TestPeers(t *testing.T) {
 // runPeer starts a Mosquitto and a database for one consumer, starts the
 // consumer with start (which returns its pid once it is subscribed),
 // publishes l, and waits until InfluxDB holds every message published.
-func runPeer(t *testing.T, name string, l load, start func(*testing.T, *testenv.Mosquitto, *testenv.InfluxDB) int) result {
+//
+// With IOTDASH_BENCH_PROFILE=DIR, a consumer that serves Go's profiler
+// (profile is not "") is profiled for 5 s while the load runs, into
+// DIR/NAME.pprof.
+func runPeer(t *testing.T, name string, l load, start func(*testing.T, *testenv.Mosquitto, *testenv.InfluxDB) (pid int, profile string)) result {
 	var res result
 	t.Run(name, func(t *testing.T) {
 		mq := testenv.StartMosquitto(t)
 		ix := testenv.StartInfluxDB(t)
-		pid := start(t, mq, ix)
+		pid, profile := start(t, mq, ix)
+		if dir := os.Getenv("IOTDASH_BENCH_PROFILE"); dir != "" && profile != "" {
+			go saveProfile(t, profile, filepath.Join(dir, name+".pprof"))
+		}
 		cpu0 := cpuTime(t, pid)
 		began := time.Now()
 		res.sent = publish(t, mq.URL, l)
@@ -313,11 +321,11 @@ func startTelegraf(t *testing.T, telegraf string, mq *testenv.Mosquitto, ix *tes
 }
 
 // startIotdash runs iotdash against the broker and InfluxDB and returns its
-// pid once /readyz says it is subscribed.
-func startIotdash(t *testing.T, bin string, mq *testenv.Mosquitto, ix *testenv.InfluxDB) int {
+// pid once /readyz says it is subscribed, and the URL of its CPU profile.
+func startIotdash(t *testing.T, bin string, mq *testenv.Mosquitto, ix *testenv.InfluxDB) (int, string) {
 	addr := fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t))
 	cmd, _ := startProcess(t, []string{"IOTDASH_ADMIN_PASSWORD=bench-admin-password"}, bin,
-		"-http", addr, "-data", t.TempDir(), "-log-level", "warn",
+		"-http", addr, "-data", t.TempDir(), "-log-level", "warn", "-pprof",
 		"-mqtt", mq.URL, "-influx-url", ix.URL, "-influx-bucket", ix.Bucket)
 	testenv.WaitFor(t, 30*time.Second, "iotdash /readyz", func() bool {
 		resp, err := http.Get("http://" + addr + "/readyz")
@@ -327,5 +335,22 @@ func startIotdash(t *testing.T, bin string, mq *testenv.Mosquitto, ix *testenv.I
 		resp.Body.Close()
 		return resp.StatusCode == http.StatusOK
 	})
-	return cmd.Process.Pid
+	return cmd.Process.Pid, "http://admin:bench-admin-password@" + addr + "/debug/pprof/profile?seconds=5"
+}
+
+// saveProfile fetches a CPU profile into path.
+func saveProfile(t *testing.T, url, path string) {
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Logf("profile: %v", err)
+		return
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err == nil {
+		err = os.WriteFile(path, b, 0o644)
+	}
+	if err != nil {
+		t.Logf("profile: %v", err)
+	}
 }

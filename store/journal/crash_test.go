@@ -2,6 +2,7 @@ package journal_test
 
 import (
 	"bufio"
+	"encoding/binary"
 	"context"
 	"database/sql"
 	"fmt"
@@ -9,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -55,29 +57,31 @@ func copyDir(t *testing.T, src string) string {
 // that returned, cuts the rest, and takes appends after them.
 func TestTornTailIsCut(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "j")
-	j, err := journal.Open(dir, journal.Options{})
+	opts := journal.Options{SegmentBytes: 4096}
+	j, err := journal.Open(dir, opts)
 	if err != nil {
 		t.Fatal(err)
 	}
 	ctx := context.Background()
 	first, last := readings(0, 6), readings(6, 4)
-	if err := j.Append(ctx, first); err != nil {
-		t.Fatal(err)
-	}
-	seg := segmentFile(t, dir)
-	fi, _ := os.Stat(seg)
-	whole := fi.Size()
-	if err := j.Append(ctx, last); err != nil {
-		t.Fatal(err)
+	for _, rs := range [][]devices.Reading{first, last} {
+		if err := j.Append(ctx, rs); err != nil {
+			t.Fatal(err)
+		}
 	}
 	j.Close()
+	seg := segmentFile(t, dir)
 	full, err := os.ReadFile(seg)
 	if err != nil {
 		t.Fatal(err)
 	}
+	// A record is its 8-byte header (its payload's length first) and its
+	// payload; the segment was made full of zeros.
+	whole := 8 + int(binary.LittleEndian.Uint32(full))
+	end := whole + 8 + int(binary.LittleEndian.Uint32(full[whole:]))
 	check := func(t *testing.T, d string, want []devices.Reading) {
 		t.Helper()
-		j, err := journal.Open(d, journal.Options{})
+		j, err := journal.Open(d, opts)
 		if err != nil {
 			t.Fatalf("Open: %v", err)
 		}
@@ -95,26 +99,24 @@ func TestTornTailIsCut(t *testing.T) {
 		}
 		sameReadings(t, w.readings(), append(want, more...))
 	}
-	// Cut at every byte of the last record.
-	for size := whole; size < int64(len(full)); size++ {
+	damaged := func(b []byte) string {
 		d := copyDir(t, dir)
-		if err := os.Truncate(filepath.Join(d, filepath.Base(seg)), size); err != nil {
+		if err := os.WriteFile(filepath.Join(d, filepath.Base(seg)), b, 0o600); err != nil {
 			t.Fatal(err)
 		}
-		check(t, d, first)
+		return d
 	}
-	// Whole but for one flipped byte; or extended with zeros (the size
-	// reached the disk, the data did not).
-	for _, damage := range []func([]byte) []byte{
-		func(b []byte) []byte { b[len(b)-3] ^= 0x40; return b },
-		func(b []byte) []byte { b[whole+1] ^= 0x01; return b },
-		func(b []byte) []byte { return append(b[:whole], make([]byte, len(b)-int(whole))...) },
-	} {
-		d := copyDir(t, dir)
-		if err := os.WriteFile(filepath.Join(d, filepath.Base(seg)), damage(append([]byte(nil), full...)), 0o600); err != nil {
-			t.Fatal(err)
-		}
-		check(t, d, first)
+	// The file cut at every byte of the last record; or its record written
+	// up to every byte, zeros after (the segment as it was made).
+	for size := whole; size < end; size++ {
+		check(t, damaged(full[:size]), first)
+		check(t, damaged(append(slices.Clone(full[:size]), make([]byte, len(full)-size)...)), first)
+	}
+	// Whole but for one flipped byte, in its payload or its header.
+	for _, at := range []int{end - 3, whole + 1, whole + 5} {
+		b := slices.Clone(full)
+		b[at] ^= 0x40
+		check(t, damaged(b), first)
 	}
 	check(t, copyDir(t, dir), append(first, last...))
 }

@@ -194,6 +194,12 @@ func (j *Journal) recover() error {
 		if err != nil {
 			return err
 		}
+		if fi, err := f.Stat(); err == nil && fi.Size() == 0 && last {
+			if err := preallocate(f, j.segMax); err != nil {
+				f.Close()
+				return err
+			}
+		}
 		off := int64(0)
 		if seg == start.seg {
 			off = start.off
@@ -221,14 +227,19 @@ func (j *Journal) recover() error {
 				return fmt.Errorf("segment %s is damaged at offset %d (%w): move it away to start without it", segmentName(j.dir, seg), off, err)
 			}
 			// A torn tail: the append it held never returned, so no
-			// message of it was acknowledged. Cut it.
-			size := int64(-1)
+			// message of it was acknowledged. Cut it, and zero the rest
+			// of the segment as it was made.
+			size := int64(0)
 			if fi, err := f.Stat(); err == nil {
 				size = fi.Size()
 			}
 			j.log.Warn("cutting a torn record at the end of the journal (an append a crash interrupted)",
 				"segment", f.Name(), "offset", off, "size", size)
-			if err := f.Truncate(off); err != nil {
+			err := f.Truncate(off)
+			if err == nil {
+				err = f.Truncate(max(size, off))
+			}
+			if err != nil {
 				f.Close()
 				return err
 			}
@@ -335,10 +346,12 @@ func (j *Journal) write(rs []devices.Reading) error {
 	frame(j.rec)
 	_, err := j.head.WriteAt(j.rec, j.end.off)
 	if err == nil {
-		err = j.head.Sync()
+		err = datasync(j.head)
 	}
 	if err != nil {
-		j.head.Truncate(j.end.off)
+		// Zero what may have been written, so that no torn record
+		// follows the last whole one.
+		j.head.WriteAt(make([]byte, len(j.rec)), j.end.off)
 		return err
 	}
 	j.end.off += int64(len(j.rec))
@@ -355,7 +368,11 @@ func (j *Journal) roll() error {
 	if err != nil {
 		return err
 	}
-	if err := syncDir(j.dir); err != nil {
+	err = preallocate(f, j.segMax)
+	if err == nil {
+		err = syncDir(j.dir)
+	}
+	if err != nil {
 		f.Close()
 		os.Remove(f.Name())
 		return err

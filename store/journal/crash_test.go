@@ -2,9 +2,9 @@ package journal_test
 
 import (
 	"bufio"
-	"encoding/binary"
 	"context"
 	"database/sql"
+	"encoding/binary"
 	"fmt"
 	"math/rand/v2"
 	"os"

@@ -3,7 +3,6 @@ package influx
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
@@ -106,9 +105,7 @@ func (s *Store) post(ctx context.Context, body []byte) error {
 		return devices.Wrap(err, devices.EInternal, "influx: write")
 	}
 	req.Header.Set("Content-Type", "text/plain; charset=utf-8")
-	if s.token != "" {
-		req.Header.Set("Authorization", "Token "+s.token)
-	}
+	s.authorize(req)
 	resp, err := s.http.Do(req)
 	if err != nil {
 		return devices.Wrap(err, devices.EUnavailable, "InfluxDB cannot be reached")
@@ -128,12 +125,7 @@ var badData = []string{"unable to parse", "partial write", "field type conflict"
 
 // writeError gives a failed write its kind, from its status and message.
 func writeError(resp *http.Response) error {
-	b, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
-	var e struct{ Code, Message, Error string }
-	msg := string(bytes.TrimSpace(b))
-	if json.Unmarshal(b, &e) == nil && (e.Message != "" || e.Error != "") {
-		msg = strings.TrimSpace(e.Code + " " + e.Message + e.Error)
-	}
+	msg := answerMessage(resp)
 	code := resp.StatusCode
 	cause := fmt.Errorf("HTTP %d: %s", code, msg)
 	switch {

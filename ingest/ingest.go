@@ -112,6 +112,7 @@ type message struct {
 	topic    string
 	payload  []byte
 	ack      func()
+	acker    mqtt.Message // acknowledged instead of ack, when set
 	id       string
 	kind     Kind
 	readings []devices.Reading
@@ -254,7 +255,9 @@ func (in *Ingester) handle(_ mqtt.Client, msg mqtt.Message) {
 		in.reportDrops(msg.Payload())
 		return
 	}
-	in.Submit(msg.Topic(), msg.Payload(), msg.Ack)
+	// The message itself is its acknowledgement: msg.Ack as a func
+	// value would be an allocation a message.
+	in.submit(message{topic: msg.Topic(), payload: msg.Payload(), acker: msg})
 }
 
 // Submit takes one message published to topic. It decodes it and queues it
@@ -271,8 +274,14 @@ func (in *Ingester) handle(_ mqtt.Client, msg mqtt.Message) {
 // called: the message is not acknowledged, and the device sends it again;
 // so is one Submit took just as the ingester stopped.
 func (in *Ingester) Submit(topic string, payload []byte, ack func()) bool {
+	return in.submit(message{topic: topic, payload: payload, ack: ack})
+}
+
+// submit is Submit of a message with its topic, payload and
+// acknowledgement set.
+func (in *Ingester) submit(m message) bool {
+	topic, payload := m.topic, m.payload
 	in.cfg.Metrics.Received.Inc()
-	m := message{topic: topic, payload: payload, ack: ack}
 	var rej *Rejection
 	m.id, m.kind, rej = ParseTopic(topic)
 	if rej == nil {
@@ -507,7 +516,11 @@ func (in *Ingester) commitLoop(ctx context.Context) {
 			}
 		}
 		for _, m := range group {
-			m.ack()
+			if m.acker != nil {
+				m.acker.Ack()
+			} else {
+				m.ack()
+			}
 			switch m.kind {
 			case KindTelemetry:
 				// Readings mean online: a message whose every metric was

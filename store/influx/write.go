@@ -105,10 +105,9 @@ func (s *Store) post(ctx context.Context, body []byte) error {
 		return devices.Wrap(err, devices.EInternal, "influx: write")
 	}
 	req.Header.Set("Content-Type", "text/plain; charset=utf-8")
-	s.authorize(req)
-	resp, err := s.http.Do(req)
+	resp, err := s.do(s.http, req)
 	if err != nil {
-		return devices.Wrap(err, devices.EUnavailable, "InfluxDB cannot be reached")
+		return err
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode/100 == 2 {

@@ -273,13 +273,13 @@ func (p *parser) eat(c byte) bool {
 	return false
 }
 
-// key reads an object's key: as str does, but a key without escapes, as
-// metric names are, is looked up in names rather than copied.
+// key reads an object's key: as str does, but a short key without
+// escapes, as metric names are, is looked up in names rather than copied.
 func (p *parser) key() (string, bool) {
 	if p.i < len(p.b) && p.b[p.i] == '"' {
 		if end := bytes.IndexByte(p.b[p.i+1:], '"'); end >= 0 {
 			raw := p.b[p.i+1 : p.i+1+end]
-			if bytes.IndexByte(raw, '\\') < 0 && ascii(raw) {
+			if len(raw) <= maxNameLen && bytes.IndexByte(raw, '\\') < 0 && ascii(raw) {
 				p.i += end + 2
 				return names.get(raw), true
 			}
@@ -300,10 +300,15 @@ func ascii(b []byte) bool {
 
 // names hands out one string for each key seen (metric names repeat with
 // every message), so that decoding a message allocates nothing for them.
-// It holds at most maxNames; past that, keys are copied each time.
+// It holds at most maxNames of at most maxNameLen bytes (a metric name's
+// most, devices.ValidName), 1 MiB at worst; past that, keys are copied
+// each time.
 var names = nameTable{m: map[string]string{}}
 
-const maxNames = 16384
+const (
+	maxNames   = 16384
+	maxNameLen = 64
+)
 
 type nameTable struct {
 	mu sync.RWMutex

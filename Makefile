@@ -4,7 +4,7 @@
 SHELL := /bin/bash
 GO ?= go
 
-.PHONY: run test generate bench fuzz
+.PHONY: run test generate bench bench-peers fuzz
 
 run:
 	$(GO) run ./cmd/iotdash
@@ -24,3 +24,8 @@ test:
 bench:
 	@deps="$$(scripts/test-deps.sh)" && eval "$$deps" && \
 	  $(GO) test -run '^$$' -bench . -benchmem ./...
+
+# Telegraf beside iotdash on the same MQTT load into InfluxDB: CPU per
+# message and time until stored (scripts/bench-peers.sh; a few minutes).
+bench-peers:
+	@scripts/bench-peers.sh

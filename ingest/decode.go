@@ -6,6 +6,7 @@ import (
 	"math"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 	"unicode/utf8"
 
@@ -128,7 +129,7 @@ func DecodeTelemetry(dst []devices.Reading, id string, payload []byte, now int64
 	if !p.eat('}') {
 		for {
 			p.ws()
-			key, ok := p.str()
+			key, ok := p.key()
 			if !ok {
 				return dst[:start], nil, reject(ReasonJSON, "bad object key")
 			}
@@ -157,7 +158,7 @@ func DecodeTelemetry(dst []devices.Reading, id string, payload []byte, now int64
 				if !ok {
 					return dst[:start], nil, reject(ReasonJSON, "bad number")
 				}
-				v, perr := strconv.ParseFloat(lit, 64)
+				v, perr := strconv.ParseFloat(string(lit), 64)
 				if key == "ts" {
 					if perr != nil || v != math.Trunc(v) {
 						return dst[:start], nil, reject(ReasonTimestamp, "ts is not a whole number of milliseconds")
@@ -272,6 +273,64 @@ func (p *parser) eat(c byte) bool {
 	return false
 }
 
+// key reads an object's key: as str does, but a short key without
+// escapes, as metric names are, is looked up in names rather than copied.
+func (p *parser) key() (string, bool) {
+	if p.i < len(p.b) && p.b[p.i] == '"' {
+		if end := bytes.IndexByte(p.b[p.i+1:], '"'); end >= 0 {
+			raw := p.b[p.i+1 : p.i+1+end]
+			if len(raw) <= maxNameLen && bytes.IndexByte(raw, '\\') < 0 && ascii(raw) {
+				p.i += end + 2
+				return names.get(raw), true
+			}
+		}
+	}
+	return p.str()
+}
+
+// ascii says whether b is printable ASCII, which needs no UTF-8 check.
+func ascii(b []byte) bool {
+	for _, c := range b {
+		if c < 0x20 || c >= 0x7f {
+			return false
+		}
+	}
+	return true
+}
+
+// names hands out one string for each key seen (metric names repeat with
+// every message), so that decoding a message allocates nothing for them.
+// It holds at most maxNames of at most maxNameLen bytes (a metric name's
+// most, devices.ValidName), 1 MiB at worst; past that, keys are copied
+// each time.
+var names = nameTable{m: map[string]string{}}
+
+const (
+	maxNames   = 16384
+	maxNameLen = 64
+)
+
+type nameTable struct {
+	mu sync.RWMutex
+	m  map[string]string
+}
+
+func (t *nameTable) get(b []byte) string {
+	t.mu.RLock()
+	s, ok := t.m[string(b)] // no allocation for the lookup
+	t.mu.RUnlock()
+	if ok {
+		return s
+	}
+	s = string(b)
+	t.mu.Lock()
+	if len(t.m) < maxNames {
+		t.m[s] = s
+	}
+	t.mu.Unlock()
+	return s
+}
+
 // str reads a JSON string. Strings without escapes are not copied twice.
 func (p *parser) str() (string, bool) {
 	if !p.eat('"') {
@@ -308,8 +367,9 @@ func (p *parser) str() (string, bool) {
 	return "", false
 }
 
-// number reads a JSON number literal per RFC 8259.
-func (p *parser) number() (string, bool) {
+// number reads a JSON number literal per RFC 8259. The slice is p's:
+// strconv parses string(lit) without copying it.
+func (p *parser) number() ([]byte, bool) {
 	start := p.i
 	p.eat('-')
 	switch {
@@ -317,11 +377,11 @@ func (p *parser) number() (string, bool) {
 	case p.i < len(p.b) && p.b[p.i] >= '1' && p.b[p.i] <= '9':
 		p.digits()
 	default:
-		return "", false
+		return nil, false
 	}
 	if p.eat('.') {
 		if p.digits() == 0 {
-			return "", false
+			return nil, false
 		}
 	}
 	if p.eat('e') || p.eat('E') {
@@ -329,10 +389,10 @@ func (p *parser) number() (string, bool) {
 			p.eat('-')
 		}
 		if p.digits() == 0 {
-			return "", false
+			return nil, false
 		}
 	}
-	return string(p.b[start:p.i]), true
+	return p.b[start:p.i], true
 }
 
 func (p *parser) digits() int {

@@ -112,6 +112,7 @@ type message struct {
 	topic    string
 	payload  []byte
 	ack      func()
+	acker    mqtt.Message // acknowledged instead of ack, when set
 	id       string
 	kind     Kind
 	readings []devices.Reading
@@ -130,6 +131,30 @@ type Ingester struct {
 	suppress  atomic.Int64
 	stopping  chan struct{} // closed when the ingester takes no more messages
 	dropped   brokerDrops
+
+	slabMu sync.Mutex
+	slab   []devices.Reading // what decoded readings are carved from
+}
+
+// slabSize is how many readings one allocation makes room for: decoding a
+// message takes its readings from a slab rather than a slice of its own.
+const slabSize = 4096
+
+// decode decodes a telemetry payload into readings carved from the slab.
+// The slab is never written again once carved, so a message's readings stay
+// its own for as long as they are referenced.
+func (in *Ingester) decode(id string, payload []byte, now int64) ([]devices.Reading, []*Rejection, *Rejection) {
+	in.slabMu.Lock()
+	defer in.slabMu.Unlock()
+	if cap(in.slab)-len(in.slab) < 64 {
+		in.slab = make([]devices.Reading, 0, slabSize)
+	}
+	free := in.slab[len(in.slab):]
+	rs, skipped, rej := DecodeTelemetry(free, id, payload, now)
+	if len(rs) > 0 && cap(rs) == cap(free) && &rs[:1][0] == &free[:1][0] {
+		in.slab = in.slab[:len(in.slab)+len(rs)]
+	}
+	return rs[:len(rs):len(rs)], skipped, rej
 }
 
 // New returns an Ingester for cfg; Run starts it.
@@ -230,7 +255,9 @@ func (in *Ingester) handle(_ mqtt.Client, msg mqtt.Message) {
 		in.reportDrops(msg.Payload())
 		return
 	}
-	in.Submit(msg.Topic(), msg.Payload(), msg.Ack)
+	// The message itself is its acknowledgement: msg.Ack as a func
+	// value would be an allocation a message.
+	in.submit(message{topic: msg.Topic(), payload: msg.Payload(), acker: msg})
 }
 
 // Submit takes one message published to topic. It decodes it and queues it
@@ -247,8 +274,14 @@ func (in *Ingester) handle(_ mqtt.Client, msg mqtt.Message) {
 // called: the message is not acknowledged, and the device sends it again;
 // so is one Submit took just as the ingester stopped.
 func (in *Ingester) Submit(topic string, payload []byte, ack func()) bool {
+	return in.submit(message{topic: topic, payload: payload, ack: ack})
+}
+
+// submit is Submit of a message with its topic, payload and
+// acknowledgement set.
+func (in *Ingester) submit(m message) bool {
+	topic, payload := m.topic, m.payload
 	in.cfg.Metrics.Received.Inc()
-	m := message{topic: topic, payload: payload, ack: ack}
 	var rej *Rejection
 	m.id, m.kind, rej = ParseTopic(topic)
 	if rej == nil {
@@ -256,7 +289,7 @@ func (in *Ingester) Submit(topic string, payload []byte, ack func()) bool {
 		case KindTelemetry:
 			var skipped []*Rejection
 			now := time.Now()
-			m.readings, skipped, rej = DecodeTelemetry(nil, m.id, payload, now.UnixMilli())
+			m.readings, skipped, rej = in.decode(m.id, payload, now.UnixMilli())
 			for _, s := range skipped {
 				in.rejected(topic, s, 1)
 			}
@@ -483,7 +516,11 @@ func (in *Ingester) commitLoop(ctx context.Context) {
 			}
 		}
 		for _, m := range group {
-			m.ack()
+			if m.acker != nil {
+				m.acker.Ack()
+			} else {
+				m.ack()
+			}
 			switch m.kind {
 			case KindTelemetry:
 				// Readings mean online: a message whose every metric was

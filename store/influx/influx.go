@@ -33,7 +33,6 @@ import (
 	influxdb2 "github.com/influxdata/influxdb-client-go/v2"
 	"github.com/influxdata/influxdb-client-go/v2/api"
 	influxhttp "github.com/influxdata/influxdb-client-go/v2/api/http"
-	"github.com/influxdata/influxdb-client-go/v2/api/write"
 
 	"iotdash/devices"
 	"iotdash/store"
@@ -75,9 +74,10 @@ type Store struct {
 	client influxdb2.Client
 	http   *http.Client
 	stream *http.Client // for Readings: no overall timeout, the context ends it
-	writer api.WriteAPIBlocking
 	query  api.QueryAPI
 	url    string // without a trailing slash
+	write  string // the write endpoint's URL, with its query
+	bufs   sync.Pool
 	token  string
 	org    string
 	bucket string
@@ -123,7 +123,7 @@ func New(cfg Config) (*Store, error) {
 		client: c,
 		http:   hc,
 		stream: &http.Client{Transport: hc.Transport},
-		writer: c.WriteAPIBlocking(cfg.Org, cfg.Bucket),
+		write:  writeURL(cfg.URL, cfg.Org, cfg.Bucket),
 		query:  c.QueryAPI(cfg.Org),
 		url:    strings.TrimSuffix(cfg.URL, "/"),
 		token:  cfg.Token,
@@ -198,87 +198,6 @@ const (
 	minTime = (math.MinInt64 + 2) / int64(time.Millisecond) // rounds toward zero: inside the range
 	maxTime = (math.MaxInt64 - 1) / int64(time.Millisecond)
 )
-
-// Append writes rs, at most BatchSize points per request. The readings of
-// one device at one time become one point; of two readings of the same
-// device, metric and time the later one wins. A batch holding an invalid
-// reading is rejected whole with EInvalid. Errors: EInvalid when a reading
-// is invalid or InfluxDB says the data is bad; EUnavailable when InfluxDB
-// cannot be reached, is failing (5xx, 429) or refuses the request (wrong
-// token, no such bucket). After an error some requests may have been
-// written: writing rs again is safe.
-func (s *Store) Append(ctx context.Context, rs []devices.Reading) error {
-	for _, r := range rs {
-		if err := r.Validate(); err != nil {
-			return err
-		}
-		if r.Time < minTime || r.Time >= maxTime {
-			return devices.Errorf(devices.EInvalid, "reading time %d ms is outside what InfluxDB can store (1677 to 2262)", r.Time)
-		}
-	}
-	pts := toPoints(rs)
-	for len(pts) > 0 {
-		n := min(len(pts), s.batch)
-		if err := s.writer.WritePoint(ctx, pts[:n]...); err != nil {
-			return writeError(err)
-		}
-		pts = pts[n:]
-	}
-	return nil
-}
-
-// toPoints turns readings into InfluxDB points, one per device and time, in
-// the order each first appears.
-func toPoints(rs []devices.Reading) []*write.Point {
-	type key struct {
-		device string
-		time   int64
-	}
-	at := make(map[key]*write.Point, len(rs))
-	points := make([]*write.Point, 0, len(rs))
-	for _, r := range rs {
-		k := key{r.Device, r.Time}
-		if p := at[k]; p != nil {
-			p.AddField(r.Metric, r.Value) // replaces a field already there
-			continue
-		}
-		p := write.NewPointWithMeasurement(Measurement).
-			AddTag(DeviceTag, r.Device).
-			AddField(r.Metric, r.Value).
-			SetTime(time.UnixMilli(r.Time))
-		at[k] = p
-		points = append(points, p)
-	}
-	return points
-}
-
-// badData are the phrases with which InfluxDB (1.8 and 2.x) says that
-// written data is wrong; another 4xx is a matter of configuration (token,
-// org, bucket) and is worth retrying once that is fixed.
-var badData = []string{"unable to parse", "partial write", "field type conflict", "beyond retention", "invalid"}
-
-// writeError gives a write error its kind.
-func writeError(err error) error {
-	var he *influxhttp.Error
-	if !errors.As(err, &he) {
-		return devices.Wrap(err, devices.EInternal, "influx: write failed")
-	}
-	code := he.StatusCode
-	switch {
-	case code == 0:
-		return devices.Wrap(err, devices.EUnavailable, "InfluxDB cannot be reached")
-	case code == http.StatusTooManyRequests || code >= 500:
-		return devices.Wrap(err, devices.EUnavailable, "InfluxDB is failing (HTTP %d)", code)
-	case code == http.StatusBadRequest || code == http.StatusUnprocessableEntity || code == http.StatusRequestEntityTooLarge:
-		msg := strings.ToLower(he.Code + " " + he.Message)
-		for _, p := range badData {
-			if strings.Contains(msg, p) {
-				return devices.Wrap(err, devices.EInvalid, "InfluxDB rejected the data (HTTP %d)", code)
-			}
-		}
-	}
-	return devices.Wrap(err, devices.EUnavailable, "InfluxDB refused the write (HTTP %d): check its token, org and bucket", code)
-}
 
 // queryError gives a query error its kind: the queries are ours, so a 4xx
 // is our fault or the configuration's.

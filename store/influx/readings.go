@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"net/url"
 	"strconv"
+	"strings"
 	"time"
 
 	"iotdash/devices"
@@ -63,12 +64,9 @@ func (s *Store) fluxCSV(ctx context.Context, flux string, from, to int64, fn fun
 	// more time compressing the answer than sending it: on loopback and
 	// LANs a raw read runs at half the speed.
 	req.Header.Set("Accept-Encoding", "identity")
-	if s.token != "" {
-		req.Header.Set("Authorization", "Token "+s.token)
-	}
-	resp, err := s.stream.Do(req)
+	resp, err := s.do(s.stream, req)
 	if err != nil {
-		return devices.Wrap(err, devices.EUnavailable, "InfluxDB cannot be reached")
+		return err
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
@@ -139,13 +137,7 @@ func (s *Store) fluxCSV(ctx context.Context, flux string, from, to int64, fn fun
 
 // statusError reads InfluxDB's error answer and gives it its kind.
 func statusError(resp *http.Response) error {
-	b, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
-	var e struct{ Message, Error string }
-	msg := string(bytes.TrimSpace(b))
-	if json.Unmarshal(b, &e) == nil && (e.Message != "" || e.Error != "") {
-		msg = e.Message + e.Error
-	}
-	cause := fmt.Errorf("HTTP %d: %s", resp.StatusCode, msg)
+	cause := fmt.Errorf("HTTP %d: %s", resp.StatusCode, answerMessage(resp))
 	if resp.StatusCode == http.StatusTooManyRequests || resp.StatusCode >= 500 {
 		return devices.Wrap(cause, devices.EUnavailable, "InfluxDB cannot answer now")
 	}
@@ -249,4 +241,28 @@ func parseTimeSlow(b []byte) (int64, bool) {
 		ms--
 	}
 	return ms, true
+}
+
+// answerMessage reads what InfluxDB says in an error answer: the message of
+// 2.x's {"code":…,"message":…} or 1.8's {"error":…}, else the body.
+func answerMessage(resp *http.Response) string {
+	b, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
+	var e struct{ Code, Message, Error string }
+	if json.Unmarshal(b, &e) == nil && (e.Message != "" || e.Error != "") {
+		return strings.TrimSpace(e.Code + " " + e.Message + e.Error)
+	}
+	return string(bytes.TrimSpace(b))
+}
+
+// do sends req through c with the Store's token, if it has one. Errors:
+// EUnavailable when InfluxDB cannot be reached.
+func (s *Store) do(c *http.Client, req *http.Request) (*http.Response, error) {
+	if s.token != "" {
+		req.Header.Set("Authorization", "Token "+s.token)
+	}
+	resp, err := c.Do(req)
+	if err != nil {
+		return nil, devices.Wrap(err, devices.EUnavailable, "InfluxDB cannot be reached")
+	}
+	return resp, nil
 }

@@ -2,30 +2,35 @@
 // disk, in front of a store that may be down (InfluxDB). The ingest
 // pipeline appends each group-committed batch and acknowledges the MQTT
 // messages only once Append has returned; Drain then moves the readings, in
-// order, to the store, and deletes them once the store has them. Readings
+// order, to the store, and forgets them once the store has them. Readings
 // so acknowledged survive a store outage and a crash of iotdash.
 //
 // A reading is delivered at least once: after a crash between a write and
-// the delete that follows it, the same batch is written again, which
-// InfluxDB takes as an overwrite of the same values.
+// the checkpoint that follows it, the same readings are written again,
+// which InfluxDB takes as an overwrite of the same values.
 //
-// It uses SQLite (modernc.org/sqlite, WAL, synchronous=FULL) as its file
-// format. It is not a store of history: nothing here can be queried, and
-// what has been drained is gone.
+// It is a log made for the job (see segment.go for the format): a directory
+// of append-only segment files of checksummed records, one record and one
+// fsync per Append, segments deleted whole once the store has every reading
+// in them, a checkpoint of how far the store has confirmed, and a torn tail
+// found and cut when it is opened. A journal of an earlier iotdash (a SQLite
+// file at the same path) is moved into it when opened. It is not a store of
+// history: nothing here can be queried, and what has been drained is gone.
 package journal
 
 import (
 	"context"
-	"database/sql"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
-	"strings"
+	"os"
+	"path/filepath"
 	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	_ "modernc.org/sqlite" // the "sqlite" database/sql driver
 
 	"iotdash/devices"
 )
@@ -43,6 +48,9 @@ type Options struct {
 	// MaxReadings bounds the readings waiting in the journal; 0 means no
 	// bound. A full journal refuses appends (see Journal.Append).
 	MaxReadings int64
+	// SegmentBytes is the size past which appends go to a new segment file
+	// (default 16 MiB): segments are deleted whole once drained.
+	SegmentBytes int64
 	// Logger receives what the journal has to say (readings set aside as
 	// bad data); nil says nothing.
 	Logger *slog.Logger
@@ -59,7 +67,8 @@ type Stats struct {
 	Full     int64 // appends refused because the journal was full
 	// Rejected counts readings the Writer refused as bad data
 	// (devices.EInvalid): they are set aside in the journal's rejected
-	// table, so that one bad reading cannot hold up all that follow.
+	// file (RejectedFile), so that one bad reading cannot hold up all that
+	// follow.
 	Rejected  int64
 	LastError string // the last write error, kept after recovery
 	Healthy   bool   // false while writes are failing
@@ -86,19 +95,31 @@ const idleWait = 2 * time.Second
 // flushBatch is the batch size Flush uses.
 const flushBatch = 5000
 
+// RejectedFile is the file in the journal's directory where readings the
+// store refused as bad data are kept, one JSON object a line.
+const RejectedFile = "rejected.jsonl"
+
 // Journal is a durable FIFO of readings. Its methods are safe for
 // concurrent use.
 type Journal struct {
-	db     *sql.DB
+	dir    string
 	max    int64
+	segMax int64
 	notify chan struct{} // signalled after each append
 	log    *slog.Logger
 
-	mu     sync.Mutex        // serialises writes to the database
-	insert map[int]*sql.Stmt // INSERTs of 1..insertRows rows, by row count
-	args   []any             // Append's reused argument list
+	mu     sync.Mutex // serialises appends and the log's end
+	head   *os.File   // the segment appends go to
+	end    position   // where the next record goes (skip is 0)
+	rec    []byte     // Append's reused record
+	closed bool
 
 	drainMu sync.Mutex // one batch in flight at a time, in order
+	done    position   // how far the store has confirmed
+	rbuf    []byte     // the drain's reused record buffer
+	batch   []devices.Reading
+	dec     decoder
+	readers map[uint64]*os.File // segments open for the drain
 	// singly counts readings still to be written one at a time, after a
 	// batch of them was refused as bad data, to find the bad ones.
 	singly int
@@ -107,31 +128,40 @@ type Journal struct {
 	stats  Stats
 }
 
-// Open opens the journal at path, creating it if need be, and counts the
-// readings it still holds.
+// Open opens the journal at path, a directory it creates if need be, cuts
+// a torn record at its end (what a crash in the middle of an append
+// leaves), and counts the readings it still holds. A SQLite journal file
+// of an earlier iotdash at path is moved into the new journal first, its
+// readings in order.
 func Open(path string, opts Options) (*Journal, error) {
-	if opts.MaxReadings < 0 {
-		return nil, devices.Errorf(devices.EInvalid, "journal: MaxReadings must not be negative")
+	if opts.MaxReadings < 0 || opts.SegmentBytes < 0 {
+		return nil, devices.Errorf(devices.EInvalid, "journal: MaxReadings and SegmentBytes must not be negative")
 	}
-	if strings.ContainsAny(path, "?#") {
-		return nil, devices.Errorf(devices.EInvalid, "journal: path %q must not contain ? or #", path)
+	if opts.SegmentBytes == 0 {
+		opts.SegmentBytes = segmentSize
 	}
-	dsn := "file:" + path + "?_pragma=busy_timeout(10000)&_pragma=journal_mode(WAL)&_pragma=synchronous(FULL)&_txlock=immediate"
-	db, err := sql.Open("sqlite", dsn)
-	if err != nil {
-		return nil, fmt.Errorf("journal: open %s: %w", path, err)
-	}
-	// One connection: SQLite writes one at a time anyway, and so no
-	// statement ever waits on another connection's lock.
-	db.SetMaxOpenConns(1)
 	log := opts.Logger
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	j := &Journal{db: db, max: opts.MaxReadings, notify: make(chan struct{}, 1), log: log.With("component", "journal")}
-	if err := j.init(); err != nil {
-		db.Close()
-		return nil, fmt.Errorf("journal: open %s: %w", path, err)
+	j := &Journal{dir: path, max: opts.MaxReadings, segMax: opts.SegmentBytes, notify: make(chan struct{}, 1), log: log.With("component", "journal"),
+		readers: map[uint64]*os.File{}}
+	old, err := setAsideSQLite(path)
+	if err != nil {
+		return nil, devices.Wrap(err, devices.EInternal, "journal: cannot move the earlier journal at %s aside", path)
+	}
+	if err := os.MkdirAll(path, 0o700); err != nil {
+		return nil, devices.Wrap(err, devices.EInternal, "journal: cannot create %s", path)
+	}
+	if err := j.recover(); err != nil {
+		j.Close()
+		return nil, devices.Wrap(err, devices.EInternal, "journal: cannot open %s", path)
+	}
+	if old != "" {
+		if err := j.migrate(old); err != nil {
+			j.Close()
+			return nil, devices.Wrap(err, devices.EInternal, "journal: cannot move the readings of the earlier journal %s", old)
+		}
 	}
 	if opts.Registerer != nil {
 		registerMetrics(opts.Registerer, j)
@@ -139,59 +169,133 @@ func Open(path string, opts Options) (*Journal, error) {
 	return j, nil
 }
 
-func (j *Journal) init() error {
-	ctx := context.Background()
-	var mode string
-	if err := j.db.QueryRowContext(ctx, "PRAGMA journal_mode").Scan(&mode); err != nil {
-		return err
-	}
-	if !strings.EqualFold(mode, "wal") {
-		return fmt.Errorf("journal_mode is %s, not wal", mode)
-	}
-	// seq orders the queue; without AUTOINCREMENT SQLite gives each new row
-	// one more than the largest there, which keeps the order.
-	_, err := j.db.ExecContext(ctx, `
-CREATE TABLE IF NOT EXISTS readings (
-	seq    INTEGER PRIMARY KEY,
-	device TEXT NOT NULL,
-	metric TEXT NOT NULL,
-	t      INTEGER NOT NULL,
-	v      REAL NOT NULL
-);
-CREATE TABLE IF NOT EXISTS rejected (
-	id     INTEGER PRIMARY KEY,
-	device TEXT NOT NULL,
-	metric TEXT NOT NULL,
-	t      INTEGER NOT NULL,
-	v      REAL NOT NULL,
-	error  TEXT NOT NULL,
-	at     INTEGER NOT NULL
-);`)
+// recover finds the confirmed position and the end of the log, checking
+// every record in between (and counting their readings), and cuts the last
+// segment after its last whole record.
+func (j *Journal) recover() error {
+	segs, err := segments(j.dir)
 	if err != nil {
 		return err
 	}
-	j.insert = map[int]*sql.Stmt{}
-	var n int64
-	if err := j.db.QueryRowContext(ctx, "SELECT count(*) FROM readings").Scan(&n); err != nil {
+	start, ok := readCheckpoint(j.dir)
+	if len(segs) == 0 {
+		segs = []uint64{max(start.seg, 1)}
+	}
+	if !ok || start.seg < segs[0] || start.seg > segs[len(segs)-1] {
+		start = position{seg: segs[0]}
+	}
+	// Segments before the confirmed one are leftovers of a crash between
+	// the checkpoint and their removal.
+	for _, seg := range segs {
+		if seg < start.seg {
+			os.Remove(segmentName(j.dir, seg))
+		}
+	}
+	var backlog int64
+	var buf []byte
+	for _, seg := range segs {
+		if seg < start.seg {
+			continue
+		}
+		last := seg == segs[len(segs)-1]
+		f, err := os.OpenFile(segmentName(j.dir, seg), os.O_RDWR|os.O_CREATE, 0o600)
+		if err != nil {
+			return err
+		}
+		if fi, err := f.Stat(); err == nil && fi.Size() == 0 && last {
+			if err := preallocate(f, j.segMax); err != nil {
+				f.Close()
+				return err
+			}
+		}
+		off := int64(0)
+		if seg == start.seg {
+			off = start.off
+		}
+		for {
+			var payload []byte
+			next := off
+			payload, next, buf, err = readRecord(f, off, buf)
+			if err == nil {
+				var n int64
+				if n, err = readingCount(payload); err == nil {
+					if seg == start.seg && off == start.off {
+						n = max(n-start.skip, 0)
+					}
+					backlog += n
+					off = next
+					continue
+				}
+			}
+			if err == io.EOF {
+				break
+			}
+			if !last || !(errors.Is(err, errTorn) || errors.Is(err, errCodec)) {
+				f.Close()
+				return fmt.Errorf("segment %s is damaged at offset %d (%w): move it away to start without it", segmentName(j.dir, seg), off, err)
+			}
+			// A torn tail: the append it held never returned, so no
+			// message of it was acknowledged. Cut it, and zero the rest
+			// of the segment as it was made.
+			size := int64(0)
+			if fi, err := f.Stat(); err == nil {
+				size = fi.Size()
+			}
+			j.log.Warn("cutting a torn record at the end of the journal (an append a crash interrupted)",
+				"segment", f.Name(), "offset", off, "size", size)
+			err := f.Truncate(off)
+			if err == nil {
+				err = f.Truncate(max(size, off))
+			}
+			if err != nil {
+				f.Close()
+				return err
+			}
+			if err := f.Sync(); err != nil {
+				f.Close()
+				return err
+			}
+			break
+		}
+		if last {
+			j.head = f
+			j.end = position{seg: seg, off: off}
+		} else {
+			f.Close()
+		}
+	}
+	if err := syncDir(j.dir); err != nil {
 		return err
 	}
-	j.stats = Stats{Backlog: n, Healthy: true}
+	if start.seg == j.end.seg && start.off > j.end.off {
+		start = j.end // a checkpoint past a cut tail
+	}
+	j.done = start
+	j.stats = Stats{Backlog: backlog, Healthy: true}
 	return nil
 }
 
-// Close closes the journal's file. Stop Drain and Flush first.
+// Close closes the journal's files. Stop Drain and Flush first.
 func (j *Journal) Close() error {
 	j.mu.Lock()
 	defer j.mu.Unlock()
-	for _, st := range j.insert {
-		st.Close()
+	j.drainMu.Lock()
+	defer j.drainMu.Unlock()
+	var err error
+	if j.head != nil && !j.closed {
+		err = j.head.Close()
 	}
-	return j.db.Close()
+	j.closed = true
+	for seg, f := range j.readers {
+		f.Close()
+		delete(j.readers, seg)
+	}
+	return err
 }
 
-// Append stores rs durably, in one transaction, before it returns: once it
-// returns nil the readings survive a crash, and the caller may acknowledge
-// the messages they came in.
+// Append stores rs durably, in one record and one fsync, before it
+// returns: once it returns nil the readings survive a crash, and the
+// caller may acknowledge the messages they came in.
 //
 // When the journal already holds MaxReadings it stores none of rs and
 // returns a devices.EUnavailable error "journal full": the caller must then
@@ -221,7 +325,7 @@ func (j *Journal) Append(ctx context.Context, rs []devices.Reading) error {
 	if full {
 		return devices.Errorf(devices.EUnavailable, "journal full: %d readings wait for the store", backlog)
 	}
-	if err := j.appendTx(ctx, rs); err != nil {
+	if err := j.write(rs); err != nil {
 		return devices.Wrap(err, devices.EInternal, "journal: cannot store readings")
 	}
 	j.statMu.Lock()
@@ -234,44 +338,57 @@ func (j *Journal) Append(ctx context.Context, rs []devices.Reading) error {
 	return nil
 }
 
-// insertRows is the most rows one INSERT statement adds: one statement per
-// group of readings rather than one per reading is most of what an append
-// costs in CPU.
-const insertRows = 128
-
-func (j *Journal) appendTx(ctx context.Context, rs []devices.Reading) error {
-	// Statements are prepared before the transaction takes the one
-	// connection, and kept: a group's size repeats.
-	for _, n := range []int{min(len(rs), insertRows), len(rs) % insertRows} {
-		if _, ok := j.insert[n]; ok || n == 0 {
-			continue
-		}
-		q := "INSERT INTO readings (device, metric, t, v) VALUES (?, ?, ?, ?)" + strings.Repeat(", (?, ?, ?, ?)", n-1)
-		st, err := j.db.PrepareContext(ctx, q)
-		if err != nil {
+// write appends rs as one record to the head segment, starting a new one
+// first if it is full, and syncs it. On failure it cuts what it may have
+// written, so that the next append does not follow a torn record.
+func (j *Journal) write(rs []devices.Reading) error {
+	if j.closed {
+		return errors.New("journal closed")
+	}
+	if j.end.off >= j.segMax {
+		if err := j.roll(); err != nil {
 			return err
 		}
-		j.insert[n] = st
 	}
-	tx, err := j.db.BeginTx(ctx, nil)
+	j.rec = appendReadings(append(j.rec[:0], make([]byte, headerSize)...), rs)
+	frame(j.rec)
+	_, err := j.head.WriteAt(j.rec, j.end.off)
+	if err == nil {
+		err = datasync(j.head)
+	}
+	if err != nil {
+		// Zero what may have been written, so that no torn record
+		// follows the last whole one.
+		j.head.WriteAt(make([]byte, len(j.rec)), j.end.off)
+		return err
+	}
+	j.end.off += int64(len(j.rec))
+	if cap(j.rec) > 1<<20 {
+		j.rec = nil // one huge batch need not hold its memory for ever
+	}
+	return nil
+}
+
+// roll starts the next segment; the current one is complete and synced.
+func (j *Journal) roll() error {
+	next := j.end.seg + 1
+	f, err := os.OpenFile(segmentName(j.dir, next), os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600)
 	if err != nil {
 		return err
 	}
-	defer tx.Rollback()
-	for len(rs) > 0 {
-		n := min(len(rs), insertRows)
-		args := j.args[:0]
-		for _, r := range rs[:n] {
-			args = append(args, r.Device, r.Metric, r.Time, r.Value)
-		}
-		j.args = args
-		if _, err := tx.StmtContext(ctx, j.insert[n]).ExecContext(ctx, args...); err != nil {
-			return err
-		}
-		rs = rs[n:]
+	err = preallocate(f, j.segMax)
+	if err == nil {
+		err = syncDir(j.dir)
 	}
-	clear(j.args) // holds no strings until the next append
-	return tx.Commit()
+	if err != nil {
+		f.Close()
+		os.Remove(f.Name())
+		return err
+	}
+	j.head.Close()
+	j.head = f
+	j.end = position{seg: next}
+	return nil
 }
 
 // Stats returns the journal's counters.
@@ -282,15 +399,16 @@ func (j *Journal) Stats() Stats {
 }
 
 // Drain writes the journal's readings to w, oldest first, up to batch
-// readings per w.Append, deleting each batch once written, until ctx ends;
-// it then returns nil. On an empty journal it waits for Append to wake it
-// (with a timer of a few seconds as a safety net); once it has written all
-// there was, it lets appends gather for a moment (see gather). A failed write
-// is retried, the same batch, after a backoff that doubles from MinBackoff
-// to MaxBackoff; Stats reports the failures. When w refuses a batch as bad
-// data (devices.EInvalid), its readings are written again one by one, and
-// those refused again are set aside in the rejected table and counted in
-// Stats.Rejected, so that they do not hold up the rest.
+// readings per w.Append, forgetting each batch once written, until ctx
+// ends; it then returns nil. On an empty journal it waits for Append to
+// wake it (with a timer of a few seconds as a safety net); once it has
+// written all there was, it lets appends gather for a moment (see gather).
+// A failed write is retried, the same batch, after a backoff that doubles
+// from MinBackoff to MaxBackoff; Stats reports the failures. When w refuses
+// a batch as bad data (devices.EInvalid), its readings are written again
+// one by one, and those refused again are set aside in RejectedFile and
+// counted in Stats.Rejected, so that they do not hold up the rest. w must
+// not keep the slice it is given.
 func (j *Journal) Drain(ctx context.Context, w Writer, batch int) error {
 	if batch <= 0 {
 		batch = flushBatch
@@ -356,16 +474,16 @@ func (j *Journal) Flush(ctx context.Context, w Writer) error {
 }
 
 // drainBatch writes the oldest readings, up to batch of them, to w and
-// deletes them. It reports whether it made progress (false with a nil
-// error means the journal is empty) and whether it took fewer than batch,
-// all there were.
+// moves the checkpoint past them. It reports whether it made progress
+// (false with a nil error means the journal is empty) and whether it took
+// fewer than batch, all there were.
 func (j *Journal) drainBatch(ctx context.Context, w Writer, batch int) (moved, short bool, err error) {
 	j.drainMu.Lock()
 	defer j.drainMu.Unlock()
 	if j.singly > 0 {
 		batch = 1
 	}
-	first, last, rs, err := j.oldest(ctx, batch)
+	rs, next, err := j.oldest(batch)
 	if err != nil || len(rs) == 0 {
 		if err != nil && ctx.Err() == nil {
 			j.failed(err)
@@ -387,7 +505,13 @@ func (j *Journal) drainBatch(ctx context.Context, w Writer, batch int) (moved, s
 		j.singly = len(rs)
 		return true, false, nil
 	}
-	if err := j.remove(first, last, werr); err != nil {
+	if bad {
+		if err := j.setAside(rs, werr); err != nil {
+			j.failed(err)
+			return false, false, err
+		}
+	}
+	if err := j.confirm(next); err != nil {
 		j.failed(err)
 		return false, false, err
 	}
@@ -403,8 +527,8 @@ func (j *Journal) drainBatch(ctx context.Context, w Writer, batch int) (moved, s
 	}
 	j.statMu.Unlock()
 	if bad {
-		j.log.Error("the store refused a reading as bad data; it is set aside in the rejected table",
-			"device", rs[0].Device, "metric", rs[0].Metric, "time", rs[0].Time, "error", werr)
+		j.log.Error("the store refused a reading as bad data; it is set aside in the journal's rejected file",
+			"device", rs[0].Device, "metric", rs[0].Metric, "time", rs[0].Time, "file", filepath.Join(j.dir, RejectedFile), "error", werr)
 	}
 	return true, len(rs) < batch, nil
 }
@@ -417,48 +541,105 @@ func (j *Journal) failed(err error) {
 	j.stats.Healthy = false
 }
 
-// oldest reads the oldest readings, up to n, and their first and last seq.
-func (j *Journal) oldest(ctx context.Context, n int) (first, last int64, rs []devices.Reading, err error) {
-	rows, err := j.db.QueryContext(ctx, "SELECT seq, device, metric, t, v FROM readings ORDER BY seq LIMIT ?", n)
-	if err != nil {
-		return 0, 0, nil, err
-	}
-	defer rows.Close()
-	for rows.Next() {
-		var r devices.Reading
-		if err := rows.Scan(&last, &r.Device, &r.Metric, &r.Time, &r.Value); err != nil {
-			return 0, 0, nil, err
+// oldest reads the oldest readings not yet confirmed, up to n, into the
+// drain's reused slice, and returns where the readings after them start.
+func (j *Journal) oldest(n int) ([]devices.Reading, position, error) {
+	j.mu.Lock()
+	end := j.end
+	j.mu.Unlock()
+	rs := j.batch[:0]
+	p := j.done
+	for len(rs) < n && p.before(end) {
+		f, err := j.reader(p.seg)
+		if err != nil {
+			return nil, p, err
 		}
-		if len(rs) == 0 {
-			first = last
+		payload, next, buf, err := readRecord(f, p.off, j.rbuf)
+		j.rbuf = buf
+		if err == io.EOF && p.seg < end.seg {
+			// The end of a complete segment: go on in the next one.
+			p = position{seg: p.seg + 1}
+			continue
 		}
-		rs = append(rs, r)
+		if err != nil {
+			return nil, p, fmt.Errorf("reading %s at %d: %w", f.Name(), p.off, err)
+		}
+		var took int64
+		rs, took, err = j.dec.decode(rs, payload, p.skip, int64(n-len(rs)))
+		if err != nil {
+			return nil, p, fmt.Errorf("reading %s at %d: %w", f.Name(), p.off, err)
+		}
+		count, _ := readingCount(payload)
+		if p.skip+took < count {
+			p.skip += took
+		} else {
+			p = position{seg: p.seg, off: next}
+		}
 	}
-	return first, last, rs, rows.Err()
+	j.batch = rs
+	return rs, p, nil
 }
 
-// remove deletes the readings first..last from the queue, keeping them in
-// the rejected table if rejected is not nil. It runs to the end even when
-// the drain's context has ended, as the write it follows has happened.
-func (j *Journal) remove(first, last int64, rejected error) error {
-	j.mu.Lock()
-	defer j.mu.Unlock()
-	ctx := context.Background()
-	tx, err := j.db.BeginTx(ctx, nil)
+// reader returns segment seg open for reading.
+func (j *Journal) reader(seg uint64) (*os.File, error) {
+	if f := j.readers[seg]; f != nil {
+		return f, nil
+	}
+	f, err := os.Open(segmentName(j.dir, seg))
+	if err != nil {
+		return nil, err
+	}
+	j.readers[seg] = f
+	return f, nil
+}
+
+// confirm records that the store has every reading before p: it writes the
+// checkpoint and deletes the segments wholly before p. The checkpoint is
+// not synced: if a crash loses it, the readings since the last one that
+// reached the disk are written again, which the store takes as an
+// overwrite.
+func (j *Journal) confirm(p position) error {
+	if err := os.WriteFile(filepath.Join(j.dir, checkpointName), encodeCheckpoint(p), 0o600); err != nil {
+		return err
+	}
+	old := j.done
+	j.done = p
+	for seg := old.seg; seg < p.seg; seg++ {
+		if f := j.readers[seg]; f != nil {
+			f.Close()
+			delete(j.readers, seg)
+		}
+		if err := os.Remove(segmentName(j.dir, seg)); err != nil && !os.IsNotExist(err) {
+			j.log.Warn("removing a drained journal segment", "error", err)
+		}
+	}
+	return nil
+}
+
+// rejected is a line of RejectedFile.
+type rejected struct {
+	devices.Reading
+	Error string `json:"error"`
+	At    int64  `json:"at"` // Unix ms
+}
+
+// setAside keeps readings the store refused in RejectedFile, synced.
+func (j *Journal) setAside(rs []devices.Reading, why error) error {
+	f, err := os.OpenFile(filepath.Join(j.dir, RejectedFile), os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600)
 	if err != nil {
 		return err
 	}
-	defer tx.Rollback()
-	if rejected != nil {
-		_, err := tx.ExecContext(ctx, `INSERT INTO rejected (device, metric, t, v, error, at)
-			SELECT device, metric, t, v, ?, ? FROM readings WHERE seq BETWEEN ? AND ? ORDER BY seq`,
-			rejected.Error(), time.Now().UnixMilli(), first, last)
-		if err != nil {
+	enc := json.NewEncoder(f)
+	now := time.Now().UnixMilli()
+	for _, r := range rs {
+		if err := enc.Encode(rejected{Reading: r, Error: why.Error(), At: now}); err != nil {
+			f.Close()
 			return err
 		}
 	}
-	if _, err := tx.ExecContext(ctx, "DELETE FROM readings WHERE seq BETWEEN ? AND ?", first, last); err != nil {
+	if err := f.Sync(); err != nil {
+		f.Close()
 		return err
 	}
-	return tx.Commit()
+	return f.Close()
 }

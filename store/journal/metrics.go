@@ -13,7 +13,7 @@ func registerMetrics(reg prometheus.Registerer, j *Journal) {
 			func() float64 { return float64(j.Stats().Failures) }),
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "iotdash_journal_full_total", Help: "Appends refused because the journal was full (the messages stay at the broker)."},
 			func() float64 { return float64(j.Stats().Full) }),
-		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "iotdash_journal_rejected_total", Help: "Readings InfluxDB refused as bad data, set aside in the journal's rejected table."},
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "iotdash_journal_rejected_total", Help: "Readings InfluxDB refused as bad data, set aside in the journal's rejected file."},
 			func() float64 { return float64(j.Stats().Rejected) }),
 	)
 }

@@ -1,0 +1,356 @@
+package benchpeers
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"text/tabwriter"
+	"time"
+
+	mqtt "github.com/eclipse/paho.mqtt.golang"
+
+	"iotdash/internal/testenv"
+)
+
+func TestMain(m *testing.M) { testenv.Main(m) }
+
+// The load of the issue's table: 100 devices, 4 publisher connections.
+const (
+	devicesN = 100
+	conns    = 4
+)
+
+// load is one row of the table.
+type load struct {
+	name     string
+	id       string // the subtests' name
+	messages int
+	qos      byte
+	rate     int // messages/s in all; 0 is as fast as the publisher goes
+}
+
+var loads = []load{
+	{"200,000 QoS 1 at 20,000 msg/s", "qos1-20k", 200_000, 1, 20_000},
+	{"400,000 QoS 0 at 60,000 msg/s", "qos0-60k", 400_000, 0, 60_000},
+	{"400,000 QoS 0, as fast as the publisher goes", "qos0-max", 400_000, 0, 0},
+}
+
+// result is what one consumer did with one load.
+type result struct {
+	stored  int64
+	elapsed time.Duration // from the first publish until InfluxDB's count last grew
+	cpu     time.Duration // the consumer's user+system CPU meanwhile
+	sent    int64
+}
+
+func (r result) perMessage() float64 {
+	return float64(r.cpu.Microseconds()) / float64(max(r.stored, 1))
+}
+
+func (r result) rate() float64 { return float64(r.stored) / r.elapsed.Seconds() }
+
+// TestPeers runs each load through Telegraf, then through iotdash, each with
+// a Mosquitto of its own (default settings) and a database of its own on one
+// InfluxDB 1.8.10, and prints the table and the ratios. It fails if either
+// consumer stores fewer or more points than were published.
+//
+//	IOTDASH_TELEGRAF=/path/to/telegraf go test -run Peers -v -timeout 30m ./scripts/benchpeers
+func TestPeers(t *testing.T) {
+	telegraf := os.Getenv("IOTDASH_TELEGRAF")
+	if telegraf == "" {
+		t.Skip("the peer benchmark needs Telegraf: run `make bench-peers` (scripts/bench-peers.sh builds it)")
+	}
+	bin := filepath.Join(t.TempDir(), "iotdash")
+	if out, err := exec.Command("go", "build", "-o", bin, "iotdash/cmd/iotdash").CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	type row struct {
+		load
+		telegraf, iotdash result
+	}
+	var rows []row
+	for _, l := range loads {
+		r := row{load: l}
+		r.telegraf = runPeer(t, "telegraf-"+l.id, l, func(t *testing.T, mq *testenv.Mosquitto, ix *testenv.InfluxDB) (int, string) {
+			return startTelegraf(t, telegraf, mq, ix), ""
+		})
+		r.iotdash = runPeer(t, "iotdash-"+l.id, l, func(t *testing.T, mq *testenv.Mosquitto, ix *testenv.InfluxDB) (int, string) {
+			return startIotdash(t, bin, mq, ix)
+		})
+		rows = append(rows, r)
+	}
+	var sb strings.Builder
+	tw := tabwriter.NewWriter(&sb, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "load\tTelegraf: CPU/msg\tiotdash: CPU/msg\tTelegraf: stored, time\tiotdash: stored, time\tCPU ratio (T/i)\trate ratio (i/T)")
+	for _, r := range rows {
+		fmt.Fprintf(tw, "%s\t%.1f µs\t%.1f µs\t%d in %.1f s (%.0fk msg/s)\t%d in %.1f s (%.0fk msg/s)\t%.2f×\t%.2f×\n", r.name,
+			r.telegraf.perMessage(), r.iotdash.perMessage(),
+			r.telegraf.stored, r.telegraf.elapsed.Seconds(), r.telegraf.rate()/1000,
+			r.iotdash.stored, r.iotdash.elapsed.Seconds(), r.iotdash.rate()/1000,
+			r.telegraf.perMessage()/r.iotdash.perMessage(), r.iotdash.rate()/r.telegraf.rate())
+	}
+	tw.Flush()
+	fmt.Print(sb.String())
+	t.Logf("\n%s", sb.String())
+}
+
+// runPeer starts a Mosquitto and a database for one consumer, starts the
+// consumer with start (which returns its pid once it is subscribed),
+// publishes l, and waits until InfluxDB holds every message published.
+//
+// With IOTDASH_BENCH_PROFILE=DIR, a consumer that serves Go's profiler
+// (profile is not "") is profiled for 5 s while the load runs, into
+// DIR/NAME.pprof.
+func runPeer(t *testing.T, name string, l load, start func(*testing.T, *testenv.Mosquitto, *testenv.InfluxDB) (pid int, profile string)) result {
+	var res result
+	t.Run(name, func(t *testing.T) {
+		mq := testenv.StartMosquitto(t)
+		ix := testenv.StartInfluxDB(t)
+		pid, profile := start(t, mq, ix)
+		if dir := os.Getenv("IOTDASH_BENCH_PROFILE"); dir != "" && profile != "" {
+			go saveProfile(t, profile, filepath.Join(dir, name+".pprof"))
+		}
+		cpu0 := cpuTime(t, pid)
+		began := time.Now()
+		res.sent = publish(t, mq.URL, l)
+		want := res.sent
+		if res.sent != int64(l.messages) {
+			t.Errorf("the publisher sent %d messages, want %d", res.sent, l.messages)
+		}
+		// Wait until InfluxDB holds every message, or until the count
+		// stops moving for 15 s (a loss).
+		last, lastMove := int64(-1), time.Now()
+		for {
+			n := count(t, ix)
+			if n != last {
+				last, lastMove = n, time.Now()
+			}
+			if n >= want || time.Since(lastMove) > 15*time.Second {
+				res.stored = n
+				break
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+		res.elapsed = lastMove.Sub(began) // until the last reading arrived
+		res.cpu = cpuTime(t, pid) - cpu0
+		if res.stored != want {
+			t.Errorf("InfluxDB holds %d points, want %d (one per message)", res.stored, want)
+		}
+	})
+	return res
+}
+
+// publish sends l's messages over 4 connections, device d on connection
+// d%4, each message {"ts":…,"seq":…,"temperature":…,"humidity":…}, and
+// returns how many it sent (with QoS 1, how many the broker acknowledged).
+// ts is the run's start plus the device's seq in milliseconds, so that
+// every message is one point of its own in InfluxDB.
+func publish(t *testing.T, broker string, l load) int64 {
+	t0 := time.Now().UnixMilli()
+	var sent atomic.Int64
+	var wg sync.WaitGroup
+	start := time.Now()
+	for c := range conns {
+		cl := mqtt.NewClient(mqtt.NewClientOptions().AddBroker(broker).
+			SetClientID(fmt.Sprintf("bench-pub-%d", c)).SetCleanSession(true).
+			SetMaxResumePubInFlight(1000).SetWriteTimeout(30 * time.Second))
+		if tok := cl.Connect(); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
+			t.Fatalf("publisher: connect: %v", tok.Error())
+		}
+		defer cl.Disconnect(100)
+		wg.Go(func() {
+			pending := make(chan mqtt.Token, 20000)
+			done := make(chan struct{})
+			go func() {
+				defer close(done)
+				for tok := range pending {
+					// A token of a connection that was lost may never
+					// complete: such a message counts as not sent.
+					if tok.WaitTimeout(30*time.Second) && tok.Error() == nil {
+						sent.Add(1)
+					}
+				}
+			}()
+			share := l.messages / conns
+			var buf []byte
+			for i := range share {
+				if l.rate > 0 && i%100 == 0 {
+					// Paced: message i of this connection is due at
+					// i / (rate/conns) seconds.
+					due := start.Add(time.Duration(float64(i) / float64(l.rate/conns) * float64(time.Second)))
+					if d := time.Until(due); d > 0 {
+						time.Sleep(d)
+					}
+				}
+				dev := c + conns*(i%(devicesN/conns))
+				seq := int64(i / (devicesN / conns))
+				buf = payload(buf[:0], t0+seq, seq)
+				pending <- cl.Publish("devices/peer-"+strconv.Itoa(dev)+"/telemetry", l.qos, false, append([]byte(nil), buf...))
+			}
+			close(pending)
+			<-done
+		})
+	}
+	wg.Wait()
+	return sent.Load()
+}
+
+func payload(b []byte, ts, seq int64) []byte {
+	b = append(b, `{"ts":`...)
+	b = strconv.AppendInt(b, ts, 10)
+	b = append(b, `,"seq":`...)
+	b = strconv.AppendInt(b, seq, 10)
+	b = append(b, `,"temperature":`...)
+	b = strconv.AppendFloat(b, 18+float64(seq%100)/10, 'f', 1, 64)
+	b = append(b, `,"humidity":`...)
+	b = strconv.AppendFloat(b, 35+float64(seq%250)/10, 'f', 1, 64)
+	return append(b, '}')
+}
+
+// count asks InfluxDB how many points of measurement telemetry have a seq.
+func count(t *testing.T, ix *testenv.InfluxDB) int64 {
+	u := ix.URL + "/query?" + url.Values{"db": {ix.Database}, "q": {"SELECT count(seq) FROM telemetry"}}.Encode()
+	resp, err := http.Get(u)
+	if err != nil {
+		t.Fatalf("counting in InfluxDB: %v", err)
+	}
+	defer resp.Body.Close()
+	var v struct {
+		Results []struct {
+			Series []struct {
+				Values [][]any `json:"values"`
+			} `json:"series"`
+		} `json:"results"`
+	}
+	dec := json.NewDecoder(resp.Body)
+	dec.UseNumber()
+	if err := dec.Decode(&v); err != nil {
+		t.Fatalf("counting in InfluxDB: %v", err)
+	}
+	if len(v.Results) == 0 || len(v.Results[0].Series) == 0 || len(v.Results[0].Series[0].Values) == 0 {
+		return 0
+	}
+	n, _ := v.Results[0].Series[0].Values[0][1].(json.Number).Int64()
+	return n
+}
+
+// cpuTime returns the user+system CPU time the process pid has used.
+func cpuTime(t *testing.T, pid int) time.Duration {
+	raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := strings.Fields(string(raw[strings.LastIndexByte(string(raw), ')')+2:]))
+	ut, _ := strconv.ParseInt(f[11], 10, 64)
+	st, _ := strconv.ParseInt(f[12], 10, 64)
+	return time.Duration(ut+st) * time.Second / 100 // USER_HZ is 100 on Linux
+}
+
+// startProcess runs a program until the test ends and returns its output.
+func startProcess(t *testing.T, env []string, name string, args ...string) (*exec.Cmd, *testenv.Buffer) {
+	out := &testenv.Buffer{}
+	cmd := exec.Command(name, args...)
+	cmd.Stdout, cmd.Stderr = out, out
+	cmd.Env = append(os.Environ(), env...)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		cmd.Process.Kill()
+		cmd.Wait()
+		if t.Failed() {
+			t.Logf("%s output:\n%s", filepath.Base(name), out.String())
+		}
+	})
+	return cmd, out
+}
+
+// startTelegraf runs Telegraf with mqtt_consumer (persistent session, QoS 1
+// subscription, JSON with ts in ms) and influxdb_v2 (batches of 5000, flushed
+// every 100 ms), and returns its pid once it is subscribed.
+func startTelegraf(t *testing.T, telegraf string, mq *testenv.Mosquitto, ix *testenv.InfluxDB) int {
+	conf := fmt.Sprintf(`[agent]
+  interval = "10s"
+  flush_interval = "100ms"
+  flush_jitter = "0s"
+  metric_batch_size = 5000
+  omit_hostname = true
+
+[[inputs.mqtt_consumer]]
+  servers = [%q]
+  topics = ["devices/+/telemetry"]
+  qos = 1
+  persistent_session = true
+  client_id = "telegraf-bench"
+  topic_tag = ""
+  name_override = "telemetry"
+  data_format = "json"
+  json_time_key = "ts"
+  json_time_format = "unix_ms"
+  [[inputs.mqtt_consumer.topic_parsing]]
+    topic = "devices/+/telemetry"
+    tags = "_/device/_"
+
+[[outputs.influxdb_v2]]
+  urls = [%q]
+  token = "unused"
+  organization = "unused"
+  bucket = %q
+`, mq.URL, ix.URL, ix.Bucket)
+	path := filepath.Join(t.TempDir(), "telegraf.conf")
+	if err := os.WriteFile(path, []byte(conf), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cmd, out := startProcess(t, nil, telegraf, "--config", path, "--debug")
+	testenv.WaitFor(t, 30*time.Second, "Telegraf to connect to the broker", func() bool {
+		return strings.Contains(out.String(), "Connected [")
+	})
+	return cmd.Process.Pid
+}
+
+// startIotdash runs iotdash against the broker and InfluxDB and returns its
+// pid once /readyz says it is subscribed, and the URL of its CPU profile.
+func startIotdash(t *testing.T, bin string, mq *testenv.Mosquitto, ix *testenv.InfluxDB) (int, string) {
+	addr := fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t))
+	cmd, _ := startProcess(t, []string{"IOTDASH_ADMIN_PASSWORD=bench-admin-password"}, bin,
+		"-http", addr, "-data", t.TempDir(), "-log-level", "warn", "-pprof",
+		"-mqtt", mq.URL, "-influx-url", ix.URL, "-influx-bucket", ix.Bucket)
+	testenv.WaitFor(t, 30*time.Second, "iotdash /readyz", func() bool {
+		resp, err := http.Get("http://" + addr + "/readyz")
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		return resp.StatusCode == http.StatusOK
+	})
+	return cmd.Process.Pid, "http://admin:bench-admin-password@" + addr + "/debug/pprof/profile?seconds=5"
+}
+
+// saveProfile fetches a CPU profile into path.
+func saveProfile(t *testing.T, url, path string) {
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Logf("profile: %v", err)
+		return
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err == nil {
+		err = os.WriteFile(path, b, 0o644)
+	}
+	if err != nil {
+		t.Logf("profile: %v", err)
+	}
+}

@@ -77,6 +77,9 @@ type Options struct {
 	// Alerts, if not nil, gives the alerts the device page draws on its
 	// charts.
 	Alerts AlertSource
+	// Events, if not nil, is the event log the device page's availability
+	// strip is read from.
+	Events EventLog
 }
 
 // AlertSource lists alerts by state ("" for all): alerts.Engine.
@@ -168,6 +171,7 @@ func DevicePageWithHistory(f Fleet, o Options) http.Handler {
 			addCharts(r.Context(), h, &m, log)
 		}
 		addAlerts(&m, o.Alerts, now)
+		addAvailability(r.Context(), o.Events, &m, now, log)
 		render(w, r, log, http.StatusOK, DeviceView(m))
 	})
 }

@@ -121,6 +121,17 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return fmt.Errorf("reading the fleet registry in -data %s: %w", c.dataDir, err)
 	}
 	fleet.Restore(known)
+	// What happened (presence and out-of-range episodes), in the same state file.
+	events, err := sqlite.OpenEvents(filepath.Join(c.dataDir, "fleet.db"), 0)
+	if err != nil {
+		return fmt.Errorf("opening the event log in -data %s: %w", c.dataDir, err)
+	}
+	cl.add(events.Close)
+	ongoing, err := events.Events(ctx, devices.EventQuery{Ongoing: true, Limit: devices.DefaultMaxDevices * devices.DefaultMaxMetrics})
+	if err != nil {
+		return fmt.Errorf("reading the event log in -data %s: %w", c.dataDir, err)
+	}
+	fleet.RestoreEvents(ongoing)
 
 	// People: users, sessions and API tokens, in the same state file.
 	docs, err := sqlite.OpenDocs(filepath.Join(c.dataDir, "fleet.db"))
@@ -137,7 +148,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	cl.add(task(ctx, func(ctx context.Context) { fleet.Run(ctx, time.Second) }))
 	// Not ended by ctx but by its closer, so that its last save comes
 	// after the ingester's last message.
-	cl.add(task(context.WithoutCancel(ctx), func(ctx context.Context) { fleet.Keep(ctx, registry, time.Second, log) }))
+	cl.add(task(context.WithoutCancel(ctx), func(ctx context.Context) { fleet.Keep(ctx, registry, events, time.Second, log) }))
 
 	// Storage: the embedded store, or InfluxDB behind the on-disk journal.
 	var (
@@ -314,7 +325,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		csrf.AddTrustedOrigin(u.Scheme + "://" + u.Host)
 	}
 	srv := &http.Server{
-		Handler: guard.Handler(csrf.Handler(routes(deps{fleet: fleet, hub: hub, reader: reader, ingester: in, registry: reg, maxPoints: c.maxPoints,
+		Handler: guard.Handler(csrf.Handler(routes(deps{fleet: fleet, hub: hub, reader: reader, ingester: in, registry: reg, events: events, maxPoints: c.maxPoints,
 			maxExportRange: c.maxExportRange, queryTimeout: c.queryTimeout, exportTimeout: c.exportTimeout, pprof: c.pprof, zone: c.zone, auth: people,
 			alerts: rules, notifier: notifier, credentials: credentials, boards: boards.New(docs, boards.Limits{}), log: log, maxExports: c.exportsMax, exportsPer: c.exportsPerClient, apiMetrics: api.NewMetrics(reg)})),
 			guard.Options{Hosts: hosts, CSP: views.ContentSecurityPolicy, Logger: log}),

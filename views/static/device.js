@@ -182,6 +182,7 @@ export function init(live) {
     }
     showInputs();
     load([...charts.values()]);
+    live.refreshSoon(); // the parts the server draws for the range: the availability strip
   }
 
   // custom reads the custom inputs, or says what is wrong with them.

@@ -218,8 +218,7 @@ func (r Request) filename() string {
 	} else {
 		name += strconv.Itoa(len(r.Devices)*len(r.Metrics)) + "-series"
 	}
-	stamp := func(ms int64) string { return time.UnixMilli(ms).UTC().Format("20060102T150405Z") }
-	name += "_" + stamp(r.From) + "_" + stamp(r.To)
+	name += "_" + fileStamp(r.From) + "_" + fileStamp(r.To)
 	if r.Layout == LayoutWide {
 		name += "_wide"
 	}
@@ -228,6 +227,9 @@ func (r Request) filename() string {
 	}
 	return name + "_" + formatSpan(r.Step) + "-" + string(r.Agg) + ".csv"
 }
+
+// fileStamp is ms as a download's file name holds it: 20260101T000000Z.
+func fileStamp(ms int64) string { return time.UnixMilli(ms).UTC().Format("20060102T150405Z") }
 
 // appendCSVNumber writes f as devices.AppendNumber does, and nothing if it
 // is not finite.

@@ -185,8 +185,7 @@ func writeEventsCSV(w http.ResponseWriter, req EventRequest, es []devices.Event,
 	if req.Device != "" {
 		name += "_" + req.Device
 	}
-	stamp := func(ms int64) string { return time.UnixMilli(ms).UTC().Format("20060102T150405Z") }
-	name += "_" + stamp(req.From) + "_" + stamp(req.To) + ".csv"
+	name += "_" + fileStamp(req.From) + "_" + fileStamp(req.To) + ".csv"
 	h := w.Header()
 	h.Set("Content-Type", "text/csv; charset=utf-8")
 	h.Set("Cache-Control", "no-store")

@@ -266,3 +266,36 @@ func newEventRow(e devices.Event, d devices.Device, now time.Time) EventRow {
 	}
 	return row
 }
+
+// Download is one link to the device's history as CSV over the page's
+// range: what /api/v1/query exports.
+type Download struct{ Label, URL string }
+
+// Downloads are the device page's CSV links for its range: the raw
+// readings of every metric, a row per reading or a row per time with a
+// column per metric. A relative range is asked as such, so that the link
+// reads up to the moment it is followed.
+func (m DeviceModel) Downloads() []Download {
+	if len(m.Device.Metrics) == 0 {
+		return nil
+	}
+	v := url.Values{"device": {m.Device.ID}, "step": {"raw"}, "format": {"csv"}, "tz": {m.TZ}}
+	metrics := make([]string, len(m.Device.Metrics))
+	for i, mt := range m.Device.Metrics {
+		metrics[i] = mt.Name
+	}
+	v.Set("metric", strings.Join(metrics, ","))
+	if m.Range.Custom() {
+		v.Set("from", strconv.FormatInt(m.Range.From, 10))
+		v.Set("to", strconv.FormatInt(m.Range.To, 10))
+	} else {
+		v.Set("from", "-"+m.Range.Name)
+		v.Set("to", "now")
+	}
+	long := "/api/v1/query?" + v.Encode()
+	v.Set("layout", "wide")
+	return []Download{
+		{"a row per reading (CSV)", long},
+		{"a column per metric (CSV)", "/api/v1/query?" + v.Encode()},
+	}
+}

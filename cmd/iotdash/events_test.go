@@ -8,6 +8,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/PuerkitoBio/goquery"
+
 	"iotdash/internal/testenv"
 )
 
@@ -46,7 +48,7 @@ func TestWhatHappenedSurvivesRestart(t *testing.T) {
 	dev := publisher(t, "tcp://"+brokerAddr)
 	publish(t, dev, "devices/boiler-1/meta", true, `{"name":"Boiler 1","units":{"temperature":"°C"},"limits":{"temperature":[5,30]}}`)
 	publish(t, dev, "devices/boiler-1/status", true, "online")
-	ts := time.Now().UnixMilli()
+	ts := time.Now().UnixMilli() - 10_000 // every reading in the past, also after the restart
 	reading := func(dt int64, v float64) {
 		publish(t, dev, "devices/boiler-1/telemetry", false, fmt.Sprintf(`{"ts":%d,"temperature":%v}`, ts+dt, v))
 	}
@@ -105,5 +107,16 @@ func TestWhatHappenedSurvivesRestart(t *testing.T) {
 	device := get("/devices/boiler-1?range=1h")
 	if !strings.Contains(device, `data-testid="strip"`) || !strings.Contains(device, `class="seg-offline"`) || !strings.Contains(device, "Offline ") {
 		t.Errorf("/devices/boiler-1 has no availability strip with its offline span")
+	}
+
+	// The device page's raw download, a column per metric.
+	doc, err := goquery.NewDocumentFromReader(strings.NewReader(device))
+	if err != nil {
+		t.Fatal(err)
+	}
+	href, _ := doc.Find(`[data-testid="downloads"] a`).Last().Attr("href")
+	wide := get(href)
+	if lines := strings.Split(strings.TrimSpace(wide), "\n"); lines[0] != "time,unix_ms,temperature" || len(lines) != 7 || !strings.HasSuffix(lines[3], ",35.25") {
+		t.Errorf("%s:\n%s\nwant a column of temperature, its 6 readings exactly", href, wide)
 	}
 }

@@ -104,6 +104,9 @@ func TestWhatHappenedSurvivesRestart(t *testing.T) {
 	if lines := strings.Split(strings.TrimSpace(csv), "\n"); len(lines) != 6 || !strings.HasPrefix(lines[0], "from,to,duration_s,device,kind,what") {
 		t.Errorf("CSV:\n%s\nwant a header and 5 events", csv)
 	}
+	if m := get("/metrics"); !strings.Contains(m, "\niotdash_events_dropped_total 0\n") {
+		t.Errorf("/metrics has no iotdash_events_dropped_total of 0")
+	}
 	device := get("/devices/boiler-1?range=1h")
 	if !strings.Contains(device, `data-testid="strip"`) || !strings.Contains(device, `class="seg-offline"`) || !strings.Contains(device, "Offline ") {
 		t.Errorf("/devices/boiler-1 has no availability strip with its offline span")

@@ -24,20 +24,47 @@ import (
 // once still gets a proper error response.
 const csvFlushAt = 64 << 10
 
-// csvWriter writes a CSV answer: the header row, then one row per point.
+// csvWriter writes a CSV answer: the header row, then one row per point
+// (the long layout), or one row per time with a column per series (wide).
 type csvWriter struct {
 	w       http.ResponseWriter
 	req     Request
+	qs      []store.Query // the series, in the order asked
 	buf     []byte
 	started bool  // the response's header has been sent
 	err     error // the first write error
 	day     int64 // the day whose date is in date
 	date    []byte
+
+	// The wide layout's row being gathered: its time and each series'
+	// point, if it has one.
+	at    int64
+	cells []store.Point
+	has   []bool
 }
 
 func newCSVWriter(w http.ResponseWriter, req Request) *csvWriter {
-	c := &csvWriter{w: w, req: req, buf: make([]byte, 0, csvFlushAt+512), day: math.MinInt64}
-	c.buf = append(c.buf, "time,unix_ms,device,metric,"...)
+	c := &csvWriter{w: w, req: req, qs: req.Series(), buf: make([]byte, 0, csvFlushAt+512), day: math.MinInt64, at: math.MinInt64}
+	c.buf = append(c.buf, "time,unix_ms"...)
+	if req.Layout == LayoutWide {
+		c.cells, c.has = make([]store.Point, len(c.qs)), make([]bool, len(c.qs))
+		for _, q := range c.qs {
+			name := q.Metric
+			if len(req.Devices) > 1 {
+				name = q.Device + "/" + q.Metric
+			}
+			c.buf = append(c.buf, ',')
+			c.buf = appendCSVName(c.buf, name)
+			if req.Step > 0 && req.Agg == store.AggMinMax {
+				c.buf = append(c.buf, "_min,"...)
+				c.buf = appendCSVName(c.buf, name)
+				c.buf = append(c.buf, "_max"...)
+			}
+		}
+		c.buf = append(c.buf, '\n')
+		return c
+	}
+	c.buf = append(c.buf, ",device,metric,"...)
 	switch {
 	case req.Step == 0:
 		c.buf = append(c.buf, "value"...)
@@ -61,25 +88,88 @@ func appendCSVName(b []byte, name string) []byte {
 	return append(b, name...)
 }
 
-// row adds one point of a series; it returns the first error writing met.
-func (c *csvWriter) row(device, metric string, p store.Point) error {
+// row adds point p of series i; it returns the first error writing met.
+// Points come in time order.
+func (c *csvWriter) row(i int, p store.Point) error {
+	if c.cells != nil {
+		if p.T != c.at {
+			c.endRow()
+			c.at = p.T
+		}
+		c.cells[i], c.has[i] = p, true
+		return c.err
+	}
 	b := c.appendTime(c.buf, p.T)
 	b = append(b, ',')
 	b = strconv.AppendInt(b, p.T, 10)
 	b = append(b, ',')
-	b = appendCSVName(b, device)
+	b = appendCSVName(b, c.qs[i].Device)
 	b = append(b, ',')
-	b = appendCSVName(b, metric)
+	b = appendCSVName(b, c.qs[i].Metric)
 	b = append(b, ',')
-	b = appendCSVNumber(b, p.V)
-	if c.req.Step > 0 && c.req.Agg == store.AggMinMax {
-		b = append(b, ',')
-		b = appendCSVNumber(b, p.Max)
-	}
+	b = c.appendValue(b, p)
 	c.buf = append(b, '\n')
 	if len(c.buf) >= csvFlushAt {
 		c.flush()
 	}
+	return c.err
+}
+
+// appendValue writes p's value, or its min and max: a reading exactly, an
+// aggregate rounded to 12 significant digits, so that its float noise
+// (55.150000000000006, a mean's last bits) does not reach a spreadsheet.
+func (c *csvWriter) appendValue(b []byte, p store.Point) []byte {
+	if c.req.Step == 0 {
+		return appendCSVNumber(b, p.V)
+	}
+	b = appendCSVNumber(b, roundDigits(p.V))
+	if c.req.Agg == store.AggMinMax {
+		b = append(b, ',')
+		b = appendCSVNumber(b, roundDigits(p.Max))
+	}
+	return b
+}
+
+// roundDigits is v to 12 significant digits.
+func roundDigits(v float64) float64 {
+	r, err := strconv.ParseFloat(strconv.FormatFloat(v, 'g', 12, 64), 64)
+	if err != nil {
+		return v
+	}
+	return r
+}
+
+// endRow writes the wide layout's row being gathered, if any.
+func (c *csvWriter) endRow() {
+	if c.at == math.MinInt64 {
+		return
+	}
+	b := c.appendTime(c.buf, c.at)
+	b = append(b, ',')
+	b = strconv.AppendInt(b, c.at, 10)
+	for i, p := range c.cells {
+		b = append(b, ',')
+		if c.has[i] {
+			b = c.appendValue(b, p)
+		} else if c.req.Step > 0 && c.req.Agg == store.AggMinMax {
+			b = append(b, ',')
+		}
+		c.has[i] = false
+	}
+	c.buf = append(b, '\n')
+	c.at = math.MinInt64
+	if len(c.buf) >= csvFlushAt {
+		c.flush()
+	}
+}
+
+// finish writes what is gathered and flushes; it returns the first error
+// writing met.
+func (c *csvWriter) finish() error {
+	if c.cells != nil {
+		c.endRow()
+	}
+	c.flush()
 	return c.err
 }
 
@@ -128,13 +218,18 @@ func (r Request) filename() string {
 	} else {
 		name += strconv.Itoa(len(r.Devices)*len(r.Metrics)) + "-series"
 	}
-	stamp := func(ms int64) string { return time.UnixMilli(ms).UTC().Format("20060102T150405Z") }
-	name += "_" + stamp(r.From) + "_" + stamp(r.To)
+	name += "_" + fileStamp(r.From) + "_" + fileStamp(r.To)
+	if r.Layout == LayoutWide {
+		name += "_wide"
+	}
 	if r.Step == 0 {
 		return name + "_raw.csv"
 	}
 	return name + "_" + formatSpan(r.Step) + "-" + string(r.Agg) + ".csv"
 }
+
+// fileStamp is ms as a download's file name holds it: 20260101T000000Z.
+func fileStamp(ms int64) string { return time.UnixMilli(ms).UTC().Format("20060102T150405Z") }
 
 // appendCSVNumber writes f as devices.AppendNumber does, and nothing if it
 // is not finite.
@@ -148,7 +243,6 @@ func appendCSVNumber(b []byte, f float64) []byte {
 // writeCSV writes the answer of a query with a step: its points in time
 // order, the series of one time in the order asked.
 func writeCSV(w http.ResponseWriter, req Request, series [][]store.Point) {
-	qs := req.Series()
 	type row struct {
 		i int
 		p store.Point
@@ -170,11 +264,11 @@ func writeCSV(w http.ResponseWriter, req Request, series [][]store.Point) {
 	})
 	c := newCSVWriter(w, req)
 	for _, r := range rows {
-		if c.row(qs[r.i].Device, qs[r.i].Metric, r.p) != nil {
+		if c.row(r.i, r.p) != nil {
 			return
 		}
 	}
-	c.flush()
+	c.finish()
 }
 
 // export streams every reading of req's series as CSV in time order (the
@@ -192,23 +286,19 @@ func export(w http.ResponseWriter, r *http.Request, st Reader, req Request, opts
 	qs := req.Series()
 	var err error
 	if len(qs) == 1 {
-		q := qs[0]
-		err = st.Readings(ctx, q, func(ps []store.Point) error {
+		err = st.Readings(ctx, qs[0], func(ps []store.Point) error {
 			for _, p := range ps {
-				if err := c.row(q.Device, q.Metric, p); err != nil {
+				if err := c.row(0, p); err != nil {
 					return err
 				}
 			}
 			return nil
 		})
 	} else {
-		err = merge(ctx, st, qs, func(i int, p store.Point) error {
-			return c.row(qs[i].Device, qs[i].Metric, p)
-		})
+		err = merge(ctx, st, qs, c.row)
 	}
 	if err == nil {
-		c.flush()
-		err = c.err
+		err = c.finish()
 	}
 	if err == nil {
 		return

@@ -64,6 +64,12 @@ var openAPIExamples = []devices.Reading{
 	{Device: "boiler-1", Metric: "temperature", Time: 1767225721000, Value: 62.5},
 }
 
+// openAPIEvents are the events the examples of /api/v1/events are made of.
+var openAPIEvents = []devices.Event{
+	{Device: "boiler-1", Kind: devices.EventRange, Metric: "temperature", From: 1767225660000, To: 1767225720000, Peak: 95.5, Low: 5, High: 90},
+	{Device: "boiler-2", Kind: devices.EventPresence, Status: devices.StatusOffline, From: 1767225600000},
+}
+
 // apiServer serves the API's paths as cmd/iotdash's routes.go does, from
 // the real handlers over a real store, behind sign-in. Its URL signs in as
 // an admin (HTTP Basic); Anonymous is the same server signed in as no one.
@@ -72,6 +78,7 @@ type apiServer struct {
 	Anonymous string
 	storeDown atomic.Bool // /readyz's store check fails
 	hub       *push.Hub
+	events    *sqlite.Events
 }
 
 func newAPIServer(t *testing.T) *apiServer {
@@ -108,12 +115,20 @@ func newAPIServer(t *testing.T) *apiServer {
 		t.Fatal(err)
 	}
 	viewer := func(h http.Handler) http.Handler { return people.Require(auth.Viewer, h) }
+	if s.events, err = sqlite.OpenEvents(filepath.Join(t.TempDir(), "state.db"), 0); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.events.Close() })
+	if err := s.events.Record(context.Background(), openAPIEvents); err != nil {
+		t.Fatal(err)
+	}
 
 	mux := http.NewServeMux()
 	mux.Handle("GET /api/v1/devices", viewer(Devices(fleet)))
 	mux.Handle("GET /api/v1/devices/{id}", viewer(Device(fleet)))
 	mux.Handle("GET /api/v1/query", viewer(Query(st, QueryOptions{Fleet: fleet, Logger: slog.New(slog.DiscardHandler)})))
 	mux.Handle("GET /api/v1/openapi.json", viewer(OpenAPI()))
+	mux.Handle("GET /api/v1/events", viewer(Events(s.events, time.UTC, nil)))
 	mux.Handle("GET /healthz", Health())
 	mux.Handle("GET /readyz", Ready(
 		Check{Name: "broker", Fn: func(context.Context) error { return nil }},
@@ -183,7 +198,7 @@ func TestOpenAPIDocumentsTheHandlers(t *testing.T) {
 		got = append(got, p)
 	}
 	sort.Strings(got)
-	want := []string{"/api/v1/devices", "/api/v1/devices/{id}", "/api/v1/openapi.json", "/api/v1/query", "/healthz", "/metrics", "/readyz", "/ws"}
+	want := []string{"/api/v1/devices", "/api/v1/devices/{id}", "/api/v1/events", "/api/v1/openapi.json", "/api/v1/query", "/healthz", "/metrics", "/readyz", "/ws"}
 	if !slices.Equal(got, want) {
 		t.Errorf("documented paths: got %v, want %v", got, want)
 	}
@@ -219,8 +234,19 @@ func TestOpenAPIDocumentsTheHandlers(t *testing.T) {
 		"/api/v1/devices/{id} 400": func(t *testing.T) answer { return s.get(t, "/api/v1/devices/a%20b") },
 		"/api/v1/devices/{id} 404": func(t *testing.T) answer { return s.get(t, "/api/v1/devices/nope") },
 		"/api/v1/openapi.json 200": func(t *testing.T) answer { return s.get(t, "/api/v1/openapi.json") },
-		"/healthz 200":             func(t *testing.T) answer { return s.get(t, "/healthz") },
-		"/readyz 200":              func(t *testing.T) answer { return s.get(t, "/readyz") },
+		"/api/v1/events 200":       func(t *testing.T) answer { return s.get(t, "/api/v1/events?from=2026-01-01T00:00:00Z&kind=range") },
+		"/api/v1/events 400":       func(t *testing.T) answer { return s.get(t, "/api/v1/events?kind=alarm") },
+		"/api/v1/events 401":       func(t *testing.T) answer { return fetchURL(t, s.Anonymous+"/api/v1/events") },
+		"/api/v1/events 503": func(t *testing.T) answer {
+			ev, err := sqlite.OpenEvents(filepath.Join(t.TempDir(), "closed.db"), 0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			ev.Close()
+			return serve(t, Events(ev, time.UTC, nil), "/api/v1/events")
+		},
+		"/healthz 200": func(t *testing.T) answer { return s.get(t, "/healthz") },
+		"/readyz 200":  func(t *testing.T) answer { return s.get(t, "/readyz") },
 		"/readyz 503": func(t *testing.T) answer {
 			s.storeDown.Store(true)
 			defer s.storeDown.Store(false)

@@ -135,6 +135,8 @@ type Request struct {
 	Step    int64
 	Agg     store.Agg
 	Format  string // "json" or "csv"
+	// Layout is the CSV's: LayoutWide, or "" (LayoutLong) for a row per point.
+	Layout string
 	// Zone is the time zone whose days and hours the buckets follow, and
 	// the CSV's times are written in (nil: UTC).
 	Zone *time.Location
@@ -166,7 +168,14 @@ func (r Request) single() bool { return len(r.Devices) == 1 && len(r.Metrics) ==
 
 // queryParams are the parameters /api/v1/query reads: params.one and
 // params.list read no other, and any other in a request is refused.
-var queryParams = []string{"device", "metric", "from", "to", "step", "points", "agg", "format", "tz"}
+var queryParams = []string{"device", "metric", "from", "to", "step", "points", "agg", "format", "tz", "layout"}
+
+// The CSV layouts: a row per point (time, device, metric, value), or a row
+// per time with a column per series.
+const (
+	LayoutLong = "long"
+	LayoutWide = "wide"
+)
 
 // params reads the parameters of a request, refusing what it does not know.
 type params url.Values
@@ -299,6 +308,16 @@ func ParseQuery(v url.Values, now time.Time, opts QueryOptions) (Request, error)
 		r.Format = "csv"
 	default:
 		return r, devices.Errorf(devices.EInvalid, "format %q is not json or csv", s)
+	}
+	if s, err = p.one("layout"); err != nil {
+		return r, err
+	}
+	switch s {
+	case "", LayoutLong:
+	case LayoutWide:
+		r.Layout = LayoutWide // JSON has one shape
+	default:
+		return r, devices.Errorf(devices.EInvalid, "layout %q is not long or wide", s)
 	}
 	span := r.To - r.From
 	step, err := p.one("step")

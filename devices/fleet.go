@@ -94,6 +94,7 @@ type device struct {
 	lastMsg  int64 // arrival of the previous message, for the interval
 	interval int64 // smoothed gap between messages, ms
 	latest   map[string]Value
+	ranges   map[string]Event // out-of-range episodes going on, by metric
 }
 
 // Defaults for Limits left zero.
@@ -168,6 +169,9 @@ type Fleet struct {
 	// so that they count against the limits meanwhile without being shown.
 	pending    map[string]map[string]struct{}
 	newPending int // devices in pending and not in devices
+
+	events        map[eventKey]Event // to be saved (SaveEvents)
+	eventsDropped uint64
 }
 
 // NewFleet returns an empty fleet. onChange, if not nil, is called with each
@@ -175,7 +179,7 @@ type Fleet struct {
 // with the fleet's lock held.
 func NewFleet(onChange func(id string, s Status)) *Fleet {
 	f := &Fleet{devices: map[string]*device{}, dirty: map[string]struct{}{}, onChange: onChange, now: time.Now, staleAfter: DefaultStaleAfter,
-		pending: map[string]map[string]struct{}{}}
+		pending: map[string]map[string]struct{}{}, events: map[eventKey]Event{}}
 	f.SetLimits(Limits{})
 	return f
 }
@@ -310,10 +314,18 @@ func (f *Fleet) notify(cs []change) {
 	}
 }
 
-// setStatus records d's shown status from now and returns the change, if any.
-func (d *device) setStatus(id string, s Status, now int64, cs []change) []change {
+// setStatus records d's shown status from now, ends the presence episode
+// of the status before and begins one of s, and returns the change, if
+// any; f.mu held.
+func (f *Fleet) setStatus(d *device, id string, s Status, now int64, cs []change) []change {
 	if d.status == s {
 		return cs
+	}
+	if d.status != StatusUnknown {
+		f.event(Event{Device: id, Kind: EventPresence, Status: d.status, From: d.since, To: max(now, d.since)})
+	}
+	if s != StatusUnknown {
+		f.event(Event{Device: id, Kind: EventPresence, Status: s, From: now})
 	}
 	d.status, d.since = s, now
 	return append(cs, change{id, s})
@@ -339,6 +351,7 @@ func (f *Fleet) Seen(id string, rs []Reading) {
 		// as in the embedded store (first write wins).
 		if v, ok := d.latest[r.Metric]; !ok || r.Time > v.T {
 			d.latest[r.Metric] = Value{T: r.Time, V: r.Value}
+			f.checkRange(id, d, r.Metric, r.Time, r.Value)
 		}
 	}
 	if p, ok := f.pending[id]; ok {
@@ -350,7 +363,7 @@ func (f *Fleet) Seen(id string, rs []Reading) {
 		}
 	}
 	d.reported = StatusOnline
-	cs := d.setStatus(id, StatusOnline, now, nil)
+	cs := f.setStatus(d, id, StatusOnline, now, nil)
 	f.mu.Unlock()
 	f.notify(cs)
 }
@@ -358,7 +371,12 @@ func (f *Fleet) Seen(id string, rs []Reading) {
 // SetMeta records what a device says about itself.
 func (f *Fleet) SetMeta(id string, m Meta) {
 	f.mu.Lock()
-	f.get(id).meta = m
+	d := f.get(id)
+	d.meta = m
+	// Limits declared, changed or taken back begin or end episodes.
+	for metric, v := range d.latest {
+		f.checkRange(id, d, metric, v.T, v.V)
+	}
 	f.mu.Unlock()
 }
 
@@ -371,7 +389,7 @@ func (f *Fleet) SetPresence(id string, s Status) {
 	if s == StatusOnline && d.lastSeen == 0 {
 		d.lastSeen = now
 	}
-	cs := d.setStatus(id, s, now, nil)
+	cs := f.setStatus(d, id, s, now, nil)
 	f.mu.Unlock()
 	f.notify(cs)
 }
@@ -385,7 +403,7 @@ func (f *Fleet) CheckStale() {
 	f.mu.Lock()
 	for id, d := range f.devices {
 		if d.status == StatusOnline && now-d.lastSeen > f.silence(d) {
-			cs = d.setStatus(id, StatusStale, now, cs)
+			cs = f.setStatus(d, id, StatusStale, now, cs)
 			f.dirty[id] = struct{}{}
 		}
 	}
@@ -475,9 +493,10 @@ type Registry interface {
 
 // Restore puts the devices of an earlier run back in the fleet, as a
 // restart finds them: a device that was offline stays offline since then;
-// one that was online or stale is online from its last reading and goes
-// stale by the usual rule if it stays silent (at once, if its silence is
-// already too long); one whose status was never known stays unknown.
+// one that was stale stays stale since then; one that was online is online
+// from its last reading and goes stale by the usual rule if it stays
+// silent (at once, if its silence is already too long); one whose status
+// was never known stays unknown.
 // Devices already in the fleet are left as they are.
 func (f *Fleet) Restore(ds []Device) {
 	f.mu.Lock()
@@ -489,7 +508,7 @@ func (f *Fleet) Restore(ds []Device) {
 			lastSeen: s.LastSeen, lastMsg: s.LastSeen, interval: s.Interval, latest: make(map[string]Value, len(s.Latest))}
 		switch s.Status {
 		case StatusStale:
-			d.reported, d.status = StatusOnline, StatusOnline
+			d.reported = StatusOnline
 		case StatusOnline, StatusOffline:
 		default:
 			d.reported, d.status = StatusUnknown, StatusUnknown
@@ -532,11 +551,12 @@ func (f *Fleet) Save(ctx context.Context, r Registry) error {
 	return nil
 }
 
-// Keep saves the fleet's changes to r every interval until ctx ends, and
-// once more then, so that a clean stop loses nothing and a crash loses at
-// most the last interval's last-seen times and latest values (the
-// readings themselves are in the store).
-func (f *Fleet) Keep(ctx context.Context, r Registry, every time.Duration, log *slog.Logger) {
+// Keep saves the fleet's changes to r, and its events to l if not nil,
+// every interval until ctx ends, and once more then, so that a clean stop
+// loses nothing and a crash loses at most the last interval's last-seen
+// times, latest values and events (the readings themselves are in the
+// store).
+func (f *Fleet) Keep(ctx context.Context, r Registry, l EventLog, every time.Duration, log *slog.Logger) {
 	t := time.NewTicker(every)
 	defer t.Stop()
 	failing := false
@@ -545,14 +565,14 @@ func (f *Fleet) Keep(ctx context.Context, r Registry, every time.Duration, log *
 		case <-ctx.Done():
 			sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 			defer cancel()
-			if err := f.Save(sctx, r); err != nil {
+			if err := f.save(sctx, r, l); err != nil {
 				log.Error("saving the fleet at shutdown", "error", err)
 			}
 			return
 		case <-t.C:
 			// One line when saving starts to fail and one when it works
 			// again, not one a second.
-			switch err := f.Save(ctx, r); {
+			switch err := f.save(ctx, r, l); {
 			case err != nil && !failing:
 				failing = true
 				log.Warn("saving the fleet failed; retrying every interval", "every", every, "error", err)

@@ -78,6 +78,9 @@ type Options struct {
 	// RawRetention is how long the store keeps raw readings (0: for
 	// ever), which the device page says beside its range.
 	RawRetention time.Duration
+	// Events, if not nil, is the event log the device page's availability
+	// strip is read from.
+	Events EventLog
 }
 
 // AlertSource lists alerts by state ("" for all): alerts.Engine.
@@ -170,6 +173,7 @@ func DevicePageWithHistory(f Fleet, o Options) http.Handler {
 			addCharts(r.Context(), h, &m, log)
 		}
 		addAlerts(&m, o.Alerts, now)
+		addAvailability(r.Context(), o.Events, &m, now, log)
 		render(w, r, log, http.StatusOK, DeviceView(m))
 	})
 }

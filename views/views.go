@@ -311,6 +311,10 @@ type DeviceModel struct {
 	Kept string
 	// Charts are one per metric, in the order of Device.Metrics.
 	Charts []Chart
+	// HasAvailability says the page shows the device's presence over
+	// the range (Availability), read from the event log.
+	HasAvailability bool
+	Availability    Availability
 }
 
 // Chart is one metric's chart on the device page or a board.

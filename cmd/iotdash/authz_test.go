@@ -42,6 +42,8 @@ var matrix = map[string]struct {
 	"GET /ws":                           {"viewer", request{"GET", "/ws", nil, 426}}, // not an upgrade
 	"GET /api/v1/devices":               {"viewer", request{"GET", "/api/v1/devices", nil, 200}},
 	"GET /api/v1/devices/{id}":          {"viewer", request{"GET", "/api/v1/devices/nope", nil, 404}},
+	"GET /api/v1/events":                {"viewer", request{"GET", "/api/v1/events", nil, 200}},
+	"GET /events":                       {"viewer", request{"GET", "/events", nil, 200}},
 	"GET /api/v1/query":                 {"viewer", request{"GET", "/api/v1/query?device=nope&metric=m", nil, 404}},
 	"GET /api/v1/openapi.json":          {"viewer", request{"GET", "/api/v1/openapi.json", nil, 200}},
 	"GET /api/v1/alerts":                {"viewer", request{"GET", "/api/v1/alerts?state=firing", nil, 200}},

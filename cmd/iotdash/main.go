@@ -125,7 +125,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		fmt.Fprintf(stdout, "iotdash: simulating %d devices\n", c.simulate)
 	}
 
-	srv.Handler = guard.Handler(crossOrigin(c, routes(deps{fleet: st.fleet, hub: hub, reader: data.reader, ingester: in, registry: reg, maxPoints: c.maxPoints,
+	srv.Handler = guard.Handler(crossOrigin(c, routes(deps{fleet: st.fleet, hub: hub, reader: data.reader, ingester: in, registry: reg, events: st.events, maxPoints: c.maxPoints,
 		maxExportRange: c.maxExportRange, queryTimeout: c.queryTimeout, exportTimeout: c.exportTimeout, pprof: c.pprof, zone: c.zone, rawRetention: data.kept, auth: people,
 		alerts: rules, notifier: notifier, credentials: b.credentials, boards: boards.New(st.docs, boards.Limits{}), log: log, maxExports: c.exportsMax, exportsPer: c.exportsPerClient, apiMetrics: api.NewMetrics(reg)})),
 		guard.Options{Hosts: c.hosts(), CSP: views.ContentSecurityPolicy, Logger: log})

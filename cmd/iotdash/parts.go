@@ -45,8 +45,9 @@ func newLogger(level string, stderr io.Writer) (*slog.Logger, error) {
 // left it (saved every second and at the end, after the ingester), and
 // the documents users, boards and alert rules live in.
 type state struct {
-	fleet *devices.Fleet
-	docs  *sqlite.Docs
+	fleet  *devices.Fleet
+	docs   *sqlite.Docs
+	events *sqlite.Events
 }
 
 func openState(ctx context.Context, c config, hub *push.Hub, log *slog.Logger, cl *closers) (state, error) {
@@ -71,6 +72,17 @@ func openState(ctx context.Context, c config, hub *push.Hub, log *slog.Logger, c
 		return state{}, fmt.Errorf("reading the fleet registry in -data %s: %w", c.dataDir, err)
 	}
 	fleet.Restore(known)
+	// What happened (presence and out-of-range episodes), in the same state file.
+	events, err := sqlite.OpenEvents(filepath.Join(c.dataDir, "fleet.db"), 0)
+	if err != nil {
+		return state{}, fmt.Errorf("opening the event log in -data %s: %w", c.dataDir, err)
+	}
+	cl.add(closer(events.Close))
+	ongoing, err := events.Events(ctx, devices.EventQuery{Ongoing: true, Limit: devices.DefaultMaxDevices * devices.DefaultMaxMetrics})
+	if err != nil {
+		return state{}, fmt.Errorf("reading the event log in -data %s: %w", c.dataDir, err)
+	}
+	fleet.RestoreEvents(ongoing)
 	docs, err := sqlite.OpenDocs(filepath.Join(c.dataDir, "fleet.db"))
 	if err != nil {
 		return state{}, fmt.Errorf("opening the users in -data %s: %w", c.dataDir, err)
@@ -79,8 +91,8 @@ func openState(ctx context.Context, c config, hub *push.Hub, log *slog.Logger, c
 	cl.add(task(ctx, "the fleet's clock", func(ctx context.Context) { fleet.Run(ctx, time.Second) }))
 	// Not ended by ctx but by its closer, so that its last save comes
 	// after the ingester's last message.
-	cl.add(task(context.WithoutCancel(ctx), "saving the fleet", func(ctx context.Context) { fleet.Keep(ctx, registry, time.Second, log) }))
-	return state{fleet: fleet, docs: docs}, nil
+	cl.add(task(context.WithoutCancel(ctx), "saving the fleet", func(ctx context.Context) { fleet.Keep(ctx, registry, events, time.Second, log) }))
+	return state{fleet: fleet, docs: docs, events: events}, nil
 }
 
 // storage is where readings go and history comes from: the embedded

@@ -50,7 +50,11 @@ type deps struct {
 	notifier       *alerts.Notifier
 	credentials    broker.Credentials // the embedded broker's; nil with -mqtt
 	boards         views.BoardStore
-	log            *slog.Logger
+	events         interface {
+		views.EventLog
+		api.EventSource
+	}
+	log *slog.Logger
 }
 
 // route is one pattern iotdash serves and the least role that may use it.
@@ -64,7 +68,7 @@ type route struct {
 // the one place that says who may do what (README, Security). mux is what
 // the routes are mounted on, for the API's 404 and 405.
 func table(d deps, mux *http.ServeMux) []route {
-	pages := views.Options{History: d.reader, Zone: d.zone, Logger: d.log, RawRetention: d.rawRetention}
+	pages := views.Options{History: d.reader, Zone: d.zone, Logger: d.log, RawRetention: d.rawRetention, Events: d.events}
 	if d.alerts != nil {
 		pages.Alerts = d.alerts
 	}
@@ -109,6 +113,7 @@ func table(d deps, mux *http.ServeMux) []route {
 		{"GET /api/v1/devices", auth.Viewer, views.Compress(api.Devices(d.fleet))},
 		{"GET /api/v1/devices/{id}", auth.Viewer, views.Compress(api.Device(d.fleet))},
 		{"GET /api/v1/query", auth.Viewer, views.Compress(query)},
+		{"GET /api/v1/events", auth.Viewer, views.Compress(api.Events(d.events, d.zone, d.log))},
 		{"GET /api/v1/openapi.json", auth.Viewer, views.Compress(api.OpenAPI())},
 		{"GET /api/v1/alerts", auth.Viewer, alertAPI.List()},
 		{"POST /api/v1/alerts/{id}/{action}", auth.Operator, alertAPI.Act()},
@@ -120,6 +125,7 @@ func table(d deps, mux *http.ServeMux) []route {
 		{"/api/", auth.Viewer, api.Fallback(mux)},
 		{"/", auth.Viewer, views.NotFound()},
 
+		{"GET /events", auth.Viewer, views.EventPages{Log: d.events, Fleet: d.fleet, Options: pages}.Page()},
 		{"GET /alerts", auth.Viewer, alertPages.Page()},
 		{"POST /alerts/rules", auth.Operator, alertPages.Action()},
 		{"POST /alerts/rules/{id}/{action}", auth.Operator, alertPages.Action()},

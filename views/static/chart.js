@@ -201,7 +201,7 @@ function drawDirty() {
   theme ??= readTheme();
   for (const d of dirty) {
     if (!d.canvas.isConnected) { dirty.delete(d); continue; }
-    if (onScreen.get(d.canvas) === false || !d.size) continue; // drawn when it is in view and sized
+    if (onScreen.get(d.canvas) === false || !d.size) { d.relabelNow?.(); continue; } // drawn when it is in view and sized; its label now
     dirty.delete(d);
     d.draw();
   }
@@ -593,11 +593,16 @@ export class Chart {
     return s;
   }
 
-  draw() {
+  // relabelNow says what the chart shows to screen readers, in view or not.
+  relabelNow() {
     if (this.relabel) {
       this.relabel = false;
       this.canvas.setAttribute('aria-label', this.summary());
     }
+  }
+
+  draw() {
+    this.relabelNow();
     const { ctx, w, h } = fit(this.canvas, this.size);
     const { from, to } = this;
     const pts = this.shown();

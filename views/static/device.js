@@ -5,7 +5,7 @@
 // CSV download of what the charts show; and the refetch of any span the
 // connection missed, so that a chart has no hole the data does not have.
 
-import { Series, Chart, floorTo, localTime, wall, offsetAt, isoAt, invalidate } from '/static/chart.js';
+import { Series, Chart, floorTo, localTime, wall, offsetAt, isoAt, invalidate, span as spanWords } from '/static/chart.js';
 
 const M = 60 * 1000, H = 60 * M, D = 24 * H;
 // The range picker's choices, as views.Ranges.
@@ -123,7 +123,7 @@ export function init(live) {
   function describe() {
     const step = first.series.step;
     const what = relative() ? `the last ${LABELS[range.name]}` : `${localTime(range.from)} to ${localTime(range.to)}`;
-    const how = step ? `one point per ${step >= M ? `${step / M} min` : `${step / 1000} s`}, with its min–max band` : 'every reading';
+    const how = step ? `one point per ${spanWords(step)}, with its min–max band` : 'every reading';
     return `Showing ${what}: ${how}.`;
   }
 
@@ -176,6 +176,7 @@ export function init(live) {
     }
     showInputs();
     load([...charts.values()]);
+    live.refreshSoon(); // the parts the server draws for the range: the availability strip
   }
 
   // custom reads the custom inputs, or says what is wrong with them.

@@ -171,8 +171,8 @@ func (a AlertAPI) Rule() http.Handler {
 // a wrong type or anything after the value is an EInvalid error that says
 // which.
 func decodeBody(r *http.Request, v any) error {
-	if ct := r.Header.Get("Content-Type"); ct != "" && !strings.HasPrefix(ct, "application/json") {
-		return devices.Errorf(devices.EInvalid, "the body is JSON (Content-Type: application/json), not %s", ct)
+	if err := requireJSON(r); err != nil {
+		return err
 	}
 	dec := json.NewDecoder(io.LimitReader(r.Body, 64<<10+1))
 	dec.DisallowUnknownFields()

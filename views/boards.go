@@ -32,6 +32,8 @@ type BoardStore interface {
 	Versions(ctx context.Context, id string) ([]boards.Version, error)
 	Restore(ctx context.Context, id string, version int, who string) (boards.Board, error)
 	Import(ctx context.Context, r io.Reader, who string) (boards.Board, error)
+	// Decode reads a board's JSON (boards.Decode), counting what it refuses.
+	Decode(r io.Reader, who string) (boards.Board, error)
 	Limits() boards.Limits
 }
 
@@ -314,7 +316,7 @@ func (bp BoardPages) Save() http.Handler {
 		if !asJSON {
 			body = strings.NewReader(r.PostFormValue("board"))
 		}
-		b, err := boards.Decode(body, limits)
+		b, err := bp.Boards.Decode(body, who(r))
 		if err == nil {
 			b, err = bp.Boards.Save(r.Context(), id, b, who(r))
 		}

@@ -131,7 +131,7 @@ func boardServer(t *testing.T) (*boards.Boards, http.Handler) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { docs.Close() })
-	bs := boards.New(docs, boards.Limits{})
+	bs := boards.New(docs, boards.Options{})
 	f := testFleet()
 	f.SetMeta("boiler-1", devices.Meta{Name: "Boiler room", Kind: "boiler", Units: map[string]string{"temperature": "°C"}})
 	bp := BoardPages{Boards: bs, Fleet: f}
@@ -259,7 +259,7 @@ func BenchmarkBoard(b *testing.B) {
 		b.Fatal(err)
 	}
 	b.Cleanup(func() { docs.Close() })
-	bs := boards.New(docs, boards.Limits{})
+	bs := boards.New(docs, boards.Options{})
 	board := boards.Board{Title: "Big"}
 	types := []string{boards.TimeSeries, boards.Stat, boards.Table}
 	for i := range 30 {

@@ -13,6 +13,7 @@ import (
 	"iotdash/alerts"
 	"iotdash/api"
 	"iotdash/auth"
+	"iotdash/boards"
 	"iotdash/broker"
 	"iotdash/devices"
 	"iotdash/ingest"
@@ -48,7 +49,7 @@ type deps struct {
 	alerts         *alerts.Engine
 	notifier       *alerts.Notifier
 	credentials    broker.Credentials // the embedded broker's; nil with -mqtt
-	boards         views.BoardStore
+	boards         *boards.Boards
 	log            *slog.Logger
 }
 
@@ -75,6 +76,7 @@ func table(d deps, mux *http.ServeMux) []route {
 	alertAPI := api.AlertAPI{Alerts: d.alerts, Logger: d.log}
 	alertPages := views.AlertPages{Book: d.alerts, Deliveries: d.notifier, Options: pages}
 	board := views.BoardPages{Boards: d.boards, Fleet: d.fleet, Options: pages}
+	boardAPI := api.BoardAPI{Boards: d.boards, Logger: d.log}
 	query := api.Query(d.reader, api.QueryOptions{Zone: d.zone,
 		MaxPoints: d.maxPoints, MaxExportRange: d.maxExportRange, Timeout: d.queryTimeout, ExportTimeout: d.exportTimeout, Fleet: d.fleet, Logger: d.log,
 		MaxExports: d.maxExports, MaxExportsPerClient: d.exportsPer, Metrics: d.apiMetrics,
@@ -116,6 +118,12 @@ func table(d deps, mux *http.ServeMux) []route {
 		{"GET /api/v1/alerts/rules/{id}", auth.Viewer, alertAPI.Rule()},
 		{"PUT /api/v1/alerts/rules/{id}", auth.Operator, alertAPI.Rule()},
 		{"DELETE /api/v1/alerts/rules/{id}", auth.Operator, alertAPI.Rule()},
+		{"GET /api/v1/boards", auth.Viewer, views.Compress(boardAPI.List())},
+		{"POST /api/v1/boards", auth.Operator, boardAPI.List()},
+		{"GET /api/v1/boards/{id}", auth.Viewer, views.Compress(boardAPI.Board())},
+		{"PUT /api/v1/boards/{id}", auth.Operator, boardAPI.Board()},
+		{"DELETE /api/v1/boards/{id}", auth.Operator, boardAPI.Board()},
+		{"GET /api/v1/boards/{id}/versions", auth.Viewer, boardAPI.Versions()},
 		{"/api/", auth.Viewer, api.Fallback(mux)},
 		{"/", auth.Viewer, views.NotFound()},
 

@@ -172,3 +172,12 @@ func TestBoardAPIRefusesHostileInput(t *testing.T) {
 		t.Errorf("GET ?limit=5 = %d %s", code, got)
 	}
 }
+
+// TestBoardExampleIsABoard: the Board schema's example in openapi.json is
+// a board the API takes.
+func TestBoardExampleIsABoard(t *testing.T) {
+	ex := obj(obj(obj(loadDoc(t)["components"])["schemas"])["Board"])["example"]
+	if _, err := boards.Decode(strings.NewReader(string(mustJSON(ex))), boards.Limits{}); err != nil {
+		t.Errorf("the Board example is refused: %v", err)
+	}
+}

@@ -27,6 +27,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"iotdash/auth"
+	"iotdash/boards"
 	"iotdash/devices"
 	"iotdash/internal/testenv"
 	"iotdash/push"
@@ -72,6 +73,7 @@ type apiServer struct {
 	Anonymous string
 	storeDown atomic.Bool // /readyz's store check fails
 	hub       *push.Hub
+	board     string // the id of a board saved twice
 }
 
 func newAPIServer(t *testing.T) *apiServer {
@@ -126,6 +128,21 @@ func newAPIServer(t *testing.T) *apiServer {
 	))
 	mux.Handle("GET /metrics", people.Require(auth.Admin, promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg})))
 	mux.Handle("GET /ws", viewer(s.hub))
+	bs := boards.New(docs, boards.Options{})
+	b, err := bs.Create(context.Background(), boards.Board{Title: "Boilers", Panels: []boards.Panel{
+		{Title: "Temperatures", Type: boards.TimeSeries, Series: []boards.Series{{Selector: devices.Selector{Kind: "boiler"}, Metric: "temperature"}}}}}, "admin")
+	if err == nil {
+		b.Title = "Boiler room"
+		b, err = bs.Save(context.Background(), b.ID, b, "admin")
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.board = b.ID
+	boardAPI := BoardAPI{Boards: bs}
+	mux.Handle("GET /api/v1/boards", viewer(boardAPI.List()))
+	mux.Handle("GET /api/v1/boards/{id}", viewer(boardAPI.Board()))
+	mux.Handle("GET /api/v1/boards/{id}/versions", viewer(boardAPI.Versions()))
 	s.Server = httptest.NewServer(mux)
 	t.Cleanup(s.Close)
 	s.Anonymous = s.URL
@@ -183,7 +200,7 @@ func TestOpenAPIDocumentsTheHandlers(t *testing.T) {
 		got = append(got, p)
 	}
 	sort.Strings(got)
-	want := []string{"/api/v1/devices", "/api/v1/devices/{id}", "/api/v1/openapi.json", "/api/v1/query", "/healthz", "/metrics", "/readyz", "/ws"}
+	want := []string{"/api/v1/boards", "/api/v1/boards/{id}", "/api/v1/boards/{id}/versions", "/api/v1/devices", "/api/v1/devices/{id}", "/api/v1/openapi.json", "/api/v1/query", "/healthz", "/metrics", "/readyz", "/ws"}
 	if !slices.Equal(got, want) {
 		t.Errorf("documented paths: got %v, want %v", got, want)
 	}
@@ -212,15 +229,24 @@ func TestOpenAPIDocumentsTheHandlers(t *testing.T) {
 			st.Close()
 			return serve(t, Query(st, QueryOptions{Logger: slog.New(slog.DiscardHandler)}), q+"&step=1m")
 		},
-		"/api/v1/query 404":        func(t *testing.T) answer { return s.get(t, q+"&metric=levle") },
-		"/api/v1/devices 200":      func(t *testing.T) answer { return s.get(t, "/api/v1/devices?status=online&q=BOIL") },
-		"/api/v1/devices 400":      func(t *testing.T) answer { return s.get(t, "/api/v1/devices?state=offline") },
-		"/api/v1/devices/{id} 200": func(t *testing.T) answer { return s.get(t, "/api/v1/devices/boiler-1") },
-		"/api/v1/devices/{id} 400": func(t *testing.T) answer { return s.get(t, "/api/v1/devices/a%20b") },
-		"/api/v1/devices/{id} 404": func(t *testing.T) answer { return s.get(t, "/api/v1/devices/nope") },
-		"/api/v1/openapi.json 200": func(t *testing.T) answer { return s.get(t, "/api/v1/openapi.json") },
-		"/healthz 200":             func(t *testing.T) answer { return s.get(t, "/healthz") },
-		"/readyz 200":              func(t *testing.T) answer { return s.get(t, "/readyz") },
+		"/api/v1/query 404":                func(t *testing.T) answer { return s.get(t, q+"&metric=levle") },
+		"/api/v1/devices 200":              func(t *testing.T) answer { return s.get(t, "/api/v1/devices?status=online&q=BOIL") },
+		"/api/v1/devices 400":              func(t *testing.T) answer { return s.get(t, "/api/v1/devices?state=offline") },
+		"/api/v1/devices/{id} 200":         func(t *testing.T) answer { return s.get(t, "/api/v1/devices/boiler-1") },
+		"/api/v1/devices/{id} 400":         func(t *testing.T) answer { return s.get(t, "/api/v1/devices/a%20b") },
+		"/api/v1/devices/{id} 404":         func(t *testing.T) answer { return s.get(t, "/api/v1/devices/nope") },
+		"/api/v1/openapi.json 200":         func(t *testing.T) answer { return s.get(t, "/api/v1/openapi.json") },
+		"/api/v1/boards 200":               func(t *testing.T) answer { return s.get(t, "/api/v1/boards") },
+		"/api/v1/boards 400":               func(t *testing.T) answer { return s.get(t, "/api/v1/boards?title=Boilers") },
+		"/api/v1/boards 401":               func(t *testing.T) answer { return fetchURL(t, s.Anonymous+"/api/v1/boards") },
+		"/api/v1/boards/{id} 200":          func(t *testing.T) answer { return s.get(t, "/api/v1/boards/"+s.board) },
+		"/api/v1/boards/{id} 404":          func(t *testing.T) answer { return s.get(t, "/api/v1/boards/nope") },
+		"/api/v1/boards/{id} 401":          func(t *testing.T) answer { return fetchURL(t, s.Anonymous+"/api/v1/boards/"+s.board) },
+		"/api/v1/boards/{id}/versions 200": func(t *testing.T) answer { return s.get(t, "/api/v1/boards/"+s.board+"/versions") },
+		"/api/v1/boards/{id}/versions 404": func(t *testing.T) answer { return s.get(t, "/api/v1/boards/nope/versions") },
+		"/api/v1/boards/{id}/versions 401": func(t *testing.T) answer { return fetchURL(t, s.Anonymous+"/api/v1/boards/"+s.board+"/versions") },
+		"/healthz 200":                     func(t *testing.T) answer { return s.get(t, "/healthz") },
+		"/readyz 200":                      func(t *testing.T) answer { return s.get(t, "/readyz") },
 		"/readyz 503": func(t *testing.T) answer {
 			s.storeDown.Store(true)
 			defer s.storeDown.Store(false)

@@ -13,6 +13,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/a-h/templ"
+
 	"iotdash/auth"
 	"iotdash/boards"
 	"iotdash/devices"
@@ -86,7 +88,15 @@ type BoardModel struct {
 	// KeepForVars and KeepForRange are the URL's parameters that the
 	// variables' form and the range picker carry on unchanged.
 	KeepForVars, KeepForRange []Param
+	// Follows says a series selects devices by kind, id pattern or
+	// location: the page fetches its grid again every followEvery, so that
+	// a device the fleet gains shows without a reload.
+	Follows bool
 }
+
+// followEvery is how often a board whose selectors may pick new devices
+// fetches its grid again.
+const followEvery = time.Minute
 
 // VariableView is a board variable as its picker shows it.
 type VariableView struct {
@@ -106,8 +116,8 @@ type PanelView struct {
 	W, H  int
 	// Stats are a stat's or a gauge's values, one per series resolved.
 	Stats []StatView
-	// Charts are a time series' charts, one per series resolved.
-	Charts []Chart
+	// Chart is a time series' chart: a line for each series resolved.
+	Chart PanelChart
 	// Rows and Columns are a device table's devices and metrics.
 	Rows    []Card
 	Columns []string
@@ -115,6 +125,49 @@ type PanelView struct {
 	More int
 	// Thresholds are the panel's, as JSON for board.js ("" for none).
 	Thresholds string
+}
+
+// PanelChart is a time series panel's chart: a line for each device ×
+// metric, each with its min–max band, on one scale, with the panel's
+// thresholds.
+type PanelChart struct {
+	Lines []ChartLine
+	// Unit and Decimals are how its values are shown: the panel's, else
+	// the first line's metric's.
+	Unit     string
+	Decimals int
+	// HasLimits says every line's metric has the same normal range, Lo to
+	// Hi, which the chart then shades beyond.
+	HasLimits bool
+	Lo, Hi    float64
+}
+
+// ChartLine is one line of a panel's chart.
+type ChartLine struct {
+	Device, DeviceName string
+	Metric             Metric
+	Series             Series
+}
+
+// scale sets c's unit, decimals and limits from its lines and panel p.
+func (c *PanelChart) scale(p boards.Panel) {
+	if len(c.Lines) == 0 {
+		return
+	}
+	first := c.Lines[0].Metric
+	c.Unit, c.Decimals = first.Unit, first.Decimals
+	if p.Unit != "" {
+		c.Unit = p.Unit
+	}
+	c.HasLimits, c.Lo, c.Hi = first.HasLimits, first.Lo, first.Hi
+	for _, l := range c.Lines {
+		if !l.Metric.HasLimits || l.Metric.Lo != c.Lo || l.Metric.Hi != c.Hi {
+			c.HasLimits = false
+		}
+		if p.Decimals == nil {
+			c.Decimals = max(c.Decimals, l.Metric.Decimals)
+		}
+	}
 }
 
 // StatView is one value on a stat or a gauge.
@@ -446,6 +499,7 @@ func NewBoard(b boards.Board, ds []devices.Device, now time.Time, l boards.Limit
 	}
 	live := map[string]bool{}
 	for i, p := range b.Panels {
+		m.Follows = m.Follows || slices.ContainsFunc(p.Series, func(s boards.Series) bool { return s.Device == "" })
 		pv := PanelView{ID: "panel-" + strconv.Itoa(i+1), Title: p.Title, Type: p.Type}
 		pv.W, pv.H = p.Size()
 		if len(p.Thresholds) > 0 {
@@ -460,7 +514,7 @@ func NewBoard(b boards.Board, ds []devices.Device, now time.Time, l boards.Limit
 			mt := panelMetric(p, t.Device, c, t.Metric)
 			switch p.Type {
 			case boards.TimeSeries:
-				pv.Charts = append(pv.Charts, Chart{Key: pv.ID + "-" + strconv.Itoa(len(pv.Charts)+1), Device: c.ID, DeviceName: c.Name, Metric: mt,
+				pv.Chart.Lines = append(pv.Chart.Lines, ChartLine{Device: c.ID, DeviceName: c.Name, Metric: mt,
 					Series: Series{From: m.Range.From, To: m.Range.To}})
 			case boards.Table:
 				if !slices.Contains(pv.Columns, t.Metric) {
@@ -486,6 +540,7 @@ func NewBoard(b boards.Board, ds []devices.Device, now time.Time, l boards.Limit
 				pv.Stats = append(pv.Stats, s)
 			}
 		}
+		pv.Chart.scale(p)
 		// A table's cells: each row's device's value of each column's metric.
 		for ri, row := range pv.Rows {
 			d, _ := findDevice(ds, row.ID)
@@ -551,8 +606,8 @@ func panelMetric(p boards.Panel, d devices.Device, c Card, metric string) Metric
 func (m *BoardModel) SetRange(r Range) {
 	m.Range = r
 	for i := range m.Panels {
-		for j := range m.Panels[i].Charts {
-			m.Panels[i].Charts[j].Series = Series{From: r.From, To: r.To}
+		for j := range m.Panels[i].Chart.Lines {
+			m.Panels[i].Chart.Lines[j].Series = Series{From: r.From, To: r.To}
 		}
 	}
 }
@@ -570,8 +625,8 @@ func addBoardHistory(ctx context.Context, h History, m *BoardModel, now time.Tim
 	var jobs []func(context.Context)
 	for i := range m.Panels {
 		p := &m.Panels[i]
-		for j := range p.Charts {
-			c := &p.Charts[j]
+		for j := range p.Chart.Lines {
+			c := &p.Chart.Lines[j]
 			if !embedCharts {
 				break
 			}
@@ -610,6 +665,71 @@ func boardURL(id string, edit bool) string {
 		u += "?edit"
 	}
 	return u
+}
+
+// followAttrs are what board.js follows the fleet by: the devices the
+// grid shows (as data-live) and, for a board of selectors, how often to
+// fetch it again.
+func followAttrs(m BoardModel) templ.Attributes {
+	a := templ.Attributes{"data-live": m.Live}
+	if m.Follows {
+		a["data-follow"] = strconv.Itoa(int(followEvery.Seconds()))
+	}
+	return a
+}
+
+// lineColours is how many colours a panel's chart tells its lines apart
+// by (--line-1 … in the stylesheet); the lines past it take them again.
+const lineColours = 8
+
+// panelChartAttrs are what chart.js draws a panel's chart with, beside its
+// lines': the range, unit, decimals and limits.
+func panelChartAttrs(c PanelChart, r Range) templ.Attributes {
+	a := templ.Attributes{"data-lines": strconv.Itoa(len(c.Lines)), "data-from": int64s(r.From), "data-to": int64s(r.To),
+		"data-unit": c.Unit, "data-decimals": strconv.Itoa(c.Decimals)}
+	if c.HasLimits {
+		a["data-lo"], a["data-hi"] = float(c.Lo), float(c.Hi)
+	}
+	return a
+}
+
+// lineAttrs are one line's history and names, for chart.js.
+func lineAttrs(l ChartLine) templ.Attributes {
+	a := seriesAttrs(l.Series)
+	a["data-chart"] = l.Metric.Name
+	a["data-label"] = l.DeviceName + " " + l.Metric.Label
+	return a
+}
+
+// panelChartSummary says in words what a panel's chart shows.
+func panelChartSummary(p PanelView, r Range) string {
+	c := p.Chart
+	name := panelTitle(p)
+	lines := strconv.Itoa(len(c.Lines)) + " series"
+	if len(c.Lines) == 1 {
+		lines = c.Lines[0].DeviceName + " " + c.Lines[0].Metric.Label
+	}
+	lo, hi, known := 0.0, 0.0, false
+	for _, l := range c.Lines {
+		if !l.Series.Known {
+			return name + ": " + lines + ", " + r.Label() + "."
+		}
+		if a, b, ok := l.Series.Range(); ok {
+			if !known {
+				lo, hi = a, b
+			}
+			lo, hi, known = min(lo, a), max(hi, b), true
+		}
+	}
+	if !known {
+		return name + ": no readings of " + lines + " in " + r.Label() + "."
+	}
+	m := Metric{Unit: c.Unit, Decimals: c.Decimals}
+	s := name + ": " + lines + ", " + r.Label() + ": from " + m.withUnit(lo) + " to " + m.withUnit(hi)
+	if c.HasLimits {
+		s += "; expected " + Metric{Unit: c.Unit, Decimals: c.Decimals, HasLimits: true, Lo: c.Lo, Hi: c.Hi}.LimitsText()
+	}
+	return s + "."
 }
 
 // gaugeValue is a stat's value as a number for <meter>, clamped to its scale.

@@ -52,20 +52,24 @@ func TestBoardPanels(t *testing.T) {
 		t.Errorf("body data-page = %q, want board", v)
 	}
 
-	// A time series: a chart per thermometer, history from the range.
+	// A time series: one chart, a line per thermometer, history from the
+	// range.
 	ts := panels.Eq(0)
 	if !ts.HasClass("w-8") || !ts.HasClass("h-2") {
 		t.Errorf("the time series' classes are %q, want w-8 h-2", ts.AttrOr("class", ""))
 	}
-	var charts []string
-	ts.Find(`figure[data-chart]`).Each(func(_ int, s *goquery.Selection) {
-		charts = append(charts, s.AttrOr("data-device", "")+"."+s.AttrOr("data-chart", "")+"#"+s.AttrOr("id", ""))
-	})
-	if got, want := strings.Join(charts, " "), "boiler-1.temperature#chart-panel-1-1 freezer-2.temperature#chart-panel-1-2"; got != want {
-		t.Errorf("charts %q, want %q", got, want)
+	if n := ts.Find(`figure[data-testid="chart"]`).Length(); n != 1 {
+		t.Errorf("the time series has %d charts, want 1", n)
 	}
-	if s := text(ts.Find(`[data-testid="chart-summary"]`).First()); !strings.HasPrefix(s, "Boiler room temperature") {
-		t.Errorf("the chart's summary says %q, want it to name the device", s)
+	var lines []string
+	ts.Find(`figure[data-lines] [data-line]`).Each(func(_ int, s *goquery.Selection) {
+		lines = append(lines, s.AttrOr("data-device", "")+"."+s.AttrOr("data-chart", "")+" "+text(s))
+	})
+	if got, want := strings.Join(lines, ", "), "boiler-1.temperature Boiler room temperature, freezer-2.temperature Freezer temperature"; got != want {
+		t.Errorf("the chart's lines %q, want %q", got, want)
+	}
+	if s := text(ts.Find(`[data-testid="chart-summary"]`).First()); !strings.HasPrefix(s, "Thermometers: 2 series, the last 15 min") {
+		t.Errorf("the chart's summary says %q, want the panel and its series", s)
 	}
 
 	// A stat: the panel's decimals, its level, and a device without the

@@ -114,7 +114,8 @@ func newAPIServer(t *testing.T) *apiServer {
 	mux := http.NewServeMux()
 	mux.Handle("GET /api/v1/devices", viewer(Devices(fleet)))
 	mux.Handle("GET /api/v1/devices/{id}", viewer(Device(fleet)))
-	mux.Handle("GET /api/v1/query", viewer(Query(st, QueryOptions{Fleet: fleet, Logger: slog.New(slog.DiscardHandler)})))
+	queryOpts := QueryOptions{Fleet: fleet, Logger: slog.New(slog.DiscardHandler)}
+	mux.Handle("GET /api/v1/query", viewer(CachedHistory(Query(st, queryOpts), queryOpts, 7*24*time.Hour)))
 	mux.Handle("GET /api/v1/openapi.json", viewer(OpenAPI()))
 	mux.Handle("GET /healthz", Health())
 	mux.Handle("GET /readyz", Ready(
@@ -229,7 +230,10 @@ func TestOpenAPIDocumentsTheHandlers(t *testing.T) {
 			st.Close()
 			return serve(t, Query(st, QueryOptions{Logger: slog.New(slog.DiscardHandler)}), q+"&step=1m")
 		},
-		"/api/v1/query 404":                func(t *testing.T) answer { return s.get(t, q+"&metric=levle") },
+		"/api/v1/query 404": func(t *testing.T) answer { return s.get(t, q+"&metric=levle") },
+		"/api/v1/query 304": func(t *testing.T) answer {
+			return s.get(t, q, "If-None-Match", s.get(t, q).hdr.Get("ETag"))
+		},
 		"/api/v1/devices 200":              func(t *testing.T) answer { return s.get(t, "/api/v1/devices?status=online&q=BOIL") },
 		"/api/v1/devices 400":              func(t *testing.T) answer { return s.get(t, "/api/v1/devices?state=offline") },
 		"/api/v1/devices/{id} 200":         func(t *testing.T) answer { return s.get(t, "/api/v1/devices/boiler-1") },

@@ -48,6 +48,12 @@ func TestBoardPanels(t *testing.T) {
 	if _, ok := doc.Find("body").Attr("data-live-latest"); ok {
 		t.Error("a board with charts asks for the latest values only; its charts need every reading")
 	}
+	// Its selectors may pick devices the fleet gains: the grid says which
+	// it shows and how often to look again.
+	grid := doc.Find(`#board-grid`)
+	if grid.AttrOr("data-live", "") != m.Live || grid.AttrOr("data-follow", "") != "60" {
+		t.Errorf("the grid's data-live %q data-follow %q, want %q and 60", grid.AttrOr("data-live", ""), grid.AttrOr("data-follow", ""), m.Live)
+	}
 	if v, ok := doc.Find("body").Attr("data-page"); !ok || v != "board" {
 		t.Errorf("body data-page = %q, want board", v)
 	}

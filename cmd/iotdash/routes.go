@@ -38,6 +38,7 @@ type deps struct {
 	registry       *prometheus.Registry
 	maxPoints      int
 	maxExportRange time.Duration
+	lateWindow     time.Duration // how far behind the clock a reading may still be taken (-max-ts-behind)
 	queryTimeout   time.Duration
 	exportTimeout  time.Duration
 	maxExports     int
@@ -77,7 +78,7 @@ func table(d deps, mux *http.ServeMux) []route {
 	alertPages := views.AlertPages{Book: d.alerts, Deliveries: d.notifier, Options: pages}
 	board := views.BoardPages{Boards: d.boards, Fleet: d.fleet, Options: pages}
 	boardAPI := api.BoardAPI{Boards: d.boards, Logger: d.log}
-	query := api.Query(d.reader, api.QueryOptions{Zone: d.zone,
+	queryOpts := api.QueryOptions{Zone: d.zone,
 		MaxPoints: d.maxPoints, MaxExportRange: d.maxExportRange, Timeout: d.queryTimeout, ExportTimeout: d.exportTimeout, Fleet: d.fleet, Logger: d.log,
 		MaxExports: d.maxExports, MaxExportsPerClient: d.exportsPer, Metrics: d.apiMetrics,
 		// Exports count against the signed-in user (or token), wherever
@@ -87,7 +88,9 @@ func table(d deps, mux *http.ServeMux) []route {
 				return "user:" + p.Name
 			}
 			return limit.Addr(r)
-		}})
+		}}
+	// History older than a reading may arrive late is cached.
+	query := api.CachedHistory(api.Query(d.reader, queryOpts), queryOpts, d.lateWindow)
 	rs := []route{
 		{"GET /login", auth.Anyone, d.auth.Login(views.Login(pages))},
 		{"POST /login", auth.Anyone, d.auth.Login(views.Login(pages))},

@@ -140,6 +140,8 @@ type PanelChart struct {
 	// Hi, which the chart then shades beyond.
 	HasLimits bool
 	Lo, Hi    float64
+	// Alerts are the spans its lines' alerts fired over, banded on it.
+	Alerts []AlertSpan
 }
 
 // ChartLine is one line of a panel's chart.
@@ -147,6 +149,19 @@ type ChartLine struct {
 	Device, DeviceName string
 	Metric             Metric
 	Series             Series
+	// Alerts are the spans this device's alerts of the metric fired over.
+	Alerts []AlertSpan
+}
+
+// firing are the spans of spans that have not cleared.
+func firing(spans []AlertSpan) []AlertSpan {
+	var out []AlertSpan
+	for _, s := range spans {
+		if s.To == 0 {
+			out = append(out, s)
+		}
+	}
+	return out
 }
 
 // scale sets c's unit, decimals and limits from its lines and panel p.
@@ -178,6 +193,8 @@ type StatView struct {
 	Level  string  // the value's threshold level, "" for none
 	// Min and Max are a gauge's scale.
 	Min, Max float64
+	// Firing are the alerts of its device and metric that fire now.
+	Firing []AlertSpan
 }
 
 // editorPolicy is what board.js's editor needs to know of the rules: the
@@ -349,6 +366,7 @@ func (bp BoardPages) show(w http.ResponseWriter, r *http.Request, b boards.Board
 		m.JSON = string(boards.Export(b))
 		m.Policy = policyJSON(bp.Boards.Limits())
 	}
+	addBoardAlerts(&m, bp.Options.Alerts, now)
 	if h := bp.Options.History; h != nil {
 		m.History = true
 		addBoardHistory(r.Context(), h, &m, now, bp.log())
@@ -612,6 +630,34 @@ func (m *BoardModel) SetRange(r Range) {
 	}
 }
 
+// addBoardAlerts marks what fired on the board's series: on each chart,
+// bands from when an alert of a line's device and metric fired to when it
+// cleared; on each line and stat, the alerts that fire still.
+func addBoardAlerts(m *BoardModel, src AlertSource, now time.Time) {
+	if src == nil {
+		return
+	}
+	spans := map[[2]string][]AlertSpan{}
+	for _, in := range src.Alerts("") {
+		if in.FiredAt != 0 {
+			k := [2]string{in.Device, in.Metric}
+			spans[k] = append(spans[k], alertSpan(in, now))
+		}
+	}
+	for i := range m.Panels {
+		p := &m.Panels[i]
+		for j := range p.Chart.Lines {
+			l := &p.Chart.Lines[j]
+			l.Alerts = spans[[2]string{l.Device, l.Metric.Name}]
+			p.Chart.Alerts = append(p.Chart.Alerts, l.Alerts...)
+		}
+		for j := range p.Stats {
+			s := &p.Stats[j]
+			s.Firing = firing(spans[[2]string{s.Device.ID, s.Metric.Name}])
+		}
+	}
+}
+
 // addBoardHistory reads what the board's panels draw: each chart's
 // history over the range, and each stat's sparkline of the last 15
 // minutes.
@@ -690,6 +736,9 @@ func panelChartAttrs(c PanelChart, r Range) templ.Attributes {
 	if c.HasLimits {
 		a["data-lo"], a["data-hi"] = float(c.Lo), float(c.Hi)
 	}
+	if len(c.Alerts) > 0 {
+		a["data-alerts"] = spansJSON(c.Alerts)
+	}
 	return a
 }
 
@@ -701,19 +750,18 @@ func lineAttrs(l ChartLine) templ.Attributes {
 	return a
 }
 
-// panelChartSummary says in words what a panel's chart shows.
+// panelChartSummary says in words what a panel's chart shows, and what
+// fires on it.
 func panelChartSummary(p PanelView, r Range) string {
 	c := p.Chart
-	name := panelTitle(p)
-	lines := strconv.Itoa(len(c.Lines)) + " series"
+	s := panelTitle(p) + ": " + strconv.Itoa(len(c.Lines)) + " series"
 	if len(c.Lines) == 1 {
-		lines = c.Lines[0].DeviceName + " " + c.Lines[0].Metric.Label
+		s = panelTitle(p) + ": " + c.Lines[0].DeviceName + " " + c.Lines[0].Metric.Label
 	}
-	lo, hi, known := 0.0, 0.0, false
+	s += ", " + r.Label()
+	lo, hi, known, read := 0.0, 0.0, false, true
 	for _, l := range c.Lines {
-		if !l.Series.Known {
-			return name + ": " + lines + ", " + r.Label() + "."
-		}
+		read = read && l.Series.Known
 		if a, b, ok := l.Series.Range(); ok {
 			if !known {
 				lo, hi = a, b
@@ -721,13 +769,20 @@ func panelChartSummary(p PanelView, r Range) string {
 			lo, hi, known = min(lo, a), max(hi, b), true
 		}
 	}
-	if !known {
-		return name + ": no readings of " + lines + " in " + r.Label() + "."
+	m := Metric{Unit: c.Unit, Decimals: c.Decimals, HasLimits: c.HasLimits, Lo: c.Lo, Hi: c.Hi}
+	switch {
+	case known:
+		s += ": from " + m.withUnit(lo) + " to " + m.withUnit(hi)
+	case read:
+		s += ": no readings"
 	}
-	m := Metric{Unit: c.Unit, Decimals: c.Decimals}
-	s := name + ": " + lines + ", " + r.Label() + ": from " + m.withUnit(lo) + " to " + m.withUnit(hi)
-	if c.HasLimits {
-		s += "; expected " + Metric{Unit: c.Unit, Decimals: c.Decimals, HasLimits: true, Lo: c.Lo, Hi: c.Hi}.LimitsText()
+	if known && c.HasLimits {
+		s += "; expected " + m.LimitsText()
+	}
+	for _, l := range c.Lines {
+		for _, a := range firing(l.Alerts) {
+			s += "; " + a.Name + " (" + a.Severity + ") fires on " + l.DeviceName + " since " + a.Fired
+		}
 	}
 	return s + "."
 }

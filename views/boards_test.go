@@ -16,6 +16,7 @@ import (
 
 	"github.com/PuerkitoBio/goquery"
 
+	"iotdash/alerts"
 	"iotdash/boards"
 	"iotdash/devices"
 	"iotdash/store/sqlite"
@@ -313,5 +314,53 @@ func BenchmarkBoard(b *testing.B) {
 			b.ReportMetric(float64(wire), "wire-bytes")
 			b.ReportMetric(float64(len(html)), "html-bytes")
 		})
+	}
+}
+
+// TestBoardShowsWhatFires: an alert that fires on a series of the board
+// bands its chart, marks its line in the legend and its stat, and is said
+// in the chart's words.
+func TestBoardShowsWhatFires(t *testing.T) {
+	ctx := context.Background()
+	docs, err := sqlite.OpenDocs(filepath.Join(t.TempDir(), "fleet.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer docs.Close()
+	fleet := devices.NewFleet(nil)
+	for _, d := range fleetAt() {
+		fleet.SetMeta(d.ID, d.Meta)
+	}
+	engine, err := alerts.New(ctx, alerts.Config{Store: docs, Fleet: fleet, Now: func() time.Time { return now }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := engine.PutRule(ctx, alerts.Rule{Name: "Boiler too hot", Device: "boiler-1", Metric: "temperature", Op: ">", Value: 20, Severity: "critical"}); err != nil {
+		t.Fatal(err)
+	}
+	engine.Observe([]devices.Reading{{Device: "boiler-1", Metric: "temperature", Time: now.UnixMilli(), Value: 21.5}})
+	if len(engine.Alerts(alerts.StateFiring)) == 0 {
+		t.Fatalf("the rule does not fire: %+v", engine.Alerts(""))
+	}
+
+	m := NewBoard(plantBoard(), fleetAt(), now, boards.Limits{}, nil)
+	addBoardAlerts(&m, engine, now)
+	doc := renderDoc(t, BoardPage(m))
+	chart := doc.Find(`[data-testid="panel"]`).Eq(0).Find(`figure[data-lines]`)
+	if a := chart.AttrOr("data-alerts", ""); !strings.Contains(a, `,0,"critical"]`) {
+		t.Errorf("the chart's data-alerts = %q, want a span that fires still", a)
+	}
+	if got := text(chart.Find(`[data-line][data-device="boiler-1"] [data-testid="line-alert"]`)); got != "critical" {
+		t.Errorf("boiler-1's line is marked %q, want critical", got)
+	}
+	if n := chart.Find(`[data-line][data-device="freezer-2"] [data-testid="line-alert"]`).Length(); n != 0 {
+		t.Errorf("freezer-2's line has %d marks, want none", n)
+	}
+	if s := text(chart.Find(`[data-testid="chart-summary"]`)); !strings.Contains(s, "Boiler too hot (critical) fires on Boiler room since") {
+		t.Errorf("the chart's words: %q", s)
+	}
+	stat := doc.Find(`[data-testid="stat"][data-device="boiler-1"]`)
+	if !stat.HasClass("firing") || !strings.HasPrefix(text(stat.Find(`[data-testid="stat-alert"]`)), "critical Boiler too hot, since") {
+		t.Errorf("boiler-1's stat: class %q, alert %q", stat.AttrOr("class", ""), text(stat.Find(`[data-testid="stat-alert"]`)))
 	}
 }

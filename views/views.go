@@ -776,12 +776,18 @@ func chartAttrs(c Chart) templ.Attributes {
 		addLimits(a, c.Metric)
 	}
 	if len(c.Alerts) > 0 {
-		a["data-alerts"] = flatJSON(len(c.Alerts), func(b []byte, i int) []byte {
-			s := c.Alerts[i]
-			b = strconv.AppendInt(append(b, '['), s.From, 10)
-			b = strconv.AppendInt(append(b, ','), s.To, 10)
-			return append(strconv.AppendQuote(append(b, ','), s.Severity), ']')
-		})
+		a["data-alerts"] = spansJSON(c.Alerts)
 	}
 	return a
+}
+
+// spansJSON is the spans alerts fired over as chart.js reads them:
+// [[from, to, severity], …], to 0 while it fires.
+func spansJSON(spans []AlertSpan) string {
+	return flatJSON(len(spans), func(b []byte, i int) []byte {
+		s := spans[i]
+		b = strconv.AppendInt(append(b, '['), s.From, 10)
+		b = strconv.AppendInt(append(b, ','), s.To, 10)
+		return append(strconv.AppendQuote(append(b, ','), s.Severity), ']')
+	})
 }

@@ -136,6 +136,13 @@ export function init(live) {
     },
     tick,
     swapped: bind,
+    // What fires changed: if on a device the board shows, a fresh copy
+    // of the grid brings the bands and marks of its charts and stats.
+    alerts(now, before) {
+      const shown = document.body.dataset.live || '-';
+      const ids = shown === '*' ? Object.keys({ ...now.devices, ...before?.devices }) : shown === '-' ? [] : shown.split(' ');
+      if (ids.some((id) => JSON.stringify(now.devices[id]) !== JSON.stringify(before?.devices[id]))) live.refreshSoon();
+    },
   };
 }
 

@@ -106,14 +106,18 @@ export class Series {
   }
 
   // fromData reads a series from an element's data-step, data-points
-  // ([t,v,…]) and data-band ([t,lo,hi,…]); null if it carries none.
+  // ([t,v,…]) and data-band ([t,lo,hi,…]), each time but the first given
+  // as the difference from the one before (views.seriesAttrs); null if it
+  // carries none.
   static fromData(el) {
     if (!el.dataset.points) return null;
     const flat = JSON.parse(el.dataset.points);
     const band = el.dataset.band ? JSON.parse(el.dataset.band) : null;
     const s = new Series(Number(el.dataset.step) || 0);
+    let t = 0;
     for (let i = 0; i < flat.length / 2; i++) {
-      const [t, v] = [flat[2 * i], flat[2 * i + 1]];
+      t += flat[2 * i];
+      const v = flat[2 * i + 1];
       if (v === null) continue;
       const p = { t, v };
       if (band) { p.lo = band[3 * i + 1] ?? v; p.hi = band[3 * i + 2] ?? v; }

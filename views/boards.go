@@ -88,10 +88,62 @@ type BoardModel struct {
 	// KeepForVars and KeepForRange are the URL's parameters that the
 	// variables' form and the range picker carry on unchanged.
 	KeepForVars, KeepForRange []Param
+	// Next is the board a kiosk cycling through boards (?cycle=) shows
+	// after Every; "" when it does not cycle.
+	Next  string
+	Every time.Duration
 	// Follows says a series selects devices by kind, id pattern or
 	// location: the page fetches its grid again every followEvery, so that
 	// a device the fleet gains shows without a reload.
 	Follows bool
+}
+
+// Bounds on a kiosk's cycle through boards (?kiosk&cycle=a,b,c&every=1m).
+const (
+	maxCycle     = 20 // boards in a cycle
+	minCycleWait = 10 * time.Second
+	maxCycleWait = time.Hour
+	cycleWait    = time.Minute // when every is not given
+)
+
+// cycle is the board after id in the cycle q names (?cycle=a,b,c, the
+// first after the last, or when id is not in it), as a URL that keeps
+// q's kiosk, cycle, every and range, and how long to show id before it;
+// an EInvalid error names a mistake in them.
+func cycle(id string, q url.Values) (string, time.Duration, error) {
+	ids := strings.Split(q.Get("cycle"), ",")
+	if len(ids) > maxCycle {
+		return "", 0, devices.Errorf(devices.EInvalid, "cycle names %d boards; a kiosk cycles through at most %d", len(ids), maxCycle)
+	}
+	for _, c := range ids {
+		if !devices.ValidName(c) {
+			return "", 0, devices.Errorf(devices.EInvalid, "cycle: %q is not a board's id; give the ids of the boards, separated by commas", c)
+		}
+	}
+	every := cycleWait
+	if s := q.Get("every"); s != "" {
+		d, err := time.ParseDuration(s)
+		if err != nil || d < minCycleWait || d > maxCycleWait {
+			return "", 0, devices.Errorf(devices.EInvalid, "every %q is not a duration from %v to %v, such as 30s or 2m", s, minCycleWait, maxCycleWait)
+		}
+		every = d
+	}
+	next := ids[(slices.Index(ids, id)+1)%len(ids)]
+	keep := url.Values{}
+	for _, k := range []string{"kiosk", "cycle", "every", "range", "from", "to"} {
+		if q.Has(k) {
+			keep.Set(k, q.Get(k))
+		}
+	}
+	return boardURL(next, false) + "?" + keep.Encode(), every, nil
+}
+
+// cycleAttrs are what board.js cycles a kiosk by.
+func cycleAttrs(m BoardModel) templ.Attributes {
+	if m.Next == "" {
+		return nil
+	}
+	return templ.Attributes{"data-next": m.Next, "data-every": strconv.FormatInt(m.Every.Milliseconds(), 10)}
 }
 
 // followEvery is how often a board whose selectors may pick new devices
@@ -341,6 +393,12 @@ func (bp BoardPages) show(w http.ResponseWriter, r *http.Request, b boards.Board
 	m := NewBoard(b, ds, now, bp.Boards.Limits(), b.Choose(ds, q.Get))
 	m.SetRange(ParseRange(q.Get, now))
 	m.Kiosk = q.Has("kiosk")
+	if m.Kiosk && q.Has("cycle") {
+		var err error
+		if m.Next, m.Every, err = cycle(b.ID, q); err != nil {
+			status, problem = http.StatusBadRequest, devices.ErrorMessage(err)
+		}
+	}
 	for name, vs := range q {
 		switch {
 		case name == "kiosk" || name == "range" || name == "from" || name == "to":

@@ -364,3 +364,30 @@ func TestBoardShowsWhatFires(t *testing.T) {
 		t.Errorf("boiler-1's stat: class %q, alert %q", stat.AttrOr("class", ""), text(stat.Find(`[data-testid="stat-alert"]`)))
 	}
 }
+
+// TestKioskCycles: a kiosk given a cycle of boards says which board comes
+// next and when, keeping the cycle and the range; a mistake in the cycle
+// is a 400 that names it, the board shown all the same.
+func TestKioskCycles(t *testing.T) {
+	_, h := boardServer(t)
+	board := func(res *http.Response, doc *goquery.Document) (int, string, string, string) {
+		b := doc.Find(`[data-testid="board"]`)
+		return res.StatusCode, b.AttrOr("data-next", ""), b.AttrOr("data-every", ""), text(doc.Find(`[data-testid="board-problem"]`))
+	}
+	for _, c := range []struct {
+		path, next, every, problem string
+		code                       int
+	}{
+		{"/boards/kind.boiler?kiosk&cycle=kind.boiler,b2,b3&every=30s&range=1h", "/boards/b2?cycle=kind.boiler%2Cb2%2Cb3&every=30s&kiosk=&range=1h", "30000", "", 200},
+		{"/boards/kind.boiler?kiosk&cycle=b2,kind.boiler", "/boards/b2?cycle=b2%2Ckind.boiler&kiosk=", "60000", "", 200},
+		{"/boards/kind.boiler?kiosk&cycle=b2,b3", "/boards/b2?cycle=b2%2Cb3&kiosk=", "60000", "", 200},
+		{"/boards/kind.boiler?cycle=b2,b3", "", "", "", 200}, // not a kiosk
+		{"/boards/kind.boiler?kiosk&cycle=b2&every=1s", "", "", `every "1s" is not a duration from 10s to 1h0m0s`, 400},
+		{"/boards/kind.boiler?kiosk&cycle=b2,,b3", "", "", `cycle: "" is not a board's id`, 400},
+	} {
+		code, next, every, problem := board(get(t, h, c.path))
+		if code != c.code || next != c.next || every != c.every || !strings.HasPrefix(problem, c.problem) {
+			t.Errorf("%s: %d next %q every %q problem %q, want %d %q %q %q", c.path, code, next, every, problem, c.code, c.next, c.every, c.problem)
+		}
+	}
+}

@@ -109,6 +109,10 @@ export function init(live) {
   }
 
   bind();
+  // A kiosk cycling through boards shows the next after a while: the
+  // server says which and when.
+  const board = document.querySelector('[data-testid="board"][data-next]');
+  if (board) setTimeout(() => location.assign(board.dataset.next), Number(board.dataset.every));
   // A variable's choice shows at once (the form is in the URL either way).
   const vars = document.querySelector('[data-testid="board-vars"]');
   vars?.addEventListener('change', () => vars.requestSubmit());

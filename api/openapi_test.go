@@ -144,6 +144,10 @@ func newAPIServer(t *testing.T) *apiServer {
 	mux.Handle("GET /api/v1/boards", viewer(boardAPI.List()))
 	mux.Handle("GET /api/v1/boards/{id}", viewer(boardAPI.Board()))
 	mux.Handle("GET /api/v1/boards/{id}/versions", viewer(boardAPI.Versions()))
+	operator := func(h http.Handler) http.Handler { return people.Require(auth.Operator, h) }
+	mux.Handle("POST /api/v1/boards", operator(boardAPI.List()))
+	mux.Handle("PUT /api/v1/boards/{id}", operator(boardAPI.Board()))
+	mux.Handle("DELETE /api/v1/boards/{id}", operator(boardAPI.Board()))
 	s.Server = httptest.NewServer(mux)
 	t.Cleanup(s.Close)
 	s.Anonymous = s.URL
@@ -206,7 +210,10 @@ func TestOpenAPIDocumentsTheHandlers(t *testing.T) {
 		t.Errorf("documented paths: got %v, want %v", got, want)
 	}
 
-	// How to make each documented response happen.
+	// How to make each documented response happen: "path code" for GET,
+	// "METHOD path code" for the others.
+	board := `{"title":"Boiler room","panels":[{"title":"Temperatures","type":"timeseries","series":[{"kind":"boiler","metric":"temperature"}]}]}`
+	viewer := strings.Replace(s.Anonymous, "://", "://vera:vera-password@", 1)
 	q := "/api/v1/query?device=boiler-1&metric=temperature&from=1767225600000&to=1767225780000"
 	scenarios := map[string]func(t *testing.T) answer{
 		"/api/v1/query 200": func(t *testing.T) answer { return s.get(t, q) },
@@ -249,8 +256,31 @@ func TestOpenAPIDocumentsTheHandlers(t *testing.T) {
 		"/api/v1/boards/{id}/versions 200": func(t *testing.T) answer { return s.get(t, "/api/v1/boards/"+s.board+"/versions") },
 		"/api/v1/boards/{id}/versions 404": func(t *testing.T) answer { return s.get(t, "/api/v1/boards/nope/versions") },
 		"/api/v1/boards/{id}/versions 401": func(t *testing.T) answer { return fetchURL(t, s.Anonymous+"/api/v1/boards/"+s.board+"/versions") },
-		"/healthz 200":                     func(t *testing.T) answer { return s.get(t, "/healthz") },
-		"/readyz 200":                      func(t *testing.T) answer { return s.get(t, "/readyz") },
+		"POST /api/v1/boards 201":          func(t *testing.T) answer { return request(t, "POST", s.URL+"/api/v1/boards", board) },
+		"POST /api/v1/boards 400": func(t *testing.T) answer {
+			return request(t, "POST", s.URL+"/api/v1/boards", strings.Replace(board, `"kind"`, `"pattern":"boiler-[","kind"`, 1))
+		},
+		"POST /api/v1/boards 401":     func(t *testing.T) answer { return request(t, "POST", s.Anonymous+"/api/v1/boards", board) },
+		"POST /api/v1/boards 403":     func(t *testing.T) answer { return request(t, "POST", viewer+"/api/v1/boards", board) },
+		"PUT /api/v1/boards/{id} 200": func(t *testing.T) answer { return request(t, "PUT", s.URL+"/api/v1/boards/"+s.board, board) },
+		"PUT /api/v1/boards/{id} 400": func(t *testing.T) answer { return request(t, "PUT", s.URL+"/api/v1/boards/"+s.board, `{"title":""}`) },
+		"PUT /api/v1/boards/{id} 404": func(t *testing.T) answer { return request(t, "PUT", s.URL+"/api/v1/boards/nope", board) },
+		"PUT /api/v1/boards/{id} 409": func(t *testing.T) answer {
+			return request(t, "PUT", s.URL+"/api/v1/boards/"+s.board, `{"version":1,`+board[1:])
+		},
+		"PUT /api/v1/boards/{id} 401":    func(t *testing.T) answer { return request(t, "PUT", s.Anonymous+"/api/v1/boards/"+s.board, board) },
+		"PUT /api/v1/boards/{id} 403":    func(t *testing.T) answer { return request(t, "PUT", viewer+"/api/v1/boards/"+s.board, board) },
+		"DELETE /api/v1/boards/{id} 404": func(t *testing.T) answer { return request(t, "DELETE", s.URL+"/api/v1/boards/nope", "") },
+		"DELETE /api/v1/boards/{id} 401": func(t *testing.T) answer { return request(t, "DELETE", s.Anonymous+"/api/v1/boards/"+s.board, "") },
+		"DELETE /api/v1/boards/{id} 403": func(t *testing.T) answer { return request(t, "DELETE", viewer+"/api/v1/boards/"+s.board, "") },
+		"DELETE /api/v1/boards/{id} 204": func(t *testing.T) answer {
+			a := request(t, "POST", s.URL+"/api/v1/boards", board)
+			var b struct{ ID string }
+			json.Unmarshal(a.body, &b)
+			return request(t, "DELETE", s.URL+"/api/v1/boards/"+b.ID, "")
+		},
+		"/healthz 200": func(t *testing.T) answer { return s.get(t, "/healthz") },
+		"/readyz 200":  func(t *testing.T) answer { return s.get(t, "/readyz") },
 		"/readyz 503": func(t *testing.T) answer {
 			s.storeDown.Store(true)
 			defer s.storeDown.Store(false)
@@ -318,12 +348,11 @@ func TestOpenAPIDocumentsTheHandlers(t *testing.T) {
 	done := map[string]bool{}
 	for path, item := range paths {
 		for method, op := range obj(item) {
-			if method != "get" {
-				t.Errorf("%s: method %s: every path is GET", path, method)
-				continue
-			}
 			for code, r := range obj(obj(op)["responses"]) {
 				key := path + " " + code
+				if method != "get" {
+					key = strings.ToUpper(method) + " " + key
+				}
 				sc := scenarios[key]
 				if sc == nil {
 					t.Errorf("%s: documented, but the test has no way to make it happen", key)
@@ -357,6 +386,31 @@ func TestOpenAPIDocumentsTheHandlers(t *testing.T) {
 			t.Errorf("%s: the handler gives it, the document does not say so", key)
 		}
 	}
+}
+
+// request makes a request of method with a JSON body (none if "").
+func request(t *testing.T, method, u, body string) answer {
+	t.Helper()
+	var r io.Reader
+	if body != "" {
+		r = strings.NewReader(body)
+	}
+	req, err := http.NewRequest(method, u, r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ct, _, _ := strings.Cut(resp.Header.Get("Content-Type"), ";")
+	return answer{resp.StatusCode, ct, resp.Header, b}
 }
 
 // heldReader is a real store whose exports, once started, wait until

@@ -170,24 +170,7 @@ func (s *apiServer) get(t *testing.T, path string, header ...string) answer {
 
 func fetchURL(t *testing.T, u string, header ...string) answer {
 	t.Helper()
-	req, err := http.NewRequest("GET", u, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for i := 0; i+1 < len(header); i += 2 {
-		req.Header.Set(header[i], header[i+1])
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ct, _, _ := strings.Cut(resp.Header.Get("Content-Type"), ";")
-	return answer{resp.StatusCode, ct, resp.Header, b}
+	return request(t, "GET", u, "", header...)
 }
 
 // TestOpenAPIDocumentsTheHandlers holds openapi.json to the real handlers:
@@ -388,8 +371,9 @@ func TestOpenAPIDocumentsTheHandlers(t *testing.T) {
 	}
 }
 
-// request makes a request of method with a JSON body (none if "").
-func request(t *testing.T, method, u, body string) answer {
+// request makes a request of method with a JSON body (none if "") and
+// the headers given as name, value, ….
+func request(t *testing.T, method, u, body string, header ...string) answer {
 	t.Helper()
 	var r io.Reader
 	if body != "" {
@@ -399,7 +383,12 @@ func request(t *testing.T, method, u, body string) answer {
 	if err != nil {
 		t.Fatal(err)
 	}
-	req.Header.Set("Content-Type", "application/json")
+	if body != "" {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	for i := 0; i+1 < len(header); i += 2 {
+		req.Header.Set(header[i], header[i+1])
+	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)

@@ -4,7 +4,6 @@ import (
 	"context"
 	"log/slog"
 	"net/http"
-	"strings"
 	"time"
 
 	"iotdash/alerts"
@@ -169,8 +168,8 @@ func (a AlertAPI) Rule() http.Handler {
 // jsondoc.Decode); an unknown field, a wrong type or anything after the
 // value is an EInvalid error that says which.
 func decodeBody(r *http.Request, v any, what string) error {
-	if ct := r.Header.Get("Content-Type"); ct != "" && !strings.HasPrefix(ct, "application/json") {
-		return devices.Errorf(devices.EInvalid, "the body is JSON (Content-Type: application/json), not %s", ct)
+	if err := requireJSON(r); err != nil {
+		return err
 	}
 	return jsondoc.Decode(r.Body, 64<<10, v, what)
 }

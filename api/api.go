@@ -69,6 +69,14 @@ func writeError(w http.ResponseWriter, r *http.Request, log *slog.Logger, err er
 	writeJSON(w, code, map[string]string{"error": msg})
 }
 
+// requireJSON refuses a body that says it is other than JSON.
+func requireJSON(r *http.Request) error {
+	if ct := r.Header.Get("Content-Type"); ct != "" && !strings.HasPrefix(ct, "application/json") {
+		return devices.Errorf(devices.EInvalid, "the body is JSON (Content-Type: application/json), not %s", ct)
+	}
+	return nil
+}
+
 // deviceJSON is a device as /api/v1/devices gives it.
 type deviceJSON struct {
 	ID       string                `json:"id"`
@@ -184,12 +192,22 @@ type Router interface {
 func Fallback(mux Router) http.Handler {
 	log := slog.New(slog.DiscardHandler) // every error here is the caller's
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		// Would the path be served by GET? (Every API route is GET.)
-		get := r.Clone(r.Context())
-		get.Method = http.MethodGet
-		if _, pattern := mux.Handler(get); pattern != "" && !strings.HasSuffix(pattern, "/api/") {
-			w.Header().Set("Allow", "GET, HEAD")
-			writeJSON(w, http.StatusMethodNotAllowed, map[string]string{"error": r.Method + " is not allowed on " + r.URL.Path + "; use GET"})
+		// Which methods would the path be served by?
+		var allow []string
+		for _, m := range []string{http.MethodGet, http.MethodPost, http.MethodPut, http.MethodDelete} {
+			probe := r.Clone(r.Context())
+			probe.Method = m
+			if _, pattern := mux.Handler(probe); pattern != "" && !strings.HasSuffix(pattern, "/api/") {
+				allow = append(allow, m)
+			}
+		}
+		if len(allow) > 0 {
+			use := strings.Join(allow, " or ")
+			if allow[0] == http.MethodGet {
+				allow = slices.Insert(allow, 1, http.MethodHead)
+			}
+			w.Header().Set("Allow", strings.Join(allow, ", "))
+			writeJSON(w, http.StatusMethodNotAllowed, map[string]string{"error": r.Method + " is not allowed on " + r.URL.Path + "; use " + use})
 			return
 		}
 		writeError(w, r, log, devices.Errorf(devices.ENotFound, "there is no API at %s; see /api/v1/openapi.json", r.URL.Path))

@@ -66,6 +66,8 @@ func TestFallback(t *testing.T) {
 	mux := http.NewServeMux()
 	mux.Handle("GET /api/v1/devices", Devices(devices.NewFleet(nil)))
 	mux.Handle("GET /api/v1/devices/{id}", Device(devices.NewFleet(nil)))
+	mux.Handle("GET /api/v1/boards/{id}", http.NotFoundHandler())
+	mux.Handle("DELETE /api/v1/boards/{id}", http.NotFoundHandler())
 	mux.Handle("/api/", Fallback(mux))
 	for _, c := range []struct {
 		method, path string
@@ -74,6 +76,7 @@ func TestFallback(t *testing.T) {
 	}{
 		{"POST", "/api/v1/devices", http.StatusMethodNotAllowed, "GET, HEAD"},
 		{"DELETE", "/api/v1/devices/boiler-1", http.StatusMethodNotAllowed, "GET, HEAD"},
+		{"PATCH", "/api/v1/boards/b1", http.StatusMethodNotAllowed, "GET, HEAD, DELETE"},
 		{"POST", "/api/v1/boards", http.StatusNotFound, ""},
 		{"GET", "/api/v2/devices", http.StatusNotFound, ""},
 	} {

@@ -27,6 +27,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"iotdash/auth"
+	"iotdash/boards"
 	"iotdash/devices"
 	"iotdash/internal/testenv"
 	"iotdash/push"
@@ -79,6 +80,7 @@ type apiServer struct {
 	storeDown atomic.Bool // /readyz's store check fails
 	hub       *push.Hub
 	events    *sqlite.Events
+	board     string // the id of a board saved twice
 }
 
 func newAPIServer(t *testing.T) *apiServer {
@@ -126,7 +128,8 @@ func newAPIServer(t *testing.T) *apiServer {
 	mux := http.NewServeMux()
 	mux.Handle("GET /api/v1/devices", viewer(Devices(fleet)))
 	mux.Handle("GET /api/v1/devices/{id}", viewer(Device(fleet)))
-	mux.Handle("GET /api/v1/query", viewer(Query(st, QueryOptions{Fleet: fleet, Logger: slog.New(slog.DiscardHandler)})))
+	queryOpts := QueryOptions{Fleet: fleet, Logger: slog.New(slog.DiscardHandler)}
+	mux.Handle("GET /api/v1/query", viewer(CachedHistory(Query(st, queryOpts), queryOpts, 7*24*time.Hour)))
 	mux.Handle("GET /api/v1/openapi.json", viewer(OpenAPI()))
 	mux.Handle("GET /api/v1/events", viewer(Events(s.events, time.UTC, nil)))
 	mux.Handle("GET /healthz", Health())
@@ -141,6 +144,25 @@ func newAPIServer(t *testing.T) *apiServer {
 	))
 	mux.Handle("GET /metrics", people.Require(auth.Admin, promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg})))
 	mux.Handle("GET /ws", viewer(s.hub))
+	bs := boards.New(docs, boards.Options{})
+	b, err := bs.Create(context.Background(), boards.Board{Title: "Boilers", Panels: []boards.Panel{
+		{Title: "Temperatures", Type: boards.TimeSeries, Series: []boards.Series{{Selector: devices.Selector{Kind: "boiler"}, Metric: "temperature"}}}}}, "admin")
+	if err == nil {
+		b.Title = "Boiler room"
+		b, err = bs.Save(context.Background(), b.ID, b, "admin")
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.board = b.ID
+	boardAPI := BoardAPI{Boards: bs}
+	mux.Handle("GET /api/v1/boards", viewer(boardAPI.List()))
+	mux.Handle("GET /api/v1/boards/{id}", viewer(boardAPI.Board()))
+	mux.Handle("GET /api/v1/boards/{id}/versions", viewer(boardAPI.Versions()))
+	operator := func(h http.Handler) http.Handler { return people.Require(auth.Operator, h) }
+	mux.Handle("POST /api/v1/boards", operator(boardAPI.List()))
+	mux.Handle("PUT /api/v1/boards/{id}", operator(boardAPI.Board()))
+	mux.Handle("DELETE /api/v1/boards/{id}", operator(boardAPI.Board()))
 	s.Server = httptest.NewServer(mux)
 	t.Cleanup(s.Close)
 	s.Anonymous = s.URL
@@ -163,24 +185,7 @@ func (s *apiServer) get(t *testing.T, path string, header ...string) answer {
 
 func fetchURL(t *testing.T, u string, header ...string) answer {
 	t.Helper()
-	req, err := http.NewRequest("GET", u, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for i := 0; i+1 < len(header); i += 2 {
-		req.Header.Set(header[i], header[i+1])
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ct, _, _ := strings.Cut(resp.Header.Get("Content-Type"), ";")
-	return answer{resp.StatusCode, ct, resp.Header, b}
+	return request(t, "GET", u, "", header...)
 }
 
 // TestOpenAPIDocumentsTheHandlers holds openapi.json to the real handlers:
@@ -198,12 +203,15 @@ func TestOpenAPIDocumentsTheHandlers(t *testing.T) {
 		got = append(got, p)
 	}
 	sort.Strings(got)
-	want := []string{"/api/v1/devices", "/api/v1/devices/{id}", "/api/v1/events", "/api/v1/openapi.json", "/api/v1/query", "/healthz", "/metrics", "/readyz", "/ws"}
+	want := []string{"/api/v1/boards", "/api/v1/boards/{id}", "/api/v1/boards/{id}/versions", "/api/v1/devices", "/api/v1/devices/{id}", "/api/v1/events", "/api/v1/openapi.json", "/api/v1/query", "/healthz", "/metrics", "/readyz", "/ws"}
 	if !slices.Equal(got, want) {
 		t.Errorf("documented paths: got %v, want %v", got, want)
 	}
 
-	// How to make each documented response happen.
+	// How to make each documented response happen: "path code" for GET,
+	// "METHOD path code" for the others.
+	board := `{"title":"Boiler room","panels":[{"title":"Temperatures","type":"timeseries","series":[{"kind":"boiler","metric":"temperature"}]}]}`
+	viewer := strings.Replace(s.Anonymous, "://", "://vera:vera-password@", 1)
 	q := "/api/v1/query?device=boiler-1&metric=temperature&from=1767225600000&to=1767225780000"
 	scenarios := map[string]func(t *testing.T) answer{
 		"/api/v1/query 200": func(t *testing.T) answer { return s.get(t, q) },
@@ -244,6 +252,41 @@ func TestOpenAPIDocumentsTheHandlers(t *testing.T) {
 			}
 			ev.Close()
 			return serve(t, Events(ev, time.UTC, nil), "/api/v1/events")
+		},
+		"/api/v1/query 304": func(t *testing.T) answer {
+			return s.get(t, q, "If-None-Match", s.get(t, q).hdr.Get("ETag"))
+		},
+		"/api/v1/boards 200":               func(t *testing.T) answer { return s.get(t, "/api/v1/boards") },
+		"/api/v1/boards 400":               func(t *testing.T) answer { return s.get(t, "/api/v1/boards?title=Boilers") },
+		"/api/v1/boards 401":               func(t *testing.T) answer { return fetchURL(t, s.Anonymous+"/api/v1/boards") },
+		"/api/v1/boards/{id} 200":          func(t *testing.T) answer { return s.get(t, "/api/v1/boards/"+s.board) },
+		"/api/v1/boards/{id} 404":          func(t *testing.T) answer { return s.get(t, "/api/v1/boards/nope") },
+		"/api/v1/boards/{id} 401":          func(t *testing.T) answer { return fetchURL(t, s.Anonymous+"/api/v1/boards/"+s.board) },
+		"/api/v1/boards/{id}/versions 200": func(t *testing.T) answer { return s.get(t, "/api/v1/boards/"+s.board+"/versions") },
+		"/api/v1/boards/{id}/versions 404": func(t *testing.T) answer { return s.get(t, "/api/v1/boards/nope/versions") },
+		"/api/v1/boards/{id}/versions 401": func(t *testing.T) answer { return fetchURL(t, s.Anonymous+"/api/v1/boards/"+s.board+"/versions") },
+		"POST /api/v1/boards 201":          func(t *testing.T) answer { return request(t, "POST", s.URL+"/api/v1/boards", board) },
+		"POST /api/v1/boards 400": func(t *testing.T) answer {
+			return request(t, "POST", s.URL+"/api/v1/boards", strings.Replace(board, `"kind"`, `"pattern":"boiler-[","kind"`, 1))
+		},
+		"POST /api/v1/boards 401":     func(t *testing.T) answer { return request(t, "POST", s.Anonymous+"/api/v1/boards", board) },
+		"POST /api/v1/boards 403":     func(t *testing.T) answer { return request(t, "POST", viewer+"/api/v1/boards", board) },
+		"PUT /api/v1/boards/{id} 200": func(t *testing.T) answer { return request(t, "PUT", s.URL+"/api/v1/boards/"+s.board, board) },
+		"PUT /api/v1/boards/{id} 400": func(t *testing.T) answer { return request(t, "PUT", s.URL+"/api/v1/boards/"+s.board, `{"title":""}`) },
+		"PUT /api/v1/boards/{id} 404": func(t *testing.T) answer { return request(t, "PUT", s.URL+"/api/v1/boards/nope", board) },
+		"PUT /api/v1/boards/{id} 409": func(t *testing.T) answer {
+			return request(t, "PUT", s.URL+"/api/v1/boards/"+s.board, `{"version":1,`+board[1:])
+		},
+		"PUT /api/v1/boards/{id} 401":    func(t *testing.T) answer { return request(t, "PUT", s.Anonymous+"/api/v1/boards/"+s.board, board) },
+		"PUT /api/v1/boards/{id} 403":    func(t *testing.T) answer { return request(t, "PUT", viewer+"/api/v1/boards/"+s.board, board) },
+		"DELETE /api/v1/boards/{id} 404": func(t *testing.T) answer { return request(t, "DELETE", s.URL+"/api/v1/boards/nope", "") },
+		"DELETE /api/v1/boards/{id} 401": func(t *testing.T) answer { return request(t, "DELETE", s.Anonymous+"/api/v1/boards/"+s.board, "") },
+		"DELETE /api/v1/boards/{id} 403": func(t *testing.T) answer { return request(t, "DELETE", viewer+"/api/v1/boards/"+s.board, "") },
+		"DELETE /api/v1/boards/{id} 204": func(t *testing.T) answer {
+			a := request(t, "POST", s.URL+"/api/v1/boards", board)
+			var b struct{ ID string }
+			json.Unmarshal(a.body, &b)
+			return request(t, "DELETE", s.URL+"/api/v1/boards/"+b.ID, "")
 		},
 		"/healthz 200": func(t *testing.T) answer { return s.get(t, "/healthz") },
 		"/readyz 200":  func(t *testing.T) answer { return s.get(t, "/readyz") },
@@ -314,12 +357,11 @@ func TestOpenAPIDocumentsTheHandlers(t *testing.T) {
 	done := map[string]bool{}
 	for path, item := range paths {
 		for method, op := range obj(item) {
-			if method != "get" {
-				t.Errorf("%s: method %s: every path is GET", path, method)
-				continue
-			}
 			for code, r := range obj(obj(op)["responses"]) {
 				key := path + " " + code
+				if method != "get" {
+					key = strings.ToUpper(method) + " " + key
+				}
 				sc := scenarios[key]
 				if sc == nil {
 					t.Errorf("%s: documented, but the test has no way to make it happen", key)
@@ -353,6 +395,37 @@ func TestOpenAPIDocumentsTheHandlers(t *testing.T) {
 			t.Errorf("%s: the handler gives it, the document does not say so", key)
 		}
 	}
+}
+
+// request makes a request of method with a JSON body (none if "") and
+// the headers given as name, value, ….
+func request(t *testing.T, method, u, body string, header ...string) answer {
+	t.Helper()
+	var r io.Reader
+	if body != "" {
+		r = strings.NewReader(body)
+	}
+	req, err := http.NewRequest(method, u, r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if body != "" {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	for i := 0; i+1 < len(header); i += 2 {
+		req.Header.Set(header[i], header[i+1])
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ct, _, _ := strings.Cut(resp.Header.Get("Content-Type"), ";")
+	return answer{resp.StatusCode, ct, resp.Header, b}
 }
 
 // heldReader is a real store whose exports, once started, wait until

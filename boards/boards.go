@@ -11,7 +11,10 @@
 package boards
 
 import (
+	"bytes"
 	"encoding/json"
+	"errors"
+	"fmt"
 	"io"
 	"maps"
 	"math"
@@ -83,6 +86,36 @@ func (l Limits) orDefault() Limits {
 
 // maxUnitLen bounds a panel's unit ("°C", "m³/h").
 const maxUnitLen = 16
+
+// MaxDepth is how deeply a board's JSON may nest: a board's own shape
+// (board, panels, a panel, its series, a series) is 5 deep; anything
+// deeper is refused before it is decoded.
+const MaxDepth = 8
+
+// What a refused board is a case of, behind the message: errors.Is finds
+// them in what Validate, Decode and the methods of Boards return.
+var (
+	// ErrLimit: the board, or the boards in all, would pass one of Limits.
+	ErrLimit = errors.New("past a limit on boards")
+	// ErrConflict: the board was saved by someone else after the version
+	// a change was made to.
+	ErrConflict = errors.New("saved since")
+)
+
+// overLimit is an EInvalid error that says which limit a board passes.
+func overLimit(format string, args ...any) error {
+	return devices.Wrap(ErrLimit, devices.EInvalid, format, args...)
+}
+
+// within says where in a board err was found ("panel 2: …"), keeping what
+// it is a case of.
+func within(err error, where string) error {
+	e := &devices.Error{Kind: devices.EInvalid, Message: where + ": " + devices.ErrorMessage(err)}
+	if errors.Is(err, ErrLimit) {
+		e.Cause = ErrLimit
+	}
+	return e
+}
 
 // Board is a titled grid of panels: the document that is stored,
 // exported and imported.
@@ -187,10 +220,10 @@ func (b Board) Validate(l Limits) error {
 		return err
 	}
 	if len(b.Panels) > l.Panels {
-		return devices.Errorf(devices.EInvalid, "a board has at most %d panels; this one has %d", l.Panels, len(b.Panels))
+		return overLimit("a board has at most %d panels; this one has %d", l.Panels, len(b.Panels))
 	}
 	if len(b.Variables) > l.Variables {
-		return devices.Errorf(devices.EInvalid, "a board has at most %d variables", l.Variables)
+		return overLimit("a board has at most %d variables", l.Variables)
 	}
 	vars := map[string]bool{}
 	for i, v := range b.Variables {
@@ -206,7 +239,7 @@ func (b Board) Validate(l Limits) error {
 	}
 	for i, p := range b.Panels {
 		if err := p.validate(l, vars); err != nil {
-			return devices.Errorf(devices.EInvalid, "panel %d: %s", i+1, devices.ErrorMessage(err))
+			return within(err, fmt.Sprintf("panel %d", i+1))
 		}
 	}
 	return nil
@@ -219,7 +252,7 @@ func checkTitle(what, s string, l Limits, required bool) error {
 	case required && strings.TrimSpace(s) == "":
 		return devices.Errorf(devices.EInvalid, "%s is empty", what)
 	case utf8.RuneCountInString(s) > l.TitleLen:
-		return devices.Errorf(devices.EInvalid, "%s is longer than %d characters", what, l.TitleLen)
+		return overLimit("%s is longer than %d characters", what, l.TitleLen)
 	case strings.ContainsFunc(s, func(r rune) bool { return r < ' ' || r == 0x7f }):
 		return devices.Errorf(devices.EInvalid, "%s has a control character", what)
 	}
@@ -243,15 +276,15 @@ func (p Panel) validate(l Limits, vars map[string]bool) error {
 		return devices.Errorf(devices.EInvalid, "it has no series; give it at least one device or selector × metric")
 	}
 	if len(p.Series) > l.Series {
-		return devices.Errorf(devices.EInvalid, "a panel has at most %d series; this one has %d", l.Series, len(p.Series))
+		return overLimit("a panel has at most %d series; this one has %d", l.Series, len(p.Series))
 	}
 	for i, s := range p.Series {
 		if err := s.validate(vars); err != nil {
-			return devices.Errorf(devices.EInvalid, "series %d: %s", i+1, devices.ErrorMessage(err))
+			return within(err, fmt.Sprintf("series %d", i+1))
 		}
 	}
 	if len(p.Thresholds) > l.Threshold {
-		return devices.Errorf(devices.EInvalid, "a panel has at most %d thresholds", l.Threshold)
+		return overLimit("a panel has at most %d thresholds", l.Threshold)
 	}
 	for i, t := range p.Thresholds {
 		switch {
@@ -371,14 +404,47 @@ func (b Board) Choose(ds []devices.Device, param func(string) string) map[string
 // drop.
 func Decode(r io.Reader, l Limits) (Board, error) {
 	l = l.orDefault()
+	b, err := io.ReadAll(io.LimitReader(r, int64(l.Bytes)+1))
+	if err != nil {
+		return Board{}, devices.Wrap(err, devices.EInvalid, "the board could not be read")
+	}
+	if len(b) > l.Bytes {
+		return Board{}, overLimit("a board's JSON is at most %d bytes", l.Bytes)
+	}
+	if depth(b) > MaxDepth {
+		return Board{}, overLimit("a board's JSON nests at most %d deep", MaxDepth)
+	}
 	var bd Board
-	if err := jsondoc.Decode(r, l.Bytes, &bd, "a board"); err != nil {
+	if err := jsondoc.Decode(bytes.NewReader(b), l.Bytes, &bd, "a board"); err != nil {
 		return Board{}, err
 	}
 	if bd.Panels == nil {
 		bd.Panels = []Panel{}
 	}
 	return bd, bd.Validate(l)
+}
+
+// depth is how deeply doc's arrays and objects nest, counted before it
+// is decoded (JSON that is not well formed is the decoder's to refuse).
+func depth(doc []byte) int {
+	deepest, d, inString, escaped := 0, 0, false, false
+	for _, c := range doc {
+		switch {
+		case escaped:
+			escaped = false
+		case inString && c == '\\':
+			escaped = true
+		case c == '"':
+			inString = !inString
+		case inString:
+		case c == '[' || c == '{':
+			d++
+			deepest = max(deepest, d)
+		case c == ']' || c == '}':
+			d--
+		}
+	}
+	return deepest
 }
 
 // Export is b as a JSON document to keep or import elsewhere: indented,

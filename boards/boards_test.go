@@ -4,11 +4,14 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"iotdash/boards"
 	"iotdash/devices"
@@ -25,7 +28,7 @@ func open(t *testing.T, l boards.Limits) *boards.Boards {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { docs.Close() })
-	return boards.New(docs, l)
+	return boards.New(docs, boards.Options{Limits: l})
 }
 
 func ptr[T any](v T) *T { return &v }
@@ -103,11 +106,19 @@ func TestDecodeIsStrict(t *testing.T) {
 		{"wrong type", `{"title":"x","panels":[{"title":"p","type":"stat","w":"wide","series":[]}]}`, "panels.w must be int"},
 		{"syntax", `{"title":"x",`, "the board is not JSON of a board"},
 		{"trailing", `{"title":"x","panels":[]} {}`, "something after its end"},
-		{"deep", deep, "the board is not JSON of a board"},
+		{"deep", deep, "a board's JSON nests at most 8 deep"},
+		{"deep in a string", `{"title":"` + strings.Repeat("[", 100) + `","panels":[]}`, ""},
+		{"deep where a number goes", `{"title":"x","panels":[{"w":` + strings.Repeat("[", 10) + `}]}`, "nests at most 8 deep"},
 		{"huge", `{"title":"` + strings.Repeat("x", 300<<10) + `"}`, "a board's JSON is at most 262144 bytes"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := boards.Decode(strings.NewReader(tc.doc), boards.Limits{})
+			if tc.want == "" {
+				if err != nil {
+					t.Errorf("Decode = %v, want nil", err)
+				}
+				return
+			}
 			if devices.ErrorKind(err) != devices.EInvalid || !strings.Contains(devices.ErrorMessage(err), tc.want) {
 				t.Errorf("Decode = %v, want EInvalid saying %q", err, tc.want)
 			}
@@ -266,7 +277,7 @@ func TestSaveKeepsVersions(t *testing.T) {
 	// A change made to an older version is refused.
 	stale := r
 	stale.Version = 5
-	if _, err := bs.Save(ctx, b.ID, stale, "vera"); devices.ErrorKind(err) != devices.EInvalid || !strings.Contains(err.Error(), "saved again (version 6, by otto) after version 5") {
+	if _, err := bs.Save(ctx, b.ID, stale, "vera"); devices.ErrorKind(err) != devices.EInvalid || !errors.Is(err, boards.ErrConflict) || !strings.Contains(err.Error(), "saved again (version 6, by otto) after version 5") {
 		t.Errorf("saving over a newer version = %v, want EInvalid saying so", err)
 	}
 
@@ -334,8 +345,36 @@ func TestBoundOnBoards(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if _, err := bs.Create(ctx, boilerRoom(), "otto"); devices.ErrorKind(err) != devices.EInvalid || !strings.Contains(err.Error(), "already 2 boards") {
+	if _, err := bs.Create(ctx, boilerRoom(), "otto"); devices.ErrorKind(err) != devices.EInvalid || !errors.Is(err, boards.ErrLimit) || !strings.Contains(err.Error(), "already 2 boards") {
 		t.Errorf("a third board past a limit of 2 = %v, want EInvalid naming the limit", err)
+	}
+}
+
+// TestRefusalsAreCounted: every board refused, by the pages or the API,
+// is counted by reason: past a limit, or otherwise invalid.
+func TestRefusalsAreCounted(t *testing.T) {
+	ctx := context.Background()
+	docs, err := sqlite.OpenDocs(filepath.Join(t.TempDir(), "fleet.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer docs.Close()
+	m := boards.NewMetrics(nil)
+	bs := boards.New(docs, boards.Options{Limits: boards.Limits{Panels: 2}, Metrics: m})
+	tooMany := boilerRoom() // 4 panels
+	if _, err := bs.Create(ctx, tooMany, "otto"); !errors.Is(err, boards.ErrLimit) {
+		t.Errorf("Create of 4 panels past a limit of 2 = %v, want ErrLimit", err)
+	}
+	if _, err := bs.Decode(strings.NewReader(`{"title":"x","panels":[],"colour":1}`), "otto"); err == nil || errors.Is(err, boards.ErrLimit) {
+		t.Errorf("Decode of an unknown field = %v, want an error that is not ErrLimit", err)
+	}
+	if _, err := bs.Import(ctx, strings.NewReader(strings.Repeat("[", 20)), "otto"); !errors.Is(err, boards.ErrLimit) {
+		t.Errorf("Import of deep JSON = %v, want ErrLimit", err)
+	}
+	for reason, want := range map[string]float64{boards.RefusedLimit: 2, boards.RefusedInvalid: 1} {
+		if got := testutil.ToFloat64(m.Refused.WithLabelValues(reason)); got != want {
+			t.Errorf("refused %s: %v, want %v", reason, got, want)
+		}
 	}
 }
 

@@ -5,12 +5,16 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"slices"
 	"strings"
 	"sync"
 	"time"
+
+	"golang.org/x/time/rate"
 
 	"iotdash/devices"
 )
@@ -39,19 +43,59 @@ func versionKey(v int) string { return fmt.Sprintf("%010d", v) }
 // Boards keeps boards in a Store, every save keeping the version it
 // replaces. It is safe for concurrent use within one instance.
 type Boards struct {
-	store  Store
-	limits Limits
-	now    func() time.Time
+	store    Store
+	limits   Limits
+	metrics  *Metrics
+	log      *slog.Logger
+	logLimit *rate.Limiter // a flood of refused boards is logged a few lines a second
+	now      func() time.Time
 	// mu keeps a save's read of the current version and its writes
 	// together. Several instances sharing one store would need the store
 	// to do this (a version check on Put).
 	mu sync.Mutex
 }
 
-// New returns the boards kept in s, bounded by l (zero fields: the
-// defaults).
-func New(s Store, l Limits) *Boards {
-	return &Boards{store: s, limits: l.orDefault(), now: time.Now}
+// Options are how Boards are bounded and what they report to.
+type Options struct {
+	Limits  Limits       // zero fields: the defaults
+	Metrics *Metrics     // counts the boards refused; nil: not counted
+	Logger  *slog.Logger // the boards refused, a few a second; nil: not logged
+}
+
+// New returns the boards kept in s.
+func New(s Store, o Options) *Boards {
+	if o.Metrics == nil {
+		o.Metrics = NewMetrics(nil)
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	return &Boards{store: s, limits: o.Limits.orDefault(), metrics: o.Metrics, log: o.Logger,
+		logLimit: rate.NewLimiter(rate.Every(time.Second), 5), now: time.Now}
+}
+
+// refused counts and logs err, a board refused as invalid or past a
+// limit, and returns it.
+func (bs *Boards) refused(err error, who string) error {
+	if devices.ErrorKind(err) != devices.EInvalid {
+		return err
+	}
+	reason := RefusedInvalid
+	if errors.Is(err, ErrLimit) {
+		reason = RefusedLimit
+	}
+	bs.metrics.Refused.WithLabelValues(reason).Inc()
+	if bs.logLimit.Allow() {
+		bs.log.Info("board refused", "reason", reason, "by", who, "error", devices.ErrorMessage(err))
+	}
+	return err
+}
+
+// Decode reads a board's JSON as Decode does, within bs's limits,
+// counting what it refuses.
+func (bs *Boards) Decode(r io.Reader, who string) (Board, error) {
+	b, err := Decode(r, bs.limits)
+	return b, bs.refused(err, who)
 }
 
 // Limits are the bounds boards are held to.
@@ -104,7 +148,7 @@ func (bs *Boards) Get(ctx context.Context, id string) (Board, error) {
 // past the limit on boards.
 func (bs *Boards) Create(ctx context.Context, b Board, who string) (Board, error) {
 	if err := b.Validate(bs.limits); err != nil {
-		return Board{}, err
+		return Board{}, bs.refused(err, who)
 	}
 	bs.mu.Lock()
 	defer bs.mu.Unlock()
@@ -113,7 +157,7 @@ func (bs *Boards) Create(ctx context.Context, b Board, who string) (Board, error
 		return Board{}, err
 	}
 	if len(docs) >= bs.limits.Boards {
-		return Board{}, devices.Errorf(devices.EInvalid, "there are already %d boards, the most kept; delete one first", len(docs))
+		return Board{}, bs.refused(overLimit("there are already %d boards, the most kept; delete one first", len(docs)), who)
 	}
 	b.ID = newID()
 	b.Version = 0
@@ -125,10 +169,10 @@ func (bs *Boards) Create(ctx context.Context, b Board, who string) (Board, error
 // to: if the board has been saved since, nothing is saved (two operators
 // editing one board do not undo each other's work unseen). It returns
 // ENotFound for a board that does not exist and EInvalid for one that
-// fails Validate or was saved since.
+// fails Validate or was saved since (ErrConflict).
 func (bs *Boards) Save(ctx context.Context, id string, b Board, who string) (Board, error) {
 	if err := b.Validate(bs.limits); err != nil {
-		return Board{}, err
+		return Board{}, bs.refused(err, who)
 	}
 	bs.mu.Lock()
 	defer bs.mu.Unlock()
@@ -138,7 +182,7 @@ func (bs *Boards) Save(ctx context.Context, id string, b Board, who string) (Boa
 			return Board{}, err
 		}
 		if cur.Version != b.Version {
-			return Board{}, devices.Errorf(devices.EInvalid, "the board was saved again (version %d, by %s) after version %d, which this change was made to; open it again and redo the change", cur.Version, cmp.Or(cur.SavedBy, "someone"), b.Version)
+			return Board{}, devices.Wrap(ErrConflict, devices.EInvalid, "the board was saved again (version %d, by %s) after version %d, which this change was made to; open it again and redo the change", cur.Version, cmp.Or(cur.SavedBy, "someone"), b.Version)
 		}
 	}
 	return bs.replace(ctx, id, b, who)
@@ -271,7 +315,7 @@ func (bs *Boards) Delete(ctx context.Context, id string) error {
 // Import stores the exported board read from r as a new board saved by
 // who. It returns EInvalid for a document that is not a valid board.
 func (bs *Boards) Import(ctx context.Context, r io.Reader, who string) (Board, error) {
-	b, err := Decode(r, bs.limits)
+	b, err := bs.Decode(r, who)
 	if err != nil {
 		return Board{}, err
 	}

@@ -13,6 +13,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/a-h/templ"
+
 	"iotdash/auth"
 	"iotdash/boards"
 	"iotdash/devices"
@@ -32,6 +34,8 @@ type BoardStore interface {
 	Versions(ctx context.Context, id string) ([]boards.Version, error)
 	Restore(ctx context.Context, id string, version int, who string) (boards.Board, error)
 	Import(ctx context.Context, r io.Reader, who string) (boards.Board, error)
+	// Decode reads a board's JSON (boards.Decode), counting what it refuses.
+	Decode(r io.Reader, who string) (boards.Board, error)
 	Limits() boards.Limits
 }
 
@@ -84,7 +88,67 @@ type BoardModel struct {
 	// KeepForVars and KeepForRange are the URL's parameters that the
 	// variables' form and the range picker carry on unchanged.
 	KeepForVars, KeepForRange []Param
+	// Next is the board a kiosk cycling through boards (?cycle=) shows
+	// after Every; "" when it does not cycle.
+	Next  string
+	Every time.Duration
+	// Follows says a series selects devices by kind, id pattern or
+	// location: the page fetches its grid again every followEvery, so that
+	// a device the fleet gains shows without a reload.
+	Follows bool
 }
+
+// Bounds on a kiosk's cycle through boards (?kiosk&cycle=a,b,c&every=1m).
+const (
+	maxCycle     = 20 // boards in a cycle
+	minCycleWait = 10 * time.Second
+	maxCycleWait = time.Hour
+	cycleWait    = time.Minute // when every is not given
+)
+
+// cycle is the board after id in the cycle q names (?cycle=a,b,c, the
+// first after the last, or when id is not in it), as a URL that keeps
+// q's kiosk, cycle, every and range, and how long to show id before it;
+// an EInvalid error names a mistake in them.
+func cycle(id string, q url.Values) (string, time.Duration, error) {
+	ids := strings.Split(q.Get("cycle"), ",")
+	if len(ids) > maxCycle {
+		return "", 0, devices.Errorf(devices.EInvalid, "cycle names %d boards; a kiosk cycles through at most %d", len(ids), maxCycle)
+	}
+	for _, c := range ids {
+		if !devices.ValidName(c) {
+			return "", 0, devices.Errorf(devices.EInvalid, "cycle: %q is not a board's id; give the ids of the boards, separated by commas", c)
+		}
+	}
+	every := cycleWait
+	if s := q.Get("every"); s != "" {
+		d, err := time.ParseDuration(s)
+		if err != nil || d < minCycleWait || d > maxCycleWait {
+			return "", 0, devices.Errorf(devices.EInvalid, "every %q is not a duration from %v to %v, such as 30s or 2m", s, minCycleWait, maxCycleWait)
+		}
+		every = d
+	}
+	next := ids[(slices.Index(ids, id)+1)%len(ids)]
+	keep := url.Values{}
+	for _, k := range []string{"kiosk", "cycle", "every", "range", "from", "to"} {
+		if q.Has(k) {
+			keep.Set(k, q.Get(k))
+		}
+	}
+	return boardURL(next, false) + "?" + keep.Encode(), every, nil
+}
+
+// cycleAttrs are what board.js cycles a kiosk by.
+func cycleAttrs(m BoardModel) templ.Attributes {
+	if m.Next == "" {
+		return nil
+	}
+	return templ.Attributes{"data-next": m.Next, "data-every": strconv.FormatInt(m.Every.Milliseconds(), 10)}
+}
+
+// followEvery is how often a board whose selectors may pick new devices
+// fetches its grid again.
+const followEvery = time.Minute
 
 // VariableView is a board variable as its picker shows it.
 type VariableView struct {
@@ -104,8 +168,8 @@ type PanelView struct {
 	W, H  int
 	// Stats are a stat's or a gauge's values, one per series resolved.
 	Stats []StatView
-	// Charts are a time series' charts, one per series resolved.
-	Charts []Chart
+	// Chart is a time series' chart: a line for each series resolved.
+	Chart PanelChart
 	// Rows and Columns are a device table's devices and metrics.
 	Rows    []Card
 	Columns []string
@@ -113,6 +177,64 @@ type PanelView struct {
 	More int
 	// Thresholds are the panel's, as JSON for board.js ("" for none).
 	Thresholds string
+}
+
+// PanelChart is a time series panel's chart: a line for each device ×
+// metric, each with its min–max band, on one scale, with the panel's
+// thresholds.
+type PanelChart struct {
+	Lines []ChartLine
+	// Unit and Decimals are how its values are shown: the panel's, else
+	// the first line's metric's.
+	Unit     string
+	Decimals int
+	// HasLimits says every line's metric has the same normal range, Lo to
+	// Hi, which the chart then shades beyond.
+	HasLimits bool
+	Lo, Hi    float64
+	// Alerts are the spans its lines' alerts fired over, banded on it.
+	Alerts []AlertSpan
+}
+
+// ChartLine is one line of a panel's chart.
+type ChartLine struct {
+	Device, DeviceName string
+	Metric             Metric
+	Series             Series
+	// Alerts are the spans this device's alerts of the metric fired over.
+	Alerts []AlertSpan
+}
+
+// firing are the spans of spans that have not cleared.
+func firing(spans []AlertSpan) []AlertSpan {
+	var out []AlertSpan
+	for _, s := range spans {
+		if s.To == 0 {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+// scale sets c's unit, decimals and limits from its lines and panel p.
+func (c *PanelChart) scale(p boards.Panel) {
+	if len(c.Lines) == 0 {
+		return
+	}
+	first := c.Lines[0].Metric
+	c.Unit, c.Decimals = first.Unit, first.Decimals
+	if p.Unit != "" {
+		c.Unit = p.Unit
+	}
+	c.HasLimits, c.Lo, c.Hi = first.HasLimits, first.Lo, first.Hi
+	for _, l := range c.Lines {
+		if !l.Metric.HasLimits || l.Metric.Lo != c.Lo || l.Metric.Hi != c.Hi {
+			c.HasLimits = false
+		}
+		if p.Decimals == nil {
+			c.Decimals = max(c.Decimals, l.Metric.Decimals)
+		}
+	}
 }
 
 // StatView is one value on a stat or a gauge.
@@ -123,6 +245,8 @@ type StatView struct {
 	Level  string  // the value's threshold level, "" for none
 	// Min and Max are a gauge's scale.
 	Min, Max float64
+	// Firing are the alerts of its device and metric that fire now.
+	Firing []AlertSpan
 }
 
 // editorPolicy is what board.js's editor needs to know of the rules: the
@@ -269,6 +393,12 @@ func (bp BoardPages) show(w http.ResponseWriter, r *http.Request, b boards.Board
 	m := NewBoard(b, ds, now, bp.Boards.Limits(), b.Choose(ds, q.Get))
 	m.SetRange(ParseRange(q.Get, now))
 	m.Kiosk = q.Has("kiosk")
+	if m.Kiosk && q.Has("cycle") {
+		var err error
+		if m.Next, m.Every, err = cycle(b.ID, q); err != nil {
+			status, problem = http.StatusBadRequest, devices.ErrorMessage(err)
+		}
+	}
 	for name, vs := range q {
 		switch {
 		case name == "kiosk" || name == "range" || name == "from" || name == "to":
@@ -294,6 +424,7 @@ func (bp BoardPages) show(w http.ResponseWriter, r *http.Request, b boards.Board
 		m.JSON = string(boards.Export(b))
 		m.Policy = policyJSON(bp.Boards.Limits())
 	}
+	addBoardAlerts(&m, bp.Options.Alerts, now)
 	if h := bp.Options.History; h != nil {
 		m.History = true
 		addBoardHistory(r.Context(), h, &m, now, bp.log())
@@ -314,7 +445,7 @@ func (bp BoardPages) Save() http.Handler {
 		if !asJSON {
 			body = strings.NewReader(r.PostFormValue("board"))
 		}
-		b, err := boards.Decode(body, limits)
+		b, err := bp.Boards.Decode(body, who(r))
 		if err == nil {
 			b, err = bp.Boards.Save(r.Context(), id, b, who(r))
 		}
@@ -444,6 +575,7 @@ func NewBoard(b boards.Board, ds []devices.Device, now time.Time, l boards.Limit
 	}
 	live := map[string]bool{}
 	for i, p := range b.Panels {
+		m.Follows = m.Follows || slices.ContainsFunc(p.Series, func(s boards.Series) bool { return s.Device == "" })
 		pv := PanelView{ID: "panel-" + strconv.Itoa(i+1), Title: p.Title, Type: p.Type}
 		pv.W, pv.H = p.Size()
 		if len(p.Thresholds) > 0 {
@@ -458,7 +590,7 @@ func NewBoard(b boards.Board, ds []devices.Device, now time.Time, l boards.Limit
 			mt := panelMetric(p, t.Device, c, t.Metric)
 			switch p.Type {
 			case boards.TimeSeries:
-				pv.Charts = append(pv.Charts, Chart{Key: pv.ID + "-" + strconv.Itoa(len(pv.Charts)+1), Device: c.ID, DeviceName: c.Name, Metric: mt,
+				pv.Chart.Lines = append(pv.Chart.Lines, ChartLine{Device: c.ID, DeviceName: c.Name, Metric: mt,
 					Series: Series{From: m.Range.From, To: m.Range.To}})
 			case boards.Table:
 				if !slices.Contains(pv.Columns, t.Metric) {
@@ -484,6 +616,7 @@ func NewBoard(b boards.Board, ds []devices.Device, now time.Time, l boards.Limit
 				pv.Stats = append(pv.Stats, s)
 			}
 		}
+		pv.Chart.scale(p)
 		// A table's cells: each row's device's value of each column's metric.
 		for ri, row := range pv.Rows {
 			d, _ := findDevice(ds, row.ID)
@@ -549,8 +682,36 @@ func panelMetric(p boards.Panel, d devices.Device, c Card, metric string) Metric
 func (m *BoardModel) SetRange(r Range) {
 	m.Range = r
 	for i := range m.Panels {
-		for j := range m.Panels[i].Charts {
-			m.Panels[i].Charts[j].Series = Series{From: r.From, To: r.To}
+		for j := range m.Panels[i].Chart.Lines {
+			m.Panels[i].Chart.Lines[j].Series = Series{From: r.From, To: r.To}
+		}
+	}
+}
+
+// addBoardAlerts marks what fired on the board's series: on each chart,
+// bands from when an alert of a line's device and metric fired to when it
+// cleared; on each line and stat, the alerts that fire still.
+func addBoardAlerts(m *BoardModel, src AlertSource, now time.Time) {
+	if src == nil {
+		return
+	}
+	spans := map[[2]string][]AlertSpan{}
+	for _, in := range src.Alerts("") {
+		if in.FiredAt != 0 {
+			k := [2]string{in.Device, in.Metric}
+			spans[k] = append(spans[k], alertSpan(in, now))
+		}
+	}
+	for i := range m.Panels {
+		p := &m.Panels[i]
+		for j := range p.Chart.Lines {
+			l := &p.Chart.Lines[j]
+			l.Alerts = spans[[2]string{l.Device, l.Metric.Name}]
+			p.Chart.Alerts = append(p.Chart.Alerts, l.Alerts...)
+		}
+		for j := range p.Stats {
+			s := &p.Stats[j]
+			s.Firing = firing(spans[[2]string{s.Device.ID, s.Metric.Name}])
 		}
 	}
 }
@@ -568,8 +729,8 @@ func addBoardHistory(ctx context.Context, h History, m *BoardModel, now time.Tim
 	var jobs []func(context.Context)
 	for i := range m.Panels {
 		p := &m.Panels[i]
-		for j := range p.Charts {
-			c := &p.Charts[j]
+		for j := range p.Chart.Lines {
+			c := &p.Chart.Lines[j]
 			if !embedCharts {
 				break
 			}
@@ -608,6 +769,80 @@ func boardURL(id string, edit bool) string {
 		u += "?edit"
 	}
 	return u
+}
+
+// followAttrs are what board.js follows the fleet by: the devices the
+// grid shows (as data-live) and, for a board of selectors, how often to
+// fetch it again.
+func followAttrs(m BoardModel) templ.Attributes {
+	a := templ.Attributes{"data-live": m.Live}
+	if m.Follows {
+		a["data-follow"] = strconv.Itoa(int(followEvery.Seconds()))
+	}
+	return a
+}
+
+// lineColours is how many colours a panel's chart tells its lines apart
+// by (--line-1 … in the stylesheet); the lines past it take them again.
+const lineColours = 8
+
+// panelChartAttrs are what chart.js draws a panel's chart with, beside its
+// lines': the range, unit, decimals and limits.
+func panelChartAttrs(c PanelChart, r Range) templ.Attributes {
+	a := templ.Attributes{"data-lines": strconv.Itoa(len(c.Lines)), "data-from": int64s(r.From), "data-to": int64s(r.To),
+		"data-unit": c.Unit, "data-decimals": strconv.Itoa(c.Decimals)}
+	if c.HasLimits {
+		a["data-lo"], a["data-hi"] = float(c.Lo), float(c.Hi)
+	}
+	if len(c.Alerts) > 0 {
+		a["data-alerts"] = spansJSON(c.Alerts)
+	}
+	return a
+}
+
+// lineAttrs are one line's history and names, for chart.js.
+func lineAttrs(l ChartLine) templ.Attributes {
+	a := seriesAttrs(l.Series)
+	a["data-chart"] = l.Metric.Name
+	a["data-label"] = l.DeviceName + " " + l.Metric.Label
+	return a
+}
+
+// panelChartSummary says in words what a panel's chart shows, and what
+// fires on it.
+func panelChartSummary(p PanelView, r Range) string {
+	c := p.Chart
+	s := panelTitle(p) + ": " + strconv.Itoa(len(c.Lines)) + " series"
+	if len(c.Lines) == 1 {
+		s = panelTitle(p) + ": " + c.Lines[0].DeviceName + " " + c.Lines[0].Metric.Label
+	}
+	s += ", " + r.Label()
+	lo, hi, known, read := 0.0, 0.0, false, true
+	for _, l := range c.Lines {
+		read = read && l.Series.Known
+		if a, b, ok := l.Series.Range(); ok {
+			if !known {
+				lo, hi = a, b
+			}
+			lo, hi, known = min(lo, a), max(hi, b), true
+		}
+	}
+	m := Metric{Unit: c.Unit, Decimals: c.Decimals, HasLimits: c.HasLimits, Lo: c.Lo, Hi: c.Hi}
+	switch {
+	case known:
+		s += ": from " + m.withUnit(lo) + " to " + m.withUnit(hi)
+	case read:
+		s += ": no readings"
+	}
+	if known && c.HasLimits {
+		s += "; expected " + m.LimitsText()
+	}
+	for _, l := range c.Lines {
+		for _, a := range firing(l.Alerts) {
+			s += "; " + a.Name + " (" + a.Severity + ") fires on " + l.DeviceName + " since " + a.Fired
+		}
+	}
+	return s + "."
 }
 
 // gaugeValue is a stat's value as a number for <meter>, clamped to its scale.

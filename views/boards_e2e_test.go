@@ -132,8 +132,8 @@ func TestBoardEndToEnd(t *testing.T) {
 	if got := strings.Join(types, " "); got != "stat timeseries table" {
 		t.Fatalf("after a reload the board's panels are %q, want stat timeseries table", got)
 	}
-	if n := eval[int](t, ctx, `document.querySelectorAll('[data-testid="panel"]:nth-child(2) figure[data-chart]').length`); n < 1 {
-		t.Errorf("the time series of every %s has %d charts; the board:\n%s", first.Kind, n, exportOf(t, ctx, id))
+	if n := eval[int](t, ctx, `document.querySelectorAll('[data-testid="panel"]:nth-child(2) figure[data-lines] [data-line]').length`); n < 1 {
+		t.Errorf("the time series of every %s has %d lines; the board:\n%s", first.Kind, n, exportOf(t, ctx, id))
 	}
 	stat := fmt.Sprintf(`document.querySelector('[data-testid="stat"][data-device=%q] [data-metric=%q]')`, first.ID, metric)
 	if eval[string](t, ctx, stat+`.closest('.stat').className`) != "stat level-ok" {
@@ -146,7 +146,7 @@ func TestBoardEndToEnd(t *testing.T) {
 	t0 := eval[string](t, ctx, stat+`.dataset.t`)
 	until(t, ctx, "a newer value on the stat", fmt.Sprintf(`%s.dataset.t > %q`, stat, t0))
 	until(t, ctx, "the table's value too", fmt.Sprintf(`document.querySelector('[data-testid="device-table"] tr[data-device=%q] [data-metric=%q]').dataset.t >= %s.dataset.t`, first.ID, metric, stat))
-	until(t, ctx, "the chart drawn with points", `document.querySelector('figure[data-chart] canvas').drawing.series.pts.length > 0`)
+	until(t, ctx, "the chart drawn with points", `document.querySelector('figure[data-lines] canvas').drawing.lines.every(l => l.series.pts.length > 0)`)
 	for _, theme := range []string{"light", "dark"} {
 		if _, err := chromedp.Call(ctx, emulation.SetEmulatedMedia, emulation.SetEmulatedMediaParams{
 			Features: []*emulation.MediaFeature{{Name: "prefers-color-scheme", Value: theme}}}); err != nil {

@@ -16,6 +16,7 @@ import (
 
 	"github.com/PuerkitoBio/goquery"
 
+	"iotdash/alerts"
 	"iotdash/boards"
 	"iotdash/devices"
 	"iotdash/store/sqlite"
@@ -48,24 +49,34 @@ func TestBoardPanels(t *testing.T) {
 	if _, ok := doc.Find("body").Attr("data-live-latest"); ok {
 		t.Error("a board with charts asks for the latest values only; its charts need every reading")
 	}
+	// Its selectors may pick devices the fleet gains: the grid says which
+	// it shows and how often to look again.
+	grid := doc.Find(`#board-grid`)
+	if grid.AttrOr("data-live", "") != m.Live || grid.AttrOr("data-follow", "") != "60" {
+		t.Errorf("the grid's data-live %q data-follow %q, want %q and 60", grid.AttrOr("data-live", ""), grid.AttrOr("data-follow", ""), m.Live)
+	}
 	if v, ok := doc.Find("body").Attr("data-page"); !ok || v != "board" {
 		t.Errorf("body data-page = %q, want board", v)
 	}
 
-	// A time series: a chart per thermometer, history from the range.
+	// A time series: one chart, a line per thermometer, history from the
+	// range.
 	ts := panels.Eq(0)
 	if !ts.HasClass("w-8") || !ts.HasClass("h-2") {
 		t.Errorf("the time series' classes are %q, want w-8 h-2", ts.AttrOr("class", ""))
 	}
-	var charts []string
-	ts.Find(`figure[data-chart]`).Each(func(_ int, s *goquery.Selection) {
-		charts = append(charts, s.AttrOr("data-device", "")+"."+s.AttrOr("data-chart", "")+"#"+s.AttrOr("id", ""))
-	})
-	if got, want := strings.Join(charts, " "), "boiler-1.temperature#chart-panel-1-1 freezer-2.temperature#chart-panel-1-2"; got != want {
-		t.Errorf("charts %q, want %q", got, want)
+	if n := ts.Find(`figure[data-testid="chart"]`).Length(); n != 1 {
+		t.Errorf("the time series has %d charts, want 1", n)
 	}
-	if s := text(ts.Find(`[data-testid="chart-summary"]`).First()); !strings.HasPrefix(s, "Boiler room temperature") {
-		t.Errorf("the chart's summary says %q, want it to name the device", s)
+	var lines []string
+	ts.Find(`figure[data-lines] [data-line]`).Each(func(_ int, s *goquery.Selection) {
+		lines = append(lines, s.AttrOr("data-device", "")+"."+s.AttrOr("data-chart", "")+" "+text(s))
+	})
+	if got, want := strings.Join(lines, ", "), "boiler-1.temperature Boiler room temperature, freezer-2.temperature Freezer temperature"; got != want {
+		t.Errorf("the chart's lines %q, want %q", got, want)
+	}
+	if s := text(ts.Find(`[data-testid="chart-summary"]`).First()); !strings.HasPrefix(s, "Thermometers: 2 series, the last 15 min") {
+		t.Errorf("the chart's summary says %q, want the panel and its series", s)
 	}
 
 	// A stat: the panel's decimals, its level, and a device without the
@@ -131,7 +142,7 @@ func boardServer(t *testing.T) (*boards.Boards, http.Handler) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { docs.Close() })
-	bs := boards.New(docs, boards.Limits{})
+	bs := boards.New(docs, boards.Options{})
 	f := testFleet()
 	f.SetMeta("boiler-1", devices.Meta{Name: "Boiler room", Kind: "boiler", Units: map[string]string{"temperature": "°C"}})
 	bp := BoardPages{Boards: bs, Fleet: f}
@@ -259,7 +270,7 @@ func BenchmarkBoard(b *testing.B) {
 		b.Fatal(err)
 	}
 	b.Cleanup(func() { docs.Close() })
-	bs := boards.New(docs, boards.Limits{})
+	bs := boards.New(docs, boards.Options{})
 	board := boards.Board{Title: "Big"}
 	types := []string{boards.TimeSeries, boards.Stat, boards.Table}
 	for i := range 30 {
@@ -303,5 +314,80 @@ func BenchmarkBoard(b *testing.B) {
 			b.ReportMetric(float64(wire), "wire-bytes")
 			b.ReportMetric(float64(len(html)), "html-bytes")
 		})
+	}
+}
+
+// TestBoardShowsWhatFires: an alert that fires on a series of the board
+// bands its chart, marks its line in the legend and its stat, and is said
+// in the chart's words.
+func TestBoardShowsWhatFires(t *testing.T) {
+	ctx := context.Background()
+	docs, err := sqlite.OpenDocs(filepath.Join(t.TempDir(), "fleet.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer docs.Close()
+	fleet := devices.NewFleet(nil)
+	for _, d := range fleetAt() {
+		fleet.SetMeta(d.ID, d.Meta)
+	}
+	engine, err := alerts.New(ctx, alerts.Config{Store: docs, Fleet: fleet, Now: func() time.Time { return now }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := engine.PutRule(ctx, alerts.Rule{Name: "Boiler too hot", Device: "boiler-1", Metric: "temperature", Op: ">", Value: 20, Severity: "critical"}); err != nil {
+		t.Fatal(err)
+	}
+	engine.Observe([]devices.Reading{{Device: "boiler-1", Metric: "temperature", Time: now.UnixMilli(), Value: 21.5}})
+	if len(engine.Alerts(alerts.StateFiring)) == 0 {
+		t.Fatalf("the rule does not fire: %+v", engine.Alerts(""))
+	}
+
+	m := NewBoard(plantBoard(), fleetAt(), now, boards.Limits{}, nil)
+	addBoardAlerts(&m, engine, now)
+	doc := renderDoc(t, BoardPage(m))
+	chart := doc.Find(`[data-testid="panel"]`).Eq(0).Find(`figure[data-lines]`)
+	if a := chart.AttrOr("data-alerts", ""); !strings.Contains(a, `,0,"critical"]`) {
+		t.Errorf("the chart's data-alerts = %q, want a span that fires still", a)
+	}
+	if got := text(chart.Find(`[data-line][data-device="boiler-1"] [data-testid="line-alert"]`)); got != "critical" {
+		t.Errorf("boiler-1's line is marked %q, want critical", got)
+	}
+	if n := chart.Find(`[data-line][data-device="freezer-2"] [data-testid="line-alert"]`).Length(); n != 0 {
+		t.Errorf("freezer-2's line has %d marks, want none", n)
+	}
+	if s := text(chart.Find(`[data-testid="chart-summary"]`)); !strings.Contains(s, "Boiler too hot (critical) fires on Boiler room since") {
+		t.Errorf("the chart's words: %q", s)
+	}
+	stat := doc.Find(`[data-testid="stat"][data-device="boiler-1"]`)
+	if !stat.HasClass("firing") || !strings.HasPrefix(text(stat.Find(`[data-testid="stat-alert"]`)), "critical Boiler too hot, since") {
+		t.Errorf("boiler-1's stat: class %q, alert %q", stat.AttrOr("class", ""), text(stat.Find(`[data-testid="stat-alert"]`)))
+	}
+}
+
+// TestKioskCycles: a kiosk given a cycle of boards says which board comes
+// next and when, keeping the cycle and the range; a mistake in the cycle
+// is a 400 that names it, the board shown all the same.
+func TestKioskCycles(t *testing.T) {
+	_, h := boardServer(t)
+	board := func(res *http.Response, doc *goquery.Document) (int, string, string, string) {
+		b := doc.Find(`[data-testid="board"]`)
+		return res.StatusCode, b.AttrOr("data-next", ""), b.AttrOr("data-every", ""), text(doc.Find(`[data-testid="board-problem"]`))
+	}
+	for _, c := range []struct {
+		path, next, every, problem string
+		code                       int
+	}{
+		{"/boards/kind.boiler?kiosk&cycle=kind.boiler,b2,b3&every=30s&range=1h", "/boards/b2?cycle=kind.boiler%2Cb2%2Cb3&every=30s&kiosk=&range=1h", "30000", "", 200},
+		{"/boards/kind.boiler?kiosk&cycle=b2,kind.boiler", "/boards/b2?cycle=b2%2Ckind.boiler&kiosk=", "60000", "", 200},
+		{"/boards/kind.boiler?kiosk&cycle=b2,b3", "/boards/b2?cycle=b2%2Cb3&kiosk=", "60000", "", 200},
+		{"/boards/kind.boiler?cycle=b2,b3", "", "", "", 200}, // not a kiosk
+		{"/boards/kind.boiler?kiosk&cycle=b2&every=1s", "", "", `every "1s" is not a duration from 10s to 1h0m0s`, 400},
+		{"/boards/kind.boiler?kiosk&cycle=b2,,b3", "", "", `cycle: "" is not a board's id`, 400},
+	} {
+		code, next, every, problem := board(get(t, h, c.path))
+		if code != c.code || next != c.next || every != c.every || !strings.HasPrefix(problem, c.problem) {
+			t.Errorf("%s: %d next %q every %q problem %q, want %d %q %q %q", c.path, code, next, every, problem, c.code, c.next, c.every, c.problem)
+		}
 	}
 }

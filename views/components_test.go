@@ -120,6 +120,17 @@ func flat(t *testing.T, s string) []float64 {
 	return out
 }
 
+// timed reads data-points or data-band, rows of n numbers whose first is
+// a time given as the difference from the row before, with whole times.
+func timed(t *testing.T, s string, n int) []float64 {
+	t.Helper()
+	out := flat(t, s)
+	for i := n; i < len(out); i += n {
+		out[i] += out[i-n]
+	}
+	return out
+}
+
 func TestSparklines(t *testing.T) {
 	m := NewOverview(fleetAt(), now)
 	i := slices.IndexFunc(m.Devices, func(c Card) bool { return c.ID == "boiler-1" })
@@ -132,7 +143,7 @@ func TestSparklines(t *testing.T) {
 	if spark.Length() != 1 {
 		t.Fatal("no sparkline for boiler-1's temperature")
 	}
-	if got, want := flat(t, spark.AttrOr("data-points", "")), []float64{float64(from), 21.25, float64(from + 60000), 22.123456789}; !slices.Equal(got, want) {
+	if got, want := timed(t, spark.AttrOr("data-points", ""), 2), []float64{float64(from), 21.25, float64(from + 60000), 22.123456789}; !slices.Equal(got, want) {
 		t.Errorf("data-points %v, want %v exactly", got, want)
 	}
 	if spark.AttrOr("data-step", "") != "60000" || spark.AttrOr("role", "") != "img" {
@@ -182,7 +193,7 @@ func TestDeviceCharts(t *testing.T) {
 			t.Errorf("temperature chart %s=%q, want %q", attr, got, want)
 		}
 	}
-	if got, want := flat(t, fig.AttrOr("data-band", "")), []float64{1000, 20, 22.5, 6000, 21.5, 31}; !equalFloats(got, want) {
+	if got, want := timed(t, fig.AttrOr("data-band", ""), 3), []float64{1000, 20, 22.5, 6000, 21.5, 31}; !equalFloats(got, want) {
 		t.Errorf("data-band %v, want %v", got, want)
 	}
 	if got := text(fig.Find("figcaption")); got != "temperature °C expected 5–30 °C" {

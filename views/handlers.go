@@ -102,13 +102,18 @@ func addAlerts(m *DeviceModel, src AlertSource, now time.Time) {
 			if m.Charts[i].Metric.Name != in.Metric {
 				continue
 			}
-			span := AlertSpan{Name: in.Name, Severity: in.Severity, From: in.FiredAt, Fired: formatAt(in.FiredAt, now.Location())}
-			if in.State == alerts.StateResolved {
-				span.To, span.Cleared = in.ResolvedAt, formatAt(in.ResolvedAt, now.Location())
-			}
-			m.Charts[i].Alerts = append(m.Charts[i].Alerts, span)
+			m.Charts[i].Alerts = append(m.Charts[i].Alerts, alertSpan(in, now))
 		}
 	}
+}
+
+// alertSpan is when in fired and, if it has, cleared.
+func alertSpan(in alerts.Instance, now time.Time) AlertSpan {
+	span := AlertSpan{Name: in.Name, Severity: in.Severity, From: in.FiredAt, Fired: formatAt(in.FiredAt, now.Location())}
+	if in.State == alerts.StateResolved {
+		span.To, span.Cleared = in.ResolvedAt, formatAt(in.ResolvedAt, now.Location())
+	}
+	return span
 }
 
 // now is the time to render r's page at, in the zone its reader reads

@@ -13,6 +13,7 @@ import (
 	"iotdash/alerts"
 	"iotdash/api"
 	"iotdash/auth"
+	"iotdash/boards"
 	"iotdash/broker"
 	"iotdash/devices"
 	"iotdash/ingest"
@@ -37,6 +38,7 @@ type deps struct {
 	registry       *prometheus.Registry
 	maxPoints      int
 	maxExportRange time.Duration
+	lateWindow     time.Duration // how far behind the clock a reading may still be taken (-max-ts-behind)
 	queryTimeout   time.Duration
 	exportTimeout  time.Duration
 	maxExports     int
@@ -49,7 +51,7 @@ type deps struct {
 	alerts         *alerts.Engine
 	notifier       *alerts.Notifier
 	credentials    broker.Credentials // the embedded broker's; nil with -mqtt
-	boards         views.BoardStore
+	boards         *boards.Boards
 	events         interface {
 		views.EventLog
 		api.EventSource
@@ -80,7 +82,8 @@ func table(d deps, mux *http.ServeMux) []route {
 	alertAPI := api.AlertAPI{Alerts: d.alerts, Logger: d.log}
 	alertPages := views.AlertPages{Book: d.alerts, Deliveries: d.notifier, Options: pages}
 	board := views.BoardPages{Boards: d.boards, Fleet: d.fleet, Options: pages}
-	query := api.Query(d.reader, api.QueryOptions{Zone: d.zone,
+	boardAPI := api.BoardAPI{Boards: d.boards, Logger: d.log}
+	queryOpts := api.QueryOptions{Zone: d.zone,
 		MaxPoints: d.maxPoints, MaxExportRange: d.maxExportRange, Timeout: d.queryTimeout, ExportTimeout: d.exportTimeout, Fleet: d.fleet, Logger: d.log,
 		MaxExports: d.maxExports, MaxExportsPerClient: d.exportsPer, Metrics: d.apiMetrics,
 		// Exports count against the signed-in user (or token), wherever
@@ -90,7 +93,9 @@ func table(d deps, mux *http.ServeMux) []route {
 				return "user:" + p.Name
 			}
 			return limit.Addr(r)
-		}})
+		}}
+	// History older than a reading may arrive late is cached.
+	query := api.CachedHistory(api.Query(d.reader, queryOpts), queryOpts, d.lateWindow)
 	rs := []route{
 		{"GET /login", auth.Anyone, d.auth.Login(views.Login(pages))},
 		{"POST /login", auth.Anyone, d.auth.Login(views.Login(pages))},
@@ -122,6 +127,12 @@ func table(d deps, mux *http.ServeMux) []route {
 		{"GET /api/v1/alerts/rules/{id}", auth.Viewer, alertAPI.Rule()},
 		{"PUT /api/v1/alerts/rules/{id}", auth.Operator, alertAPI.Rule()},
 		{"DELETE /api/v1/alerts/rules/{id}", auth.Operator, alertAPI.Rule()},
+		{"GET /api/v1/boards", auth.Viewer, views.Compress(boardAPI.List())},
+		{"POST /api/v1/boards", auth.Operator, boardAPI.List()},
+		{"GET /api/v1/boards/{id}", auth.Viewer, views.Compress(boardAPI.Board())},
+		{"PUT /api/v1/boards/{id}", auth.Operator, boardAPI.Board()},
+		{"DELETE /api/v1/boards/{id}", auth.Operator, boardAPI.Board()},
+		{"GET /api/v1/boards/{id}/versions", auth.Viewer, boardAPI.Versions()},
 		{"/api/", auth.Viewer, api.Fallback(mux)},
 		{"/", auth.Viewer, views.NotFound()},
 

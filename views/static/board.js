@@ -18,26 +18,26 @@ const SPARK_SPAN = 15 * 60 * 1000;
 
 export function init(live) {
   const key = (d, m) => `${d}\n${m}`;
-  const charts = new Map(); // "device\nmetric" -> [Chart]
+  const charts = new Map(); // "device\nmetric" -> [{ chart, line }]
   const sparks = new Map(); // "device\nmetric" -> [Sparkline]
   const form = document.querySelector('[data-testid="range-picker"]');
   // A range that is not custom moves with the clock.
   const moving = () => !form || form.elements.range.value !== 'custom';
 
   function bind() {
-    for (const list of charts.values()) for (const c of list) release(c);
+    for (const list of charts.values()) for (const { chart } of list) release(chart);
     for (const list of sparks.values()) for (const s of list) release(s);
     charts.clear();
     sparks.clear();
     const missing = [];
-    for (const fig of document.querySelectorAll('#board-grid figure[data-chart][data-device]')) {
-      const c = new Chart(fig);
-      const s = Series.fromData(fig);
-      if (s) c.setSeries(s); else missing.push(c);
-      c.device = fig.dataset.device;
-      c.span = c.to - c.from;
-      const k = key(c.device, c.metric);
-      charts.set(k, [...(charts.get(k) || []), c]);
+    for (const fig of document.querySelectorAll('#board-grid figure[data-lines]')) {
+      const chart = new Chart(fig);
+      chart.span = chart.to - chart.from;
+      for (const line of chart.lines || []) {
+        if (!line.known) missing.push({ chart, line });
+        const k = key(line.device, line.metric);
+        charts.set(k, [...(charts.get(k) || []), { chart, line }]);
+      }
     }
     for (const canvas of document.querySelectorAll('#board-grid canvas.spark')) {
       const d = canvas.closest('[data-device]').dataset.device;
@@ -50,17 +50,34 @@ export function init(live) {
     }
     tick();
     // History the server did not embed (a slow store): from the API.
-    for (const c of missing) {
-      fetchSeries(c.device, c.metric, c.from, c.to, c.width())
-        .then((s) => c.setSeries(s))
+    for (const { chart, line } of missing) {
+      fetchSeries(line.device, line.metric, chart.from, chart.to, chart.width())
+        .then((s) => { s.merge(line.series); chart.setSeries(s, line); })
         .catch((err) => console.warn('iotdash: loading a chart failed', err));
     }
+    follow();
+  }
+
+  // follow keeps a board whose series select devices (by kind or a
+  // pattern) up with the fleet: every so often (data-follow, seconds, the
+  // server's) the page's grid is fetched again, with the devices the
+  // selectors pick now, and the subscription follows it (data-live).
+  let following = 0;
+  function follow() {
+    const grid = document.getElementById('board-grid');
+    if (grid?.dataset.live && grid.dataset.live !== document.body.dataset.live) {
+      document.body.dataset.live = grid.dataset.live;
+      live.subscribe(grid.dataset.live === '-' ? [] : grid.dataset.live.split(' '));
+    }
+    clearInterval(following);
+    const every = Number(grid?.dataset.follow) * 1000;
+    if (every > 0) following = setInterval(live.refreshSoon, every);
   }
 
   function tick() {
     if (!moving()) return;
     const to = live.serverNow() + 1;
-    for (const list of charts.values()) for (const c of list) c.setWindow(to - c.span, to);
+    for (const list of charts.values()) for (const { chart } of list) chart.setWindow(to - chart.span, to);
   }
 
   // level shows a stat's value against its panel's thresholds: the level
@@ -91,6 +108,10 @@ export function init(live) {
   }
 
   bind();
+  // A kiosk cycling through boards shows the next after a while: the
+  // server says which and when.
+  const board = document.querySelector('[data-testid="board"][data-next]');
+  if (board) setTimeout(() => location.assign(board.dataset.next), Number(board.dataset.every));
   // A variable's choice shows at once (the form is in the URL either way).
   const vars = document.querySelector('[data-testid="board-vars"]');
   vars?.addEventListener('change', () => vars.requestSubmit());
@@ -102,12 +123,12 @@ export function init(live) {
     partial: true,
     reading(r) {
       const k = key(r.d, r.m);
-      for (const c of charts.get(k) || []) {
-        if (!moving() && (r.t < c.from || r.t >= c.to)) continue;
-        c.series.add(r.t, r.v);
-        c.saw(r.v);
-        if (moving()) c.series.trim(c.from);
-        invalidate(c);
+      for (const { chart, line } of charts.get(k) || []) {
+        if (!moving() && (r.t < chart.from || r.t >= chart.to)) continue;
+        line.series.add(r.t, r.v);
+        chart.saw(r.v);
+        if (moving()) line.series.trim(chart.from);
+        invalidate(chart);
       }
       for (const sp of sparks.get(k) || []) {
         sp.series.add(r.t, r.v);
@@ -118,6 +139,13 @@ export function init(live) {
     },
     tick,
     swapped: bind,
+    // What fires changed: if on a device the board shows, a fresh copy
+    // of the grid brings the bands and marks of its charts and stats.
+    alerts(now, before) {
+      const shown = document.body.dataset.live || '-';
+      const ids = shown === '*' ? Object.keys({ ...now.devices, ...before?.devices }) : shown === '-' ? [] : shown.split(' ');
+      if (ids.some((id) => JSON.stringify(now.devices[id]) !== JSON.stringify(before?.devices[id]))) live.refreshSoon();
+    },
   };
 }
 

@@ -97,14 +97,18 @@ export class Series {
   }
 
   // fromData reads a series from an element's data-step, data-points
-  // ([t,v,…]) and data-band ([t,lo,hi,…]); null if it carries none.
+  // ([t,v,…]) and data-band ([t,lo,hi,…]), each time but the first given
+  // as the difference from the one before (views.seriesAttrs); null if it
+  // carries none.
   static fromData(el) {
     if (!el.dataset.points) return null;
     const flat = JSON.parse(el.dataset.points);
     const band = el.dataset.band ? JSON.parse(el.dataset.band) : null;
     const s = new Series(Number(el.dataset.step) || 0);
+    let t = 0;
     for (let i = 0; i < flat.length / 2; i++) {
-      const [t, v] = [flat[2 * i], flat[2 * i + 1]];
+      t += flat[2 * i];
+      const v = flat[2 * i + 1];
       if (v === null) continue;
       const p = { t, v };
       if (band) { p.lo = band[3 * i + 1] ?? v; p.hi = band[3 * i + 2] ?? v; }
@@ -219,6 +223,10 @@ function readTheme() {
   return {
     line: v('--chart-line'), band: v('--chart-band'), grid: v('--line'), text: v('--muted'),
     out: v('--offline'), outBg: v('--chart-out-bg'), cursor: v('--fg'), bg: v('--card'), alert: v('--chart-alert'),
+    // A board's chart of several lines tells them apart by colour, and
+    // marks its panel's thresholds in their level's.
+    lines: Array.from({ length: 8 }, (_, i) => v(`--line-${i + 1}`) || v('--chart-line')),
+    levels: { ok: v('--online'), warn: v('--stale'), alert: v('--offline') },
   };
 }
 const allDrawings = new Set();
@@ -266,9 +274,9 @@ function breakAfter(pts, step) {
 }
 
 // plot draws pts into the box (x0, y0)–(x1, y1) for the times from–to and
-// values lo–hi: the band, then the line, the parts beyond the limits in
-// the out-of-range colour.
-function plot(ctx, pts, step, box, lim, lineWidth) {
+// values lo–hi: the band, then the line (in colour, if given), the parts
+// beyond the limits in the out-of-range colour.
+function plot(ctx, pts, step, box, lim, lineWidth, colour) {
   const { x0, x1, y0, y1, from, to, lo, hi } = box;
   const x = (t) => x0 + ((t + step / 2 - from) / (to - from)) * (x1 - x0);
   const y = (v) => y1 - ((v - lo) / (hi - lo || 1)) * (y1 - y0);
@@ -286,7 +294,8 @@ function plot(ctx, pts, step, box, lim, lineWidth) {
   ctx.rect(x0, y0 - 2, x1 - x0, y1 - y0 + 4);
   ctx.clip();
   if (step) {
-    ctx.fillStyle = theme.band;
+    ctx.fillStyle = colour ?? theme.band;
+    if (colour) ctx.globalAlpha = 0.16;
     for (const r of runs) {
       ctx.beginPath();
       r.forEach((p, i) => (i ? ctx.lineTo(x(p.t), y(p.hi ?? p.v)) : ctx.moveTo(x(p.t), y(p.hi ?? p.v))));
@@ -294,6 +303,7 @@ function plot(ctx, pts, step, box, lim, lineWidth) {
       ctx.closePath();
       ctx.fill();
     }
+    ctx.globalAlpha = 1;
   }
   const line = () => {
     ctx.beginPath();
@@ -305,7 +315,7 @@ function plot(ctx, pts, step, box, lim, lineWidth) {
   };
   ctx.lineWidth = lineWidth;
   ctx.lineJoin = 'round';
-  ctx.strokeStyle = theme.line;
+  ctx.strokeStyle = colour ?? theme.line;
   line();
   if (lim) {
     // The same line again, clipped to beyond the limits.
@@ -460,8 +470,10 @@ const hm = new Intl.DateTimeFormat('en-GB', { timeZone: TZ, hour: '2-digit', min
 export const hms = new Intl.DateTimeFormat('en-GB', { timeZone: TZ, hour: '2-digit', minute: '2-digit', second: '2-digit', hourCycle: 'h23' });
 const md = new Intl.DateTimeFormat('en-GB', { timeZone: TZ, month: 'short', day: 'numeric' });
 
-// Chart is a device page's chart of one metric: axes, the limits, the
-// min–max band of bucketed history, and a cursor that the pointer or the
+// Chart is a device page's chart of one metric, or a board panel's of
+// several lines (each a device × metric, read from the figure's
+// [data-line] items): axes, the limits, the min–max band of bucketed
+// history, a panel's thresholds, and a cursor that the pointer or the
 // arrow keys move, read out in words in the figure's <output>.
 export class Chart {
   constructor(fig) {
@@ -476,6 +488,15 @@ export class Chart {
     this.limits = limitsOf(fig);
     this.readAlerts();
     this.series = new Series(Number(fig.dataset.step) || 0);
+    // A panel's lines: null on a device page. A line whose history the
+    // page did not embed has known false until it is set.
+    const lineEls = [...fig.querySelectorAll('[data-line]')];
+    this.lines = lineEls.length ? lineEls.map((el, i) => {
+      const s = Series.fromData(el);
+      return { el, device: el.dataset.device, metric: el.dataset.chart, label: el.dataset.label, colour: i % 8, known: !!s, series: s || new Series(Number(el.dataset.step) || 0) };
+    }) : null;
+    const th = fig.closest('[data-thresholds]')?.dataset.thresholds;
+    this.thresholds = th ? JSON.parse(th) : [];
     this.from = Number(fig.dataset.from);
     this.to = Number(fig.dataset.to);
     this.cursor = null; // the time of the point under the cursor
@@ -500,8 +521,8 @@ export class Chart {
     invalidate(this);
   }
 
-  setSeries(series) {
-    this.series = series;
+  setSeries(series, line) {
+    if (line) { line.series = series; line.known = true; } else this.series = series;
     this.cursor = null;
     this.relabel = true;
     invalidate(this);
@@ -513,13 +534,24 @@ export class Chart {
     this.alerts = this.fig.dataset.alerts ? JSON.parse(this.fig.dataset.alerts) : [];
   }
 
+  // plotted is what the chart draws: each line with its points in the
+  // window.
+  plotted() {
+    if (!this.lines) return [{ series: this.series, pts: this.shown(), label: this.label }];
+    return this.lines.map((l) => ({ ...l, pts: l.series.within(this.from, this.to) }));
+  }
+
+  // step is the widest bucket of the chart's lines.
+  step() { return this.lines ? Math.max(0, ...this.lines.map((l) => l.series.step)) : this.series.step; }
+
   // summary says in words what the chart shows.
   summary() {
-    const pts = this.shown();
-    if (!pts.length) return `${this.label}: no readings in this range`;
-    const [lo, hi] = valueRange(pts);
+    const all = this.plotted().flatMap((l) => l.pts);
+    const label = this.lines?.length > 1 ? `${this.lines.length} series` : this.plotted()[0]?.label ?? this.label;
+    if (!all.length) return `${label}: no readings in this range`;
+    const [lo, hi] = valueRange(all);
     const u = this.unit ? ` ${this.unit}` : '';
-    let s = `${this.label} from ${localTime(this.from)} to ${localTime(this.to)}: between ${this.fmt(lo)} and ${this.fmt(hi)}${u}`;
+    let s = `${label} from ${localTime(this.from)} to ${localTime(this.to)}: between ${this.fmt(lo)} and ${this.fmt(hi)}${u}`;
     if (this.fig.dataset.expected) s += `; expected ${this.fig.dataset.expected}`;
     return s;
   }
@@ -530,8 +562,16 @@ export class Chart {
   // saw raises the chart's decimals for a live value that needs more.
   saw(v) { this.decimals = Math.max(this.decimals, decimalsOf(v)); }
 
-  // shown is the points in the window.
+  // shown is the points in the window (of a device page's one line).
   shown() { return this.series.within(this.from, this.to); }
+
+  // times are the times of the points in the window, of every line, in
+  // order: where the cursor may stop.
+  times() {
+    if (!this.lines) return this.shown();
+    const ts = [...new Set(this.plotted().flatMap((l) => l.pts.map((p) => p.t)))].sort((a, b) => a - b);
+    return ts.map((t) => ({ t }));
+  }
 
   point(e) {
     if (!this.layout) return;
@@ -541,22 +581,22 @@ export class Chart {
     const p = this.nearest(t);
     // Only a point (or a bucket's middle) within a few pixels of the
     // pointer is read out: far from any, the read-out says nothing.
+    const step = this.step();
     const px = (ms) => (ms / (to - from)) * (x1 - x0);
-    const near = p && Math.abs(px(p.t + this.series.step / 2 - t)) <= SNAP_PX + px(this.series.step / 2);
+    const near = p && Math.abs(px(p.t + step / 2 - t)) <= SNAP_PX + px(step / 2);
     this.setCursor(near ? p.t : null);
   }
 
-  nearest(t) {
-    const pts = this.shown();
+  nearest(t, pts = this.times()) {
     if (!pts.length) return null;
-    const half = this.series.step / 2;
+    const half = this.step() / 2;
     let best = pts[0];
     for (const p of pts) if (Math.abs(p.t + half - t) < Math.abs(best.t + half - t)) best = p;
     return best;
   }
 
   key(e) {
-    const pts = this.shown();
+    const pts = this.times();
     if (!pts.length) return;
     let i = this.cursor === null ? pts.length - 1 : pts.findIndex((p) => p.t === this.cursor);
     if (i < 0) i = pts.length - 1;
@@ -579,11 +619,27 @@ export class Chart {
     invalidate(this);
   }
 
-  // describe says the point at t in words.
+  // at is each line's point nearest t, if one is within a bucket (or, for
+  // readings, a few seconds) of it.
+  at(t) {
+    const out = [];
+    for (const l of this.plotted()) {
+      const p = this.nearest(t, l.pts);
+      if (p && Math.abs(p.t - t) <= Math.max(l.series.step, 5000)) out.push({ line: l, p });
+    }
+    return out;
+  }
+
+  // describe says the point at t in words: a device page's with its
+  // bucket's min and max, a panel's every line's value.
   describe(t) {
+    const u = this.unit ? ` ${this.unit}` : '';
+    if (this.lines) {
+      const vals = this.at(t).map(({ line, p }) => `${line.label} ${this.fmt(p.v)}${u}`);
+      return vals.length ? `${localTime(t)}: ${vals.join('; ')}` : this.hint;
+    }
     const p = this.series.pts[this.series.index(t)];
     if (!p || p.t !== t) return this.hint;
-    const u = this.unit ? ` ${this.unit}` : '';
     let s = `${localTime(p.t)}: ${this.fmt(p.v)}${u}`;
     if (this.series.step) {
       s = `${localTime(p.t)} (${span(this.series.step)}): mean ${this.fmt(p.v)}${u}`;
@@ -605,11 +661,13 @@ export class Chart {
     this.relabelNow();
     const { ctx, w, h } = fit(this.canvas, this.size);
     const { from, to } = this;
-    const pts = this.shown();
+    const lines = this.plotted();
+    const all = lines.flatMap((l) => l.pts);
     ctx.font = '12px system-ui, sans-serif';
     ctx.textBaseline = 'middle';
-    let [lo, hi] = pts.length ? valueRange(pts) : [0, 1];
+    let [lo, hi] = all.length ? valueRange(all) : [0, 1];
     if (this.limits) { lo = Math.min(lo, this.limits[0]); hi = Math.max(hi, this.limits[1]); }
+    for (const th of this.thresholds) if (all.length) { lo = Math.min(lo, th.value); hi = Math.max(hi, th.value); }
     const pad = (hi - lo) * 0.08 || Math.abs(hi) * 0.05 || 1;
     lo -= pad; hi += pad;
     const tick = niceTick(hi - lo, Math.max(2, Math.floor(h / 50)));
@@ -646,25 +704,48 @@ export class Chart {
       const half = ctx.measureText(label).width / 2;
       if (xx - half >= 0 && xx + half <= w) ctx.fillText(label, xx, box.y1 + 6);
     }
-    if (!pts.length) {
+    thresholdLines(ctx, box, this.thresholds, y);
+    if (!all.length) {
       ctx.textAlign = 'center';
       ctx.textBaseline = 'middle';
+      ctx.fillStyle = theme.text;
       ctx.fillText('No readings in this range', (box.x0 + box.x1) / 2, (box.y0 + box.y1) / 2);
       return;
     }
-    const { x } = plot(ctx, pts, this.series.step, box, this.limits, 2);
-    if (this.cursor !== null) {
-      const p = this.series.pts[this.series.index(this.cursor)];
-      if (p && p.t === this.cursor) {
-        const xx = Math.round(x(p.t)) + 0.5;
-        ctx.strokeStyle = theme.cursor;
-        ctx.lineWidth = 1;
-        ctx.beginPath(); ctx.moveTo(xx, box.y0); ctx.lineTo(xx, box.y1); ctx.stroke();
-        ctx.fillStyle = theme.bg;
-        ctx.strokeStyle = theme.cursor;
-        ctx.lineWidth = 2;
-        ctx.beginPath(); ctx.arc(x(p.t), y(p.v), 4, 0, 2 * Math.PI); ctx.fill(); ctx.stroke();
-      }
+    let x = null;
+    for (const l of lines) {
+      if (!l.pts.length) continue;
+      const colour = this.lines ? theme.lines[l.colour] : undefined;
+      ({ x } = plot(ctx, l.pts, l.series.step, box, this.limits, this.lines ? 1.5 : 2, colour));
+    }
+    if (this.cursor === null || !x) return;
+    const marks = this.at(this.cursor).filter(({ p }) => !this.lines ? p.t === this.cursor : true);
+    if (!marks.length) return;
+    const xx = Math.round(x(this.cursor)) + 0.5;
+    ctx.strokeStyle = theme.cursor;
+    ctx.lineWidth = 1;
+    ctx.beginPath(); ctx.moveTo(xx, box.y0); ctx.lineTo(xx, box.y1); ctx.stroke();
+    for (const { line, p } of marks) {
+      ctx.fillStyle = theme.bg;
+      ctx.strokeStyle = this.lines ? theme.lines[line.colour] : theme.cursor;
+      ctx.lineWidth = 2;
+      ctx.beginPath(); ctx.arc(x(p.t), y(p.v), 4, 0, 2 * Math.PI); ctx.fill(); ctx.stroke();
     }
   }
+}
+
+// thresholdLines marks where a panel's threshold levels begin: a dashed
+// line in the level's colour.
+function thresholdLines(ctx, box, thresholds, y) {
+  if (!thresholds?.length) return;
+  ctx.save();
+  ctx.setLineDash([6, 4]);
+  ctx.lineWidth = 1;
+  for (const th of thresholds) {
+    if (th.value < box.lo || th.value > box.hi) continue;
+    ctx.strokeStyle = theme.levels[th.level] || theme.text;
+    const yy = Math.round(y(th.value)) + 0.5;
+    ctx.beginPath(); ctx.moveTo(box.x0, yy); ctx.lineTo(box.x1, yy); ctx.stroke();
+  }
+  ctx.restore();
 }

@@ -349,6 +349,7 @@ function showAlerts(a) {
     line.replaceChildren(sev, ` ${d.names.join(', ')}`);
   }
   if (changed && body.dataset.page === 'alerts') refreshSoon();
+  if (changed) page.alerts?.(a, before);
   // A device page's charts band what fired: a fresh copy brings the spans.
   if (changed && body.dataset.page === 'device' && JSON.stringify(before?.devices[body.dataset.live]) !== JSON.stringify(a.devices[body.dataset.live])) refreshSoon();
 }

@@ -4,7 +4,7 @@
 SHELL := /bin/bash
 GO ?= go
 
-.PHONY: run test generate bench fuzz
+.PHONY: run test generate bench bench-live fuzz
 
 run:
 	$(GO) run ./cmd/iotdash
@@ -24,3 +24,8 @@ test:
 bench:
 	@deps="$$(scripts/test-deps.sh)" && eval "$$deps" && \
 	  $(GO) test -run '^$$' -bench . -benchmem ./...
+
+# Live push from the browser's side against the built binary and a real
+# Mosquitto (scripts/bench-live.sh); not part of `make test`.
+bench-live:
+	scripts/bench-live.sh

@@ -36,6 +36,7 @@ import (
 	"iotdash/devices"
 	"iotdash/guard"
 	"iotdash/ingest"
+	"iotdash/internal/limit"
 	"iotdash/internal/mqttconn"
 	"iotdash/push"
 	"iotdash/simulator"
@@ -95,6 +96,12 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		if o = strings.TrimSpace(o); o != "" {
 			origins = append(origins, o)
 		}
+	}
+	// Every browser and every device on the embedded broker holds a file.
+	if n, err := limit.RaiseOpenFiles(uint64(c.wsMax + c.brokerMaxClients + 1024)); err != nil {
+		log.Warn("the open-file limit is below what -max-websockets and -broker-max-clients need; raise it (ulimit -n)", "limit", n, "error", err)
+	} else {
+		log.Info("open-file limit", "limit", n)
 	}
 	hub := push.NewHub(push.Options{OriginPatterns: origins, Logger: log, MaxClients: c.wsMax, MaxPerAddr: c.wsMaxPerAddr})
 

@@ -16,6 +16,12 @@
 // A client that cannot take a frame for several write timeouts in a row is
 // closed.
 //
+// An idle connection costs one goroutine (its reader, which coder/websocket
+// needs to answer pings and closes) and two timers: the writer is started
+// when there is something to send and ends when it is sent, its buffer
+// comes from a pool, and the ping is a goroutine for the moment of a ping.
+// The HTTP handler returns once the connection is upgraded.
+//
 // It is not a history: a client that connects late or misses a span gets
 // that span from the history API, not from here.
 //

@@ -4,7 +4,7 @@
 SHELL := /bin/bash
 GO ?= go
 
-.PHONY: run test generate bench bench-peers fuzz
+.PHONY: run test generate bench bench-peers bench-live fuzz
 
 run:
 	$(GO) run ./cmd/iotdash
@@ -29,3 +29,8 @@ bench:
 # message and time until stored (scripts/bench-peers.sh; a few minutes).
 bench-peers:
 	@scripts/bench-peers.sh
+
+# Live push from the browser's side against the built binary and a real
+# Mosquitto (scripts/bench-live.sh); not part of `make test`.
+bench-live:
+	scripts/bench-live.sh

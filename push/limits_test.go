@@ -4,6 +4,7 @@ import (
 	"context"
 	"io"
 	"net/http"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -120,4 +121,36 @@ func TestDeadClientDropped(t *testing.T) {
 	if n := h.Stats().Closed[ClosedNoPong]; n != 1 {
 		t.Errorf("closed for no pong: %d, want 1", n)
 	}
+}
+
+// TestIdleClientHoldsOnlyItsReader: a subscribed client with nothing to
+// send costs the hub one goroutine, its reader; the writer runs while
+// there is something to send and is gone once it is sent.
+func TestIdleClientHoldsOnlyItsReader(t *testing.T) {
+	h, srv := newServer(t, Options{})
+	const n = 20
+	cs := make([]*testClient, n)
+	for i := range cs {
+		cs[i] = dial(t, srv)
+		cs[i].subscribe("dev-1")
+	}
+	count := func(fn string) int {
+		buf := make([]byte, 1<<20)
+		for {
+			if m := runtime.Stack(buf, true); m < len(buf) {
+				return strings.Count(string(buf[:m]), "iotdash/push.(*client)."+fn+"(")
+			}
+			buf = make([]byte, 2*len(buf))
+		}
+	}
+	idle := func() bool { return count("serve") == n && count("write") == 0 && count("ping") == 0 }
+	poll(t, "every client idle: one goroutine each, no writer", idle)
+
+	h.Publish([]devices.Reading{reading("dev-1", 1)})
+	for _, c := range cs {
+		if got := c.readings(1); got[0].Time != 1 {
+			t.Fatalf("got %+v", got)
+		}
+	}
+	poll(t, "the writers gone once the reading was sent", idle)
 }

@@ -16,6 +16,12 @@
 // A client that cannot take a frame for several write timeouts in a row is
 // closed.
 //
+// An idle connection costs one goroutine (its reader, which coder/websocket
+// needs to answer pings and closes) and two timers: the writer is started
+// when there is something to send and ends when it is sent, its buffer
+// comes from a pool, and the ping is a goroutine for the moment of a ping.
+// The HTTP handler returns once the connection is upgraded.
+//
 // It is not a history: a client that connects late or misses a span gets
 // that span from the history API, not from here.
 //
@@ -221,7 +227,7 @@ func (h *Hub) Publish(rs []devices.Reading) {
 	}
 	for _, c := range *h.clients.Load() {
 		if c.enqueue(rs) {
-			c.wake()
+			go c.write()
 		}
 	}
 }
@@ -231,7 +237,7 @@ func (h *Hub) Publish(rs []devices.Reading) {
 func (h *Hub) PublishStatus(id string, s devices.Status) {
 	for _, c := range *h.clients.Load() {
 		if c.enqueueStatus(id, s) {
-			c.wake()
+			go c.write()
 		}
 	}
 }
@@ -255,8 +261,11 @@ func (h *Hub) setShared(k shared, frame []byte) {
 	for _, c := range *h.clients.Load() {
 		c.mu.Lock()
 		c.shared |= 1 << k
+		start := c.startWriter()
 		c.mu.Unlock()
-		c.wake()
+		if start {
+			go c.write()
+		}
 	}
 }
 
@@ -372,9 +381,14 @@ func (h *Hub) storeClients() {
 	h.clients.Store(&cs)
 }
 
-// ServeHTTP upgrades GET /ws to a WebSocket and serves the client until it
-// goes away. A request from another origin than the request's host (and
-// not allowed by Options.OriginPatterns) is refused with 403.
+// ServeHTTP upgrades GET /ws to a WebSocket and hands the connection to a
+// goroutine of its own, which serves the client until it goes away. A
+// request from another origin than the request's host (and not allowed by
+// Options.OriginPatterns) is refused with 403.
+//
+// The handler returns once the connection is upgraded: the net/http
+// goroutine and what it holds are not kept for the life of a connection
+// that is idle most of the time.
 func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	addr := h.opts.Addr(r)
 	if code, msg := h.reserve(addr); code != 0 {
@@ -382,11 +396,11 @@ func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, msg, code)
 		return
 	}
-	defer h.release(addr)
 	conn, err := websocket.Accept(w, r, &websocket.AcceptOptions{OriginPatterns: h.opts.OriginPatterns})
 	if err != nil {
 		// Accept has written the response (403 for a foreign origin, 400 for
 		// a bad handshake).
+		h.release(addr)
 		h.log.Debug("websocket refused", "remote", r.RemoteAddr, "origin", r.Header.Get("Origin"), "error", err)
 		return
 	}
@@ -395,10 +409,10 @@ func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	c.addr = addr
 	if !h.add(c) {
 		conn.Close(websocket.StatusGoingAway, "server shutting down")
+		h.release(addr)
 		return
 	}
-	defer h.remove(c)
-	c.serve(r)
+	go c.serve()
 }
 
 // closeReason is why the server ends a connection, as sent in its close frame.
@@ -408,36 +422,51 @@ type closeReason struct {
 }
 
 // client is one WebSocket connection: its subscription and its queues.
+//
+// An idle client costs one goroutine, the reader coder/websocket needs,
+// and two timers. The writer is a goroutine started when there is
+// something to send, which ends when there is nothing left; the ping is a
+// goroutine for the moment of a ping.
 type client struct {
 	h    *Hub
 	conn *websocket.Conn
 	addr string // what it counts against in Options.MaxPerAddr
 
-	wakeC chan struct{} // holds one token when there is something to send
-	done  chan struct{} // closed when the connection is to end
-	once  sync.Once
-	why   closeReason // set before done is closed; zero when the peer left
+	done chan struct{} // closed when the connection is to end
+	once sync.Once
+	why  closeReason // set before done is closed; zero when the peer left
+	// active counts the writer, a ping and the closing handshake while
+	// they run; each is added under mu and only while !stopped.
+	active sync.WaitGroup
 
 	// mu guards the fields below. It is held only to copy in or swap out
 	// queues, never while writing to the connection.
 	mu         sync.Mutex
+	stopped    bool
+	writing    bool // a writer goroutine runs
 	subscribed bool
 	all        bool
 	devices    map[string]struct{}
 	ack        []string // subscription to confirm, nil if none pending
 	q          []devices.Reading
-	gap        gapFrame // readings dropped since the last gap frame
-	status     map[string]devices.Status
+	gap        gapFrame                  // readings dropped since the last gap frame
+	status     map[string]devices.Status // nil while empty
 	maxStatus  int
 	shared     uint8 // the hub's shared frames to be sent, a bit each
 	// A conflated subscription: at most latest frames a second, each
 	// with only the newest queued reading of a series (pending: its place
-	// in q) and never one older than the series' last sent (sent).
+	// in q) and never one older than the series' last sent (sent). last
+	// is when its last frame was taken; rate starts the writer when the
+	// next may go.
 	latest  int
 	pending map[series]int
 	sent    map[series]int64
+	last    time.Time
+	rate    *time.Timer
+	armed   bool // rate is set to fire
 
-	strikes int // write timeouts in a row; only the writer touches it
+	timers  [2]*time.Timer // the subscribe deadline and the next ping
+	strikes int            // write timeouts in a row; only the writer touches it
 }
 
 // series is one metric of one device.
@@ -453,25 +482,57 @@ func newClient(h *Hub, conn *websocket.Conn) *client {
 	return &client{
 		h:         h,
 		conn:      conn,
-		wakeC:     make(chan struct{}, 1),
 		done:      make(chan struct{}),
-		status:    map[string]devices.Status{},
 		maxStatus: max(h.opts.QueueSize, 1024),
 	}
 }
 
-func (c *client) wake() {
-	select {
-	case c.wakeC <- struct{}{}:
-	default:
+// startWriter reports whether the caller is to start the writer: there is
+// none running and the connection has not ended. c.mu held.
+func (c *client) startWriter() bool {
+	if c.writing || c.stopped {
+		return false
+	}
+	c.writing = true
+	c.active.Add(1)
+	return true
+}
+
+// kick starts the writer if it is not running.
+func (c *client) kick() {
+	c.mu.Lock()
+	start := c.startWriter()
+	c.mu.Unlock()
+	if start {
+		go c.write()
 	}
 }
 
-// stop ends the connection with why; the first reason given wins.
+// stop ends the connection with why; the first reason given wins. The
+// close handshake runs on a goroutine of its own; the reader ends with it.
 func (c *client) stop(why closeReason) {
 	c.once.Do(func() {
+		c.mu.Lock()
 		c.why = why
+		c.stopped = true
+		c.active.Add(1)
+		c.mu.Unlock()
 		close(c.done)
+		go func() {
+			defer c.active.Done()
+			var err error
+			if why.code == 0 {
+				// The peer left, or the library already closed the
+				// connection (read limit, failed write); nothing more can
+				// be said to it.
+				err = c.conn.CloseNow()
+			} else {
+				err = c.conn.Close(why.code, why.reason)
+			}
+			if err != nil && !errors.Is(err, net.ErrClosed) {
+				c.h.log.Debug("websocket close", "remote", c.addr, "error", err)
+			}
+		}()
 	})
 }
 
@@ -485,7 +546,8 @@ func (c *client) wants(id string) bool {
 }
 
 // enqueue copies the readings c subscribes to into its queue, dropping what
-// does not fit. It reports whether anything was queued or dropped.
+// does not fit. It reports whether the caller is to start the writer:
+// something was queued or dropped and no writer runs.
 func (c *client) enqueue(rs []devices.Reading) bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -537,11 +599,12 @@ func (c *client) enqueue(rs []devices.Reading) bool {
 	if dropped > 0 {
 		c.h.dropped.Add(dropped)
 	}
-	return changed
+	return changed && c.startWriter()
 }
 
 // enqueueStatus records a presence change for c if it subscribes to id. A
-// newer change of the same device replaces an unsent older one.
+// newer change of the same device replaces an unsent older one. It reports
+// whether the caller is to start the writer.
 func (c *client) enqueueStatus(id string, s devices.Status) bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -553,14 +616,18 @@ func (c *client) enqueueStatus(id string, s devices.Status) bool {
 		// is about to be closed as too slow, and reloads when it reconnects.
 		return false
 	}
+	if c.status == nil {
+		c.status = map[string]devices.Status{}
+	}
 	c.status[id] = s
-	return true
+	return c.startWriter()
 }
 
 // subscribe replaces c's subscription and drops queued readings and statuses
 // it no longer wants, so that everything sent after the confirmation
-// matches the new subscription.
-func (c *client) subscribe(ids []string, latest int) {
+// matches the new subscription. It reports whether the caller is to start
+// the writer.
+func (c *client) subscribe(ids []string, latest int) bool {
 	all := false
 	set := make(map[string]struct{}, len(ids))
 	for _, id := range ids {
@@ -596,7 +663,7 @@ func (c *client) subscribe(ids []string, latest int) {
 			delete(c.status, id)
 		}
 	}
-	c.wake()
+	return c.startWriter()
 }
 
 // batch is what one flush takes from a client.
@@ -609,10 +676,38 @@ type batch struct {
 	latest   int // the subscription's frames a second, 0 for every reading
 }
 
-// take swaps c's queues out, leaving spare (emptied) in their place.
-func (c *client) take(spare []devices.Reading) batch {
+// take swaps c's queues out, leaving spare (emptied) in their place. When
+// there is nothing to send, or a conflated subscription's next frame may
+// not go yet (then its timer is set to start the writer when it may), it
+// reports false and the writer, which has called it, is to end.
+func (c *client) take(spare []devices.Reading) (batch, bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	if c.stopped {
+		return batch{}, false
+	}
+	if c.ack == nil && c.shared == 0 && len(c.q) == 0 && c.gap.Dropped == 0 && len(c.status) == 0 {
+		c.writing = false
+		c.q = nil // an idle client holds no queue
+		return batch{}, false
+	}
+	if c.latest > 0 && c.ack == nil {
+		// A conflated subscription takes at most latest frames a second:
+		// what arrives meanwhile replaces what is queued.
+		if wait := time.Until(c.last.Add(time.Second / time.Duration(c.latest))); wait > 0 {
+			c.writing = false
+			if !c.armed {
+				c.armed = true
+				if c.rate == nil {
+					c.rate = time.AfterFunc(wait, c.fire)
+				} else {
+					c.rate.Reset(wait)
+				}
+			}
+			return batch{}, false
+		}
+		c.last = time.Now()
+	}
 	b := batch{ack: c.ack, shared: c.shared, readings: c.q, gap: c.gap, latest: c.latest}
 	c.ack, c.shared = nil, 0
 	if c.latest > 0 {
@@ -631,9 +726,17 @@ func (c *client) take(spare []devices.Reading) batch {
 	c.gap = gapFrame{}
 	if len(c.status) > 0 {
 		b.status = c.status
-		c.status = map[string]devices.Status{}
+		c.status = nil
 	}
-	return b
+	return b, true
+}
+
+// fire is the conflation timer's: the next frame may go.
+func (c *client) fire() {
+	c.mu.Lock()
+	c.armed = false
+	c.mu.Unlock()
+	c.kick()
 }
 
 // queued returns how many readings wait in c's queue.
@@ -643,77 +746,76 @@ func (c *client) queued() int {
 	return len(c.q)
 }
 
-// serve runs the connection: a reader goroutine takes subscriptions, and
-// this goroutine writes batches until the connection ends.
-func (c *client) serve(r *http.Request) {
+// serve runs the connection: it reads the client's messages until the
+// connection ends, then waits for the writer, a ping in flight and the
+// close handshake, and gives the connection's place back.
+func (c *client) serve() {
 	h := c.h
-	readDone := make(chan struct{})
-	go func() {
-		defer close(readDone)
-		c.read(context.WithoutCancel(r.Context()))
-	}()
-	pingDone := make(chan struct{})
-	go func() {
-		defer close(pingDone)
-		c.ping()
-	}()
-	unsubscribed := time.AfterFunc(h.opts.SubscribeWithin, func() {
-		c.mu.Lock()
-		subscribed := c.subscribed
-		c.mu.Unlock()
-		if !subscribed {
-			h.noSubscribe.Add(1)
-			h.logRefusal(c.addr, ClosedNoSubscribe)
-			c.stop(closeReason{websocket.StatusPolicyViolation, "no subscribe within " + h.opts.SubscribeWithin.String()})
-		}
-	})
+	defer h.release(c.addr)
+	defer h.remove(c)
+	c.mu.Lock()
+	c.timers[0] = time.AfterFunc(h.opts.SubscribeWithin, c.subscribeDeadline)
+	c.timers[1] = time.AfterFunc(h.opts.PingEvery, c.ping)
+	c.mu.Unlock()
 
-	c.write()
-	unsubscribed.Stop()
+	c.read(context.Background())
 
-	var err error
-	switch why := c.why; {
-	case why.code == 0:
-		// The peer left, or the library already closed the connection
-		// (read limit, failed write); nothing more can be said to it.
-		err = c.conn.CloseNow()
-	default:
-		err = c.conn.Close(why.code, why.reason)
+	c.stop(closeReason{}) // the peer left, unless the server ended it first
+	c.mu.Lock()
+	for _, t := range c.timers {
+		t.Stop()
 	}
-	if err != nil && !errors.Is(err, net.ErrClosed) {
-		h.log.Debug("websocket close", "remote", r.RemoteAddr, "error", err)
+	if c.rate != nil {
+		c.rate.Stop()
 	}
-	<-readDone
-	<-pingDone // a ping in flight ends with the connection
+	c.mu.Unlock()
+	c.active.Wait()
 }
 
-// ping pings the client every PingEvery until the connection ends, and
-// drops it when a pong does not come within PingTimeout. The pong is read
-// by the reader goroutine, as coder/websocket requires.
+// subscribeDeadline closes a client that has not subscribed in time.
+func (c *client) subscribeDeadline() {
+	c.mu.Lock()
+	subscribed := c.subscribed
+	c.mu.Unlock()
+	if !subscribed {
+		h := c.h
+		h.noSubscribe.Add(1)
+		h.logRefusal(c.addr, ClosedNoSubscribe)
+		c.stop(closeReason{websocket.StatusPolicyViolation, "no subscribe within " + h.opts.SubscribeWithin.String()})
+	}
+}
+
+// ping pings the client, and drops it when a pong does not come within
+// PingTimeout; answered, it sets itself to ping again after PingEvery. The
+// pong is read by the reader goroutine, as coder/websocket requires.
 func (c *client) ping() {
 	h := c.h
-	t := time.NewTicker(h.opts.PingEvery)
-	defer t.Stop()
-	for {
-		select {
-		case <-c.done:
-			return
-		case <-t.C:
-		}
-		ctx, cancel := context.WithTimeout(context.Background(), h.opts.PingTimeout)
-		err := c.conn.Ping(ctx)
-		cancel()
-		if err == nil {
-			continue
-		}
-		// An expired ping has closed the connection already.
-		if errors.Is(err, context.DeadlineExceeded) {
-			h.noPong.Add(1)
-			h.logRefusal(c.addr, ClosedNoPong)
-		}
-		c.stop(closeReason{})
+	c.mu.Lock()
+	if c.stopped {
+		c.mu.Unlock()
 		return
 	}
+	c.active.Add(1)
+	c.mu.Unlock()
+	defer c.active.Done()
+
+	ctx, cancel := context.WithTimeout(context.Background(), h.opts.PingTimeout)
+	err := c.conn.Ping(ctx)
+	cancel()
+	if err == nil {
+		c.mu.Lock()
+		if !c.stopped {
+			c.timers[1].Reset(h.opts.PingEvery)
+		}
+		c.mu.Unlock()
+		return
+	}
+	// An expired ping has closed the connection already.
+	if errors.Is(err, context.DeadlineExceeded) {
+		h.noPong.Add(1)
+		h.logRefusal(c.addr, ClosedNoPong)
+	}
+	c.stop(closeReason{})
 }
 
 // read takes the client's messages until the connection ends.
@@ -723,7 +825,6 @@ func (c *client) read(ctx context.Context) {
 		if err != nil {
 			// Closed by the peer, by us, or by the library after an oversized
 			// message (it sends StatusMessageTooBig itself).
-			c.stop(closeReason{})
 			return
 		}
 		if typ != websocket.MessageText {
@@ -735,7 +836,9 @@ func (c *client) read(ctx context.Context) {
 			c.stop(closeReason{websocket.StatusPolicyViolation, err.Error()})
 			return
 		}
-		c.subscribe(ids, latest)
+		if c.subscribe(ids, latest) {
+			go c.write()
+		}
 	}
 }
 
@@ -774,41 +877,29 @@ func parseSubscribe(b []byte) ([]string, int, error) {
 	return m.Subscribe.Devices, m.Subscribe.Latest, nil
 }
 
-// write sends batches until c is stopped or a write fails.
+// bufs holds frame buffers between bursts, so that an idle client holds
+// none.
+var bufs = sync.Pool{New: func() any { return new([]byte) }}
+
+// write sends what is queued, batch after batch, until nothing is left,
+// c is stopped or a write fails. Only one runs at a time (startWriter).
 func (c *client) write() {
+	defer c.active.Done()
 	h := c.h
-	var (
-		spare []devices.Reading
-		buf   []byte
-		last  time.Time
-		timer = time.NewTimer(0)
-	)
-	<-timer.C
-	defer timer.Stop()
+	var spare []devices.Reading
+	bp := bufs.Get().(*[]byte)
+	buf := (*bp)[:0]
+	defer func() {
+		if cap(buf) <= 64<<10 { // one burst should not pin a large buffer for good
+			*bp = buf[:0]
+			bufs.Put(bp)
+		}
+	}()
 	for {
-		select {
-		case <-c.done:
+		b, ok := c.take(spare)
+		if !ok {
 			return
-		case <-c.wakeC:
 		}
-		// A conflated subscription takes at most latest frames a second:
-		// what arrives meanwhile replaces what is queued. Any other sends
-		// at once; what arrives while it writes joins the next frame.
-		c.mu.Lock()
-		latest := c.latest
-		c.mu.Unlock()
-		if latest > 0 {
-			if wait := time.Until(last.Add(time.Second / time.Duration(latest))); wait > 0 {
-				timer.Reset(wait)
-				select {
-				case <-c.done:
-					return
-				case <-timer.C:
-				}
-			}
-		}
-		last = time.Now()
-		b := c.take(spare)
 		if b.ack != nil {
 			buf = appendAck(buf[:0], b.ack)
 			if !c.send(buf) {
@@ -832,22 +923,17 @@ func (c *client) write() {
 		if len(b.readings) > 0 {
 			buf = appendReadings(buf[:0], b.readings)
 			clear(b.readings) // let go of the publishers' strings
-			spare = b.readings
 			if !c.send(buf) {
 				return
 			}
-		} else {
-			spare = b.readings
 		}
+		spare = b.readings
 		if b.gap.Dropped > 0 {
 			buf = appendGap(buf[:0], b.gap)
 			if !c.send(buf) {
 				return
 			}
 			h.gaps.Add(1)
-		}
-		if cap(buf) > 1<<20 {
-			buf = nil // one burst should not pin a large buffer for good
 		}
 	}
 }

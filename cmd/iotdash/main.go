@@ -74,6 +74,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	raiseOpenFiles(c, log)
 	hub := push.NewHub(push.Options{OriginPatterns: c.originList(), Logger: log, MaxClients: c.wsMax, MaxPerAddr: c.wsMaxPerAddr, Registerer: reg})
 	st, err := openState(ctx, c, hub, log, &cl)
 	if err != nil {

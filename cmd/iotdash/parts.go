@@ -22,6 +22,7 @@ import (
 	"iotdash/broker"
 	"iotdash/devices"
 	"iotdash/ingest"
+	"iotdash/internal/limit"
 	"iotdash/internal/mqttconn"
 	"iotdash/push"
 	"iotdash/store/influx"
@@ -351,4 +352,16 @@ func (c config) originList() []string {
 		}
 	}
 	return origins
+}
+
+// raiseOpenFiles raises the open-file limit to what every browser
+// (-max-websockets) and every device on the embedded broker
+// (-broker-max-clients) holding a file needs, where the system allows,
+// and says what holds.
+func raiseOpenFiles(c config, log *slog.Logger) {
+	if n, err := limit.RaiseOpenFiles(uint64(c.wsMax + c.brokerMaxClients + 1024)); err != nil {
+		log.Warn("the open-file limit is below what -max-websockets and -broker-max-clients need; raise it (ulimit -n)", "limit", n, "error", err)
+	} else {
+		log.Info("open-file limit", "limit", n)
+	}
 }

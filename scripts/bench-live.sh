@@ -1,0 +1,88 @@
+#!/usr/bin/env bash
+# Measures live push from the browser's side against the built binary and a
+# real Mosquitto: the delay from publish to a WebSocket client at p50, p90,
+# p99 and max over every reading received, and what an idle browser costs
+# the server. Prints the rows the README's "Live push" table holds. Not part
+# of `make test`: it takes about two minutes and wants a quiet machine.
+#
+#   scripts/bench-live.sh            # every row
+#   ROWS="latency" scripts/bench-live.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+eval "$(scripts/test-deps.sh)"
+
+work=$(mktemp -d)
+pids=()
+cleanup() {
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+go build -o "$work/bin/" ./cmd/iotdash ./cmd/iotload
+
+# free_port prints a TCP port on 127.0.0.1 nobody listens on.
+free_port() {
+  while :; do
+    p=$((20000 + RANDOM % 20000))
+    (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null || { echo "$p"; return; }
+  done
+}
+
+mq=$(free_port)
+printf 'listener %s 127.0.0.1\nallow_anonymous true\n' "$mq" >"$work/mosquitto.conf"
+"$IOTDASH_TEST_MOSQUITTO" -c "$work/mosquitto.conf" >"$work/mosquitto.log" 2>&1 &
+pids+=($!)
+
+password=bench-live-password
+export IOTLOAD_PASSWORD=$password
+
+# start_iotdash starts iotdash on the embedded store with the broker above,
+# and waits until it is ready; its URL is in $url.
+start_iotdash() {
+  for p in "${pids[@]:1}"; do kill "$p" 2>/dev/null && wait "$p" 2>/dev/null || true; done
+  pids=("${pids[0]}")
+  rm -rf "$work/data"
+  http=$(free_port)
+  url="http://127.0.0.1:$http"
+  IOTDASH_ADMIN_PASSWORD=$password "$work/bin/iotdash" -pprof -mqtt "tcp://127.0.0.1:$mq" -simulate 0 \
+    -http "127.0.0.1:$http" -data "$work/data" -max-websockets 30000 -max-websockets-per-addr 30000 \
+    -log-level warn >"$work/iotdash.log" 2>&1 &
+  pids+=($!)
+  for _ in $(seq 100); do
+    curl -fs "$url/readyz" >/dev/null 2>&1 && return
+    sleep 0.2
+  done
+  echo "iotdash did not start:" >&2
+  cat "$work/iotdash.log" >&2
+  exit 1
+}
+
+echo "# $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'); load average $(cut -d' ' -f1-3 /proc/loadavg); open-file limit $(ulimit -Hn)"
+rows=${ROWS:-"latency all idle"}
+for row in $rows; do
+  start_iotdash
+  case $row in
+  latency)
+    echo "## 10,000 readings/s (5,000 msg/s of 2 readings, QoS 1, 100 devices): 200 device pages, 200 overviews"
+    "$work/bin/iotload" -url "$url" -device-clients 200 -overview-clients 200 -latest 4 \
+      -mqtt "tcp://127.0.0.1:$mq" -rate 5000 -for 20s
+    ;;
+  all)
+    echo "## 3,000 readings/s (1,500 msg/s): 100 clients on every device, every reading"
+    "$work/bin/iotload" -url "$url" -all-clients 100 -mqtt "tcp://127.0.0.1:$mq" -rate 1500 -for 20s
+    ;;
+  idle)
+    n=$(( $(ulimit -Hn) - 500 ))
+    n=$(( n > 20000 ? 20000 : n ))
+    echo "## $n idle subscribed clients"
+    "$work/bin/iotload" -url "$url" -idle-clients "$n" -for 1s
+    ;;
+  *)
+    echo "unknown row $row (latency, all, idle)" >&2
+    exit 2
+    ;;
+  esac
+  echo "load average after: $(cut -d' ' -f1-3 /proc/loadavg)"
+done

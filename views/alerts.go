@@ -2,7 +2,6 @@ package views
 
 import (
 	"context"
-	"fmt"
 	"net/http"
 	"strconv"
 	"strings"
@@ -119,8 +118,8 @@ func (a AlertPages) Action() http.Handler {
 }
 
 // ruleFromForm reads the add-rule form: name, picks (device, kind,
-// location or pattern) and pick, metric, op, value, clear, for, severity,
-// runbook.
+// location or pattern) and pick, metric, op, value, clear, for, window,
+// severity, runbook.
 func ruleFromForm(r *http.Request) (alerts.Rule, error) {
 	f := r.PostFormValue
 	rule := alerts.Rule{Name: f("name"), Metric: strings.TrimSpace(f("metric")), Op: f("op"), Severity: f("severity"), Runbook: f("runbook")}
@@ -145,8 +144,10 @@ func ruleFromForm(r *http.Request) (alerts.Rule, error) {
 		return v, nil
 	}
 	var err error
-	if rule.Value, err = num("value"); err != nil {
-		return rule, err
+	if strings.TrimSpace(f("value")) != "" || rule.Op != alerts.OpNoData {
+		if rule.Value, err = num("value"); err != nil {
+			return rule, err
+		}
 	}
 	if strings.TrimSpace(f("clear")) != "" {
 		c, err := num("clear")
@@ -161,6 +162,13 @@ func ruleFromForm(r *http.Request) (alerts.Rule, error) {
 			return rule, devices.Errorf(devices.EInvalid, "rule: for %q is not a duration such as 30s or 2m", s)
 		}
 		rule.For = alerts.Duration(d)
+	}
+	if s := strings.TrimSpace(f("window")); s != "" {
+		d, err := time.ParseDuration(s)
+		if err != nil {
+			return rule, devices.Errorf(devices.EInvalid, "rule: window %q is not a duration such as 10m or 1h", s)
+		}
+		rule.Window = alerts.Duration(d)
 	}
 	return rule, nil
 }
@@ -192,7 +200,7 @@ func (a AlertPages) show(w http.ResponseWriter, r *http.Request, done string, ac
 		}
 	}
 	for _, ru := range a.Book.Rules() {
-		m.Rules = append(m.Rules, RuleRow{Rule: ru, Picks: picks(ru), Condition: condition(ru)})
+		m.Rules = append(m.Rules, RuleRow{Rule: ru, Picks: picks(ru), Condition: ru.Condition()})
 	}
 	if a.Deliveries != nil {
 		if ds, err := a.Deliveries.Deliveries(r.Context()); err == nil {
@@ -214,23 +222,4 @@ func picks(r alerts.Rule) string {
 		return "devices " + r.Pattern
 	}
 	return "every device with limits"
-}
-
-func condition(r alerts.Rule) string {
-	var s string
-	switch r.Op {
-	case alerts.OpAbove, alerts.OpBelow:
-		s = fmt.Sprintf("%s %s %v", r.Metric, r.Op, r.Value)
-		if r.Clear != nil && *r.Clear != r.Value {
-			s += fmt.Sprintf(", clears at %v", *r.Clear)
-		}
-	case alerts.OpOutside:
-		s = fmt.Sprintf("%s outside %v–%v", r.Metric, r.Low, r.High)
-	default:
-		s = "a metric outside its declared limits"
-	}
-	if r.For > 0 {
-		s += " for " + formatDuration(time.Duration(r.For))
-	}
-	return s
 }

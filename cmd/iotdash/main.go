@@ -21,6 +21,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"time"
 	_ "time/tzdata" // -timezone works where the machine has no zoneinfo (a scratch image)
@@ -108,7 +109,14 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	}
 	// The fleet, as the last run left it; saved every second and at the
 	// end, after the ingester has stopped.
-	fleet := devices.NewFleet(hub.PublishStatus)
+	// The alert engine, once it starts, hears of devices going offline.
+	var presence atomic.Pointer[alerts.Engine]
+	fleet := devices.NewFleet(func(id string, s devices.Status) {
+		hub.PublishStatus(id, s)
+		if e := presence.Load(); e != nil {
+			e.Presence(id, s)
+		}
+	})
 	fleet.SetStaleAfter(c.staleAfter)
 	fleet.SetLimits(c.limits)
 	registry, err := sqlite.OpenRegistry(filepath.Join(c.dataDir, "fleet.db"))
@@ -228,6 +236,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return fmt.Errorf("reading the alert rules in -data %s: %w", c.dataDir, err)
 	}
 	hub.SetAlerts(rules.Summary())
+	presence.Store(rules)
 	cl.add(task(context.WithoutCancel(ctx), func(ctx context.Context) { rules.Run(ctx) }))
 	cl.add(task(ctx, func(ctx context.Context) {
 		notifier.Run(ctx, func() []alerts.Instance { return rules.Alerts(alerts.StateFiring) })

@@ -110,6 +110,7 @@ func table(d deps, mux *http.ServeMux) []route {
 		{"GET /api/v1/query", auth.Viewer, views.Compress(query)},
 		{"GET /api/v1/openapi.json", auth.Viewer, views.Compress(api.OpenAPI())},
 		{"GET /api/v1/alerts", auth.Viewer, alertAPI.List()},
+		{"GET /api/v1/alerts/history", auth.Viewer, alertAPI.History()},
 		{"POST /api/v1/alerts/{id}/{action}", auth.Operator, alertAPI.Act()},
 		{"GET /api/v1/alerts/rules", auth.Viewer, alertAPI.Rules()},
 		{"POST /api/v1/alerts/rules", auth.Operator, alertAPI.Rules()},

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"iotdash/alerts"
+	"iotdash/api"
 	"iotdash/auth"
 	"iotdash/devices"
 )
@@ -20,6 +21,7 @@ type AlertBook interface {
 	DeleteRule(ctx context.Context, id string) error
 	Acknowledge(key, by, comment string) (alerts.Instance, error)
 	Silence(key, by string, d time.Duration, comment string) (alerts.Instance, error)
+	History(q alerts.HistoryQuery) []alerts.Episode
 }
 
 // Deliveries says how notifications fare (alerts.Notifier).
@@ -43,10 +45,28 @@ type RuleRow struct {
 	Picks, Condition string
 }
 
+// EpisodeRow is one episode of the history as the page shows it.
+type EpisodeRow struct {
+	alerts.Episode
+	Peak            string
+	Fired, Resolved Seen
+}
+
+// HistoryFilter is what the history is filtered by: the query's device,
+// rule, severity and from.
+type HistoryFilter struct {
+	Device, Rule, Severity, From string
+}
+
+// HistorySince are the spans the history filter offers, by its from.
+var HistorySince = []struct{ From, Label string }{{"-1d", "the last day"}, {"-7d", "the last week"}, {"-30d", "the last 30 days"}, {"", "all that is kept"}}
+
 // AlertsModel is the alerts page.
 type AlertsModel struct {
 	Page
 	Firing, Pending, Resolved []AlertRow
+	History                   []EpisodeRow
+	Filter                    HistoryFilter
 	Rules                     []RuleRow
 	Deliveries                []alerts.Delivery
 	CanChange                 bool // an operator or an admin
@@ -197,6 +217,16 @@ func (a AlertPages) show(w http.ResponseWriter, r *http.Request, done string, ac
 		default:
 			row.Resolved = newSeen(in.ResolvedAt, now)
 			m.Resolved = append(m.Resolved, row)
+		}
+	}
+	q := r.URL.Query()
+	m.Filter = HistoryFilter{Device: q.Get("device"), Rule: q.Get("rule"), Severity: q.Get("severity"), From: q.Get("from")}
+	if hq, err := api.ParseHistory(q, now); err != nil {
+		status, m.Problem = problem(log, r, err)
+	} else {
+		for _, ep := range a.Book.History(hq) {
+			m.History = append(m.History, EpisodeRow{Episode: ep, Peak: strconv.FormatFloat(ep.Peak, 'g', -1, 64),
+				Fired: newSeen(ep.FiredAt, now), Resolved: newSeen(ep.ResolvedAt, now)})
 		}
 	}
 	for _, ru := range a.Book.Rules() {

@@ -9,7 +9,9 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -485,5 +487,110 @@ func TestHistory(t *testing.T) {
 	testenv.WaitFor(t, 10*time.Second, "boiler-3's episode", func() bool { return len(e.History(alerts.HistoryQuery{Device: "boiler-3"})) == 1 })
 	if got := e.History(alerts.HistoryQuery{}); len(got) != 3 || got[len(got)-1].Device != "boiler-2" {
 		t.Errorf("episodes: %+v, want three, the oldest (boiler-1's first) gone", got)
+	}
+}
+
+// amSilences returns the states of the silences iotdash made in
+// Alertmanager, by the device they match.
+func amSilences(t *testing.T, am *testenv.Alertmanager) map[string][]string {
+	t.Helper()
+	resp, err := http.Get(am.URL + "/api/v2/silences")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var list []struct {
+		CreatedBy string `json:"createdBy"`
+		Matchers  []struct {
+			Name, Value string
+		} `json:"matchers"`
+		Status struct {
+			State string `json:"state"`
+		} `json:"status"`
+	}
+	json.NewDecoder(resp.Body).Decode(&list)
+	out := map[string][]string{}
+	for _, s := range list {
+		if !strings.HasPrefix(s.CreatedBy, "iotdash") {
+			continue
+		}
+		for _, m := range s.Matchers {
+			if m.Name == "device" {
+				out[m.Value] = append(out[m.Value], s.Status.State)
+			}
+		}
+	}
+	return out
+}
+
+// amState returns the state Alertmanager gives device's alert (active,
+// suppressed), "" if it holds none.
+func amState(t *testing.T, am *testenv.Alertmanager, device string) string {
+	t.Helper()
+	resp, err := http.Get(am.URL + "/api/v2/alerts?filter=" + url.QueryEscape(`device="`+device+`"`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var list []struct {
+		Status struct {
+			State string `json:"state"`
+		} `json:"status"`
+	}
+	json.NewDecoder(resp.Body).Decode(&list)
+	if len(list) == 0 {
+		return ""
+	}
+	return list[0].Status.State
+}
+
+// TestAcknowledgeSilencesAlertmanager: acknowledging an alert silences it
+// in Alertmanager (which then holds it suppressed, and pages no one about
+// it) until it resolves; withdrawing the acknowledgement expires the
+// silence at once.
+func TestAcknowledgeSilencesAlertmanager(t *testing.T) {
+	am := testenv.StartAlertmanager(t)
+	rx := newReceiver(t)
+	p := startPlant(t, filepath.Join(t.TempDir(), "state.db"), devices.NewFleet(nil), rx.URL, am.URL)
+	if _, err := p.engine.PutRule(context.Background(), alerts.Rule{Name: "Boiler too hot", Pattern: "boiler-*", Metric: "temperature", Op: ">", Value: 30}); err != nil {
+		t.Fatal(err)
+	}
+	p.engine.Observe(reading("boiler-1", "temperature", 35))
+	p.engine.Observe(reading("boiler-2", "temperature", 35))
+	testenv.WaitFor(t, 10*time.Second, "Alertmanager to hold both alerts", func() bool {
+		return amState(t, am, "boiler-1") == "active" && amState(t, am, "boiler-2") == "active"
+	})
+	keys := map[string]string{}
+	for _, in := range p.engine.Alerts(alerts.StateFiring) {
+		keys[in.Device] = in.Key
+	}
+	if _, err := p.engine.Acknowledge(keys["boiler-1"], "otto", "valve ordered"); err != nil {
+		t.Fatal(err)
+	}
+	testenv.WaitFor(t, 10*time.Second, "boiler-1's alert suppressed by a silence", func() bool {
+		return amState(t, am, "boiler-1") == "suppressed" && slices.Equal(amSilences(t, am)["boiler-1"], []string{"active"})
+	})
+	if got := amState(t, am, "boiler-2"); got != "active" {
+		t.Errorf("boiler-2's alert, not acknowledged, is %s in Alertmanager", got)
+	}
+
+	if _, err := p.engine.Acknowledge(keys["boiler-2"], "otto", ""); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := p.engine.Unacknowledge(keys["boiler-2"]); err != nil {
+		t.Fatal(err)
+	}
+	testenv.WaitFor(t, 10*time.Second, "boiler-2's silence expired", func() bool {
+		s := amSilences(t, am)["boiler-2"]
+		return len(s) > 0 && !slices.Contains(s, "active") && !slices.Contains(s, "pending")
+	})
+
+	p.engine.Observe(reading("boiler-1", "temperature", 20))
+	testenv.WaitFor(t, 10*time.Second, "boiler-1's silence expired when it resolved", func() bool {
+		return slices.Equal(amSilences(t, am)["boiler-1"], []string{"expired"})
+	})
+	testenv.WaitFor(t, 10*time.Second, "boiler-1's resolution at the webhook", func() bool { return len(rx.statuses()) >= 3 })
+	if got := strings.Join(rx.statuses(), ","); got != "firing,firing,resolved" {
+		t.Errorf("the webhook got %s, want two firings and boiler-1's resolution", got)
 	}
 }

@@ -3,7 +3,11 @@ package alerts_test
 import (
 	"context"
 	"fmt"
+	"net/http"
+	"net/http/httptest"
 	"path/filepath"
+	"slices"
+	"sync"
 	"testing"
 	"time"
 
@@ -13,13 +17,14 @@ import (
 )
 
 // BenchmarkObserve is the ingest cost of alerting: a batch of readings of
-// 10,000 devices that 10,000 rule instances watch (a rule on a kind, and
-// the limits every device declares), none crossing, against no rules.
+// 10,000 devices, none crossing, with no rule; with 10,000 rule instances
+// (a rule on their kind: each device its own instance); and with 20,000
+// (that rule and the limits every device declares).
 //
 //	go test -run '^$' -bench Observe -benchmem ./alerts
 func BenchmarkObserve(b *testing.B) {
-	for _, rules := range []bool{false, true} {
-		b.Run(fmt.Sprintf("rules=%v", rules), func(b *testing.B) {
+	for _, instances := range []int{0, 10_000, 20_000} {
+		b.Run(fmt.Sprintf("instances=%d", instances), func(b *testing.B) {
 			docs, err := sqlite.OpenDocs(filepath.Join(b.TempDir(), "state.db"))
 			if err != nil {
 				b.Fatal(err)
@@ -32,7 +37,7 @@ func BenchmarkObserve(b *testing.B) {
 			for i := range n {
 				id := fmt.Sprintf("dev-%05d", i)
 				meta := devices.Meta{Kind: "thermostat"}
-				if rules {
+				if instances == 20_000 {
 					meta.Limits = map[string][2]float64{"temperature": {0, 100}}
 				}
 				fleet.SetMeta(id, meta)
@@ -42,12 +47,15 @@ func BenchmarkObserve(b *testing.B) {
 			if err != nil {
 				b.Fatal(err)
 			}
-			if rules {
+			if instances > 0 {
 				if _, err := e.PutRule(context.Background(), alerts.Rule{Name: "hot", Kind: "thermostat", Metric: "temperature", Op: ">", Value: 30}); err != nil {
 					b.Fatal(err)
 				}
-			} else if _, err := e.PutRule(context.Background(), alerts.Rule{ID: alerts.LimitsRuleID, Disabled: true}); err != nil {
-				b.Fatal(err)
+			}
+			if instances < 20_000 {
+				if _, err := e.PutRule(context.Background(), alerts.Rule{ID: alerts.LimitsRuleID, Disabled: true}); err != nil {
+					b.Fatal(err)
+				}
 			}
 			e.Observe(batch) // the devices' targets, cached
 			b.ResetTimer()
@@ -57,4 +65,90 @@ func BenchmarkObserve(b *testing.B) {
 			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*n), "ns/reading")
 		})
 	}
+}
+
+// BenchmarkConditionToWebhook is the time from a reading that meets a
+// rule's condition to its notification's arrival at a webhook receiver
+// (real HTTP, in this process), through the engine, the state file and
+// the notification queue, while 50,000 other readings a second of 10,000
+// devices, each its own rule instance, are observed. Each op is one alert
+// fired and resolved: two notifications timed.
+//
+//	go test -run '^$' -bench ConditionToWebhook -benchtime 200x ./alerts
+func BenchmarkConditionToWebhook(b *testing.B) {
+	arrived := make(chan time.Time, 16)
+	rx := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { arrived <- time.Now() }))
+	defer rx.Close()
+	docs, err := sqlite.OpenDocs(filepath.Join(b.TempDir(), "state.db"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer docs.Close()
+	fleet := devices.NewFleet(nil)
+	const n = 10_000
+	for i := range n {
+		fleet.SetMeta(fmt.Sprintf("dev-%05d", i), devices.Meta{Kind: "thermostat"})
+	}
+	notifier := alerts.NewNotifier(alerts.NotifierConfig{Store: docs, Webhooks: map[string][]string{"": {rx.URL}}})
+	e, err := alerts.New(context.Background(), alerts.Config{Store: docs, Fleet: fleet, Notify: notifier})
+	if err != nil {
+		b.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	defer cancel()
+	wg.Add(3)
+	go func() { defer wg.Done(); e.Run(ctx) }()
+	go func() { defer wg.Done(); notifier.Run(ctx, func() []alerts.Instance { return e.Alerts(alerts.StateFiring) }) }()
+	for _, r := range []alerts.Rule{
+		{Name: "hot", Kind: "thermostat", Metric: "temperature", Op: ">", Value: 30},
+		{Name: "Boiler too hot", Device: "boiler-1", Metric: "temperature", Op: ">", Value: 30, Severity: "critical"},
+	} {
+		if _, err := e.PutRule(ctx, r); err != nil {
+			b.Fatal(err)
+		}
+	}
+	// The load: 500 readings every 10 ms, round the 10,000 devices.
+	go func() {
+		defer wg.Done()
+		tick := time.NewTicker(10 * time.Millisecond)
+		defer tick.Stop()
+		batch := make([]devices.Reading, 500)
+		next := 0
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-tick.C:
+			}
+			now := time.Now().UnixMilli()
+			for i := range batch {
+				batch[i] = devices.Reading{Device: fmt.Sprintf("dev-%05d", next%n), Metric: "temperature", Time: now, Value: 20}
+				next++
+			}
+			e.Observe(batch)
+		}
+	}()
+
+	var took []time.Duration
+	b.ResetTimer()
+	for b.Loop() {
+		for _, v := range []float64{35, 20} { // fires, then resolves
+			start := time.Now()
+			e.Observe([]devices.Reading{{Device: "boiler-1", Metric: "temperature", Time: start.UnixMilli(), Value: v}})
+			select {
+			case at := <-arrived:
+				took = append(took, at.Sub(start))
+			case <-time.After(30 * time.Second):
+				b.Fatal("no notification within 30 s")
+			}
+		}
+	}
+	b.StopTimer()
+	slices.Sort(took)
+	q := func(p float64) float64 { return float64(took[int(p*float64(len(took)-1))].Microseconds()) / 1000 }
+	b.ReportMetric(q(0.5), "p50-ms")
+	b.ReportMetric(q(0.99), "p99-ms")
+	b.ReportMetric(float64(took[len(took)-1].Microseconds())/1000, "max-ms")
 }

@@ -100,11 +100,13 @@ type Engine struct {
 	wake    chan struct{}
 }
 
-// change is an instance to save, delete, or save and notify.
+// change is an instance to save, delete, or save and notify; silence
+// says its acknowledgement or silence changed.
 type change struct {
 	in      Instance
 	deleted bool
 	notify  bool
+	silence bool
 }
 
 // New returns an Engine with the rules and instances the store holds.
@@ -589,7 +591,17 @@ func (e *Engine) save(ctx context.Context, c change) error {
 			return err
 		}
 	}
-	if !c.notify || e.cfg.Notify == nil || in.SilencedUntil > e.cfg.Now().UnixMilli() {
+	if e.cfg.Notify == nil {
+		return nil
+	}
+	// Before the notification: syncing again is harmless, a second
+	// notification is not (a failure below retries the whole change).
+	if c.silence || (c.notify && in.State == StateResolved && (in.AckedBy != "" || in.SilencedUntil > 0)) {
+		if err := e.cfg.Notify.SyncSilence(ctx, in); err != nil {
+			return err
+		}
+	}
+	if !c.notify || in.SilencedUntil > e.cfg.Now().UnixMilli() {
 		return nil
 	}
 	webhook := ""
@@ -644,6 +656,18 @@ func (e *Engine) Acknowledge(key, by, comment string) (Instance, error) {
 	})
 }
 
+// Unacknowledge withdraws an alert's acknowledgement, and its silence: it
+// is notified again when it next fires or resolves.
+func (e *Engine) Unacknowledge(key string) (Instance, error) {
+	return e.change(key, func(in *Instance) error {
+		if in.AckedBy == "" && in.SilencedUntil == 0 {
+			return devices.Errorf(devices.EInvalid, "this alert is neither acknowledged nor silenced")
+		}
+		in.AckedBy, in.AckComment, in.SilencedUntil = "", "", 0
+		return nil
+	})
+}
+
 // Silence mutes an instance's notifications for d.
 func (e *Engine) Silence(key, by string, d time.Duration, comment string) (Instance, error) {
 	if d <= 0 || d > 30*24*time.Hour {
@@ -666,7 +690,7 @@ func (e *Engine) change(key string, f func(*Instance) error) (Instance, error) {
 	if err := f(in); err != nil {
 		return Instance{}, err
 	}
-	e.dirty = append(e.dirty, change{in: *in}) // saved, not notified
+	e.dirty = append(e.dirty, change{in: *in, silence: true}) // saved, not notified
 	e.signal()
 	return *in, nil
 }

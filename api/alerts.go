@@ -26,6 +26,7 @@ type Alerts interface {
 	DeleteRule(ctx context.Context, id string) error
 	Alerts(state string) []alerts.Instance
 	Acknowledge(key, by, comment string) (alerts.Instance, error)
+	Unacknowledge(key string) (alerts.Instance, error)
 	Silence(key, by string, d time.Duration, comment string) (alerts.Instance, error)
 	History(q alerts.HistoryQuery) []alerts.Episode
 }
@@ -36,6 +37,7 @@ type Alerts interface {
 //	GET    /api/v1/alerts/history?device=…    episodes: fired, cleared, peak, acknowledged
 //	POST   /api/v1/alerts/{id}/ack            {"comment": "…"}
 //	POST   /api/v1/alerts/{id}/silence        {"for": "1h", "comment": "…"}
+//	POST   /api/v1/alerts/{id}/unack          the acknowledgement and silence withdrawn
 //	GET    /api/v1/alerts/rules               every rule
 //	POST   /api/v1/alerts/rules               a new rule (201)
 //	GET    /api/v1/alerts/rules/{id}          one rule
@@ -129,7 +131,7 @@ func ParseHistory(v url.Values, now time.Time) (alerts.HistoryQuery, error) {
 	return q, nil
 }
 
-// Act serves POST /api/v1/alerts/{id}/{action}: ack or silence.
+// Act serves POST /api/v1/alerts/{id}/{action}: ack, silence or unack.
 func (a AlertAPI) Act() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		var body struct {
@@ -148,10 +150,12 @@ func (a AlertAPI) Act() http.Handler {
 		switch r.PathValue("action") {
 		case "ack":
 			in, err = a.Alerts.Acknowledge(r.PathValue("id"), p.Name, body.Comment)
+		case "unack":
+			in, err = a.Alerts.Unacknowledge(r.PathValue("id"))
 		case "silence":
 			in, err = a.Alerts.Silence(r.PathValue("id"), p.Name, time.Duration(body.For), body.Comment)
 		default:
-			err = devices.Errorf(devices.ENotFound, "an alert is acknowledged (ack) or silenced (silence)")
+			err = devices.Errorf(devices.ENotFound, "an alert is acknowledged (ack), silenced (silence), or either withdrawn (unack)")
 		}
 		if err != nil {
 			writeError(w, r, a.log(), err)

@@ -163,9 +163,20 @@ func alertScenarios(s *apiServer) map[string]func(t *testing.T) answer {
 		"POST /api/v1/alerts/{id}/silence 401": func(t *testing.T) answer { return request(t, "POST", s.Anonymous+alert+"/silence", "") },
 		"POST /api/v1/alerts/{id}/silence 403": func(t *testing.T) answer { return request(t, "POST", s.Viewer+alert+"/silence", `{"for":"1h"}`) },
 		"POST /api/v1/alerts/{id}/silence 404": func(t *testing.T) answer { return s.send(t, "POST", "/api/v1/alerts/nope/silence", `{"for":"1h"}`) },
-		"GET /api/v1/alerts/rules 200":         func(t *testing.T) answer { return s.get(t, "/api/v1/alerts/rules") },
-		"GET /api/v1/alerts/rules 401":         func(t *testing.T) answer { return fetchURL(t, s.Anonymous+"/api/v1/alerts/rules") },
-		"POST /api/v1/alerts/rules 201":        func(t *testing.T) answer { return s.send(t, "POST", "/api/v1/alerts/rules", rule) },
+		"POST /api/v1/alerts/{id}/unack 200": func(t *testing.T) answer {
+			s.send(t, "POST", alert+"/ack", "")
+			return s.send(t, "POST", alert+"/unack", "")
+		},
+		"POST /api/v1/alerts/{id}/unack 400": func(t *testing.T) answer {
+			s.send(t, "POST", alert+"/unack", "")
+			return s.send(t, "POST", alert+"/unack", "")
+		},
+		"POST /api/v1/alerts/{id}/unack 401": func(t *testing.T) answer { return request(t, "POST", s.Anonymous+alert+"/unack", "") },
+		"POST /api/v1/alerts/{id}/unack 403": func(t *testing.T) answer { return request(t, "POST", s.Viewer+alert+"/unack", "") },
+		"POST /api/v1/alerts/{id}/unack 404": func(t *testing.T) answer { return s.send(t, "POST", "/api/v1/alerts/nope/unack", "") },
+		"GET /api/v1/alerts/rules 200":       func(t *testing.T) answer { return s.get(t, "/api/v1/alerts/rules") },
+		"GET /api/v1/alerts/rules 401":       func(t *testing.T) answer { return fetchURL(t, s.Anonymous+"/api/v1/alerts/rules") },
+		"POST /api/v1/alerts/rules 201":      func(t *testing.T) answer { return s.send(t, "POST", "/api/v1/alerts/rules", rule) },
 		"POST /api/v1/alerts/rules 400": func(t *testing.T) answer {
 			return s.send(t, "POST", "/api/v1/alerts/rules", `{"name":"Boiler too hot","device":"boiler-1","metric":"temperature","op":"=="}`)
 		},
@@ -266,7 +277,7 @@ func TestOpenAPIDocumentsTheHandlers(t *testing.T) {
 		got = append(got, p)
 	}
 	sort.Strings(got)
-	want := []string{"/api/v1/alerts", "/api/v1/alerts/history", "/api/v1/alerts/rules", "/api/v1/alerts/rules/{id}", "/api/v1/alerts/{id}/ack", "/api/v1/alerts/{id}/silence",
+	want := []string{"/api/v1/alerts", "/api/v1/alerts/history", "/api/v1/alerts/rules", "/api/v1/alerts/rules/{id}", "/api/v1/alerts/{id}/ack", "/api/v1/alerts/{id}/silence", "/api/v1/alerts/{id}/unack",
 		"/api/v1/devices", "/api/v1/devices/{id}", "/api/v1/openapi.json", "/api/v1/query", "/healthz", "/metrics", "/readyz", "/ws"}
 	if !slices.Equal(got, want) {
 		t.Errorf("documented paths: got %v, want %v", got, want)

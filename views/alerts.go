@@ -20,6 +20,7 @@ type AlertBook interface {
 	PutRule(ctx context.Context, r alerts.Rule) (alerts.Rule, error)
 	DeleteRule(ctx context.Context, id string) error
 	Acknowledge(key, by, comment string) (alerts.Instance, error)
+	Unacknowledge(key string) (alerts.Instance, error)
 	Silence(key, by string, d time.Duration, comment string) (alerts.Instance, error)
 	History(q alerts.HistoryQuery) []alerts.Episode
 }
@@ -74,7 +75,7 @@ type AlertsModel struct {
 }
 
 // AlertPages serves the alerts page, GET /alerts, and its forms (an
-// operator's): POST /alerts/{key}/{ack,silence} and POST /alerts/rules,
+// operator's): POST /alerts/{key}/{ack,unack,silence} and POST /alerts/rules,
 // /alerts/rules/{id}/{delete,off,on}.
 type AlertPages struct {
 	Book       AlertBook
@@ -99,6 +100,9 @@ func (a AlertPages) Action() http.Handler {
 		case key != "" && action == "ack":
 			_, err = a.Book.Acknowledge(key, p.Name, r.PostFormValue("comment"))
 			done = "Acknowledged."
+		case key != "" && action == "unack":
+			_, err = a.Book.Unacknowledge(key)
+			done = "Withdrew the acknowledgement."
 		case key != "" && action == "silence":
 			var d time.Duration
 			if d, err = time.ParseDuration(r.PostFormValue("for")); err != nil {

@@ -25,23 +25,11 @@ import (
 func BenchmarkObserve(b *testing.B) {
 	for _, instances := range []int{0, 10_000, 20_000} {
 		b.Run(fmt.Sprintf("instances=%d", instances), func(b *testing.B) {
-			docs, err := sqlite.OpenDocs(filepath.Join(b.TempDir(), "state.db"))
-			if err != nil {
-				b.Fatal(err)
-			}
-			defer docs.Close()
-			fleet := devices.NewFleet(nil)
-			const n = 10_000
-			batch := make([]devices.Reading, n)
+			docs, fleet := thermostats(b, instances == 20_000)
+			batch := make([]devices.Reading, thermostatCount)
 			now := time.Now().UnixMilli()
-			for i := range n {
-				id := fmt.Sprintf("dev-%05d", i)
-				meta := devices.Meta{Kind: "thermostat"}
-				if instances == 20_000 {
-					meta.Limits = map[string][2]float64{"temperature": {0, 100}}
-				}
-				fleet.SetMeta(id, meta)
-				batch[i] = devices.Reading{Device: id, Metric: "temperature", Time: now, Value: 20}
+			for i := range batch {
+				batch[i] = devices.Reading{Device: thermostat(i), Metric: "temperature", Time: now, Value: 20}
 			}
 			e, err := alerts.New(context.Background(), alerts.Config{Store: docs, Fleet: fleet})
 			if err != nil {
@@ -62,9 +50,33 @@ func BenchmarkObserve(b *testing.B) {
 			for b.Loop() {
 				e.Observe(batch)
 			}
-			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*n), "ns/reading")
+			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*len(batch)), "ns/reading")
 		})
 	}
+}
+
+// thermostatCount is how many devices the benchmarks' fleet has.
+const thermostatCount = 10_000
+
+func thermostat(i int) string { return fmt.Sprintf("dev-%05d", i%thermostatCount) }
+
+// thermostats is a state file and a fleet of thermostatCount devices of
+// the kind thermostat, with limits on their temperature if limits is set.
+func thermostats(b *testing.B, limits bool) (*sqlite.Docs, *devices.Fleet) {
+	docs, err := sqlite.OpenDocs(filepath.Join(b.TempDir(), "state.db"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { docs.Close() })
+	fleet := devices.NewFleet(nil)
+	for i := range thermostatCount {
+		meta := devices.Meta{Kind: "thermostat"}
+		if limits {
+			meta.Limits = map[string][2]float64{"temperature": {0, 100}}
+		}
+		fleet.SetMeta(thermostat(i), meta)
+	}
+	return docs, fleet
 }
 
 // BenchmarkConditionToWebhook is the time from a reading that meets a
@@ -79,16 +91,7 @@ func BenchmarkConditionToWebhook(b *testing.B) {
 	arrived := make(chan time.Time, 16)
 	rx := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { arrived <- time.Now() }))
 	defer rx.Close()
-	docs, err := sqlite.OpenDocs(filepath.Join(b.TempDir(), "state.db"))
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer docs.Close()
-	fleet := devices.NewFleet(nil)
-	const n = 10_000
-	for i := range n {
-		fleet.SetMeta(fmt.Sprintf("dev-%05d", i), devices.Meta{Kind: "thermostat"})
-	}
+	docs, fleet := thermostats(b, false)
 	notifier := alerts.NewNotifier(alerts.NotifierConfig{Store: docs, Webhooks: map[string][]string{"": {rx.URL}}})
 	e, err := alerts.New(context.Background(), alerts.Config{Store: docs, Fleet: fleet, Notify: notifier})
 	if err != nil {
@@ -100,7 +103,10 @@ func BenchmarkConditionToWebhook(b *testing.B) {
 	defer cancel()
 	wg.Add(3)
 	go func() { defer wg.Done(); e.Run(ctx) }()
-	go func() { defer wg.Done(); notifier.Run(ctx, func() []alerts.Instance { return e.Alerts(alerts.StateFiring) }) }()
+	go func() {
+		defer wg.Done()
+		notifier.Run(ctx, func() []alerts.Instance { return e.Alerts(alerts.StateFiring) })
+	}()
 	for _, r := range []alerts.Rule{
 		{Name: "hot", Kind: "thermostat", Metric: "temperature", Op: ">", Value: 30},
 		{Name: "Boiler too hot", Device: "boiler-1", Metric: "temperature", Op: ">", Value: 30, Severity: "critical"},
@@ -124,7 +130,7 @@ func BenchmarkConditionToWebhook(b *testing.B) {
 			}
 			now := time.Now().UnixMilli()
 			for i := range batch {
-				batch[i] = devices.Reading{Device: fmt.Sprintf("dev-%05d", next%n), Metric: "temperature", Time: now, Value: 20}
+				batch[i] = devices.Reading{Device: thermostat(next), Metric: "temperature", Time: now, Value: 20}
 				next++
 			}
 			e.Observe(batch)

@@ -22,17 +22,23 @@ const (
 	StateResolved = "resolved" // cleared after firing; kept as history
 )
 
-// Instance is one rule's alert for one device (and metric).
-type Instance struct {
-	Key      string `json:"key"`
+// Subject is what an alert is about, as its notifications, its episodes
+// and the pages name it.
+type Subject struct {
 	Rule     string `json:"rule"`
 	Name     string `json:"name"`
 	Device   string `json:"device"`
 	Metric   string `json:"metric"`
 	Severity string `json:"severity"`
 	Summary  string `json:"summary"`
-	Runbook  string `json:"runbook,omitempty"`
-	State    string `json:"state"`
+}
+
+// Instance is one rule's alert for one device (and metric).
+type Instance struct {
+	Key string `json:"key"`
+	Subject
+	Runbook string `json:"runbook,omitempty"`
+	State   string `json:"state"`
 	// Value is the latest value (for rises and falls the change within
 	// the window, for nodata the seconds without data); Peak the
 	// furthest into the condition it went.
@@ -355,8 +361,7 @@ func (e *Engine) step(rule *Rule, device, metric string, v float64, limits [2]fl
 	}
 	switch {
 	case !active && rule.breached(v, limits):
-		in = &Instance{Key: key.String(), Rule: rule.ID, Name: rule.Name, Device: device, Metric: metric, Severity: rule.Severity,
-			Summary: rule.describe(metric, limits), Runbook: rule.Runbook, State: StatePending, Value: v, Peak: v, Since: ms}
+		in = rule.instance(key, rule.describe(metric, limits), v, ms)
 		e.inst[key] = in
 		if rule.For == 0 {
 			e.fire(in, ms)
@@ -380,6 +385,13 @@ func (e *Engine) step(rule *Rule, device, metric string, v float64, limits [2]fl
 	default:
 		return false
 	}
+}
+
+// instance is a new, pending alert of rule for key, its condition met
+// since (Unix ms) with value v.
+func (r *Rule) instance(key instKey, summary string, v float64, since int64) *Instance {
+	return &Instance{Key: key.String(), Subject: Subject{Rule: r.ID, Name: r.Name, Device: key.device, Metric: key.metric,
+		Severity: r.Severity, Summary: summary}, Runbook: r.Runbook, State: StatePending, Value: v, Peak: v, Since: since}
 }
 
 func (e *Engine) resolve(in *Instance, ms int64) {
@@ -487,11 +499,11 @@ func (e *Engine) silences(now time.Time) bool {
 		if ms-s.last < time.Duration(rule.For).Milliseconds() || !rule.picks(e.target(key.device, now)) {
 			continue
 		}
-		in = &Instance{Key: key.String(), Rule: rule.ID, Name: rule.Name, Device: key.device, Metric: key.metric, Severity: rule.Severity,
-			Summary: rule.describe(key.metric, [2]float64{}), Runbook: rule.Runbook, Value: quiet, Peak: quiet, Since: s.last}
+		summary := rule.describe(key.metric, [2]float64{})
 		if s.offline {
-			in.Summary += " (offline)"
+			summary += " (offline)"
 		}
+		in = rule.instance(key, summary, quiet, s.last)
 		e.inst[key] = in
 		e.fire(in, ms)
 		fired = true

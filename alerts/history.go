@@ -14,14 +14,9 @@ import (
 type Episode struct {
 	// ID is the time it fired (Unix ms, 13 digits) and the alert's key:
 	// IDs sort oldest first.
-	ID       string `json:"id"`
-	Alert    string `json:"alert"`
-	Rule     string `json:"rule"`
-	Name     string `json:"name"`
-	Device   string `json:"device"`
-	Metric   string `json:"metric"`
-	Severity string `json:"severity"`
-	Summary  string `json:"summary"`
+	ID    string `json:"id"`
+	Alert string `json:"alert"`
+	Subject
 	// FiredAt and ResolvedAt are Unix ms; ResolvedAt is 0 while it fires.
 	FiredAt    int64   `json:"fired_at"`
 	ResolvedAt int64   `json:"resolved_at,omitempty"`
@@ -35,9 +30,8 @@ type Episode struct {
 const DefaultMaxHistory = 10_000
 
 func episodeOf(in Instance) Episode {
-	return Episode{ID: fmt.Sprintf("%013d-%s", in.FiredAt, in.Key), Alert: in.Key, Rule: in.Rule, Name: in.Name, Device: in.Device,
-		Metric: in.Metric, Severity: in.Severity, Summary: in.Summary, FiredAt: in.FiredAt, ResolvedAt: in.ResolvedAt, Peak: in.Peak,
-		AckedBy: in.AckedBy, AckComment: in.AckComment}
+	return Episode{ID: fmt.Sprintf("%013d-%s", in.FiredAt, in.Key), Alert: in.Key, Subject: in.Subject, FiredAt: in.FiredAt,
+		ResolvedAt: in.ResolvedAt, Peak: in.Peak, AckedBy: in.AckedBy, AckComment: in.AckComment}
 }
 
 // loadHistory reads the episodes the store holds, dropping the oldest

@@ -100,7 +100,7 @@ func thermostats(b *testing.B, limits bool) (*sqlite.Docs, *devices.Fleet) {
 // devices, each its own rule instance, are observed. Each op is one alert
 // fired and resolved: two notifications timed.
 //
-//	go test -run '^$' -bench ConditionToWebhook -benchtime 200x ./alerts
+//	go test -run '^$' -bench ConditionToWebhook -benchtime 500x ./alerts
 func BenchmarkConditionToWebhook(b *testing.B) {
 	arrived := make(chan time.Time, 16)
 	rx := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { arrived <- time.Now() }))

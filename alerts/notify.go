@@ -131,9 +131,9 @@ func (n *Notifier) enqueue(ctx context.Context, receivers []string, in Instance)
 const silenceReceiver = "alertmanager-silence"
 
 // SyncSilence queues in's silence in Alertmanager to be made what in
-// says: an alert that fires, acknowledged or silenced, is silenced there
-// until it resolves (for at most 30 days, or to the end of its own
-// silence); any other has none. Without an Alertmanager it does nothing.
+// says: an alert that fires silenced is silenced there to the end of its
+// silence, one that fires acknowledged until it resolves (30 days at
+// most); any other has none. Without an Alertmanager it does nothing.
 func (n *Notifier) SyncSilence(ctx context.Context, in Instance) error {
 	if n.cfg.AlertmanagerURL == "" {
 		return nil
@@ -388,8 +388,8 @@ func (n *Notifier) syncSilence(ctx context.Context, in Instance) error {
 		return nil
 	}
 	ends := now.Add(ackHorizon)
-	if until := time.UnixMilli(in.SilencedUntil); in.AckedBy == "" || until.After(ends) {
-		ends = until
+	if in.SilencedUntil > now.UnixMilli() {
+		ends = time.UnixMilli(in.SilencedUntil) // a silence for a while: that while
 	}
 	comment := "Acknowledged in iotdash"
 	if in.AckComment != "" {

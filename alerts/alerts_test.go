@@ -266,6 +266,15 @@ func TestQueueSurvivesAReceiverDownAndARestart(t *testing.T) {
 	}
 }
 
+func TestDurationIsWrittenShort(t *testing.T) {
+	for d, want := range map[time.Duration]string{0: "0s", 10 * time.Second: "10s", 2 * time.Minute: "2m", time.Hour: "1h",
+		90 * time.Minute: "1h30m", 90 * time.Second: "1m30s", 1500 * time.Millisecond: "1.5s"} {
+		if got := alerts.Duration(d).String(); got != want {
+			t.Errorf("%v: %q, want %q", d, got, want)
+		}
+	}
+}
+
 func TestRuleValidation(t *testing.T) {
 	f := func(v float64) *float64 { return &v }
 	for _, c := range []struct {
@@ -431,7 +440,7 @@ func TestRisesAndFalls(t *testing.T) {
 	if _, ok := got["oven-1"]; ok {
 		t.Errorf("oven-1 still fires, steady for 30 min")
 	}
-	if in := got["tank-1"]; in.Value != 15 || !strings.Contains(in.Summary, "fell more than 10 within 1h0m0s") {
+	if in := got["tank-1"]; in.Value != 15 || !strings.Contains(in.Summary, "fell more than 10 within 1h") {
 		t.Errorf("tank-1's alert: %+v, want a fall of 15", in)
 	}
 	if r := e.Alerts(alerts.StateResolved); len(r) != 1 || r[0].Device != "oven-1" || r[0].Peak != 8 {

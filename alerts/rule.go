@@ -89,7 +89,20 @@ type Rule struct {
 type Duration time.Duration
 
 // MarshalJSON writes "10s".
-func (d Duration) MarshalJSON() ([]byte, error) { return json.Marshal(time.Duration(d).String()) }
+func (d Duration) MarshalJSON() ([]byte, error) { return json.Marshal(d.String()) }
+
+// String writes d as time.Duration does, without its trailing zero units:
+// "2m", "1h", "1h30m".
+func (d Duration) String() string {
+	s := time.Duration(d).String()
+	if t, ok := strings.CutSuffix(s, "m0s"); ok {
+		s = t + "m"
+	}
+	if t, ok := strings.CutSuffix(s, "h0m"); ok {
+		s = t + "h"
+	}
+	return s
+}
 
 // UnmarshalJSON reads "10s" (or a number of seconds).
 func (d *Duration) UnmarshalJSON(b []byte) error {
@@ -293,14 +306,14 @@ func (r *Rule) describe(metric string, limits [2]float64) string {
 	case OpOutside:
 		return fmt.Sprintf("%s outside %v–%v", metric, r.Low, r.High)
 	case OpRises:
-		return fmt.Sprintf("%s rose more than %v within %s", metric, r.Value, time.Duration(r.Window))
+		return fmt.Sprintf("%s rose more than %v within %s", metric, r.Value, r.Window)
 	case OpFalls:
-		return fmt.Sprintf("%s fell more than %v within %s", metric, r.Value, time.Duration(r.Window))
+		return fmt.Sprintf("%s fell more than %v within %s", metric, r.Value, r.Window)
 	case OpNoData:
 		if metric == "" {
-			return fmt.Sprintf("nothing sent for %s", time.Duration(r.For))
+			return fmt.Sprintf("nothing sent for %s", r.For)
 		}
-		return fmt.Sprintf("no %s sent for %s", metric, time.Duration(r.For))
+		return fmt.Sprintf("no %s sent for %s", metric, r.For)
 	}
 	if limits == [2]float64{} {
 		return fmt.Sprintf("%s outside its declared limits", metric)
@@ -319,7 +332,7 @@ func (r Rule) Condition() string {
 		s += fmt.Sprintf(", clears at %v", *r.Clear)
 	}
 	if r.For > 0 && r.Op != OpNoData {
-		s += " for " + time.Duration(r.For).String()
+		s += " for " + r.For.String()
 	}
 	return s
 }

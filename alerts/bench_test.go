@@ -57,7 +57,7 @@ func BenchmarkObserve(b *testing.B) {
 			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/readings, "ns/reading")
 			// CPU time, which other work on a shared machine does not
 			// lengthen as it does the elapsed time.
-			b.ReportMetric(float64((cpuTime() - cpu).Nanoseconds())/readings, "cpu-ns/reading")
+			b.ReportMetric(float64((cpuTime()-cpu).Nanoseconds())/readings, "cpu-ns/reading")
 		})
 	}
 }

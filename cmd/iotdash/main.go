@@ -230,7 +230,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	notifier := alerts.NewNotifier(alerts.NotifierConfig{Store: docs, Webhooks: hooks, Secret: []byte(c.alertSecret),
 		AlertmanagerURL: c.alertmanagerURL, ExternalURL: external, Registerer: reg, Logger: log})
 	var rules *alerts.Engine
-	rules, err = alerts.New(ctx, alerts.Config{Store: docs, Fleet: fleet, Notify: notifier, Logger: log,
+	rules, err = alerts.New(ctx, alerts.Config{Store: docs, Fleet: fleet, Notify: notifier, Logger: log, MaxHistory: c.alertHistory,
 		Changed: func() { hub.SetAlerts(rules.Summary()) }})
 	if err != nil {
 		return fmt.Errorf("reading the alert rules in -data %s: %w", c.dataDir, err)

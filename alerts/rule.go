@@ -1,13 +1,17 @@
 // Package alerts raises alerts from the live stream of readings: rules
-// (a threshold with hysteresis, held for a duration, on one device or on
-// every device a selector picks, and the limits devices declare) are
-// evaluated on every reading as it is stored, each device its own
+// (a threshold with hysteresis, held for a duration, a rise or fall within
+// a window, or silence for a duration, on one device or on every device a
+// selector picks, and the limits devices declare) are evaluated on every
+// reading as it is stored, and silence on a tick, each device its own
 // instance, pending, firing, then resolved. Firing and resolving are
 // notified once each, through a queue that survives a restart, to webhooks
-// in Alertmanager's webhook format and to a Prometheus Alertmanager.
+// in Alertmanager's webhook format and to a Prometheus Alertmanager, where
+// an acknowledged alert is also silenced. Each firing is kept as an
+// episode of the history.
 //
-// Rules, instances and the queue are documents in a Store, the one small
-// interface iotdash's shared state sits behind.
+// Rules, instances, episodes and the queue are documents in a Store, the
+// one small interface iotdash's shared state sits behind. It is not a
+// query engine over stored history: it sees readings once, as they come.
 package alerts
 
 import (

@@ -24,18 +24,28 @@ const (
 	StateResolved = "resolved" // cleared after firing; kept as history
 )
 
+// Subject is what an alert is about, as its notifications, its episodes
+// and the pages name it.
+type Subject struct {
+	Rule     string `json:"rule"`
+	Name     string `json:"name"`
+	Device   string `json:"device"`
+	Metric   string `json:"metric"`
+	Severity string `json:"severity"`
+	Summary  string `json:"summary"`
+}
+
 // Instance is one rule's alert for one device (and metric).
 type Instance struct {
-	Key      string  `json:"key"`
-	Rule     string  `json:"rule"`
-	Name     string  `json:"name"`
-	Device   string  `json:"device"`
-	Metric   string  `json:"metric"`
-	Severity string  `json:"severity"`
-	Summary  string  `json:"summary"`
-	Runbook  string  `json:"runbook,omitempty"`
-	State    string  `json:"state"`
-	Value    float64 `json:"value"`
+	Key string `json:"key"`
+	Subject
+	Runbook string `json:"runbook,omitempty"`
+	State   string `json:"state"`
+	// Value is the latest value (for rises and falls the change within
+	// the window, for nodata the seconds without data); Peak the
+	// furthest into the condition it went.
+	Value float64 `json:"value"`
+	Peak  float64 `json:"peak"`
 	// Since is when the condition began (pending), FiredAt and
 	// ResolvedAt when it fired and cleared (Unix ms, 0 if not).
 	Since      int64  `json:"since"`
@@ -48,9 +58,11 @@ type Instance struct {
 }
 
 // Fleet is what the engine reads of the devices: their kind, location and
-// limits, to pick them with selectors.
+// limits, to pick them with selectors; and, when a nodata rule starts,
+// when each was last heard from.
 type Fleet interface {
 	Get(id string) (devices.Device, bool)
+	List() []devices.Device
 }
 
 // target is what a rule picks a device by, cached per device.
@@ -69,6 +81,9 @@ type Config struct {
 	// (to send Summary to the pages).
 	Changed func()
 	Logger  *slog.Logger
+	// MaxHistory is how many episodes (an alert's firing to its
+	// clearing) are kept, the oldest dropped first; DefaultMaxHistory if 0.
+	MaxHistory int
 	// Now is the clock (default time.Now).
 	Now func() time.Time
 	// Registerer, if not nil, gets iotdash_alerts_firing.
@@ -83,17 +98,25 @@ type Engine struct {
 	mu       sync.Mutex
 	rules    map[string]*Rule
 	byMetric map[string][]*Rule // metric → its rules; OpLimits rules under ""
+	anyData  []*Rule            // nodata rules on every metric
 	inst     map[instKey]*Instance
 	targets  map[string]target
-	dirty    []change // what to save (and notify), in order
-	wake     chan struct{}
+	// silent is when each device a nodata rule watches was last heard
+	// from, and windows what rises and falls rules measure a change over.
+	silent  map[instKey]silence
+	windows map[instKey]*window
+	history map[string]Episode // by ID
+	dirty   []change           // what to save (and notify), in order
+	wake    chan struct{}
 }
 
-// change is an instance to save, delete, or save and notify.
+// change is an instance to save, delete, or save and notify; silence
+// says its acknowledgement or silence changed.
 type change struct {
 	in      Instance
 	deleted bool
 	notify  bool
+	silence bool
 }
 
 // New returns an Engine with the rules and instances the store holds.
@@ -101,8 +124,11 @@ func New(ctx context.Context, cfg Config) (*Engine, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
+	if cfg.MaxHistory <= 0 {
+		cfg.MaxHistory = DefaultMaxHistory
+	}
 	e := &Engine{cfg: cfg, log: cfg.Logger, rules: map[string]*Rule{}, inst: map[instKey]*Instance{},
-		targets: map[string]target{}, wake: make(chan struct{}, 1)}
+		targets: map[string]target{}, silent: map[instKey]silence{}, windows: map[instKey]*window{}, history: map[string]Episode{}, wake: make(chan struct{}, 1)}
 	if e.log == nil {
 		e.log = slog.New(slog.DiscardHandler)
 	}
@@ -128,26 +154,110 @@ func New(ctx context.Context, cfg Config) (*Engine, error) {
 			e.inst[instKey{in.Rule, in.Device, in.Metric}] = &in
 		}
 	}
+	if err := e.loadHistory(ctx); err != nil {
+		return nil, err
+	}
 	e.index()
 	if cfg.Registerer != nil {
 		cfg.Registerer.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "iotdash_alerts_firing", Help: "Alerts firing now."},
 			func() float64 { return float64(e.Firing()) }))
+	}
+	for _, r := range e.rules {
+		e.watch(r)
 	}
 	return e, nil
 }
 
 func (e *Engine) index() {
 	e.byMetric = map[string][]*Rule{}
+	e.anyData = nil
 	for _, r := range e.rules {
 		if r.Disabled {
 			continue
 		}
 		m := r.Metric
-		if r.Op == OpLimits {
+		switch {
+		case r.Op == OpLimits:
 			m = ""
+		case r.Op == OpNoData && m == "":
+			e.anyData = append(e.anyData, r)
+			continue
 		}
 		e.byMetric[m] = append(e.byMetric[m], r)
 	}
+}
+
+// watch starts the clocks of a nodata rule (a switched-on one) for every
+// device of the fleet it picks, from when each last sent the metric (or
+// anything), or from now if it never did; e.mu held (or not yet shared).
+func (e *Engine) watch(r *Rule) {
+	e.forget(r.ID)
+	if r.Op != OpNoData || r.Disabled {
+		return
+	}
+	now := e.cfg.Now()
+	for _, d := range e.cfg.Fleet.List() {
+		if !r.picks(e.target(d.ID, now)) {
+			continue
+		}
+		last := now.UnixMilli()
+		if _, sent := d.Latest[r.Metric]; (sent || r.Metric == "") && d.LastSeen > 0 {
+			last = d.LastSeen
+		}
+		e.silent[instKey{r.ID, d.ID, r.Metric}] = silence{last: last, offline: d.Status == devices.StatusOffline}
+	}
+}
+
+// forget drops what rule id measured of each device; e.mu held.
+func (e *Engine) forget(id string) {
+	for key := range e.silent {
+		if key.rule == id {
+			delete(e.silent, key)
+		}
+	}
+	for key := range e.windows {
+		if key.rule == id {
+			delete(e.windows, key)
+		}
+	}
+}
+
+// silence is when a device was last heard from (Unix ms) and whether it
+// says it is offline.
+type silence struct {
+	last    int64
+	offline bool
+}
+
+// window keeps the least and greatest value of a series over a rule's
+// window, in slots of a 32nd of it each: bounded, and exact to a slot.
+type window struct {
+	slots [windowSlots]struct {
+		n      int64 // the slot's number since the epoch, plus one (0: empty)
+		lo, hi float64
+	}
+}
+
+const windowSlots = 32
+
+// add records v at now (Unix ms) and returns the least and greatest value
+// within width (ms) of it.
+func (w *window) add(now, width int64, v float64) (lo, hi float64) {
+	step := max(width/windowSlots, 1)
+	n := now/step + 1
+	s := &w.slots[n%windowSlots]
+	if s.n != n {
+		s.n, s.lo, s.hi = n, v, v
+	} else {
+		s.lo, s.hi = min(s.lo, v), max(s.hi, v)
+	}
+	lo, hi = v, v
+	for _, s := range w.slots {
+		if s.n > n-windowSlots {
+			lo, hi = min(lo, s.lo), max(hi, s.hi)
+		}
+	}
+	return lo, hi
 }
 
 // target returns what rules pick device id by, re-read from the fleet at
@@ -179,18 +289,41 @@ func (e *Engine) Observe(rs []devices.Reading) {
 	changed := false
 	for _, r := range rs {
 		rules := e.byMetric[r.Metric]
-		if len(rules) == 0 && len(limits) == 0 {
+		if len(rules) == 0 && len(limits) == 0 && len(e.anyData) == 0 {
 			continue
 		}
 		t := e.target(r.Device, now)
 		for _, rule := range rules {
-			if rule.picks(t) {
-				changed = e.step(rule, t, r, [2]float64{}, now) || changed
+			if !rule.picks(t) {
+				continue
 			}
+			v := r.Value
+			switch rule.Op {
+			case OpNoData:
+				changed = e.heard(rule, r.Device, now) || changed
+				continue
+			case OpRises, OpFalls:
+				key := instKey{rule.ID, r.Device, r.Metric}
+				w := e.windows[key]
+				if w == nil {
+					w = &window{}
+					e.windows[key] = w
+				}
+				lo, hi := w.add(now.UnixMilli(), time.Duration(rule.Window).Milliseconds(), v)
+				if v = v - lo; rule.Op == OpFalls {
+					v = hi - r.Value
+				}
+			}
+			changed = e.step(rule, r.Device, r.Metric, v, [2]float64{}, now) || changed
 		}
 		if lim, ok := t.limits[r.Metric]; ok {
 			for _, rule := range limits {
-				changed = e.step(rule, t, r, lim, now) || changed
+				changed = e.step(rule, r.Device, r.Metric, r.Value, lim, now) || changed
+			}
+		}
+		for _, rule := range e.anyData {
+			if rule.picks(t) {
+				changed = e.heard(rule, r.Device, now) || changed
 			}
 		}
 	}
@@ -220,17 +353,23 @@ func parseKey(key string) instKey {
 	return k
 }
 
-// step moves rule's instance for r's device through its states; it reports
+// step moves rule's instance for device and metric through its states on
+// a value v (a reading's, or for rises and falls its change); it reports
 // whether anything is to be saved.
-func (e *Engine) step(rule *Rule, t target, r devices.Reading, limits [2]float64, now time.Time) bool {
-	key := instKey{rule.ID, r.Device, r.Metric}
+func (e *Engine) step(rule *Rule, device, metric string, v float64, limits [2]float64, now time.Time) bool {
+	key := instKey{rule.ID, device, metric}
 	in := e.inst[key]
 	ms := now.UnixMilli()
 	active := in != nil && (in.State == StatePending || in.State == StateFiring)
+	if active {
+		in.Value = v
+		if rule.worse(v, in.Peak, limits) {
+			in.Peak = v
+		}
+	}
 	switch {
-	case !active && rule.breached(r.Value, limits):
-		in = &Instance{Key: key.String(), Rule: rule.ID, Name: rule.Name, Device: r.Device, Metric: r.Metric, Severity: rule.Severity,
-			Summary: rule.describe(r.Metric, limits), Runbook: rule.Runbook, State: StatePending, Value: r.Value, Since: ms}
+	case !active && rule.breached(v, limits):
+		in = rule.instance(key, rule.describe(metric, limits), v, ms)
 		e.inst[key] = in
 		if rule.For == 0 {
 			e.fire(in, ms)
@@ -238,24 +377,82 @@ func (e *Engine) step(rule *Rule, t target, r devices.Reading, limits [2]float64
 		return true
 	case !active:
 		return false
-	case in.State == StatePending && !rule.breached(r.Value, limits):
+	case in.State == StatePending && !rule.breached(v, limits):
 		delete(e.inst, key) // never fired: nothing to keep
 		e.dirty = append(e.dirty, change{in: *in, deleted: true})
 		return true
 	case in.State == StatePending:
-		in.Value = r.Value
 		if now.Sub(time.UnixMilli(in.Since)) >= time.Duration(rule.For) {
 			e.fire(in, ms)
 			return true
 		}
 		return false
-	case rule.cleared(r.Value, limits):
-		in.State, in.ResolvedAt, in.Value = StateResolved, ms, r.Value
-		e.dirty = append(e.dirty, change{in: *in, notify: true})
+	case rule.cleared(v, limits):
+		e.resolve(in, ms)
 		return true
 	default:
-		in.Value = r.Value
 		return false
+	}
+}
+
+// instance is a new, pending alert of rule for key, its condition met
+// since (Unix ms) with value v.
+func (r *Rule) instance(key instKey, summary string, v float64, since int64) *Instance {
+	return &Instance{Key: key.String(), Subject: Subject{Rule: r.ID, Name: r.Name, Device: key.device, Metric: key.metric,
+		Severity: r.Severity, Summary: summary}, Runbook: r.Runbook, State: StatePending, Value: v, Peak: v, Since: since}
+}
+
+func (e *Engine) resolve(in *Instance, ms int64) {
+	in.State, in.ResolvedAt = StateResolved, ms
+	e.dirty = append(e.dirty, change{in: *in, notify: true})
+}
+
+// heard restarts a nodata rule's clock for device, whose reading just
+// arrived, and resolves its alert; it reports whether anything is to be
+// saved.
+func (e *Engine) heard(rule *Rule, device string, now time.Time) bool {
+	key := instKey{rule.ID, device, rule.Metric}
+	ms := now.UnixMilli()
+	s := e.silent[key]
+	e.silent[key] = silence{last: ms}
+	in := e.inst[key]
+	if in == nil || in.State != StateFiring {
+		return false
+	}
+	if s.last > 0 {
+		in.Value = float64(ms-s.last) / 1000
+		in.Peak = max(in.Peak, in.Value)
+	}
+	e.resolve(in, ms)
+	return true
+}
+
+// Presence records what a device says of itself on its status topic (the
+// fleet's onChange): a device that nodata rules watch and that they have
+// not heard from yet is watched from now, and its alerts say it is
+// offline.
+func (e *Engine) Presence(id string, s devices.Status) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	now := e.cfg.Now()
+	var t target
+	for _, rule := range e.rules {
+		if rule.Op != OpNoData || rule.Disabled {
+			continue
+		}
+		if t.id == "" {
+			t = e.target(id, now)
+		}
+		if !rule.picks(t) {
+			continue
+		}
+		key := instKey{rule.ID, id, rule.Metric}
+		sl, ok := e.silent[key]
+		if !ok {
+			sl.last = now.UnixMilli()
+		}
+		sl.offline = s == devices.StatusOffline
+		e.silent[key] = sl
 	}
 }
 
@@ -266,12 +463,12 @@ func (e *Engine) fire(in *Instance, ms int64) {
 }
 
 // tick fires the pending instances whose For has passed without a reading
-// to carry them.
+// to carry them, and the nodata rules of devices silent for their For.
 func (e *Engine) tick() {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	now := e.cfg.Now()
-	fired := false
+	fired := e.silences(now)
 	for _, in := range e.inst {
 		if in.State != StatePending {
 			continue
@@ -288,6 +485,38 @@ func (e *Engine) tick() {
 	if fired {
 		e.signal()
 	}
+}
+
+// silences fires the alerts of devices a nodata rule has not heard from
+// for its For; it reports whether any fired. e.mu held.
+func (e *Engine) silences(now time.Time) bool {
+	ms := now.UnixMilli()
+	fired := false
+	for key, s := range e.silent {
+		rule := e.rules[key.rule]
+		if rule == nil || rule.Disabled || rule.Op != OpNoData {
+			delete(e.silent, key)
+			continue
+		}
+		quiet := float64(ms-s.last) / 1000
+		in := e.inst[key]
+		if in != nil && in.State == StateFiring {
+			in.Value, in.Peak = quiet, max(in.Peak, quiet)
+			continue
+		}
+		if ms-s.last < time.Duration(rule.For).Milliseconds() || !rule.picks(e.target(key.device, now)) {
+			continue
+		}
+		summary := rule.describe(key.metric, [2]float64{})
+		if s.offline {
+			summary += " (offline)"
+		}
+		in = rule.instance(key, summary, quiet, s.last)
+		e.inst[key] = in
+		e.fire(in, ms)
+		fired = true
+	}
+	return fired
 }
 
 // Run saves what changed and hands firing and resolving to the notifier,
@@ -377,7 +606,22 @@ func (e *Engine) save(ctx context.Context, c change) error {
 	if err := e.cfg.Store.Put(ctx, "alert", in.Key, b); err != nil {
 		return err
 	}
-	if !c.notify || e.cfg.Notify == nil || in.SilencedUntil > e.cfg.Now().UnixMilli() {
+	if in.FiredAt != 0 {
+		if err := e.record(ctx, in); err != nil {
+			return err
+		}
+	}
+	if e.cfg.Notify == nil {
+		return nil
+	}
+	// Before the notification: syncing again is harmless, a second
+	// notification is not (a failure below retries the whole change).
+	if c.silence || (c.notify && in.State == StateResolved && (in.AckedBy != "" || in.SilencedUntil > 0)) {
+		if err := e.cfg.Notify.SyncSilence(ctx, in); err != nil {
+			return err
+		}
+	}
+	if !c.notify || in.SilencedUntil > e.cfg.Now().UnixMilli() {
 		return nil
 	}
 	webhook := ""
@@ -432,6 +676,18 @@ func (e *Engine) Acknowledge(key, by, comment string) (Instance, error) {
 	})
 }
 
+// Unacknowledge withdraws an alert's acknowledgement, and its silence: it
+// is notified again when it next fires or resolves.
+func (e *Engine) Unacknowledge(key string) (Instance, error) {
+	return e.change(key, func(in *Instance) error {
+		if in.AckedBy == "" && in.SilencedUntil == 0 {
+			return devices.Errorf(devices.EInvalid, "this alert is neither acknowledged nor silenced")
+		}
+		in.AckedBy, in.AckComment, in.SilencedUntil = "", "", 0
+		return nil
+	})
+}
+
 // Silence mutes an instance's notifications for d.
 func (e *Engine) Silence(key, by string, d time.Duration, comment string) (Instance, error) {
 	if d <= 0 || d > 30*24*time.Hour {
@@ -454,7 +710,7 @@ func (e *Engine) change(key string, f func(*Instance) error) (Instance, error) {
 	if err := f(in); err != nil {
 		return Instance{}, err
 	}
-	e.dirty = append(e.dirty, change{in: *in}) // saved, not notified
+	e.dirty = append(e.dirty, change{in: *in, silence: true}) // saved, not notified
 	e.signal()
 	return *in, nil
 }
@@ -518,9 +774,11 @@ func (e *Engine) PutRule(ctx context.Context, r Rule) (Rule, error) {
 		return Rule{}, err
 	}
 	e.mu.Lock()
+	old := e.rules[r.ID]
 	e.rules[r.ID] = &r
 	e.index()
-	if r.Disabled {
+	e.watch(&r)
+	if r.Disabled || (old != nil && (old.Op != r.Op || old.Metric != r.Metric)) {
 		e.retire(r.ID)
 	}
 	e.mu.Unlock()
@@ -543,6 +801,7 @@ func (e *Engine) DeleteRule(ctx context.Context, id string) error {
 	delete(e.rules, id)
 	e.index()
 	e.retire(id)
+	e.forget(id)
 	e.mu.Unlock()
 	return nil
 }
@@ -559,8 +818,7 @@ func (e *Engine) retire(id string) {
 			delete(e.inst, key)
 			e.dirty = append(e.dirty, change{in: *in, deleted: true})
 		case StateFiring:
-			in.State, in.ResolvedAt = StateResolved, ms
-			e.dirty = append(e.dirty, change{in: *in, notify: true})
+			e.resolve(in, ms)
 		}
 	}
 	e.signal()

@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"maps"
 	"net/http"
+	"net/url"
 	"slices"
 	"strconv"
 	"strings"
@@ -103,6 +104,12 @@ func (n *Notifier) Enqueue(ctx context.Context, in Instance, ruleWebhook string)
 	if n.cfg.AlertmanagerURL != "" {
 		receivers = append(receivers, "alertmanager")
 	}
+	return n.enqueue(ctx, receivers, in)
+}
+
+// enqueue puts in's notification to each receiver in the queue, and wakes
+// Run.
+func (n *Notifier) enqueue(ctx context.Context, receivers []string, in Instance) error {
 	for _, r := range receivers {
 		n.mu.Lock()
 		n.seq = max(n.seq+1, time.Now().UnixNano())
@@ -118,6 +125,21 @@ func (n *Notifier) Enqueue(ctx context.Context, in Instance, ruleWebhook string)
 	default:
 	}
 	return nil
+}
+
+// silenceReceiver is the queue's receiver that keeps an acknowledged
+// alert's silence in Alertmanager.
+const silenceReceiver = "alertmanager-silence"
+
+// SyncSilence queues in's silence in Alertmanager to be made what in
+// says: an alert that fires silenced is silenced there to the end of its
+// silence, one that fires acknowledged until it resolves (30 days at
+// most); any other has none. Without an Alertmanager it does nothing.
+func (n *Notifier) SyncSilence(ctx context.Context, in Instance) error {
+	if n.cfg.AlertmanagerURL == "" {
+		return nil
+	}
+	return n.enqueue(ctx, []string{silenceReceiver}, in)
 }
 
 // Run delivers the queue, and keeps a Prometheus Alertmanager told of what
@@ -187,9 +209,12 @@ func (n *Notifier) deliver(ctx context.Context) (int64, bool) {
 			continue
 		}
 		var err error
-		if e.Receiver == "alertmanager" {
+		switch e.Receiver {
+		case "alertmanager":
 			err = n.toAlertmanager(ctx, []Instance{e.Alert})
-		} else {
+		case silenceReceiver:
+			err = n.syncSilence(ctx, e.Alert)
+		default:
 			err = n.toWebhook(ctx, e.Receiver, e.Alert)
 		}
 		n.record(e.Receiver, err)
@@ -210,8 +235,8 @@ func (n *Notifier) deliver(ctx context.Context) (int64, bool) {
 }
 
 func kind(receiver string) string {
-	if receiver == "alertmanager" {
-		return receiver
+	if receiver == "alertmanager" || receiver == silenceReceiver {
+		return "alertmanager"
 	}
 	return "webhook"
 }
@@ -334,8 +359,76 @@ func (n *Notifier) toAlertmanager(ctx context.Context, ins []Instance) error {
 	return n.post(ctx, strings.TrimSuffix(n.cfg.AlertmanagerURL, "/")+"/api/v2/alerts", body)
 }
 
+// silenceBy marks the silences iotdash makes, so that it expires only
+// its own.
+const silenceBy = "iotdash"
+
+// ackHorizon is how long an acknowledged alert's silence in Alertmanager
+// lasts if the alert does not resolve first.
+const ackHorizon = 30 * 24 * time.Hour
+
+// syncSilence makes in's silence in Alertmanager what in says: it
+// expires the silences iotdash made for the alert, then, if the alert
+// fires acknowledged or silenced, makes one that matches it (its rule,
+// device and metric labels) until it resolves. Each step is safe to
+// repeat, so a retry after a failure halfway makes no second silence.
+func (n *Notifier) syncSilence(ctx context.Context, in Instance) error {
+	base := strings.TrimSuffix(n.cfg.AlertmanagerURL, "/")
+	matchers := []map[string]any{
+		{"name": "rule", "value": in.Rule, "isRegex": false, "isEqual": true},
+		{"name": "device", "value": in.Device, "isRegex": false, "isEqual": true},
+	}
+	filter := url.Values{"filter": {fmt.Sprintf("rule=%q", in.Rule), fmt.Sprintf("device=%q", in.Device)}}
+	if in.Metric != "" {
+		matchers = append(matchers, map[string]any{"name": "metric", "value": in.Metric, "isRegex": false, "isEqual": true})
+		filter.Add("filter", fmt.Sprintf("metric=%q", in.Metric))
+	}
+	var existing []struct {
+		ID        string `json:"id"`
+		CreatedBy string `json:"createdBy"`
+		Status    struct {
+			State string `json:"state"`
+		} `json:"status"`
+	}
+	if err := n.call(ctx, http.MethodGet, base+"/api/v2/silences?"+filter.Encode(), nil, &existing); err != nil {
+		return err
+	}
+	for _, s := range existing {
+		if s.Status.State != "expired" && strings.HasPrefix(s.CreatedBy, silenceBy) {
+			if err := n.call(ctx, http.MethodDelete, base+"/api/v2/silence/"+url.PathEscape(s.ID), nil, nil); err != nil {
+				return err
+			}
+		}
+	}
+	now := time.Now()
+	if in.State != StateFiring || (in.AckedBy == "" && in.SilencedUntil <= now.UnixMilli()) {
+		return nil
+	}
+	ends := now.Add(ackHorizon)
+	if in.SilencedUntil > now.UnixMilli() {
+		ends = time.UnixMilli(in.SilencedUntil) // a silence for a while: that while
+	}
+	comment := "Acknowledged in iotdash"
+	if in.AckComment != "" {
+		comment += ": " + in.AckComment
+	}
+	body, _ := json.Marshal(map[string]any{"matchers": matchers, "startsAt": now.UTC(), "endsAt": ends.UTC(),
+		"createdBy": silenceBy + " (" + in.AckedBy + ")", "comment": comment})
+	return n.call(ctx, http.MethodPost, base+"/api/v2/silences", body, nil)
+}
+
 func (n *Notifier) post(ctx context.Context, url string, body []byte) error {
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(body))
+	return n.call(ctx, http.MethodPost, url, body, nil)
+}
+
+// call sends a request with a JSON body (nil for none) and reads a JSON
+// answer into out (if not nil); an answer other than 2xx is an error.
+func (n *Notifier) call(ctx context.Context, method, url string, body []byte, out any) error {
+	var rd io.Reader
+	if body != nil {
+		rd = bytes.NewReader(body)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, url, rd)
 	if err != nil {
 		return err
 	}
@@ -351,9 +444,14 @@ func (n *Notifier) post(ctx context.Context, url string, body []byte) error {
 		return err
 	}
 	defer resp.Body.Close()
-	io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
 	if resp.StatusCode/100 != 2 {
-		return fmt.Errorf("%s answered %s", url, resp.Status)
+		return fmt.Errorf("%s %s answered %s", method, url, resp.Status)
 	}
+	if out != nil {
+		if err := json.NewDecoder(io.LimitReader(resp.Body, 1<<20)).Decode(out); err != nil {
+			return fmt.Errorf("%s %s: reading the answer: %w", method, url, err)
+		}
+	}
+	io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
 	return nil
 }

@@ -1,13 +1,17 @@
 // Package alerts raises alerts from the live stream of readings: rules
-// (a threshold with hysteresis, held for a duration, on one device or on
-// every device a selector picks, and the limits devices declare) are
-// evaluated on every reading as it is stored, each device its own
+// (a threshold with hysteresis, held for a duration, a rise or fall within
+// a window, or silence for a duration, on one device or on every device a
+// selector picks, and the limits devices declare) are evaluated on every
+// reading as it is stored, and silence on a tick, each device its own
 // instance, pending, firing, then resolved. Firing and resolving are
 // notified once each, through a queue that survives a restart, to webhooks
-// in Alertmanager's webhook format and to a Prometheus Alertmanager.
+// in Alertmanager's webhook format and to a Prometheus Alertmanager, where
+// an acknowledged alert is also silenced. Each firing is kept as an
+// episode of the history.
 //
-// Rules, instances and the queue are documents in a Store, the one small
-// interface iotdash's shared state sits behind.
+// Rules, instances, episodes and the queue are documents in a Store, the
+// one small interface iotdash's shared state sits behind. It is not a
+// query engine over stored history: it sees readings once, as they come.
 package alerts
 
 import (
@@ -38,7 +42,20 @@ const (
 	OpBelow   = "<"       // fires below Value, clears at or above Clear
 	OpOutside = "outside" // fires outside [Low, High], clears back inside
 	OpLimits  = "limits"  // fires outside the limits each device declares for the metric
+	// OpNoData fires when a device has sent nothing (of Metric, or of
+	// anything when Metric is "") for For, offline or not; its next
+	// reading clears it.
+	OpNoData = "nodata"
+	// OpRises fires when the metric has risen by more than Value within
+	// Window, clears when the rise within Window is at most Clear.
+	OpRises = "rises"
+	// OpFalls fires when the metric has fallen by more than Value within
+	// Window, clears when the fall within Window is at most Clear.
+	OpFalls = "falls"
 )
+
+// Ops lists every op, as the API documents them.
+var Ops = []string{OpAbove, OpBelow, OpOutside, OpLimits, OpNoData, OpRises, OpFalls}
 
 // Severities, least to most.
 var Severities = []string{"info", "warning", "critical"}
@@ -65,6 +82,7 @@ type Rule struct {
 	Low      float64  `json:"low,omitempty"`
 	High     float64  `json:"high,omitempty"`
 	For      Duration `json:"for,omitempty"`
+	Window   Duration `json:"window,omitempty"` // rises and falls: the span the change is measured over
 	Severity string   `json:"severity"`
 	Runbook  string   `json:"runbook,omitempty"`
 	Webhook  string   `json:"webhook,omitempty"`
@@ -75,7 +93,20 @@ type Rule struct {
 type Duration time.Duration
 
 // MarshalJSON writes "10s".
-func (d Duration) MarshalJSON() ([]byte, error) { return json.Marshal(time.Duration(d).String()) }
+func (d Duration) MarshalJSON() ([]byte, error) { return json.Marshal(d.String()) }
+
+// String writes d as time.Duration does, without its trailing zero units:
+// "2m", "1h", "1h30m".
+func (d Duration) String() string {
+	s := time.Duration(d).String()
+	if t, ok := strings.CutSuffix(s, "m0s"); ok {
+		s = t + "m"
+	}
+	if t, ok := strings.CutSuffix(s, "h0m"); ok {
+		s = t + "h"
+	}
+	return s
+}
 
 // UnmarshalJSON reads "10s" (or a number of seconds).
 func (d *Duration) UnmarshalJSON(b []byte) error {
@@ -101,6 +132,7 @@ const (
 	maxRules   = 1000
 	maxNameLen = 200
 	maxFor     = 24 * time.Hour
+	maxWindow  = 24 * time.Hour
 )
 
 // Validate checks r and fills its defaults (Clear from Value, severity
@@ -137,7 +169,9 @@ func (r *Rule) Validate() error {
 			return bad("%s", devices.ErrorMessage(err))
 		}
 	}
-	if r.Op != OpLimits && !devices.ValidName(r.Metric) {
+	switch {
+	case r.Op == OpNoData && r.Metric == "":
+	case r.Op != OpLimits && !devices.ValidName(r.Metric):
 		return bad("metric %q is not a metric name", r.Metric)
 	}
 	finite := func(vs ...float64) bool {
@@ -148,8 +182,11 @@ func (r *Rule) Validate() error {
 		}
 		return true
 	}
+	if r.Window != 0 && r.Op != OpRises && r.Op != OpFalls {
+		return bad("window is for rises and falls only, not %s", r.Op)
+	}
 	switch r.Op {
-	case OpAbove, OpBelow:
+	case OpAbove, OpBelow, OpRises, OpFalls:
 		if r.Clear == nil {
 			r.Clear = &r.Value
 		}
@@ -162,13 +199,31 @@ func (r *Rule) Validate() error {
 		if r.Op == OpBelow && *r.Clear < r.Value {
 			return bad("an alert below %v clears at or above it: clear %v is below", r.Value, *r.Clear)
 		}
+		if r.Op == OpRises || r.Op == OpFalls {
+			if r.Value <= 0 {
+				return bad("%s takes a value above 0: how much the metric changes within the window", r.Op)
+			}
+			if *r.Clear < 0 || *r.Clear > r.Value {
+				return bad("an alert on a change of more than %v clears at a change between 0 and it: clear %v is not", r.Value, *r.Clear)
+			}
+			if r.Window <= 0 || time.Duration(r.Window) > maxWindow {
+				return bad("%s takes a window between 0 and %s, such as \"10m\": the span the change is measured over", r.Op, maxWindow)
+			}
+		}
+	case OpNoData:
+		if r.For <= 0 {
+			return bad("nodata takes for: how long a device may send nothing before it fires, such as \"5m\"")
+		}
+		if r.Value != 0 || r.Clear != nil || r.Low != 0 || r.High != 0 {
+			return bad("nodata takes no value, clear, low or high: only for")
+		}
 	case OpOutside:
 		if !finite(r.Low, r.High) || r.Low > r.High {
 			return bad("outside takes low ≤ high")
 		}
 	case OpLimits:
 	default:
-		return bad("op %q is none of >, <, outside, limits", r.Op)
+		return bad("op %q is none of %s", r.Op, strings.Join(Ops, ", "))
 	}
 	if r.For < 0 || time.Duration(r.For) > maxFor {
 		return bad("for is between 0 and %s", maxFor)
@@ -207,7 +262,7 @@ func (r *Rule) picks(d target) bool {
 // whether it is back past the clearing point (hysteresis).
 func (r *Rule) breached(v float64, limits [2]float64) bool {
 	switch r.Op {
-	case OpAbove:
+	case OpAbove, OpRises, OpFalls:
 		return v > r.Value
 	case OpBelow:
 		return v < r.Value
@@ -221,12 +276,27 @@ func (r *Rule) breached(v float64, limits [2]float64) bool {
 
 func (r *Rule) cleared(v float64, limits [2]float64) bool {
 	switch r.Op {
-	case OpAbove:
+	case OpAbove, OpRises, OpFalls:
 		return v <= *r.Clear
 	case OpBelow:
 		return v >= *r.Clear
 	}
 	return !r.breached(v, limits)
+}
+
+// worse reports whether v is further into the rule's condition than was,
+// for an alert's peak.
+func (r *Rule) worse(v, was float64, limits [2]float64) bool {
+	beyond := func(v, low, high float64) float64 { return max(low-v, v-high) }
+	switch r.Op {
+	case OpBelow:
+		return v < was
+	case OpOutside:
+		return beyond(v, r.Low, r.High) > beyond(was, r.Low, r.High)
+	case OpLimits:
+		return beyond(v, limits[0], limits[1]) > beyond(was, limits[0], limits[1])
+	}
+	return v > was
 }
 
 // describe says the condition in words, for notifications and pages.
@@ -238,6 +308,34 @@ func (r *Rule) describe(metric string, limits [2]float64) string {
 		return fmt.Sprintf("%s below %v", metric, r.Value)
 	case OpOutside:
 		return fmt.Sprintf("%s outside %v–%v", metric, r.Low, r.High)
+	case OpRises:
+		return fmt.Sprintf("%s rose more than %v within %s", metric, r.Value, r.Window)
+	case OpFalls:
+		return fmt.Sprintf("%s fell more than %v within %s", metric, r.Value, r.Window)
+	case OpNoData:
+		if metric == "" {
+			return fmt.Sprintf("nothing sent for %s", r.For)
+		}
+		return fmt.Sprintf("no %s sent for %s", metric, r.For)
+	}
+	if limits == [2]float64{} {
+		return fmt.Sprintf("%s outside its declared limits", metric)
 	}
 	return fmt.Sprintf("%s outside its limits %v–%v", metric, limits[0], limits[1])
+}
+
+// Condition says in words when the rule fires, for the pages.
+func (r Rule) Condition() string {
+	metric := r.Metric
+	if r.Op == OpLimits {
+		metric = "a metric"
+	}
+	s := r.describe(metric, [2]float64{})
+	if r.Clear != nil && *r.Clear != r.Value {
+		s += fmt.Sprintf(", clears at %v", *r.Clear)
+	}
+	if r.For > 0 && r.Op != OpNoData {
+		s += " for " + r.For.String()
+	}
+	return s
 }

@@ -4,6 +4,10 @@ import (
 	"context"
 	"log/slog"
 	"net/http"
+	"net/url"
+	"slices"
+	"strconv"
+	"strings"
 	"time"
 
 	"iotdash/alerts"
@@ -20,14 +24,18 @@ type Alerts interface {
 	DeleteRule(ctx context.Context, id string) error
 	Alerts(state string) []alerts.Instance
 	Acknowledge(key, by, comment string) (alerts.Instance, error)
+	Unacknowledge(key string) (alerts.Instance, error)
 	Silence(key, by string, d time.Duration, comment string) (alerts.Instance, error)
+	History(q alerts.HistoryQuery) []alerts.Episode
 }
 
 // AlertAPI serves the alert rules and alerts:
 //
 //	GET    /api/v1/alerts?state=firing        the alerts (pending, firing, resolved)
+//	GET    /api/v1/alerts/history?device=…    episodes: fired, cleared, peak, acknowledged
 //	POST   /api/v1/alerts/{id}/ack            {"comment": "…"}
 //	POST   /api/v1/alerts/{id}/silence        {"for": "1h", "comment": "…"}
+//	POST   /api/v1/alerts/{id}/unack          the acknowledgement and silence withdrawn
 //	GET    /api/v1/alerts/rules               every rule
 //	POST   /api/v1/alerts/rules               a new rule (201)
 //	GET    /api/v1/alerts/rules/{id}          one rule
@@ -70,7 +78,58 @@ func (a AlertAPI) List() http.Handler {
 	})
 }
 
-// Act serves POST /api/v1/alerts/{id}/{action}: ack or silence.
+// History serves GET /api/v1/alerts/history.
+func (a AlertAPI) History() http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		q, err := ParseHistory(r.URL.Query(), time.Now())
+		if err != nil {
+			writeError(w, r, a.log(), err)
+			return
+		}
+		writeJSON(w, http.StatusOK, a.Alerts.History(q))
+	})
+}
+
+// ParseHistory reads a history query: device, rule, severity, from and to
+// (as ParseTime takes them; no bound if absent) and limit (1 to
+// alerts.MaxHistoryLimit). A mistake is an EInvalid error that names it.
+func ParseHistory(v url.Values, now time.Time) (alerts.HistoryQuery, error) {
+	var q alerts.HistoryQuery
+	for k, vs := range v {
+		if !slices.Contains([]string{"device", "rule", "severity", "from", "to", "limit"}, k) {
+			return q, devices.Errorf(devices.EInvalid, "unknown parameter %q: the alert history takes device, rule, severity, from, to and limit", k)
+		}
+		if len(vs) > 1 {
+			return q, devices.Errorf(devices.EInvalid, "%s is given %d times; give it once", k, len(vs))
+		}
+	}
+	q.Device, q.Rule, q.Severity = v.Get("device"), v.Get("rule"), v.Get("severity")
+	if q.Severity != "" && !slices.Contains(alerts.Severities, q.Severity) {
+		return q, devices.Errorf(devices.EInvalid, "severity %q is none of %s", q.Severity, strings.Join(alerts.Severities, ", "))
+	}
+	var err error
+	for _, t := range []struct {
+		name string
+		ms   *int64
+	}{{"from", &q.From}, {"to", &q.To}} {
+		if s := v.Get(t.name); s != "" {
+			if *t.ms, err = ParseTime(s, "", now); err != nil {
+				return q, devices.Errorf(devices.EInvalid, "%s: %v", t.name, err)
+			}
+		}
+	}
+	if q.From != 0 && q.To != 0 && q.From >= q.To {
+		return q, devices.Errorf(devices.EInvalid, "from must be before to")
+	}
+	if s := v.Get("limit"); s != "" {
+		if q.Limit, err = strconv.Atoi(s); err != nil || q.Limit < 1 || q.Limit > alerts.MaxHistoryLimit {
+			return q, devices.Errorf(devices.EInvalid, "limit %q is not a number from 1 to %d", s, alerts.MaxHistoryLimit)
+		}
+	}
+	return q, nil
+}
+
+// Act serves POST /api/v1/alerts/{id}/{action}: ack, silence or unack.
 func (a AlertAPI) Act() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		var body struct {
@@ -89,10 +148,12 @@ func (a AlertAPI) Act() http.Handler {
 		switch r.PathValue("action") {
 		case "ack":
 			in, err = a.Alerts.Acknowledge(r.PathValue("id"), p.Name, body.Comment)
+		case "unack":
+			in, err = a.Alerts.Unacknowledge(r.PathValue("id"))
 		case "silence":
 			in, err = a.Alerts.Silence(r.PathValue("id"), p.Name, time.Duration(body.For), body.Comment)
 		default:
-			err = devices.Errorf(devices.ENotFound, "an alert is acknowledged (ack) or silenced (silence)")
+			err = devices.Errorf(devices.ENotFound, "an alert is acknowledged (ack), silenced (silence), or either withdrawn (unack)")
 		}
 		if err != nil {
 			writeError(w, r, a.log(), err)

@@ -2,6 +2,7 @@ package api
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -26,6 +27,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"iotdash/alerts"
 	"iotdash/auth"
 	"iotdash/boards"
 	"iotdash/devices"
@@ -77,6 +79,7 @@ var openAPIEvents = []devices.Event{
 type apiServer struct {
 	*httptest.Server
 	Anonymous string
+	Viewer    string      // signed in as vera, a viewer
 	storeDown atomic.Bool // /readyz's store check fails
 	hub       *push.Hub
 	events    *sqlite.Events
@@ -163,11 +166,81 @@ func newAPIServer(t *testing.T) *apiServer {
 	mux.Handle("POST /api/v1/boards", operator(boardAPI.List()))
 	mux.Handle("PUT /api/v1/boards/{id}", operator(boardAPI.Board()))
 	mux.Handle("DELETE /api/v1/boards/{id}", operator(boardAPI.Board()))
+	mountAlerts(t, mux, people, docs, fleet)
 	s.Server = httptest.NewServer(mux)
 	t.Cleanup(s.Close)
 	s.Anonymous = s.URL
+	s.Viewer = strings.Replace(s.URL, "://", "://vera:vera-password@", 1)
 	s.URL = strings.Replace(s.URL, "://", "://admin:api-admin-password@", 1)
 	return s
+}
+
+// alertScenarios make each documented response of the alerts API happen,
+// as "METHOD path code", over the alert rule boiler-hot (boiler-1's
+// temperature above 60, firing over openAPIExamples).
+func alertScenarios(s *apiServer) map[string]func(t *testing.T) answer {
+	const alert = "/api/v1/alerts/boiler-hot:boiler-1:temperature"
+	rule := `{"name":"Boiler too hot","device":"boiler-1","metric":"temperature","op":">","value":60,"clear":59,"severity":"critical","runbook":"Open valve V3."}`
+	return map[string]func(t *testing.T) answer{
+		"GET /api/v1/alerts 200":           func(t *testing.T) answer { return s.get(t, "/api/v1/alerts?state=firing") },
+		"GET /api/v1/alerts 400":           func(t *testing.T) answer { return s.get(t, "/api/v1/alerts?state=burning") },
+		"GET /api/v1/alerts 401":           func(t *testing.T) answer { return fetchURL(t, s.Anonymous+"/api/v1/alerts") },
+		"GET /api/v1/alerts/history 200":   func(t *testing.T) answer { return s.get(t, "/api/v1/alerts/history?device=boiler-1&from=-7d") },
+		"GET /api/v1/alerts/history 400":   func(t *testing.T) answer { return s.get(t, "/api/v1/alerts/history?limit=0") },
+		"GET /api/v1/alerts/history 401":   func(t *testing.T) answer { return fetchURL(t, s.Anonymous+"/api/v1/alerts/history") },
+		"POST /api/v1/alerts/{id}/ack 200": func(t *testing.T) answer { return s.send(t, "POST", alert+"/ack", `{"comment":"valve ordered"}`) },
+		"POST /api/v1/alerts/{id}/ack 400": func(t *testing.T) answer { return s.send(t, "POST", alert+"/ack", `{"comment":5}`) },
+		"POST /api/v1/alerts/{id}/ack 401": func(t *testing.T) answer { return request(t, "POST", s.Anonymous+alert+"/ack", "") },
+		"POST /api/v1/alerts/{id}/ack 403": func(t *testing.T) answer { return request(t, "POST", s.Viewer+alert+"/ack", "") },
+		"POST /api/v1/alerts/{id}/ack 404": func(t *testing.T) answer { return s.send(t, "POST", "/api/v1/alerts/nope/ack", "") },
+		"POST /api/v1/alerts/{id}/silence 200": func(t *testing.T) answer {
+			return s.send(t, "POST", alert+"/silence", `{"for":"1h","comment":"maintenance"}`)
+		},
+		"POST /api/v1/alerts/{id}/silence 400": func(t *testing.T) answer { return s.send(t, "POST", alert+"/silence", `{"for":"forever"}`) },
+		"POST /api/v1/alerts/{id}/silence 401": func(t *testing.T) answer { return request(t, "POST", s.Anonymous+alert+"/silence", "") },
+		"POST /api/v1/alerts/{id}/silence 403": func(t *testing.T) answer { return request(t, "POST", s.Viewer+alert+"/silence", `{"for":"1h"}`) },
+		"POST /api/v1/alerts/{id}/silence 404": func(t *testing.T) answer { return s.send(t, "POST", "/api/v1/alerts/nope/silence", `{"for":"1h"}`) },
+		"POST /api/v1/alerts/{id}/unack 200": func(t *testing.T) answer {
+			s.send(t, "POST", alert+"/ack", "")
+			return s.send(t, "POST", alert+"/unack", "")
+		},
+		"POST /api/v1/alerts/{id}/unack 400": func(t *testing.T) answer {
+			s.send(t, "POST", alert+"/unack", "")
+			return s.send(t, "POST", alert+"/unack", "")
+		},
+		"POST /api/v1/alerts/{id}/unack 401": func(t *testing.T) answer { return request(t, "POST", s.Anonymous+alert+"/unack", "") },
+		"POST /api/v1/alerts/{id}/unack 403": func(t *testing.T) answer { return request(t, "POST", s.Viewer+alert+"/unack", "") },
+		"POST /api/v1/alerts/{id}/unack 404": func(t *testing.T) answer { return s.send(t, "POST", "/api/v1/alerts/nope/unack", "") },
+		"GET /api/v1/alerts/rules 200":       func(t *testing.T) answer { return s.get(t, "/api/v1/alerts/rules") },
+		"GET /api/v1/alerts/rules 401":       func(t *testing.T) answer { return fetchURL(t, s.Anonymous+"/api/v1/alerts/rules") },
+		"POST /api/v1/alerts/rules 201":      func(t *testing.T) answer { return s.send(t, "POST", "/api/v1/alerts/rules", rule) },
+		"POST /api/v1/alerts/rules 400": func(t *testing.T) answer {
+			return s.send(t, "POST", "/api/v1/alerts/rules", `{"name":"Boiler too hot","device":"boiler-1","metric":"temperature","op":"=="}`)
+		},
+		"POST /api/v1/alerts/rules 401":     func(t *testing.T) answer { return request(t, "POST", s.Anonymous+"/api/v1/alerts/rules", rule) },
+		"POST /api/v1/alerts/rules 403":     func(t *testing.T) answer { return request(t, "POST", s.Viewer+"/api/v1/alerts/rules", rule) },
+		"GET /api/v1/alerts/rules/{id} 200": func(t *testing.T) answer { return s.get(t, "/api/v1/alerts/rules/boiler-hot") },
+		"GET /api/v1/alerts/rules/{id} 401": func(t *testing.T) answer { return fetchURL(t, s.Anonymous+"/api/v1/alerts/rules/boiler-hot") },
+		"GET /api/v1/alerts/rules/{id} 404": func(t *testing.T) answer { return s.get(t, "/api/v1/alerts/rules/nope") },
+		"PUT /api/v1/alerts/rules/{id} 200": func(t *testing.T) answer { return s.send(t, "PUT", "/api/v1/alerts/rules/boiler-hot", rule) },
+		"PUT /api/v1/alerts/rules/{id} 400": func(t *testing.T) answer {
+			return s.send(t, "PUT", "/api/v1/alerts/rules/boiler-hot", `{"name":"Boiler too hot","device":"boiler-1","metric":"temperature","op":">","value":60,"clear":61}`)
+		},
+		"PUT /api/v1/alerts/rules/{id} 401": func(t *testing.T) answer {
+			return request(t, "PUT", s.Anonymous+"/api/v1/alerts/rules/boiler-hot", rule)
+		},
+		"PUT /api/v1/alerts/rules/{id} 403": func(t *testing.T) answer { return request(t, "PUT", s.Viewer+"/api/v1/alerts/rules/boiler-hot", rule) },
+		"DELETE /api/v1/alerts/rules/{id} 204": func(t *testing.T) answer {
+			a := s.send(t, "POST", "/api/v1/alerts/rules", rule)
+			return s.send(t, "DELETE", a.hdr.Get("Location"), "")
+		},
+		"DELETE /api/v1/alerts/rules/{id} 400": func(t *testing.T) answer { return s.send(t, "DELETE", "/api/v1/alerts/rules/limits", "") },
+		"DELETE /api/v1/alerts/rules/{id} 401": func(t *testing.T) answer {
+			return request(t, "DELETE", s.Anonymous+"/api/v1/alerts/rules/boiler-hot", "")
+		},
+		"DELETE /api/v1/alerts/rules/{id} 403": func(t *testing.T) answer { return request(t, "DELETE", s.Viewer+"/api/v1/alerts/rules/boiler-hot", "") },
+		"DELETE /api/v1/alerts/rules/{id} 404": func(t *testing.T) answer { return s.send(t, "DELETE", "/api/v1/alerts/rules/nope", "") },
+	}
 }
 
 // answer is a response read whole.
@@ -181,6 +254,13 @@ type answer struct {
 func (s *apiServer) get(t *testing.T, path string, header ...string) answer {
 	t.Helper()
 	return fetchURL(t, s.URL+path, header...)
+}
+
+// send makes a request with a JSON body ("" for none), signed in as an
+// admin.
+func (s *apiServer) send(t *testing.T, method, path, body string) answer {
+	t.Helper()
+	return request(t, method, s.URL+path, body)
 }
 
 func fetchURL(t *testing.T, u string, header ...string) answer {
@@ -203,7 +283,7 @@ func TestOpenAPIDocumentsTheHandlers(t *testing.T) {
 		got = append(got, p)
 	}
 	sort.Strings(got)
-	want := []string{"/api/v1/boards", "/api/v1/boards/{id}", "/api/v1/boards/{id}/versions", "/api/v1/devices", "/api/v1/devices/{id}", "/api/v1/events", "/api/v1/openapi.json", "/api/v1/query", "/healthz", "/metrics", "/readyz", "/ws"}
+	want := []string{"/api/v1/alerts", "/api/v1/alerts/history", "/api/v1/alerts/rules", "/api/v1/alerts/rules/{id}", "/api/v1/alerts/{id}/ack", "/api/v1/alerts/{id}/silence", "/api/v1/alerts/{id}/unack", "/api/v1/boards", "/api/v1/boards/{id}", "/api/v1/boards/{id}/versions", "/api/v1/devices", "/api/v1/devices/{id}", "/api/v1/events", "/api/v1/openapi.json", "/api/v1/query", "/healthz", "/metrics", "/readyz", "/ws"}
 	if !slices.Equal(got, want) {
 		t.Errorf("documented paths: got %v, want %v", got, want)
 	}
@@ -214,9 +294,9 @@ func TestOpenAPIDocumentsTheHandlers(t *testing.T) {
 	viewer := strings.Replace(s.Anonymous, "://", "://vera:vera-password@", 1)
 	q := "/api/v1/query?device=boiler-1&metric=temperature&from=1767225600000&to=1767225780000"
 	scenarios := map[string]func(t *testing.T) answer{
-		"/api/v1/query 200": func(t *testing.T) answer { return s.get(t, q) },
-		"/api/v1/query 400": func(t *testing.T) answer { return s.get(t, q+"&agg=median") },
-		"/api/v1/query 500": func(t *testing.T) answer {
+		"GET /api/v1/query 200": func(t *testing.T) answer { return s.get(t, q) },
+		"GET /api/v1/query 400": func(t *testing.T) answer { return s.get(t, q+"&agg=median") },
+		"GET /api/v1/query 500": func(t *testing.T) answer {
 			// An InfluxDB without the configured database.
 			db := testenv.StartInfluxDB(t)
 			st, err := influx.New(influx.Config{URL: db.URL, Bucket: "no_such_db/autogen"})
@@ -226,7 +306,7 @@ func TestOpenAPIDocumentsTheHandlers(t *testing.T) {
 			defer st.Close()
 			return serve(t, Query(st, QueryOptions{Logger: slog.New(slog.DiscardHandler)}), q+"&step=1m")
 		},
-		"/api/v1/query 503": func(t *testing.T) answer {
+		"GET /api/v1/query 503": func(t *testing.T) answer {
 			st, err := sqlite.Open(filepath.Join(t.TempDir(), "closed.db"))
 			if err != nil {
 				t.Fatal(err)
@@ -235,17 +315,10 @@ func TestOpenAPIDocumentsTheHandlers(t *testing.T) {
 			st.Close()
 			return serve(t, Query(st, QueryOptions{Logger: slog.New(slog.DiscardHandler)}), q+"&step=1m")
 		},
-		"/api/v1/query 404":        func(t *testing.T) answer { return s.get(t, q+"&metric=levle") },
-		"/api/v1/devices 200":      func(t *testing.T) answer { return s.get(t, "/api/v1/devices?status=online&q=BOIL") },
-		"/api/v1/devices 400":      func(t *testing.T) answer { return s.get(t, "/api/v1/devices?state=offline") },
-		"/api/v1/devices/{id} 200": func(t *testing.T) answer { return s.get(t, "/api/v1/devices/boiler-1") },
-		"/api/v1/devices/{id} 400": func(t *testing.T) answer { return s.get(t, "/api/v1/devices/a%20b") },
-		"/api/v1/devices/{id} 404": func(t *testing.T) answer { return s.get(t, "/api/v1/devices/nope") },
-		"/api/v1/openapi.json 200": func(t *testing.T) answer { return s.get(t, "/api/v1/openapi.json") },
-		"/api/v1/events 200":       func(t *testing.T) answer { return s.get(t, "/api/v1/events?from=2026-01-01T00:00:00Z&kind=range") },
-		"/api/v1/events 400":       func(t *testing.T) answer { return s.get(t, "/api/v1/events?kind=alarm") },
-		"/api/v1/events 401":       func(t *testing.T) answer { return fetchURL(t, s.Anonymous+"/api/v1/events") },
-		"/api/v1/events 503": func(t *testing.T) answer {
+		"GET /api/v1/events 200": func(t *testing.T) answer { return s.get(t, "/api/v1/events?from=2026-01-01T00:00:00Z&kind=range") },
+		"GET /api/v1/events 400": func(t *testing.T) answer { return s.get(t, "/api/v1/events?kind=alarm") },
+		"GET /api/v1/events 401": func(t *testing.T) answer { return fetchURL(t, s.Anonymous+"/api/v1/events") },
+		"GET /api/v1/events 503": func(t *testing.T) answer {
 			ev, err := sqlite.OpenEvents(filepath.Join(t.TempDir(), "closed.db"), 0)
 			if err != nil {
 				t.Fatal(err)
@@ -253,19 +326,19 @@ func TestOpenAPIDocumentsTheHandlers(t *testing.T) {
 			ev.Close()
 			return serve(t, Events(ev, time.UTC, nil), "/api/v1/events")
 		},
-		"/api/v1/query 304": func(t *testing.T) answer {
+		"GET /api/v1/query 304": func(t *testing.T) answer {
 			return s.get(t, q, "If-None-Match", s.get(t, q).hdr.Get("ETag"))
 		},
-		"/api/v1/boards 200":               func(t *testing.T) answer { return s.get(t, "/api/v1/boards") },
-		"/api/v1/boards 400":               func(t *testing.T) answer { return s.get(t, "/api/v1/boards?title=Boilers") },
-		"/api/v1/boards 401":               func(t *testing.T) answer { return fetchURL(t, s.Anonymous+"/api/v1/boards") },
-		"/api/v1/boards/{id} 200":          func(t *testing.T) answer { return s.get(t, "/api/v1/boards/"+s.board) },
-		"/api/v1/boards/{id} 404":          func(t *testing.T) answer { return s.get(t, "/api/v1/boards/nope") },
-		"/api/v1/boards/{id} 401":          func(t *testing.T) answer { return fetchURL(t, s.Anonymous+"/api/v1/boards/"+s.board) },
-		"/api/v1/boards/{id}/versions 200": func(t *testing.T) answer { return s.get(t, "/api/v1/boards/"+s.board+"/versions") },
-		"/api/v1/boards/{id}/versions 404": func(t *testing.T) answer { return s.get(t, "/api/v1/boards/nope/versions") },
-		"/api/v1/boards/{id}/versions 401": func(t *testing.T) answer { return fetchURL(t, s.Anonymous+"/api/v1/boards/"+s.board+"/versions") },
-		"POST /api/v1/boards 201":          func(t *testing.T) answer { return request(t, "POST", s.URL+"/api/v1/boards", board) },
+		"GET /api/v1/boards 200":               func(t *testing.T) answer { return s.get(t, "/api/v1/boards") },
+		"GET /api/v1/boards 400":               func(t *testing.T) answer { return s.get(t, "/api/v1/boards?title=Boilers") },
+		"GET /api/v1/boards 401":               func(t *testing.T) answer { return fetchURL(t, s.Anonymous+"/api/v1/boards") },
+		"GET /api/v1/boards/{id} 200":          func(t *testing.T) answer { return s.get(t, "/api/v1/boards/"+s.board) },
+		"GET /api/v1/boards/{id} 404":          func(t *testing.T) answer { return s.get(t, "/api/v1/boards/nope") },
+		"GET /api/v1/boards/{id} 401":          func(t *testing.T) answer { return fetchURL(t, s.Anonymous+"/api/v1/boards/"+s.board) },
+		"GET /api/v1/boards/{id}/versions 200": func(t *testing.T) answer { return s.get(t, "/api/v1/boards/"+s.board+"/versions") },
+		"GET /api/v1/boards/{id}/versions 404": func(t *testing.T) answer { return s.get(t, "/api/v1/boards/nope/versions") },
+		"GET /api/v1/boards/{id}/versions 401": func(t *testing.T) answer { return fetchURL(t, s.Anonymous+"/api/v1/boards/"+s.board+"/versions") },
+		"POST /api/v1/boards 201":              func(t *testing.T) answer { return request(t, "POST", s.URL+"/api/v1/boards", board) },
 		"POST /api/v1/boards 400": func(t *testing.T) answer {
 			return request(t, "POST", s.URL+"/api/v1/boards", strings.Replace(board, `"kind"`, `"pattern":"boiler-[","kind"`, 1))
 		},
@@ -288,24 +361,31 @@ func TestOpenAPIDocumentsTheHandlers(t *testing.T) {
 			json.Unmarshal(a.body, &b)
 			return request(t, "DELETE", s.URL+"/api/v1/boards/"+b.ID, "")
 		},
-		"/healthz 200": func(t *testing.T) answer { return s.get(t, "/healthz") },
-		"/readyz 200":  func(t *testing.T) answer { return s.get(t, "/readyz") },
-		"/readyz 503": func(t *testing.T) answer {
+		"GET /api/v1/query 404":        func(t *testing.T) answer { return s.get(t, q+"&metric=levle") },
+		"GET /api/v1/devices 200":      func(t *testing.T) answer { return s.get(t, "/api/v1/devices?status=online&q=BOIL") },
+		"GET /api/v1/devices 400":      func(t *testing.T) answer { return s.get(t, "/api/v1/devices?state=offline") },
+		"GET /api/v1/devices/{id} 200": func(t *testing.T) answer { return s.get(t, "/api/v1/devices/boiler-1") },
+		"GET /api/v1/devices/{id} 400": func(t *testing.T) answer { return s.get(t, "/api/v1/devices/a%20b") },
+		"GET /api/v1/devices/{id} 404": func(t *testing.T) answer { return s.get(t, "/api/v1/devices/nope") },
+		"GET /api/v1/openapi.json 200": func(t *testing.T) answer { return s.get(t, "/api/v1/openapi.json") },
+		"GET /healthz 200":             func(t *testing.T) answer { return s.get(t, "/healthz") },
+		"GET /readyz 200":              func(t *testing.T) answer { return s.get(t, "/readyz") },
+		"GET /readyz 503": func(t *testing.T) answer {
 			s.storeDown.Store(true)
 			defer s.storeDown.Store(false)
 			return s.get(t, "/readyz")
 		},
-		"/metrics 200": func(t *testing.T) answer { return s.get(t, "/metrics") },
-		"/metrics 401": func(t *testing.T) answer { return fetchURL(t, s.Anonymous+"/metrics") },
-		"/metrics 403": func(t *testing.T) answer {
+		"GET /metrics 200": func(t *testing.T) answer { return s.get(t, "/metrics") },
+		"GET /metrics 401": func(t *testing.T) answer { return fetchURL(t, s.Anonymous+"/metrics") },
+		"GET /metrics 403": func(t *testing.T) answer {
 			return fetchURL(t, strings.Replace(s.Anonymous, "://", "://vera:vera-password@", 1)+"/metrics")
 		},
-		"/api/v1/query 401":        func(t *testing.T) answer { return fetchURL(t, s.Anonymous+q) },
-		"/api/v1/devices 401":      func(t *testing.T) answer { return fetchURL(t, s.Anonymous+"/api/v1/devices") },
-		"/api/v1/devices/{id} 401": func(t *testing.T) answer { return fetchURL(t, s.Anonymous+"/api/v1/devices/boiler-1") },
-		"/api/v1/openapi.json 401": func(t *testing.T) answer { return fetchURL(t, s.Anonymous+"/api/v1/openapi.json") },
-		"/ws 401":                  func(t *testing.T) answer { return fetchURL(t, s.Anonymous+"/ws") },
-		"/ws 101": func(t *testing.T) answer {
+		"GET /api/v1/query 401":        func(t *testing.T) answer { return fetchURL(t, s.Anonymous+q) },
+		"GET /api/v1/devices 401":      func(t *testing.T) answer { return fetchURL(t, s.Anonymous+"/api/v1/devices") },
+		"GET /api/v1/devices/{id} 401": func(t *testing.T) answer { return fetchURL(t, s.Anonymous+"/api/v1/devices/boiler-1") },
+		"GET /api/v1/openapi.json 401": func(t *testing.T) answer { return fetchURL(t, s.Anonymous+"/api/v1/openapi.json") },
+		"GET /ws 401":                  func(t *testing.T) answer { return fetchURL(t, s.Anonymous+"/ws") },
+		"GET /ws 101": func(t *testing.T) answer {
 			c, resp, err := websocket.Dial(context.Background(), s.URL+"/ws", nil)
 			if err != nil {
 				t.Fatal(err)
@@ -313,19 +393,19 @@ func TestOpenAPIDocumentsTheHandlers(t *testing.T) {
 			c.Close(websocket.StatusNormalClosure, "")
 			return answer{code: resp.StatusCode}
 		},
-		"/ws 400": func(t *testing.T) answer {
+		"GET /ws 400": func(t *testing.T) answer {
 			return s.get(t, "/ws", "Connection", "Upgrade", "Upgrade", "websocket", "Sec-WebSocket-Version", "12", "Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ==")
 		},
-		"/ws 403": func(t *testing.T) answer {
+		"GET /ws 403": func(t *testing.T) answer {
 			return s.get(t, "/ws", "Connection", "Upgrade", "Upgrade", "websocket", "Sec-WebSocket-Version", "13", "Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ==", "Origin", "https://elsewhere.example")
 		},
-		"/ws 426": func(t *testing.T) answer { return s.get(t, "/ws") },
-		"/ws 503": func(t *testing.T) answer {
+		"GET /ws 426": func(t *testing.T) answer { return s.get(t, "/ws") },
+		"GET /ws 503": func(t *testing.T) answer {
 			hub := push.NewHub(push.Options{})
 			hub.Close()
 			return serve(t, hub, "/ws")
 		},
-		"/ws 429": func(t *testing.T) answer {
+		"GET /ws 429": func(t *testing.T) answer {
 			hub := push.NewHub(push.Options{MaxPerAddr: 1})
 			srv := httptest.NewServer(hub)
 			defer srv.Close()
@@ -337,7 +417,7 @@ func TestOpenAPIDocumentsTheHandlers(t *testing.T) {
 			defer c.CloseNow()
 			return fetchURL(t, srv.URL)
 		},
-		"/api/v1/query 429": func(t *testing.T) answer {
+		"GET /api/v1/query 429": func(t *testing.T) answer {
 			st, err := sqlite.Open(filepath.Join(t.TempDir(), "held.db"))
 			if err != nil {
 				t.Fatal(err)
@@ -354,14 +434,22 @@ func TestOpenAPIDocumentsTheHandlers(t *testing.T) {
 			return fetchURL(t, raw)
 		},
 	}
+	for key, sc := range alertScenarios(s) {
+		scenarios[key] = sc
+	}
 	done := map[string]bool{}
 	for path, item := range paths {
 		for method, op := range obj(item) {
+			switch method {
+			case "parameters", "summary", "description", "servers":
+				continue // the path's own, not an operation
+			case "get", "post", "put", "delete":
+			default:
+				t.Errorf("%s: method %s: the test makes GET, POST, PUT and DELETE happen", path, method)
+				continue
+			}
 			for code, r := range obj(obj(op)["responses"]) {
-				key := path + " " + code
-				if method != "get" {
-					key = strings.ToUpper(method) + " " + key
-				}
+				key := strings.ToUpper(method) + " " + path + " " + code
 				sc := scenarios[key]
 				if sc == nil {
 					t.Errorf("%s: documented, but the test has no way to make it happen", key)
@@ -426,6 +514,43 @@ func request(t *testing.T, method, u, body string, header ...string) answer {
 	}
 	ct, _, _ := strings.Cut(resp.Header.Get("Content-Type"), ";")
 	return answer{resp.StatusCode, ct, resp.Header, b}
+}
+
+// mountAlerts serves the alerts API as routes.go does, over an engine
+// whose rule boiler-hot fires on openAPIExamples.
+func mountAlerts(t *testing.T, mux *http.ServeMux, people *auth.Service, docs alerts.Store, fleet *devices.Fleet) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	book, err := alerts.New(ctx, alerts.Config{Store: docs, Fleet: fleet})
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() { defer close(done); book.Run(ctx) }()
+	t.Cleanup(func() { cancel(); <-done })
+	clear := 59.0
+	if _, err := book.PutRule(ctx, alerts.Rule{ID: "boiler-hot", Name: "Boiler too hot", Device: "boiler-1", Metric: "temperature",
+		Op: ">", Value: 60, Clear: &clear, Severity: "critical", Runbook: "Open valve V3."}); err != nil {
+		t.Fatal(err)
+	}
+	book.Observe(openAPIExamples)
+	a := AlertAPI{Alerts: book}
+	for _, r := range []struct {
+		pattern string
+		role    auth.Role
+		h       http.Handler
+	}{
+		{"GET /api/v1/alerts", auth.Viewer, a.List()},
+		{"GET /api/v1/alerts/history", auth.Viewer, a.History()},
+		{"POST /api/v1/alerts/{id}/{action}", auth.Operator, a.Act()},
+		{"GET /api/v1/alerts/rules", auth.Viewer, a.Rules()},
+		{"POST /api/v1/alerts/rules", auth.Operator, a.Rules()},
+		{"GET /api/v1/alerts/rules/{id}", auth.Viewer, a.Rule()},
+		{"PUT /api/v1/alerts/rules/{id}", auth.Operator, a.Rule()},
+		{"DELETE /api/v1/alerts/rules/{id}", auth.Operator, a.Rule()},
+	} {
+		mux.Handle(r.pattern, people.Require(r.role, r.h))
+	}
 }
 
 // heldReader is a real store whose exports, once started, wait until
@@ -552,6 +677,86 @@ func TestOpenAPIExamplesAreRealAnswers(t *testing.T) {
 			s.hub.PublishStatus("boiler-1", devices.StatusOffline)
 		}
 	}
+}
+
+// TestOpenAPIRequestExamples: every example of a request body fits its
+// schema and is taken by its handler, sent by an admin to the path with
+// its parameters' examples, with a documented 2xx answer.
+func TestOpenAPIRequestExamples(t *testing.T) {
+	d := loadDoc(t)
+	s := newAPIServer(t)
+	type call struct {
+		method, path, url, example string
+		body                       any
+		op                         map[string]any
+	}
+	var calls []call
+	for path, item := range obj(d["paths"]) {
+		params := asSlice(obj(item)["parameters"])
+		for method, op := range obj(item) {
+			op := obj(op)
+			body := d.resolve(op["requestBody"])
+			if body == nil {
+				continue
+			}
+			u := path
+			for _, p := range append(params, asSlice(op["parameters"])...) {
+				p := d.resolve(p)
+				if p["in"] == "path" {
+					u = strings.ReplaceAll(u, "{"+p["name"].(string)+"}", url.PathEscape(fmt.Sprint(p["example"])))
+				}
+			}
+			if strings.HasPrefix(path, "/api/v1/boards/{id}") {
+				// A board's id is made when it is saved: the one the test saved.
+				u = strings.ReplaceAll(path, "{id}", s.board)
+			}
+			media := obj(obj(body["content"])["application/json"])
+			if ex, ok := media["example"]; ok {
+				calls = append(calls, call{method, path, u, "", ex, op})
+			}
+			for name, ex := range obj(media["examples"]) {
+				calls = append(calls, call{method, path, u, name, obj(ex)["value"], op})
+			}
+			if _, ok := media["schema"]; !ok {
+				t.Errorf("%s %s: a request body without a schema", method, path)
+			}
+		}
+	}
+	// POST before PUT before DELETE: what adds or acts on the examples'
+	// objects, then what replaces them, then what removes them.
+	rank := map[string]int{"post": 0, "put": 1, "delete": 2}
+	slices.SortFunc(calls, func(a, b call) int {
+		return cmp.Or(cmp.Compare(rank[a.method], rank[b.method]), strings.Compare(a.path, b.path), strings.Compare(a.example, b.example))
+	})
+	for _, c := range calls {
+		where := fmt.Sprintf("%s %s request example %q", c.method, c.path, c.example)
+		media := obj(obj(d.resolve(c.op["requestBody"])["content"])["application/json"])
+		if err := d.validate(media["schema"], c.body, "$"); err != nil {
+			t.Errorf("%s does not fit its schema: %v", where, err)
+		}
+		a := s.send(t, strings.ToUpper(c.method), c.url, string(mustJSON(c.body)))
+		if _, ok := obj(c.op["responses"])[fmt.Sprint(a.code)]; !ok || a.code/100 != 2 {
+			t.Errorf("%s: %s %s answered %d %s", where, c.method, c.url, a.code, a.body)
+		}
+	}
+	if len(calls) == 0 {
+		t.Error("no request example was sent")
+	}
+}
+
+// resolve follows a $ref to the component it names (of any section).
+func (d doc) resolve(v any) map[string]any {
+	m := obj(v)
+	ref, ok := m["$ref"].(string)
+	if !ok {
+		return m
+	}
+	parts := strings.Split(strings.TrimPrefix(ref, "#/"), "/")
+	var at any = map[string]any(d)
+	for _, p := range parts {
+		at = obj(at)[p]
+	}
+	return obj(at)
 }
 
 // TestOpenAPIQueryParameters: /api/v1/query reads exactly the documented

@@ -2,13 +2,13 @@ package views
 
 import (
 	"context"
-	"fmt"
 	"net/http"
 	"strconv"
 	"strings"
 	"time"
 
 	"iotdash/alerts"
+	"iotdash/api"
 	"iotdash/auth"
 	"iotdash/devices"
 )
@@ -20,7 +20,9 @@ type AlertBook interface {
 	PutRule(ctx context.Context, r alerts.Rule) (alerts.Rule, error)
 	DeleteRule(ctx context.Context, id string) error
 	Acknowledge(key, by, comment string) (alerts.Instance, error)
+	Unacknowledge(key string) (alerts.Instance, error)
 	Silence(key, by string, d time.Duration, comment string) (alerts.Instance, error)
+	History(q alerts.HistoryQuery) []alerts.Episode
 }
 
 // Deliveries says how notifications fare (alerts.Notifier).
@@ -44,10 +46,28 @@ type RuleRow struct {
 	Picks, Condition string
 }
 
+// EpisodeRow is one episode of the history as the page shows it.
+type EpisodeRow struct {
+	alerts.Episode
+	Peak            string
+	Fired, Resolved Seen
+}
+
+// HistoryFilter is what the history is filtered by: the query's device,
+// rule, severity and from.
+type HistoryFilter struct {
+	Device, Rule, Severity, From string
+}
+
+// HistorySince are the spans the history filter offers, by its from.
+var HistorySince = []struct{ From, Label string }{{"-1d", "the last day"}, {"-7d", "the last week"}, {"-30d", "the last 30 days"}, {"", "all that is kept"}}
+
 // AlertsModel is the alerts page.
 type AlertsModel struct {
 	Page
 	Firing, Pending, Resolved []AlertRow
+	History                   []EpisodeRow
+	Filter                    HistoryFilter
 	Rules                     []RuleRow
 	Deliveries                []alerts.Delivery
 	CanChange                 bool // an operator or an admin
@@ -55,7 +75,7 @@ type AlertsModel struct {
 }
 
 // AlertPages serves the alerts page, GET /alerts, and its forms (an
-// operator's): POST /alerts/{key}/{ack,silence} and POST /alerts/rules,
+// operator's): POST /alerts/{key}/{ack,unack,silence} and POST /alerts/rules,
 // /alerts/rules/{id}/{delete,off,on}.
 type AlertPages struct {
 	Book       AlertBook
@@ -80,6 +100,9 @@ func (a AlertPages) Action() http.Handler {
 		case key != "" && action == "ack":
 			_, err = a.Book.Acknowledge(key, p.Name, r.PostFormValue("comment"))
 			done = "Acknowledged."
+		case key != "" && action == "unack":
+			_, err = a.Book.Unacknowledge(key)
+			done = "Withdrew the acknowledgement."
 		case key != "" && action == "silence":
 			var d time.Duration
 			if d, err = time.ParseDuration(r.PostFormValue("for")); err != nil {
@@ -119,8 +142,8 @@ func (a AlertPages) Action() http.Handler {
 }
 
 // ruleFromForm reads the add-rule form: name, picks (device, kind,
-// location or pattern) and pick, metric, op, value, clear, for, severity,
-// runbook.
+// location or pattern) and pick, metric, op, value, clear, for, window,
+// severity, runbook.
 func ruleFromForm(r *http.Request) (alerts.Rule, error) {
 	f := r.PostFormValue
 	rule := alerts.Rule{Name: f("name"), Metric: strings.TrimSpace(f("metric")), Op: f("op"), Severity: f("severity"), Runbook: f("runbook")}
@@ -145,8 +168,10 @@ func ruleFromForm(r *http.Request) (alerts.Rule, error) {
 		return v, nil
 	}
 	var err error
-	if rule.Value, err = num("value"); err != nil {
-		return rule, err
+	if strings.TrimSpace(f("value")) != "" || rule.Op != alerts.OpNoData {
+		if rule.Value, err = num("value"); err != nil {
+			return rule, err
+		}
 	}
 	if strings.TrimSpace(f("clear")) != "" {
 		c, err := num("clear")
@@ -161,6 +186,13 @@ func ruleFromForm(r *http.Request) (alerts.Rule, error) {
 			return rule, devices.Errorf(devices.EInvalid, "rule: for %q is not a duration such as 30s or 2m", s)
 		}
 		rule.For = alerts.Duration(d)
+	}
+	if s := strings.TrimSpace(f("window")); s != "" {
+		d, err := time.ParseDuration(s)
+		if err != nil {
+			return rule, devices.Errorf(devices.EInvalid, "rule: window %q is not a duration such as 10m or 1h", s)
+		}
+		rule.Window = alerts.Duration(d)
 	}
 	return rule, nil
 }
@@ -191,8 +223,18 @@ func (a AlertPages) show(w http.ResponseWriter, r *http.Request, done string, ac
 			m.Resolved = append(m.Resolved, row)
 		}
 	}
+	q := r.URL.Query()
+	m.Filter = HistoryFilter{Device: q.Get("device"), Rule: q.Get("rule"), Severity: q.Get("severity"), From: q.Get("from")}
+	if hq, err := api.ParseHistory(q, now); err != nil {
+		status, m.Problem = problem(log, r, err)
+	} else {
+		for _, ep := range a.Book.History(hq) {
+			m.History = append(m.History, EpisodeRow{Episode: ep, Peak: strconv.FormatFloat(ep.Peak, 'g', -1, 64),
+				Fired: newSeen(ep.FiredAt, now), Resolved: newSeen(ep.ResolvedAt, now)})
+		}
+	}
 	for _, ru := range a.Book.Rules() {
-		m.Rules = append(m.Rules, RuleRow{Rule: ru, Picks: picks(ru), Condition: condition(ru)})
+		m.Rules = append(m.Rules, RuleRow{Rule: ru, Picks: picks(ru), Condition: ru.Condition()})
 	}
 	if a.Deliveries != nil {
 		if ds, err := a.Deliveries.Deliveries(r.Context()); err == nil {
@@ -214,23 +256,4 @@ func picks(r alerts.Rule) string {
 		return "devices " + r.Pattern
 	}
 	return "every device with limits"
-}
-
-func condition(r alerts.Rule) string {
-	var s string
-	switch r.Op {
-	case alerts.OpAbove, alerts.OpBelow:
-		s = fmt.Sprintf("%s %s %v", r.Metric, r.Op, r.Value)
-		if r.Clear != nil && *r.Clear != r.Value {
-			s += fmt.Sprintf(", clears at %v", *r.Clear)
-		}
-	case alerts.OpOutside:
-		s = fmt.Sprintf("%s outside %v–%v", r.Metric, r.Low, r.High)
-	default:
-		s = "a metric outside its declared limits"
-	}
-	if r.For > 0 {
-		s += " for " + formatDuration(time.Duration(r.For))
-	}
-	return s
 }

@@ -47,6 +47,7 @@ var matrix = map[string]struct {
 	"GET /api/v1/query":                 {"viewer", request{"GET", "/api/v1/query?device=nope&metric=m", nil, 404}},
 	"GET /api/v1/openapi.json":          {"viewer", request{"GET", "/api/v1/openapi.json", nil, 200}},
 	"GET /api/v1/alerts":                {"viewer", request{"GET", "/api/v1/alerts?state=firing", nil, 200}},
+	"GET /api/v1/alerts/history":        {"viewer", request{"GET", "/api/v1/alerts/history?severity=critical&from=-7d", nil, 200}},
 	"POST /api/v1/alerts/{id}/{action}": {"operator", request{"POST", "/api/v1/alerts/nope/ack", nil, 404}},
 	"GET /api/v1/alerts/rules":          {"viewer", request{"GET", "/api/v1/alerts/rules", nil, 200}},
 	"POST /api/v1/alerts/rules":         {"operator", request{"POST", "/api/v1/alerts/rules", url.Values{"name": {"x"}}, 400}},

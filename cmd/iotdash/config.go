@@ -53,6 +53,7 @@ type config struct {
 	tlsCert, tlsKey               string
 	alertmanagerURL, alertHooks   string
 	alertSecret                   string
+	alertHistory                  int
 	mqttAnonymous                 bool
 	brokerMaxPacket               int
 	brokerMaxClients              int
@@ -164,6 +165,7 @@ func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (co
 	fs.StringVar(&c.tlsCert, "tls-cert", env("IOTDASH_TLS_CERT", ""), "serve HTTPS with this certificate (PEM); needs -tls-key (IOTDASH_TLS_CERT)")
 	fs.StringVar(&c.tlsKey, "tls-key", env("IOTDASH_TLS_KEY", ""), "the certificate's private key (PEM) (IOTDASH_TLS_KEY)")
 	fs.StringVar(&c.alertmanagerURL, "alertmanager-url", env("IOTDASH_ALERTMANAGER_URL", ""), "a Prometheus Alertmanager that alerts are posted to (IOTDASH_ALERTMANAGER_URL)")
+	fs.IntVar(&c.alertHistory, "alert-history", envInt("IOTDASH_ALERT_HISTORY", alerts.DefaultMaxHistory), "most alert episodes (a firing to its clearing) kept in the state file; the oldest go first (IOTDASH_ALERT_HISTORY)")
 	fs.StringVar(&c.alertHooks, "alert-webhook", env("IOTDASH_ALERT_WEBHOOK", ""), "webhooks every alert is posted to in Alertmanager's format, comma-separated; severity=URL for one severity only; signed with IOTDASH_ALERT_WEBHOOK_SECRET (IOTDASH_ALERT_WEBHOOK)")
 	fs.StringVar(&c.publicURL, "public-url", env("IOTDASH_PUBLIC_URL", ""), "the URL people reach the dashboard at, when not by an IP address or localhost (a name on the network, or behind a proxy): requests for other host names are refused (IOTDASH_PUBLIC_URL)")
 	fs.StringVar(&c.timezone, "timezone", env("IOTDASH_TIMEZONE", ""), "the plant's time zone, an IANA name such as Europe/Berlin, that every time on the pages is shown in; default the machine's (IOTDASH_TIMEZONE)")
@@ -221,6 +223,9 @@ func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (co
 	var err error
 	if c.zone, err = views.LoadZone(c.timezone); err != nil {
 		return c, usageError{fmt.Errorf("-timezone %q is not a time zone such as Europe/Berlin or UTC", c.timezone)}
+	}
+	if c.alertHistory <= 0 {
+		return c, usageError{errors.New("-alert-history must be positive")}
 	}
 	if c.brokerMaxPacket <= 0 || c.brokerMaxClients <= 0 || c.brokerMaxRetained <= 0 {
 		return c, usageError{errors.New("-broker-max-packet, -broker-max-clients and -broker-max-retained must be positive")}

@@ -34,6 +34,7 @@ func TestExitCodes(t *testing.T) {
 		{nil, "IOTDASH_SIMULATE=twelve", 2, `IOTDASH_SIMULATE="twelve" is not a whole number`},
 		{nil, "IOTDASH_SIMULATE_INTERVAL=often", 2, `IOTDASH_SIMULATE_INTERVAL="often" is not a duration`},
 		{[]string{"-log-level", "loud"}, "", 2, "-log-level"},
+		{[]string{"-alert-history", "0"}, "", 2, "-alert-history must be positive"},
 		{[]string{"-http", taken.Addr().String()}, "", 1, "-http"},
 	} {
 		cmd := exec.Command(bin, append([]string{"-data", t.TempDir(), "-broker", fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t))}, c.args...)...)

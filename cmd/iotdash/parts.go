@@ -12,6 +12,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -46,9 +47,12 @@ func newLogger(level string, stderr io.Writer) (*slog.Logger, error) {
 // left it (saved every second and at the end, after the ingester), and
 // the documents users, boards and alert rules live in.
 type state struct {
-	fleet  *devices.Fleet
-	docs   *sqlite.Docs
-	events *sqlite.Events
+	// presence is the alert engine, once it starts, which hears of
+	// devices going offline from the fleet.
+	presence *atomic.Pointer[alerts.Engine]
+	fleet    *devices.Fleet
+	docs     *sqlite.Docs
+	events   *sqlite.Events
 }
 
 func openState(ctx context.Context, c config, hub *push.Hub, log *slog.Logger, cl *closers) (state, error) {
@@ -60,7 +64,13 @@ func openState(ctx context.Context, c config, hub *push.Hub, log *slog.Logger, c
 	if err := os.Chmod(c.dataDir, 0o700); err != nil {
 		return state{}, fmt.Errorf("-data %s: %w", c.dataDir, err)
 	}
-	fleet := devices.NewFleet(hub.PublishStatus)
+	presence := new(atomic.Pointer[alerts.Engine])
+	fleet := devices.NewFleet(func(id string, s devices.Status) {
+		hub.PublishStatus(id, s)
+		if e := presence.Load(); e != nil {
+			e.Presence(id, s)
+		}
+	})
 	fleet.SetStaleAfter(c.staleAfter)
 	fleet.SetLimits(c.limits)
 	registry, err := sqlite.OpenRegistry(filepath.Join(c.dataDir, "fleet.db"))
@@ -93,7 +103,7 @@ func openState(ctx context.Context, c config, hub *push.Hub, log *slog.Logger, c
 	// Not ended by ctx but by its closer, so that its last save comes
 	// after the ingester's last message.
 	cl.add(task(context.WithoutCancel(ctx), "saving the fleet", func(ctx context.Context) { fleet.Keep(ctx, registry, events, time.Second, log) }))
-	return state{fleet: fleet, docs: docs, events: events}, nil
+	return state{presence: presence, fleet: fleet, docs: docs, events: events}, nil
 }
 
 // storage is where readings go and history comes from: the embedded
@@ -193,12 +203,13 @@ func startAlerts(ctx context.Context, c config, st state, hub *push.Hub, externa
 	notifier := alerts.NewNotifier(alerts.NotifierConfig{Store: st.docs, Webhooks: hooks, Secret: []byte(c.alertSecret),
 		AlertmanagerURL: c.alertmanagerURL, ExternalURL: external, Registerer: reg, Logger: log})
 	var rules *alerts.Engine
-	rules, err = alerts.New(ctx, alerts.Config{Store: st.docs, Fleet: st.fleet, Notify: notifier, Logger: log, Registerer: reg,
+	rules, err = alerts.New(ctx, alerts.Config{Store: st.docs, Fleet: st.fleet, Notify: notifier, Logger: log, Registerer: reg, MaxHistory: c.alertHistory,
 		Changed: func() { hub.SetAlerts(rules.Summary()) }})
 	if err != nil {
 		return nil, nil, fmt.Errorf("reading the alert rules in -data %s: %w", c.dataDir, err)
 	}
 	hub.SetAlerts(rules.Summary())
+	st.presence.Store(rules)
 	cl.add(task(context.WithoutCancel(ctx), "the alert rules", func(ctx context.Context) { rules.Run(ctx) }))
 	cl.add(task(ctx, "the alert notifier", func(ctx context.Context) {
 		notifier.Run(ctx, func() []alerts.Instance { return rules.Alerts(alerts.StateFiring) })

@@ -121,6 +121,7 @@ func table(d deps, mux *http.ServeMux) []route {
 		{"GET /api/v1/events", auth.Viewer, views.Compress(api.Events(d.events, d.zone, d.log))},
 		{"GET /api/v1/openapi.json", auth.Viewer, views.Compress(api.OpenAPI())},
 		{"GET /api/v1/alerts", auth.Viewer, alertAPI.List()},
+		{"GET /api/v1/alerts/history", auth.Viewer, alertAPI.History()},
 		{"POST /api/v1/alerts/{id}/{action}", auth.Operator, alertAPI.Act()},
 		{"GET /api/v1/alerts/rules", auth.Viewer, alertAPI.Rules()},
 		{"POST /api/v1/alerts/rules", auth.Operator, alertAPI.Rules()},

@@ -14,6 +14,13 @@ import (
 // device's card on the overview, and in the page title; the operator
 // acknowledges it from the page.
 func TestAlertsEndToEnd(t *testing.T) {
+	// The simulated devices' own limits may fire alerts of their own beside
+	// the boiler's: the title counts whatever is firing.
+	const boilerRow = `tr[data-alert$=":e2e-boiler:temperature"]`
+	const titleCountsFiring = `(() => {
+		const n = document.querySelectorAll('#alerts-live tr[data-state="firing"]').length;
+		return n > 0 && document.title.startsWith("(" + n + ") ");
+	})()`
 	d := startDashboard(t)
 	ctx := page(t, d.URL+"/alerts")
 	errs := consoleErrors(t, ctx)
@@ -39,7 +46,7 @@ func TestAlertsEndToEnd(t *testing.T) {
 	boiler := newDevice(t, d.Broker, "e2e-boiler", `{"name":"Boiler","kind":"boiler"}`)
 	boiler.publish("telemetry", false, fmt.Sprintf(`{"ts":%d,"temperature":31.5}`, time.Now().UnixMilli()))
 	settle(t, ctx, "the alert on the alerts page, without a reload", `[...document.querySelectorAll('#alerts-live [data-state="firing"]')].some(r => r.textContent.includes("e2e-boiler"))`)
-	settle(t, ctx, "the count in the title", `document.title.startsWith("(1) ")`)
+	settle(t, ctx, "the count in the title", titleCountsFiring)
 	if !eval[bool](t, ctx, `window.notReloaded === true`) {
 		t.Error("the alerts page was reloaded to show the alert")
 	}
@@ -58,14 +65,16 @@ func TestAlertsEndToEnd(t *testing.T) {
 	eval[bool](t, dev, `window.notReloaded = true`)
 	boiler.publish("telemetry", false, fmt.Sprintf(`{"ts":%d,"temperature":28}`, time.Now().UnixMilli()))
 	settle(t, dev, "the span to end", `/^\[\[\d+,[1-9]\d*,"critical"\]\]$/.test(document.querySelector('figure[data-chart="temperature"]')?.dataset.alerts || "") && window.notReloaded === true`)
+	settle(t, ctx, "the alert resolved on the alerts page", `document.querySelector('#alerts-live `+boilerRow+`[data-state="firing"]') === null`)
 	boiler.publish("telemetry", false, fmt.Sprintf(`{"ts":%d,"temperature":32}`, time.Now().UnixMilli()))
-	settle(t, ctx, "firing again", `document.title.startsWith("(1) ")`)
+	settle(t, ctx, "firing again", `document.querySelector('#alerts-live `+boilerRow+`[data-state="firing"]') !== null`)
+	settle(t, ctx, "the count in the title again", titleCountsFiring)
 
 	// Acknowledged from the page.
-	if err := chromedp.Do(ctx, chromedp.Click(`#alerts-live [data-state="firing"] button[type="submit"]`)); err != nil {
+	if err := chromedp.Do(ctx, chromedp.Click(`#alerts-live `+boilerRow+`[data-state="firing"] button[type="submit"]`)); err != nil {
 		t.Fatal(err)
 	}
-	settle(t, ctx, "acknowledged by admin", `(document.querySelector('#alerts-live [data-state="firing"] [data-testid="acked-by"]')||{}).textContent?.includes("admin")`)
+	settle(t, ctx, "acknowledged by admin", `(document.querySelector('#alerts-live `+boilerRow+`[data-state="firing"] [data-testid="acked-by"]')||{}).textContent?.includes("admin")`)
 	checkAccessible(t, ctx)
 	for _, e := range errs() {
 		t.Errorf("console: %s", e)

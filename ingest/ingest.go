@@ -70,6 +70,15 @@ type Config struct {
 	// Publish, if not nil, gets every stored reading for the live push. It
 	// must not block.
 	Publish func([]devices.Reading)
+	// PublishBeforeCommit hands readings to Publish as soon as they are
+	// decoded and admitted, from a goroutine of their own that batches
+	// what arrives while it publishes, instead of after their group's
+	// commit. A browser then sees a reading a few milliseconds before a
+	// refresh would (the commit's fsync), and may see one that a refresh
+	// never will: a QoS 0 reading lost in a crash before its commit, or one
+	// the store refuses. The same reading may be published twice when the
+	// broker sends it again after a reconnect.
+	PublishBeforeCommit bool
 	// Notice, if not nil, is told the warning every page should show when
 	// it changes ("" for none): that the broker reports dropping messages.
 	// It must not block.
@@ -129,7 +138,8 @@ type Ingester struct {
 	log       *slog.Logger
 	logLimit  *rate.Limiter
 	suppress  atomic.Int64
-	stopping  chan struct{} // closed when the ingester takes no more messages
+	stopping  chan struct{}          // closed when the ingester takes no more messages
+	early     chan []devices.Reading // with PublishBeforeCommit, to pushLoop
 	dropped   brokerDrops
 
 	slabMu sync.Mutex
@@ -191,6 +201,9 @@ func New(cfg Config) *Ingester {
 		stopping: make(chan struct{}),
 		log:      cfg.Logger.With("component", "ingest"),
 		logLimit: rate.NewLimiter(rate.Every(time.Second), 5),
+	}
+	if cfg.PublishBeforeCommit && cfg.Publish != nil {
+		in.early = make(chan []devices.Reading, 4096)
 	}
 	if cfg.Broker == "" {
 		return in // fed by Submit
@@ -325,7 +338,41 @@ func (in *Ingester) submit(m message) bool {
 		in.rejected(topic, rej, 1)
 		m.kind = 0 // acknowledged in turn, nothing else
 	}
+	if in.early != nil && len(m.readings) > 0 {
+		select {
+		case in.early <- m.readings:
+		case <-in.stopping:
+			return false
+		}
+	}
 	return in.queue(m)
+}
+
+// pushLoop publishes the readings submit hands it before their commit. A
+// reading that finds the loop idle is published at once, alone; those that
+// arrive while it publishes go together in the next call, so that the cost
+// of a Publish (a visit to every browser) is shared by more readings as the
+// rate rises, and no reading waits for a timer.
+func (in *Ingester) pushLoop() {
+	var batch []devices.Reading
+	for {
+		select {
+		case rs := <-in.early:
+			batch = append(batch[:0], rs...)
+		case <-in.stopping:
+			return
+		}
+	more:
+		for len(batch) < 4096 {
+			select {
+			case rs := <-in.early:
+				batch = append(batch, rs...)
+			default:
+				break more
+			}
+		}
+		in.cfg.Publish(batch)
+	}
 }
 
 // checkTime refuses a message whose ts is further from the server's clock
@@ -410,6 +457,9 @@ func truncate(s string, n int) string {
 func (in *Ingester) Run(ctx context.Context) {
 	var wg sync.WaitGroup
 	wg.Go(func() { in.commitLoop(ctx) })
+	if in.early != nil {
+		wg.Go(in.pushLoop)
+	}
 
 	if in.client != nil {
 		tok := in.client.Connect()
@@ -538,7 +588,7 @@ func (in *Ingester) commitLoop(ctx context.Context) {
 				}
 			}
 		}
-		if len(rs) > 0 && in.cfg.Publish != nil {
+		if len(rs) > 0 && in.cfg.Publish != nil && in.early == nil {
 			in.cfg.Publish(rs)
 		}
 	}

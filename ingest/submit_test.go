@@ -172,3 +172,37 @@ func TestFutureReadingsRefused(t *testing.T) {
 		t.Errorf(`iotdash_rejected_total{reason="future"} = %v, want 1`, got)
 	}
 }
+
+// TestPublishBeforeCommit: with PublishBeforeCommit, a reading reaches the
+// live push while its store is down, before it is durable, and is still
+// acknowledged only once stored; without it, nothing is published before
+// the commit.
+func TestPublishBeforeCommit(t *testing.T) {
+	for _, early := range []bool{true, false} {
+		t.Run(fmt.Sprint("early=", early), func(t *testing.T) {
+			st := &memStore{down: true}
+			var mu sync.Mutex
+			var published []devices.Reading
+			in := runSubmitted(t, ingest.Config{Store: st, Fleet: devices.NewFleet(nil), PublishBeforeCommit: early,
+				Publish: func(rs []devices.Reading) { mu.Lock(); published = append(published, rs...); mu.Unlock() }})
+			count := func() int { mu.Lock(); defer mu.Unlock(); return len(published) }
+			var acked atomic.Int64
+			in.Submit("devices/d1/telemetry", fmt.Appendf(nil, `{"ts":%d,"v":1}`, time.Now().UnixMilli()), func() { acked.Add(1) })
+			testenv.WaitFor(t, 10*time.Second, "the store to be tried twice", func() bool { _, a := st.snapshot(); return a >= 2 })
+			if early {
+				testenv.WaitFor(t, 10*time.Second, "the reading published before its commit", func() bool { return count() == 1 })
+			} else if n := count(); n != 0 {
+				t.Fatalf("%d readings published before their commit", n)
+			}
+			if acked.Load() != 0 {
+				t.Fatal("acknowledged before it was stored")
+			}
+			st.setDown(false)
+			testenv.WaitFor(t, 10*time.Second, "the message acknowledged", func() bool { return acked.Load() == 1 })
+			testenv.WaitFor(t, 10*time.Second, "the reading published", func() bool { return count() >= 1 })
+			if n := count(); n != 1 {
+				t.Errorf("published %d times, want once", n)
+			}
+		})
+	}
+}

@@ -10,7 +10,10 @@
 // busy connection coalesces by itself and no reading waits for a timer. A
 // conflated subscription (the overview's) takes only the latest reading
 // of each device and metric, at most Latest frames a second, the newest
-// value always last. When a client's queue overflows,
+// value always last; it reads them from one table of the newest reading of
+// every series that the hub keeps for all such clients, so that a reading
+// costs one table update however many overviews are open, and nothing of
+// a conflated subscription is ever dropped. When a client's queue overflows,
 // the readings that do not fit are dropped and the client is told with a gap
 // frame naming the span it missed, so it can refetch that span from history.
 // A client that cannot take a frame for several write timeouts in a row is
@@ -161,6 +164,7 @@ type Hub struct {
 	set     map[*client]struct{}
 	closed  bool
 	clients atomic.Pointer[[]*client] // copy of set, read by Publish without a lock
+	table   *latestTable              // what conflated subscriptions read
 	wg      sync.WaitGroup            // one per connection being served
 
 	notice atomic.Pointer[string] // the warning every page shows; "" for none
@@ -207,7 +211,7 @@ func NewHub(opts Options) *Hub {
 	if opts.PingTimeout <= 0 {
 		opts.PingTimeout = DefaultPingTimeout
 	}
-	h := &Hub{opts: opts, log: opts.Logger.With("component", "push"), set: map[*client]struct{}{},
+	h := &Hub{opts: opts, log: opts.Logger.With("component", "push"), set: map[*client]struct{}{}, table: newLatestTable(),
 		conns:    &limit.Concurrent{Max: opts.MaxClients, MaxPerClient: opts.MaxPerAddr},
 		logLimit: rate.NewLimiter(rate.Every(time.Second), 5)}
 	h.clients.Store(&[]*client{})
@@ -225,6 +229,7 @@ func (h *Hub) Publish(rs []devices.Reading) {
 	if len(rs) == 0 {
 		return
 	}
+	h.table.put(rs)
 	for _, c := range *h.clients.Load() {
 		if c.enqueue(rs) {
 			go c.write()
@@ -454,16 +459,16 @@ type client struct {
 	maxStatus  int
 	shared     uint8 // the hub's shared frames to be sent, a bit each
 	// A conflated subscription: at most latest frames a second, each
-	// with only the newest queued reading of a series (pending: its place
-	// in q) and never one older than the series' last sent (sent). last
-	// is when its last frame was taken; rate starts the writer when the
-	// next may go.
-	latest  int
-	pending map[series]int
-	sent    map[series]int64
-	last    time.Time
-	rate    *time.Timer
-	armed   bool // rate is set to fire
+	// with the newest reading of every series that changed since the
+	// last (news: the hub's table has some), read from the hub's table
+	// from cursor on. last is when its last frame was taken; rate starts
+	// the writer when the next may go.
+	latest int
+	news   bool
+	cursor uint64
+	last   time.Time
+	rate   *time.Timer
+	armed  bool // rate is set to fire
 
 	timers  [2]*time.Timer // the subscribe deadline and the next ping
 	strikes int            // write timeouts in a row; only the writer touches it
@@ -568,19 +573,9 @@ func (c *client) enqueue(rs []devices.Reading) bool {
 			continue
 		}
 		if c.latest > 0 {
-			k := series{r.Device, r.Metric}
-			if r.Time < c.sent[k] {
-				continue // older than what the page shows already
-			}
-			if i, ok := c.pending[k]; ok {
-				if r.Time >= c.q[i].Time {
-					c.q[i] = *r
-				}
-				continue
-			}
-			if len(c.q) < limit {
-				c.pending[k] = len(c.q)
-			}
+			// The hub's table has it; the writer reads it from there.
+			changed, c.news = true, true
+			break
 		}
 		changed = true
 		if len(c.q) < limit {
@@ -599,7 +594,9 @@ func (c *client) enqueue(rs []devices.Reading) bool {
 	if dropped > 0 {
 		c.h.dropped.Add(dropped)
 	}
-	return changed && c.startWriter()
+	// A conflated client waiting for its next frame is started by its
+	// timer, not by every Publish meanwhile.
+	return changed && !c.armed && c.startWriter()
 }
 
 // enqueueStatus records a presence change for c if it subscribes to id. A
@@ -647,8 +644,8 @@ func (c *client) subscribe(ids []string, latest int) bool {
 	}
 	c.subscribed, c.all, c.devices = true, all, set
 	c.ack = append([]string{}, ids...)
-	if c.latest = latest; latest > 0 && c.pending == nil {
-		c.pending, c.sent = map[series]int{}, map[series]int64{}
+	if c.latest = latest; latest > 0 {
+		c.cursor, c.news = c.h.table.now(), false
 	}
 	kept := c.q[:0]
 	for _, r := range c.q {
@@ -686,7 +683,7 @@ func (c *client) take(spare []devices.Reading) (batch, bool) {
 	if c.stopped {
 		return batch{}, false
 	}
-	if c.ack == nil && c.shared == 0 && len(c.q) == 0 && c.gap.Dropped == 0 && len(c.status) == 0 {
+	if c.ack == nil && c.shared == 0 && len(c.q) == 0 && c.gap.Dropped == 0 && len(c.status) == 0 && !c.news {
 		c.writing = false
 		c.q = nil // an idle client holds no queue
 		return batch{}, false
@@ -708,20 +705,11 @@ func (c *client) take(spare []devices.Reading) (batch, bool) {
 		}
 		c.last = time.Now()
 	}
+	if c.news {
+		c.q, c.cursor, c.news = c.h.table.since(c.cursor, c.wants, c.h.opts.QueueSize, c.q)
+	}
 	b := batch{ack: c.ack, shared: c.shared, readings: c.q, gap: c.gap, latest: c.latest}
 	c.ack, c.shared = nil, 0
-	if c.latest > 0 {
-		// What is taken is what the page shows next: no older reading of
-		// these series after it.
-		for _, r := range c.q {
-			k := series{r.Device, r.Metric}
-			c.sent[k] = max(c.sent[k], r.Time)
-		}
-		clear(c.pending)
-		if len(c.sent) > 4*c.h.opts.QueueSize {
-			clear(c.sent) // a fleet that churns: forget, rather than grow
-		}
-	}
 	c.q = spare[:0]
 	c.gap = gapFrame{}
 	if len(c.status) > 0 {

@@ -38,8 +38,8 @@ pids+=($!)
 password=bench-live-password
 export IOTLOAD_PASSWORD=$password
 
-# start_iotdash starts iotdash on the embedded store with the broker above,
-# and waits until it is ready; its URL is in $url.
+# start_iotdash starts iotdash on the embedded store with the broker above
+# and the flags it is given, and waits until it is ready; its URL is in $url.
 start_iotdash() {
   for p in "${pids[@]:1}"; do kill "$p" 2>/dev/null && wait "$p" 2>/dev/null || true; done
   pids=("${pids[0]}")
@@ -48,7 +48,7 @@ start_iotdash() {
   url="http://127.0.0.1:$http"
   IOTDASH_ADMIN_PASSWORD=$password "$work/bin/iotdash" -pprof -mqtt "tcp://127.0.0.1:$mq" -simulate 0 \
     -http "127.0.0.1:$http" -data "$work/data" -max-websockets 30000 -max-websockets-per-addr 30000 \
-    -log-level warn >"$work/iotdash.log" 2>&1 &
+    -log-level warn "$@" >"$work/iotdash.log" 2>&1 &
   pids+=($!)
   for _ in $(seq 100); do
     curl -fs "$url/readyz" >/dev/null 2>&1 && return
@@ -60,12 +60,15 @@ start_iotdash() {
 }
 
 echo "# $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'); load average $(cut -d' ' -f1-3 /proc/loadavg); open-file limit $(ulimit -Hn)"
-rows=${ROWS:-"latency all idle"}
+rows=${ROWS:-"latency latency-early all idle"}
 for row in $rows; do
-  start_iotdash
   case $row in
-  latency)
-    echo "## 10,000 readings/s (5,000 msg/s of 2 readings, QoS 1, 100 devices): 200 device pages, 200 overviews"
+  latency-early) start_iotdash -push-before-commit ;;
+  *) start_iotdash ;;
+  esac
+  case $row in
+  latency | latency-early)
+    echo "## 10,000 readings/s (5,000 msg/s of 2 readings, QoS 1, 100 devices): 200 device pages, 200 overviews; pushed $([ "$row" = latency ] && echo after || echo before) the commit"
     "$work/bin/iotload" -url "$url" -device-clients 200 -overview-clients 200 -latest 4 \
       -mqtt "tcp://127.0.0.1:$mq" -rate 5000 -for 20s
     ;;
@@ -80,7 +83,7 @@ for row in $rows; do
     "$work/bin/iotload" -url "$url" -idle-clients "$n" -for 1s
     ;;
   *)
-    echo "unknown row $row (latency, all, idle)" >&2
+    echo "unknown row $row (latency, latency-early, all, idle)" >&2
     exit 2
     ;;
   esac

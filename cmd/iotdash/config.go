@@ -60,6 +60,7 @@ type config struct {
 	brokerMaxRetained             int
 	limits                        devices.Limits
 	maxAhead, maxBehind           time.Duration
+	pushBeforeCommit              bool
 	wsMax, wsMaxPerAddr           int
 	exportsMax, exportsPerClient  int
 }
@@ -169,6 +170,7 @@ func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (co
 	fs.StringVar(&c.alertHooks, "alert-webhook", env("IOTDASH_ALERT_WEBHOOK", ""), "webhooks every alert is posted to in Alertmanager's format, comma-separated; severity=URL for one severity only; signed with IOTDASH_ALERT_WEBHOOK_SECRET (IOTDASH_ALERT_WEBHOOK)")
 	fs.StringVar(&c.publicURL, "public-url", env("IOTDASH_PUBLIC_URL", ""), "the URL people reach the dashboard at, when not by an IP address or localhost (a name on the network, or behind a proxy): requests for other host names are refused (IOTDASH_PUBLIC_URL)")
 	fs.StringVar(&c.timezone, "timezone", env("IOTDASH_TIMEZONE", ""), "the plant's time zone, an IANA name such as Europe/Berlin, that every time on the pages is shown in; default the machine's (IOTDASH_TIMEZONE)")
+	fs.BoolVar(&c.pushBeforeCommit, "push-before-commit", envBool("IOTDASH_PUSH_BEFORE_COMMIT"), "send readings to browsers as they arrive rather than once stored: a few milliseconds sooner, but a browser may then show a reading that a crash or the store's refusal keeps out of history (IOTDASH_PUSH_BEFORE_COMMIT=true)")
 	fs.BoolVar(&c.pprof, "pprof", envBool("IOTDASH_PPROF"), "serve Go's profiler under /debug/pprof/ (IOTDASH_PPROF=true)")
 	fs.StringVar(&c.logLevel, "log-level", env("IOTDASH_LOG_LEVEL", "info"), "debug, info, warn or error (IOTDASH_LOG_LEVEL)")
 	fs.Usage = func() {

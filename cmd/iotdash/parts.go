@@ -190,6 +190,7 @@ func newIngester(c config, st state, data storage, publish func([]devices.Readin
 		Broker: c.mqttURL, ClientID: c.mqttClientID, Username: c.mqttUser, Password: c.mqttPass, TLS: tc,
 		Store: data.durable, Fleet: st.fleet, Publish: publish, Notice: notice, DeadLetters: dead,
 		Metrics: ingest.NewMetrics(reg), Logger: log, MaxAhead: c.maxAhead, MaxBehind: c.maxBehind,
+		PublishBeforeCommit: c.pushBeforeCommit,
 	}), nil
 }
 

@@ -95,7 +95,7 @@ func Batched(delay time.Duration) mqtt.OpenConnectionFunc {
 		if err != nil {
 			return nil, err
 		}
-		return &batchConn{Conn: c, r: bufio.NewReaderSize(c, batchSize), delay: delay}, nil
+		return &batchConn{Conn: c, r: bufio.NewReaderSize(c, batchSize), delay: delay, ack: quickAck(c)}, nil
 	}
 }
 
@@ -105,6 +105,7 @@ type batchConn struct {
 	net.Conn
 	r     *bufio.Reader
 	delay time.Duration
+	ack   func() // after each read, if not nil
 	mu    sync.Mutex
 	buf   []byte
 	armed bool
@@ -113,7 +114,14 @@ type batchConn struct {
 
 const batchSize = 64 << 10
 
-func (c *batchConn) Read(p []byte) (int, error) { return c.r.Read(p) }
+func (c *batchConn) Read(p []byte) (int, error) {
+	buffered := c.r.Buffered()
+	n, err := c.r.Read(p)
+	if c.ack != nil && buffered == 0 {
+		c.ack() // this read went to the socket
+	}
+	return n, err
+}
 
 func (c *batchConn) Write(p []byte) (int, error) {
 	c.mu.Lock()

@@ -692,3 +692,35 @@ func TestLatestOutOfRange(t *testing.T) {
 		t.Fatalf("latest 1000: %v, want a policy violation close", err)
 	}
 }
+
+// A client may send its subscribe in the same packet as its upgrade request:
+// what net/http read ahead of the handshake reaches the hub all the same.
+func TestSubscribeSentWithTheUpgrade(t *testing.T) {
+	_, srv := newServer(t, Options{})
+	conn, err := net.Dial("tcp", srv.Listener.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	conn.SetDeadline(time.Now().Add(wait))
+	sub := []byte(`{"subscribe":{"devices":["*"]}}`)
+	mask := [4]byte{1, 2, 3, 4}
+	frame := append([]byte{0x81, 0x80 | byte(len(sub))}, mask[:]...) // a final text frame, masked, as clients send
+	for i, b := range sub {
+		frame = append(frame, b^mask[i%4])
+	}
+	req := "GET / HTTP/1.1\r\nHost: " + srv.Listener.Addr().String() + "\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n" +
+		"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+	if _, err := conn.Write(append([]byte(req), frame...)); err != nil {
+		t.Fatal(err)
+	}
+	var got []byte
+	buf := make([]byte, 512)
+	for !strings.Contains(string(got), `{"subscribed":{"devices":["*"]}}`) {
+		n, err := conn.Read(buf)
+		got = append(got, buf[:n]...)
+		if err != nil {
+			t.Fatalf("got %q (%v), want the 101 and the confirmation", got, err)
+		}
+	}
+}

@@ -167,6 +167,7 @@ type Hub struct {
 	closed  bool
 	clients atomic.Pointer[[]*client] // copy of set, read by Publish without a lock
 	table   *latestTable              // what conflated subscriptions read
+	routes  routes                    // which clients a reading goes to
 	wg      sync.WaitGroup            // one per connection being served
 
 	notice atomic.Pointer[string] // the warning every page shows; "" for none
@@ -232,10 +233,28 @@ func (h *Hub) Publish(rs []devices.Reading) {
 		return
 	}
 	h.table.put(rs)
-	for _, c := range *h.clients.Load() {
+	h.routes.mu.RLock()
+	defer h.routes.mu.RUnlock()
+	for _, c := range h.routes.wide {
 		if c.enqueue(rs) {
 			go c.write()
 		}
+	}
+	if len(h.routes.byDevice) == 0 {
+		return
+	}
+	// Readings of one message share a device, and come together.
+	for i := 0; i < len(rs); {
+		j := i + 1
+		for j < len(rs) && rs[j].Device == rs[i].Device {
+			j++
+		}
+		for _, c := range h.routes.byDevice[rs[i].Device] {
+			if c.enqueue(rs[i:j]) {
+				go c.write()
+			}
+		}
+		i = j
 	}
 }
 
@@ -372,6 +391,7 @@ func (h *Hub) add(c *client) bool {
 }
 
 func (h *Hub) remove(c *client) {
+	h.routes.remove(c)
 	h.mu.Lock()
 	delete(h.set, c)
 	h.storeClients()
@@ -861,6 +881,7 @@ func (c *client) read(ctx context.Context) {
 			c.stop(closeReason{websocket.StatusPolicyViolation, err.Error()})
 			return
 		}
+		c.h.routes.set(c, ids) // before: a reading routed to c meanwhile is checked against its subscription
 		if c.subscribe(ids, latest) {
 			go c.write()
 		}

@@ -60,7 +60,7 @@ start_iotdash() {
 }
 
 echo "# $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'); load average $(cut -d' ' -f1-3 /proc/loadavg); open-file limit $(ulimit -Hn)"
-rows=${ROWS:-"latency latency-early all idle"}
+rows=${ROWS:-"latency latency-early all ingest50k overviews50k idle"}
 for row in $rows; do
   case $row in
   latency-early) start_iotdash -push-before-commit ;;
@@ -76,6 +76,14 @@ for row in $rows; do
     echo "## 3,000 readings/s (1,500 msg/s): 100 clients on every device, every reading"
     "$work/bin/iotload" -url "$url" -all-clients 100 -mqtt "tcp://127.0.0.1:$mq" -rate 1500 -for 20s
     ;;
+  ingest50k)
+    echo "## 50,000 readings/s (25,000 msg/s of 2 readings, QoS 0): no browser; what the server spends is the ingest's"
+    "$work/bin/iotload" -url "$url" -mqtt "tcp://127.0.0.1:$mq" -qos 0 -rate 25000 -for 10s
+    ;;
+  overviews50k)
+    echo "## 50,000 readings/s (25,000 msg/s of 2 readings, QoS 0): 500 overviews; the server's CPU less the row above is theirs"
+    "$work/bin/iotload" -url "$url" -overview-clients 500 -latest 4 -mqtt "tcp://127.0.0.1:$mq" -qos 0 -rate 25000 -for 10s
+    ;;
   idle)
     n=$(( $(ulimit -Hn) - 500 ))
     n=$(( n > 20000 ? 20000 : n ))
@@ -83,7 +91,7 @@ for row in $rows; do
     "$work/bin/iotload" -url "$url" -idle-clients "$n" -for 1s
     ;;
   *)
-    echo "unknown row $row (latency, latency-early, all, idle)" >&2
+    echo "unknown row $row (latency, latency-early, all, ingest50k, overviews50k, idle)" >&2
     exit 2
     ;;
   esac

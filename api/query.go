@@ -113,6 +113,8 @@ func (o QueryOptions) withDefaults() QueryOptions {
 
 // The times a query may name, in Unix ms: the years 0001 to 9999, as RFC
 // 3339 writes them. The bound keeps every span and bucket count in range.
+// What the store is asked is cut to the years a reading may have
+// (store.Query.Storable), as nothing outside them is ever stored.
 const (
 	minTime = -62135596800000
 	maxTime = 253402300799999
@@ -535,10 +537,14 @@ func fetch(ctx context.Context, st Reader, req Request, maxPoints int) ([][]stor
 	g.SetLimit(4)
 	for i, q := range qs {
 		g.Go(func() error {
+			out[i] = []store.Point{}
+			q, ok := q.Storable()
+			if !ok {
+				return nil
+			}
 			if q.Step > 0 {
 				// Buckets of the zone's days and hours: a query for each
 				// run of buckets of one length.
-				out[i] = []store.Point{}
 				for _, sub := range store.LocalBuckets(q, req.Zone) {
 					pts, err := st.Query(ctx, sub)
 					if err != nil {
@@ -548,7 +554,6 @@ func fetch(ctx context.Context, st Reader, req Request, maxPoints int) ([][]stor
 				}
 				return nil
 			}
-			out[i] = []store.Point{}
 			return st.Readings(ctx, q, func(ps []store.Point) error {
 				if total.Add(int64(len(ps))) > int64(maxPoints) || len(out[i])+len(ps) > perSeries {
 					return errTooMany

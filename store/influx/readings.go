@@ -285,6 +285,9 @@ func (s *Store) do(c *http.Client, req *http.Request) (*http.Response, error) {
 		req.Header.Set("Authorization", "Token "+s.token)
 	}
 	resp, err := c.Do(req)
+	if err != nil && req.Context().Err() != nil {
+		return nil, devices.Wrap(err, devices.EUnavailable, "InfluxDB did not answer in time")
+	}
 	if err != nil {
 		return nil, devices.Wrap(err, devices.EUnavailable, "InfluxDB cannot be reached")
 	}

@@ -647,8 +647,7 @@ func metricAttrs(m Metric) templ.Attributes {
 }
 
 func addLimits(a templ.Attributes, m Metric) {
-	a["data-lo"] = string(devices.AppendNumber(nil, m.Lo))
-	a["data-hi"] = string(devices.AppendNumber(nil, m.Hi))
+	a["data-lo"], a["data-hi"] = float(m.Lo), float(m.Hi)
 }
 
 // seriesAttrs are the attributes that carry a series to the chart script:

@@ -183,7 +183,7 @@ func (s *Store) Ping(ctx context.Context) error {
 	}
 	resp, err := s.do(s.http, req)
 	if err != nil {
-		return err
+		return devices.Wrap(err, devices.EUnavailable, "InfluxDB does not answer")
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode/100 != 2 {

@@ -94,9 +94,10 @@ func (s *Store) points(ctx context.Context, c *http.Client, flux string, at func
 // returned.
 //
 // It is the package's one way of reading Flux's answers, rather than
-// InfluxDB's Go client library: BenchmarkQueryPath finds it about twice as
-// fast for raw readings, with a fifth of the memory and a few allocations
-// instead of eight for each point, and as fast for aggregates.
+// InfluxDB's Go client library: BenchmarkQueryPath finds it two to four
+// times as fast for raw readings, with a fifth of the memory and a hundred
+// allocations instead of eight for each point, and at least as fast for
+// aggregates, whose time is the server's.
 func (s *Store) fluxCSV(ctx context.Context, c *http.Client, flux string, cols []string, row func(f [][]byte) error) error {
 	body, err := json.Marshal(map[string]any{
 		"query":   flux,

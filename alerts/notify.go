@@ -14,13 +14,14 @@ import (
 	"net/http"
 	"net/url"
 	"slices"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/time/rate"
+
+	"iotdash/devices"
 )
 
 // NotifierConfig is where notifications go.
@@ -309,7 +310,7 @@ func (n *Notifier) amAlert(in Instance) amAlert {
 		Status: "firing",
 		Labels: map[string]string{"alertname": in.Name, "device": in.Device, "metric": in.Metric, "severity": in.Severity, "rule": in.Rule},
 		Annotations: map[string]string{"summary": in.Device + ": " + in.Summary,
-			"value": strconv.FormatFloat(in.Value, 'g', -1, 64)},
+			"value": string(devices.AppendNumber(nil, in.Value))},
 		StartsAt:     time.UnixMilli(in.FiredAt).UTC(),
 		GeneratorURL: strings.TrimSuffix(n.cfg.ExternalURL, "/") + "/devices/" + in.Device,
 	}

@@ -285,8 +285,8 @@ func export(w http.ResponseWriter, r *http.Request, st Reader, req Request, opts
 	c := newCSVWriter(w, req)
 	qs := req.Series()
 	var err error
-	if len(qs) == 1 {
-		err = st.Readings(ctx, qs[0], func(ps []store.Point) error {
+	if q, ok := qs[0].Storable(); len(qs) == 1 && ok {
+		err = st.Readings(ctx, q, func(ps []store.Point) error {
 			for _, p := range ps {
 				if err := c.row(0, p); err != nil {
 					return err
@@ -294,7 +294,7 @@ func export(w http.ResponseWriter, r *http.Request, st Reader, req Request, opts
 			}
 			return nil
 		})
-	} else {
+	} else if len(qs) > 1 {
 		err = merge(ctx, st, qs, c.row)
 	}
 	if err == nil {
@@ -409,6 +409,10 @@ func merge(ctx context.Context, st Reader, qs []store.Query, emit func(i int, p 
 		cs[i] = c
 		wg.Go(func() {
 			defer close(c.next)
+			q, ok := q.Storable()
+			if !ok {
+				return
+			}
 			c.err = st.Readings(ctx, q, func(ps []store.Point) error {
 				var b []store.Point
 				select {

@@ -1,10 +1,8 @@
 package api
 
 import (
-	"bytes"
 	"context"
 	"errors"
-	"fmt"
 	"log/slog"
 	"math"
 	"net/http"
@@ -115,6 +113,8 @@ func (o QueryOptions) withDefaults() QueryOptions {
 
 // The times a query may name, in Unix ms: the years 0001 to 9999, as RFC
 // 3339 writes them. The bound keeps every span and bucket count in range.
+// What the store is asked is cut to the years a reading may have
+// (store.Query.Storable), as nothing outside them is ever stored.
 const (
 	minTime = -62135596800000
 	maxTime = 253402300799999
@@ -487,11 +487,13 @@ func Query(st Reader, opts QueryOptions) http.Handler {
 			writeCSV(w, req, series)
 			return
 		}
-		var b bytes.Buffer
-		appendAnswer(&b, req, series)
 		w.Header().Set("Content-Type", "application/json")
 		w.Header().Set("Cache-Control", "no-store")
-		w.Write(b.Bytes())
+		n := 0
+		for _, ps := range series {
+			n += len(ps)
+		}
+		w.Write(appendAnswer(make([]byte, 0, 256+32*n), req, series))
 	})
 }
 
@@ -535,10 +537,14 @@ func fetch(ctx context.Context, st Reader, req Request, maxPoints int) ([][]stor
 	g.SetLimit(4)
 	for i, q := range qs {
 		g.Go(func() error {
+			out[i] = []store.Point{}
+			q, ok := q.Storable()
+			if !ok {
+				return nil
+			}
 			if q.Step > 0 {
 				// Buckets of the zone's days and hours: a query for each
 				// run of buckets of one length.
-				out[i] = []store.Point{}
 				for _, sub := range store.LocalBuckets(q, req.Zone) {
 					pts, err := st.Query(ctx, sub)
 					if err != nil {
@@ -548,7 +554,6 @@ func fetch(ctx context.Context, st Reader, req Request, maxPoints int) ([][]stor
 				}
 				return nil
 			}
-			out[i] = []store.Point{}
 			return st.Readings(ctx, q, func(ps []store.Point) error {
 				if total.Add(int64(len(ps))) > int64(maxPoints) || len(out[i])+len(ps) > perSeries {
 					return errTooMany
@@ -564,41 +569,58 @@ func fetch(ctx context.Context, st Reader, req Request, maxPoints int) ([][]stor
 	return out, nil
 }
 
-// appendAnswer writes the JSON answer: the single-series shape for one
-// device and one metric, else the list of series.
-func appendAnswer(b *bytes.Buffer, req Request, series [][]store.Point) {
+// appendAnswer appends the JSON answer: the single-series shape for one
+// device and one metric, else the list of series. It is written by hand
+// because a point is a [t, v] pair, which encoding/json would need copied
+// into pairs first: BenchmarkAnswer finds it three to four times as fast
+// for 1,000 points, and it allocates nothing. Strings and numbers are written
+// by devices.AppendString and devices.AppendNumber, as encoding/json would.
+func appendAnswer(b []byte, req Request, series [][]store.Point) []byte {
 	qs := req.Series()
 	band := req.Step > 0 && req.Agg == store.AggMinMax
-	fmt.Fprintf(b, `{`)
+	b = append(b, '{')
 	if req.single() {
-		fmt.Fprintf(b, `"device":%q,"metric":%q,`, qs[0].Device, qs[0].Metric)
+		b = appendSeriesName(b, qs[0])
+		b = append(b, ',')
 	}
-	fmt.Fprintf(b, `"from":%d,"to":%d,"step_ms":%d,`, req.From, req.To, req.Step)
+	b = append(b, `"from":`...)
+	b = strconv.AppendInt(b, req.From, 10)
+	b = append(b, `,"to":`...)
+	b = strconv.AppendInt(b, req.To, 10)
+	b = append(b, `,"step_ms":`...)
+	b = strconv.AppendInt(b, req.Step, 10)
+	b = append(b, ',')
 	if req.Step > 0 {
-		fmt.Fprintf(b, `"agg":%q,`, req.Agg)
+		b = append(b, `"agg":`...)
+		b = append(devices.AppendString(b, string(req.Agg)), ',')
 	}
 	if req.single() {
-		b.WriteString(`"points":`)
-		appendPoints(b, series[0], band)
+		b = append(b, `"points":`...)
+		b = appendPoints(b, series[0], band)
 	} else {
-		b.WriteString(`"series":[`)
+		b = append(b, `"series":[`...)
 		for i, q := range qs {
 			if i > 0 {
-				b.WriteByte(',')
+				b = append(b, ',')
 			}
-			fmt.Fprintf(b, `{"device":%q,"metric":%q,"points":`, q.Device, q.Metric)
-			appendPoints(b, series[i], band)
-			b.WriteByte('}')
+			b = appendSeriesName(append(b, '{'), q)
+			b = append(b, `,"points":`...)
+			b = append(appendPoints(b, series[i], band), '}')
 		}
-		b.WriteByte(']')
+		b = append(b, ']')
 	}
-	b.WriteString("}\n")
+	return append(b, "}\n"...)
 }
 
-// appendPoints writes points as [[t,v],...], or [[t,min,max],...] for a
+// appendSeriesName appends q's "device" and "metric" members.
+func appendSeriesName(b []byte, q store.Query) []byte {
+	b = devices.AppendString(append(b, `"device":`...), q.Device)
+	return devices.AppendString(append(b, `,"metric":`...), q.Metric)
+}
+
+// appendPoints appends points as [[t,v],...], or [[t,min,max],...] for a
 // band.
-func appendPoints(b *bytes.Buffer, ps []store.Point, band bool) {
-	buf := b.AvailableBuffer()
+func appendPoints(buf []byte, ps []store.Point, band bool) []byte {
 	buf = append(buf, '[')
 	for i, p := range ps {
 		if i > 0 {
@@ -614,6 +636,5 @@ func appendPoints(b *bytes.Buffer, ps []store.Point, band bool) {
 		}
 		buf = append(buf, ']')
 	}
-	buf = append(buf, ']')
-	b.Write(buf)
+	return append(buf, ']')
 }

@@ -1,9 +1,12 @@
 package devices
 
 import (
+	"encoding/json"
 	"math"
 	"strconv"
 	"testing"
+
+	"iotdash/internal/testenv"
 )
 
 func TestAppendNumber(t *testing.T) {
@@ -57,4 +60,37 @@ func TestMatches(t *testing.T) {
 			t.Errorf("Matches(%q) = %v, want %v", text, got, want)
 		}
 	}
+}
+
+func TestAppendString(t *testing.T) {
+	for _, s := range testenv.HostileStrings {
+		b := AppendString([]byte("x"), s)
+		want, _ := json.Marshal(s)
+		if string(b[1:]) != string(want) {
+			t.Errorf("AppendString(%q) = %s, want %s as encoding/json writes it", s, b[1:], want)
+		}
+		var back string
+		if err := json.Unmarshal(b[1:], &back); err != nil || back != s {
+			t.Errorf("AppendString(%q) = %s reads back as %q, %v", s, b[1:], back, err)
+		}
+	}
+}
+
+// BenchmarkAppendString shows what AppendString's copy of a plain name
+// saves over encoding/json.
+func BenchmarkAppendString(b *testing.B) {
+	const name = "boiler-room-3.temperature"
+	b.Run("AppendString", func(b *testing.B) {
+		buf := make([]byte, 0, 64)
+		for b.Loop() {
+			buf = AppendString(buf[:0], name)
+		}
+	})
+	b.Run("json.Marshal", func(b *testing.B) {
+		buf := make([]byte, 0, 64)
+		for b.Loop() {
+			q, _ := json.Marshal(name)
+			buf = append(buf[:0], q...)
+		}
+	})
 }

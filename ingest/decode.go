@@ -102,12 +102,6 @@ func parseMeta(b []byte) (devices.Meta, error) {
 	return devices.ParseMeta(b)
 }
 
-// plausible bounds for a ts: 2000-01-01 to 2100-01-01.
-const (
-	minTS = 946684800000
-	maxTS = 4102444800000
-)
-
 // DecodeTelemetry decodes a telemetry payload of device id: a flat JSON
 // object of metric name to number, with an optional ts (Unix ms, or RFC 3339)
 // that defaults to now (Unix ms). It appends the readings to dst and returns
@@ -194,7 +188,7 @@ func DecodeTelemetry(dst []devices.Reading, id string, payload []byte, now int64
 	if p.i != len(p.b) {
 		return dst[:start], nil, reject(ReasonJSON, "data after the object")
 	}
-	if ts < minTS || ts > maxTS {
+	if !devices.ValidTime(ts) {
 		return dst[:start], nil, reject(ReasonTimestamp, "ts is not between 2000 and 2100")
 	}
 	dst = dst[:start+len(lastWins(dst[start:]))]

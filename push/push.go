@@ -1022,18 +1022,12 @@ func (c *client) send(frame []byte) bool {
 	return true
 }
 
-// appendName appends s as a JSON string. Ids and metric names are checked
-// by devices.ValidName and need no escaping; anything else is escaped.
-func appendName(b []byte, s string) []byte {
-	if devices.ValidName(s) {
-		b = append(b, '"')
-		b = append(b, s...)
-		return append(b, '"')
-	}
-	q, _ := json.Marshal(s)
-	return append(b, q...)
-}
-
+// appendReadings appends a readings frame. It is written by hand, not by
+// encoding/json, because every reading published goes through it:
+// BenchmarkReadingsFrame finds it two to eight times as fast (on a
+// loaded machine), and it allocates nothing where encoding/json allocates
+// the frame. Strings and numbers are written by devices.AppendString and
+// devices.AppendNumber, as encoding/json would write them.
 func appendReadings(b []byte, rs []devices.Reading) []byte {
 	b = append(b, `{"readings":[`...)
 	n := 0
@@ -1046,9 +1040,9 @@ func appendReadings(b []byte, rs []devices.Reading) []byte {
 		}
 		n++
 		b = append(b, `{"d":`...)
-		b = appendName(b, r.Device)
+		b = devices.AppendString(b, r.Device)
 		b = append(b, `,"m":`...)
-		b = appendName(b, r.Metric)
+		b = devices.AppendString(b, r.Metric)
 		b = append(b, `,"t":`...)
 		b = strconv.AppendInt(b, r.Time, 10)
 		b = append(b, `,"v":`...)
@@ -1059,8 +1053,7 @@ func appendReadings(b []byte, rs []devices.Reading) []byte {
 }
 
 func appendNotice(b []byte, text string) []byte {
-	q, _ := json.Marshal(text) // a string always marshals
-	return append(append(append(b, `{"notice":`...), q...), '}')
+	return append(devices.AppendString(append(b, `{"notice":`...), text), '}')
 }
 
 func appendStatus(b []byte, st map[string]devices.Status) []byte {
@@ -1072,9 +1065,9 @@ func appendStatus(b []byte, st map[string]devices.Status) []byte {
 		}
 		first = false
 		b = append(b, `{"d":`...)
-		b = appendName(b, id)
+		b = devices.AppendString(b, id)
 		b = append(b, `,"s":`...)
-		b = appendName(b, string(s))
+		b = devices.AppendString(b, string(s))
 		b = append(b, '}')
 	}
 	return append(b, "]}"...)
@@ -1096,7 +1089,7 @@ func appendAck(b []byte, ids []string) []byte {
 		if i > 0 {
 			b = append(b, ',')
 		}
-		b = appendName(b, id)
+		b = devices.AppendString(b, id)
 	}
 	return append(b, "]}}"...)
 }

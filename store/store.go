@@ -90,6 +90,15 @@ func (q Query) Validate() error {
 	return nil
 }
 
+// Storable returns q with its range cut to the times a reading may have
+// (devices.MinTime to devices.MaxTime), and false if nothing of the range
+// is left: a query for that can only answer nothing. Buckets keep their
+// places, so a point's time may still be before devices.MinTime.
+func (q Query) Storable() (Query, bool) {
+	q.From, q.To = max(q.From, devices.MinTime), min(q.To, devices.MaxTime+1)
+	return q, q.From < q.To
+}
+
 // BucketStart returns the start of the Step-wide bucket that holds t.
 func (q Query) BucketStart(t int64) int64 {
 	return FloorTo(t+q.Offset, q.Step) - q.Offset

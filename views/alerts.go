@@ -209,7 +209,7 @@ func (a AlertPages) show(w http.ResponseWriter, r *http.Request, done string, ac
 		status, m.Problem = problem(log, r, actionErr)
 	}
 	for _, in := range a.Book.Alerts("") {
-		row := AlertRow{Instance: in, Value: strconv.FormatFloat(in.Value, 'g', -1, 64), Since: newSeen(max(in.FiredAt, in.Since), now)}
+		row := AlertRow{Instance: in, Value: float(in.Value), Since: newSeen(max(in.FiredAt, in.Since), now)}
 		if in.SilencedUntil > now.UnixMilli() {
 			row.Silenced, row.SilenceEnd = true, formatAt(in.SilencedUntil, now.Location())
 		}
@@ -229,7 +229,7 @@ func (a AlertPages) show(w http.ResponseWriter, r *http.Request, done string, ac
 		status, m.Problem = problem(log, r, err)
 	} else {
 		for _, ep := range a.Book.History(hq) {
-			m.History = append(m.History, EpisodeRow{Episode: ep, Peak: strconv.FormatFloat(ep.Peak, 'g', -1, 64),
+			m.History = append(m.History, EpisodeRow{Episode: ep, Peak: float(ep.Peak),
 				Fired: newSeen(ep.FiredAt, now), Resolved: newSeen(ep.ResolvedAt, now)})
 		}
 	}

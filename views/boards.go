@@ -847,10 +847,12 @@ func panelChartSummary(p PanelView, r Range) string {
 
 // gaugeValue is a stat's value as a number for <meter>, clamped to its scale.
 func gaugeValue(s StatView) string {
-	return strconv.FormatFloat(min(max(s.Value, s.Min), s.Max), 'g', -1, 64)
+	return float(min(max(s.Value, s.Min), s.Max))
 }
 
-func float(v float64) string { return strconv.FormatFloat(v, 'g', -1, 64) }
+// float writes v in a page as every number iotdash hands a browser is
+// written (devices.AppendNumber).
+func float(v float64) string { return string(devices.AppendNumber(nil, v)) }
 
 func panelCount(n int) string {
 	if n == 1 {

@@ -647,8 +647,7 @@ func metricAttrs(m Metric) templ.Attributes {
 }
 
 func addLimits(a templ.Attributes, m Metric) {
-	a["data-lo"] = strconv.FormatFloat(m.Lo, 'g', -1, 64)
-	a["data-hi"] = strconv.FormatFloat(m.Hi, 'g', -1, 64)
+	a["data-lo"], a["data-hi"] = float(m.Lo), float(m.Hi)
 }
 
 // seriesAttrs are the attributes that carry a series to the chart script:
@@ -689,7 +688,11 @@ func seriesAttrs(s Series) templ.Attributes {
 }
 
 // flatJSON is a JSON array of n rows of numbers, each appended by row,
-// flattened into one array.
+// flattened into one array. It is written by hand because the rows are
+// computed (time deltas, a band's two values), which encoding/json would
+// need copied into a slice first: BenchmarkSeriesAttrs finds it nearly
+// twice as fast for 1,000 points. Numbers and strings are written by
+// devices.AppendNumber and devices.AppendString, as encoding/json would.
 func flatJSON(n int, row func(b []byte, i int) []byte) string {
 	b := make([]byte, 0, 24*n+2)
 	b = append(b, '[')
@@ -802,6 +805,6 @@ func spansJSON(spans []AlertSpan) string {
 		s := spans[i]
 		b = strconv.AppendInt(append(b, '['), s.From, 10)
 		b = strconv.AppendInt(append(b, ','), s.To, 10)
-		return append(strconv.AppendQuote(append(b, ','), s.Severity), ']')
+		return append(devices.AppendString(append(b, ','), s.Severity), ']')
 	})
 }

@@ -52,14 +52,6 @@ func TestFluxQueryText(t *testing.T) {
   |> filter(fn: (r) => r._measurement == "telemetry" and r.device == "pump-1" and r._field == "temperature")
   |> last()
   |> keep(columns: ["_time", "_value"])`},
-		{"from the epoch", 0, 1000, 0, "", `from(bucket: "db/autogen")
-  |> range(start: 1970-01-01T00:00:00Z, stop: 1970-01-01T00:00:00.999999999Z)
-  |> filter(fn: (r) => r._measurement == "telemetry" and r.device == "pump-1" and r._field == "temperature" and r._time >= 1970-01-01T00:00:00Z and r._time < 1970-01-01T00:00:01Z)
-  |> keep(columns: ["_time", "_value"])`},
-		{"before the epoch", -1500, 0, 0, "", `from(bucket: "db/autogen")
-  |> range(start: 1969-12-31T23:59:58.5Z, stop: 1969-12-31T23:59:59.999999999Z)
-  |> filter(fn: (r) => r._measurement == "telemetry" and r.device == "pump-1" and r._field == "temperature" and r._time >= 1969-12-31T23:59:58.5Z and r._time < 1970-01-01T00:00:00Z)
-  |> keep(columns: ["_time", "_value"])`},
 	} {
 		if got := fluxQuery("db/autogen", "pump-1", "temperature", c.from, c.to, c.step, c.fn, 0); got != c.want {
 			t.Errorf("%s: got\n%s\nwant\n%s", c.name, got, c.want)

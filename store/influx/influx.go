@@ -2,8 +2,11 @@
 // from it with Flux. It works with InfluxDB 2.x (a token, an org and a
 // bucket) and with InfluxDB 1.8 with Flux enabled (token "" or "user:pass",
 // org ignored, bucket "database/retention-policy"). On 1.x it downsamples
-// with InfluxQL instead, as 1.8's Flux windows are some 40 times slower;
-// raw readings are read as Flux's CSV, line by line as it arrives.
+// with InfluxQL instead, as 1.8's Flux windows are some 40 times slower.
+// Every Flux answer is read as plain CSV, line by line as it arrives, by
+// the package's own reader rather than InfluxDB's client library (see
+// fluxCSV for the measurement); queries are cut to the years a reading may
+// have (devices.MinTime to devices.MaxTime).
 //
 // Data model: measurement "telemetry", tag "device", one float field per
 // metric, millisecond timestamps. The readings of one device at one instant
@@ -19,20 +22,15 @@ package influx
 import (
 	"cmp"
 	"context"
-	"errors"
 	"fmt"
-	"math"
 	"net/http"
 	"net/url"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
-
-	influxdb2 "github.com/influxdata/influxdb-client-go/v2"
-	"github.com/influxdata/influxdb-client-go/v2/api"
-	influxhttp "github.com/influxdata/influxdb-client-go/v2/api/http"
 
 	"iotdash/devices"
 	"iotdash/store"
@@ -71,12 +69,10 @@ type Config struct {
 // Store writes readings to and queries one InfluxDB bucket. It is safe for
 // concurrent use.
 type Store struct {
-	client influxdb2.Client
 	http   *http.Client
 	stream *http.Client // for Readings: no overall timeout, the context ends it
-	query  api.QueryAPI
-	url    string // without a trailing slash
-	write  string // the write endpoint's URL, with its query
+	url    string       // without a trailing slash
+	write  string       // the write endpoint's URL, with its query
 	bufs   sync.Pool
 	token  string
 	org    string
@@ -107,24 +103,11 @@ func New(cfg Config) (*Store, error) {
 	if cfg.Timeout == 0 {
 		cfg.Timeout = DefaultTimeout
 	}
-	// A client of our own: the library's timeout is in whole seconds, and
-	// Close can then drop its idle connections.
 	hc := &http.Client{Timeout: cfg.Timeout, Transport: http.DefaultTransport.(*http.Transport).Clone()}
-	opts := influxdb2.DefaultOptions().
-		SetHTTPClient(hc).
-		SetPrecision(time.Millisecond).
-		// Blocking writes do not retry (influxdb-client-go#235, #239); no
-		// gzip: on loopback and LANs it costs more CPU than it saves.
-		SetUseGZip(false).
-		SetApplicationName("iotdash").
-		SetLogLevel(0)
-	c := influxdb2.NewClientWithOptions(cfg.URL, cfg.Token, opts)
 	return &Store{
-		client: c,
 		http:   hc,
 		stream: &http.Client{Transport: hc.Transport},
 		write:  writeURL(cfg.URL, cfg.Org, cfg.Bucket),
-		query:  c.QueryAPI(cfg.Org),
 		url:    strings.TrimSuffix(cfg.URL, "/"),
 		token:  cfg.Token,
 		org:    cfg.Org,
@@ -135,7 +118,6 @@ func New(cfg Config) (*Store, error) {
 
 // Close releases the Store's connections.
 func (s *Store) Close() {
-	s.client.Close()
 	s.http.CloseIdleConnections()
 }
 
@@ -163,7 +145,7 @@ func (s *Store) isV1(ctx context.Context) bool {
 		if err != nil {
 			return nil, err
 		}
-		resp, err := s.http.Do(req)
+		resp, err := s.do(s.http, req)
 		if err != nil {
 			return nil, err
 		}
@@ -192,31 +174,20 @@ func (s *Store) isV1(ctx context.Context) bool {
 	return s.server.Load() == serverV1
 }
 
-// The times InfluxDB can hold, in Unix milliseconds: its nanosecond int64
-// range less the two values it reserves at each end.
-const (
-	minTime = (math.MinInt64 + 2) / int64(time.Millisecond) // rounds toward zero: inside the range
-	maxTime = (math.MaxInt64 - 1) / int64(time.Millisecond)
-)
-
-// queryError gives a query error its kind: the queries are ours, so a 4xx
-// is our fault or the configuration's.
-func queryError(err error) error {
-	var he *influxhttp.Error
-	if errors.As(err, &he) && (he.StatusCode == 0 || he.StatusCode == http.StatusTooManyRequests || he.StatusCode >= 500) {
-		return devices.Wrap(err, devices.EUnavailable, "InfluxDB cannot answer now")
-	}
-	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
-		return devices.Wrap(err, devices.EUnavailable, "InfluxDB did not answer in time")
-	}
-	return devices.Wrap(err, devices.EInternal, "InfluxDB query failed")
-}
-
 // Ping reports whether the server answers (GET /ping, on 1.8 and 2.x). It
 // checks neither the token nor the bucket. Errors: EUnavailable.
 func (s *Store) Ping(ctx context.Context) error {
-	if _, err := s.client.Ping(ctx); err != nil {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, s.url+"/ping", nil)
+	if err != nil {
+		return devices.Wrap(err, devices.EInternal, "influx: ping")
+	}
+	resp, err := s.do(s.http, req)
+	if err != nil {
 		return devices.Wrap(err, devices.EUnavailable, "InfluxDB does not answer")
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode/100 != 2 {
+		return devices.Wrap(statusError(resp), devices.EUnavailable, "InfluxDB does not answer")
 	}
 	return nil
 }
@@ -234,9 +205,9 @@ func (s *Store) Query(ctx context.Context, q store.Query) ([]store.Point, error)
 	if err := q.Validate(); err != nil {
 		return nil, err
 	}
-	from, to := max(q.From, minTime), min(q.To, maxTime)
 	out := []store.Point{}
-	if from >= to {
+	q, ok := q.Storable()
+	if !ok {
 		return out, nil
 	}
 	if q.Step == 0 {
@@ -252,53 +223,36 @@ func (s *Store) Query(ctx context.Context, q store.Query) ([]store.Point, error)
 	if q.Agg == store.AggMinMax {
 		return s.minMax(ctx, q)
 	}
-	if useInfluxQL(q, from, to) && s.isV1(ctx) {
-		return s.influxQL(ctx, q, from, to)
-	}
-	// Flux v0.65 (InfluxDB 1.8) drops the windows that start before the
-	// Unix epoch; the buckets there, if any, are combined here from the
-	// raw readings, up to the first bucket that starts at or after it.
-	edge := q.BucketStart(0)
-	if edge < 0 {
-		edge += q.Step
-	}
-	if from < edge {
-		raw, err := s.run(ctx, nil, fluxQuery(s.bucket, q.Device, q.Metric, from, min(to, edge), 0, "", 0), nil, from, min(to, edge))
-		if err != nil {
-			return nil, err
+	fn := fluxFn[q.Agg]
+	if first := q.BucketStart(q.From); first < 0 || q.Step > devices.MaxTime-devices.MinTime {
+		// A bucket that starts before the epoch, which InfluxDB 1.8's Flux
+		// (v0.65) drops and InfluxQL cannot start, or a step longer than
+		// the years a reading may have, whose windows would end past
+		// InfluxDB's last nanosecond. Either way the step is more than 15
+		// years, so the range holds at most eight buckets: fn over each
+		// one's part of it.
+		for b := first; b < q.To; {
+			end := q.To
+			if b < q.To-q.Step {
+				end = b + q.Step
+			}
+			from := max(q.From, b)
+			var err error
+			if out, err = s.run(ctx, out, fluxQuery(s.bucket, q.Device, q.Metric, from, end, 0, fn, 0), func(int64) int64 { return b }, b, end); err != nil {
+				return nil, err
+			}
+			b = end
 		}
-		out = aggregate(out, raw, q)
-	}
-	if to <= edge {
 		return out, nil
 	}
-	from = max(from, edge)
-	fn := fluxFn[q.Agg]
-	// A window ending after the last time InfluxDB can hold overflows
-	// Flux's nanoseconds, and InfluxDB 1.8 then never answers: the last
-	// bucket, if it is such, is combined by fn over the range without
-	// windows.
-	end := to
-	if last := q.BucketStart(to - 1); last > maxTime-q.Step {
-		end = max(from, last)
-		flux := fluxQuery(s.bucket, q.Device, q.Metric, end, to, 0, fn, 0)
-		var err error
-		if out, err = s.run(ctx, out, flux, func(int64) int64 { return last }, last, to); err != nil {
-			return nil, err
-		}
+	if s.isV1(ctx) {
+		return s.influxQL(ctx, q)
 	}
-	if from < end {
-		// With timeSrc "_start" a point's time is its window's start, cut
-		// to the range's start for the first window: BucketStart puts it
-		// back on the bucket's.
-		flux := fluxQuery(s.bucket, q.Device, q.Metric, from, end, q.Step, fn, q.Offset)
-		var err error
-		if out, err = s.run(ctx, out, flux, q.BucketStart, q.BucketStart(from), end); err != nil {
-			return nil, err
-		}
-	}
-	slices.SortStableFunc(out, func(a, b store.Point) int { return cmp.Compare(a.T, b.T) })
-	return out, nil
+	// With timeSrc "_start" a point's time is its window's start, cut to
+	// the range's start for the first window: BucketStart puts it back on
+	// the bucket's.
+	flux := fluxQuery(s.bucket, q.Device, q.Metric, q.From, q.To, q.Step, fn, q.Offset)
+	return s.run(ctx, out, flux, q.BucketStart, q.BucketStart(q.From), q.To)
 }
 
 // run runs a Flux query whose tables have _time and _value columns, maps
@@ -306,36 +260,13 @@ func (s *Store) Query(ctx context.Context, q store.Query) ([]store.Point, error)
 // lo <= time < hi to out, sorted by time. The bounds only guard: the
 // query's range and filter already keep to them.
 func (s *Store) run(ctx context.Context, out []store.Point, flux string, at func(int64) int64, lo, hi int64) ([]store.Point, error) {
-	res, err := s.query.Query(ctx, flux)
-	if err != nil {
-		return nil, queryError(err)
-	}
-	defer res.Close()
 	n := len(out)
-	for res.Next() {
-		rec := res.Record()
-		t := rec.Time().UnixMilli()
-		if at != nil {
-			t = at(t)
-		}
-		if t < lo || t >= hi {
-			continue
-		}
-		var v float64
-		switch x := rec.Value().(type) {
-		case float64:
-			v = x
-		case int64: // count
-			v = float64(x)
-		case uint64:
-			v = float64(x)
-		default:
-			return nil, devices.Errorf(devices.EInternal, "influx: a value of type %T in the answer", x)
-		}
-		out = append(out, store.Point{T: t, V: v})
-	}
-	if err := res.Err(); err != nil {
-		return nil, queryError(err)
+	err := s.points(ctx, s.http, flux, at, lo, hi, func(ps []store.Point) error {
+		out = append(out, ps...)
+		return nil
+	})
+	if err != nil {
+		return nil, err
 	}
 	slices.SortStableFunc(out[n:], func(a, b store.Point) int { return cmp.Compare(a.T, b.T) })
 	return out, nil
@@ -372,48 +303,6 @@ func (s *Store) minMax(ctx context.Context, q store.Query) ([]store.Point, error
 	return out, nil
 }
 
-// aggregate combines raw points, sorted by time, per q's buckets and
-// appends the results to out.
-func aggregate(out, raw []store.Point, q store.Query) []store.Point {
-	for i := 0; i < len(raw); {
-		b := q.BucketStart(raw[i].T)
-		j := i
-		for j < len(raw) && q.BucketStart(raw[j].T) == b {
-			j++
-		}
-		vs := raw[i:j]
-		var v float64
-		switch q.Agg {
-		case store.AggFirst:
-			v = vs[0].V
-		case store.AggLast:
-			v = vs[len(vs)-1].V
-		case store.AggCount:
-			v = float64(len(vs))
-		case store.AggMin:
-			v = vs[0].V
-			for _, p := range vs[1:] {
-				v = min(v, p.V)
-			}
-		case store.AggMax:
-			v = vs[0].V
-			for _, p := range vs[1:] {
-				v = max(v, p.V)
-			}
-		default: // mean, sum; minmax never gets here
-			for _, p := range vs {
-				v += p.V
-			}
-			if q.Agg == store.AggMean {
-				v /= float64(len(vs))
-			}
-		}
-		out = append(out, store.Point{T: b, V: v})
-		i = j
-	}
-	return out
-}
-
 // fluxQuery returns the Flux query for one metric of one device with
 // from <= _time < to (Unix ms): with step > 0, fn applied per step-wide
 // window aligned to the epoch shifted back by offset (store.Query's
@@ -432,12 +321,6 @@ func fluxQuery(bucket, device, metric string, from, to, step int64, fn string, o
 	fmt.Fprintf(&b, "  |> range(start: %s, stop: %s)\n", fluxTime(start), fluxTime(stop))
 	fmt.Fprintf(&b, "  |> filter(fn: (r) => r._measurement == %s and r.%s == %s and r._field == %s",
 		fluxString(Measurement), DeviceTag, fluxString(device), fluxString(metric))
-	if start <= 0 || stop <= 0 {
-		// InfluxDB 1.8 takes a bound at or before the epoch for no bound
-		// at all. Only then, as it would keep 2.x from pushing the
-		// aggregate down to its storage, the filter holds the range too.
-		fmt.Fprintf(&b, " and r._time >= %s and r._time < %s", fluxTime(start), fluxTime(to*ms))
-	}
 	b.WriteString(")\n")
 	switch {
 	case step > 0 && offset > 0:
@@ -502,30 +385,28 @@ func fluxString(s string) string {
 func (s *Store) Devices(ctx context.Context) ([]devices.Device, error) {
 	flux := fmt.Sprintf("from(bucket: %s)\n  |> range(start: 1970-01-01T00:00:00Z)\n  |> filter(fn: (r) => r._measurement == %s)\n  |> last()\n  |> keep(columns: [%s, \"_field\", \"_time\", \"_value\"])",
 		fluxString(s.bucket), fluxString(Measurement), fluxString(DeviceTag))
-	res, err := s.query.Query(ctx, flux)
-	if err != nil {
-		return nil, queryError(err)
-	}
-	defer res.Close()
 	byID := map[string]*devices.Device{}
-	for res.Next() {
-		rec := res.Record()
-		id, _ := rec.ValueByKey(DeviceTag).(string)
-		v, ok := rec.Value().(float64)
-		if !devices.ValidName(id) || !devices.ValidName(rec.Field()) || !ok {
-			continue
+	err := s.fluxCSV(ctx, s.http, flux, []string{DeviceTag, "_field", "_time", "_value"}, func(f [][]byte) error {
+		if f == nil || f[0] == nil || f[1] == nil || f[2] == nil || f[3] == nil {
+			return nil
+		}
+		id, field := string(f[0]), string(f[1])
+		t, tOK := parseTime(f[2])
+		v, err := strconv.ParseFloat(string(f[3]), 64)
+		if !devices.ValidName(id) || !devices.ValidName(field) || !tOK || err != nil {
+			return nil
 		}
 		d := byID[id]
 		if d == nil {
 			d = &devices.Device{ID: id, Status: devices.StatusUnknown, Latest: map[string]devices.Value{}}
 			byID[id] = d
 		}
-		t := rec.Time().UnixMilli()
-		d.Latest[rec.Field()] = devices.Value{T: t, V: v}
+		d.Latest[field] = devices.Value{T: t, V: v}
 		d.LastSeen = max(d.LastSeen, t)
-	}
-	if err := res.Err(); err != nil {
-		return nil, queryError(err)
+		return nil
+	})
+	if err != nil {
+		return nil, err
 	}
 	out := make([]devices.Device, 0, len(byID))
 	for _, d := range byID {

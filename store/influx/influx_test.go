@@ -257,47 +257,44 @@ func TestServerErrorKinds(t *testing.T) {
 func TestQueryEdges(t *testing.T) {
 	s, _ := open(t, 0)
 	ctx := context.Background()
-	// Before the epoch (where Flux v0.65 has no windows), across it, and
-	// the widest range a query may ask for.
+	// The first and last times a reading may have, and nothing outside
+	// them.
 	rs := []devices.Reading{
-		{Device: "d", Metric: "m", Time: -2500, Value: 1},
-		{Device: "d", Metric: "m", Time: -1500, Value: 2},
-		{Device: "d", Metric: "m", Time: -1, Value: 4},
-		{Device: "d", Metric: "m", Time: 0, Value: 8},
-		{Device: "d", Metric: "m", Time: 1999, Value: 16},
-		{Device: "d", Metric: "m", Time: base, Value: 32},
+		{Device: "d", Metric: "m", Time: devices.MinTime, Value: 1},
+		{Device: "d", Metric: "m", Time: devices.MinTime + 1, Value: 2},
+		{Device: "d", Metric: "m", Time: base, Value: 4},
+		{Device: "d", Metric: "m", Time: devices.MaxTime, Value: 8},
 	}
 	if err := s.Append(ctx, rs); err != nil {
 		t.Fatal(err)
 	}
-	// The last instant InfluxDB can hold, on a series of its own.
-	if err := s.Append(ctx, []devices.Reading{{Device: "e", Metric: "m", Time: 9223372036853, Value: 1}, {Device: "e", Metric: "m", Time: 1, Value: 2}}); err != nil {
-		t.Fatal(err)
+	for _, bad := range []int64{devices.MinTime - 1, devices.MaxTime + 1, -1, 1 << 62} {
+		if err := s.Append(ctx, []devices.Reading{{Device: "d", Metric: "m", Time: bad, Value: 1}}); devices.ErrorKind(err) != devices.EInvalid {
+			t.Errorf("Append(time %d) = %v, want %s", bad, err, devices.EInvalid)
+		}
 	}
+	const whole = 1<<63 - 1
 	for _, c := range []struct {
 		q    store.Query
 		want string
 	}{
-		{store.Query{Device: "e", From: 0, To: 1<<63 - 1, Step: 1 << 42, Agg: store.AggSum}, "[{0 2} {8796093022208 1}]"},
-		{store.Query{Device: "e", From: 0, To: 1<<63 - 1, Step: 1 << 43, Agg: store.AggSum}, "[{0 2} {8796093022208 1}]"},
-		{store.Query{Device: "e", From: 0, To: 1<<63 - 1, Step: 1 << 62, Agg: store.AggSum}, "[{0 3}]"},
-		{store.Query{Device: "e", From: 0, To: 1<<63 - 1, Step: 3600000, Agg: store.AggLast}, "[{0 2} {9223369200000 1}]"},
-		{store.Query{From: -3000, To: 2000}, "[{-2500 1} {-1500 2} {-1 4} {0 8} {1999 16}]"},
-		{store.Query{From: -3000, To: 2000, Step: 2000, Agg: store.AggSum}, "[{-4000 1} {-2000 6} {0 24}]"},
-		{store.Query{From: -2000, To: -1, Step: 1000, Agg: store.AggCount}, "[{-2000 1}]"},
-		{store.Query{From: -3000, To: 0, Step: 3000, Agg: store.AggMax}, "[{-3000 4}]"},
-		{store.Query{From: -1, To: 1, Step: 1, Agg: store.AggFirst}, "[{-1 4} {0 8}]"},
-		{store.Query{From: -1 << 63, To: 1<<63 - 1, Step: 1 << 40, Agg: store.AggCount}, "[{-1099511627776 3} {0 2} {1099511627776 1}]"},
-		{store.Query{From: -1 << 63, To: 1<<63 - 1, Step: 1<<63 - 1, Agg: store.AggSum}, "[{-9223372036854775807 7} {0 56}]"},
-		{store.Query{From: 1, To: 1<<63 - 1, Step: 1 << 62, Agg: store.AggCount}, "[{0 2}]"},
-		{store.Query{From: -1 << 63, To: 1<<63 - 1, Step: 1, Agg: store.AggCount}, "[{-2500 1} {-1500 1} {-1 1} {0 1} {1999 1} {1767225600000 1}]"},
-		{store.Query{From: -1 << 63, To: 1<<63 - 1}, "[{-2500 1} {-1500 2} {-1 4} {0 8} {1999 16} {1767225600000 32}]"},
+		{store.Query{From: -1 << 63, To: whole}, "[{946684800000 1} {946684800001 2} {1767225600000 4} {4102444800000 8}]"},
+		{store.Query{From: 0, To: devices.MinTime}, "[]"},
+		{store.Query{From: 0, To: devices.MinTime, Step: 1000, Agg: store.AggCount}, "[]"},
+		{store.Query{From: devices.MinTime - 1000, To: devices.MinTime + 1}, "[{946684800000 1}]"},
+		// Steps longer than the years a reading may have.
+		{store.Query{From: -1 << 63, To: whole, Step: whole, Agg: store.AggSum}, "[{0 15}]"},
+		{store.Query{From: -1 << 63, To: whole, Step: 1 << 42, Agg: store.AggCount}, "[{0 4}]"},
+		{store.Query{From: 1, To: whole, Step: 1 << 62, Agg: store.AggLast}, "[{0 8}]"},
+		// A step of some 35 years from the epoch, and one of 70 whose first
+		// bucket starts before it.
+		{store.Query{From: -1 << 63, To: whole, Step: 1 << 40, Agg: store.AggCount}, "[{0 2} {1099511627776 1} {3298534883328 1}]"},
+		{store.Query{From: -1 << 63, To: whole, Step: 1 << 41, Offset: 1 << 40, Agg: store.AggSum}, "[{-1099511627776 3} {1099511627776 4} {3298534883328 8}]"},
+		{store.Query{From: -1 << 63, To: whole, Step: 1 << 41, Offset: 1 << 40, Agg: store.AggFirst}, "[{-1099511627776 1} {1099511627776 4} {3298534883328 8}]"},
+		{store.Query{From: -1 << 63, To: whole, Step: 3600000, Agg: store.AggLast}, "[{946684800000 2} {1767225600000 4} {4102444800000 8}]"},
 	} {
 		q := c.q
-		if q.Device == "" {
-			q.Device = "d"
-		}
-		q.Metric = "m"
+		q.Device, q.Metric = "d", "m"
 		got, err := s.Query(ctx, q)
 		if err != nil {
 			t.Errorf("Query(%+v): %v", q, err)

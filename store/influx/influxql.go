@@ -12,26 +12,12 @@ import (
 	"iotdash/store"
 )
 
-// The ranges and steps given to InfluxQL: its GROUP BY time works in
-// nanoseconds from the epoch, so a range before the epoch or a step whose
-// buckets could reach the end of int64 goes to Flux, whose edges this
-// package already handles.
-const (
-	influxQLMaxTime = 7258118400000 // 2200-01-01
-	influxQLMaxStep = 1e12          // about 31 years
-)
-
-// useInfluxQL says whether q, clamped to [from, to), is one InfluxQL
-// answers the same as Flux.
-func useInfluxQL(q store.Query, from, to int64) bool {
-	return q.Step > 0 && q.Step <= influxQLMaxStep && q.BucketStart(from) >= 0 && to <= influxQLMaxTime && q.Agg != store.AggMinMax
-}
-
 // influxQL answers a downsampling query on InfluxDB 1.x with InfluxQL's
 // GROUP BY time, whose buckets are aligned to the epoch like store.Query's
-// and whose rows carry their bucket's start.
-func (s *Store) influxQL(ctx context.Context, q store.Query, from, to int64) ([]store.Point, error) {
-	stmt := influxQLQuery(s.bucket, q.Device, q.Metric, from, to, q.Step, fluxFn[q.Agg], q.Offset)
+// and whose rows carry their bucket's start. q's range is storable and its
+// first bucket starts at or after the epoch.
+func (s *Store) influxQL(ctx context.Context, q store.Query) ([]store.Point, error) {
+	stmt := influxQLQuery(s.bucket, q.Device, q.Metric, q.From, q.To, q.Step, fluxFn[q.Agg], q.Offset)
 	db, _, _ := strings.Cut(s.bucket, "/")
 	form := url.Values{"db": {db}, "q": {stmt}, "epoch": {"ms"}}
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, s.url+"/query", strings.NewReader(form.Encode()))
@@ -41,12 +27,10 @@ func (s *Store) influxQL(ctx context.Context, q store.Query, from, to int64) ([]
 	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
 	if user, pass, ok := strings.Cut(s.token, ":"); ok {
 		req.SetBasicAuth(user, pass)
-	} else if s.token != "" {
-		req.Header.Set("Authorization", "Token "+s.token)
 	}
-	resp, err := s.http.Do(req)
+	resp, err := s.do(s.http, req)
 	if err != nil {
-		return nil, queryError(err)
+		return nil, err
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {

@@ -59,8 +59,8 @@ func TestInfluxQLQueryText(t *testing.T) {
 func TestHostileStringsInInfluxQL(t *testing.T) {
 	s, now := storeWithOneReading(t)
 	ctx := context.Background()
-	q := store.Query{Device: "d", Metric: "m", Step: 1000, Agg: store.AggCount}
-	if got, err := s.influxQL(ctx, q, now-1000, now+1000); err != nil || len(got) != 1 {
+	q := store.Query{Device: "d", Metric: "m", From: now - 1000, To: now + 1000, Step: 1000, Agg: store.AggCount}
+	if got, err := s.influxQL(ctx, q); err != nil || len(got) != 1 {
 		t.Fatalf("the plain query: got %v, %v; want 1 point", got, err)
 	}
 	for _, hostile := range []string{
@@ -74,17 +74,17 @@ func TestHostileStringsInInfluxQL(t *testing.T) {
 		`m") FROM "telemetry" --`,
 	} {
 		for _, q := range []store.Query{
-			{Device: hostile, Metric: "m", Step: 1000, Agg: store.AggCount},
-			{Device: "d", Metric: hostile, Step: 1000, Agg: store.AggCount},
+			{Device: hostile, Metric: "m", From: now - 1000, To: now + 1000, Step: 1000, Agg: store.AggCount},
+			{Device: "d", Metric: hostile, From: now - 1000, To: now + 1000, Step: 1000, Agg: store.AggCount},
 		} {
-			got, err := s.influxQL(ctx, q, now-1000, now+1000)
+			got, err := s.influxQL(ctx, q)
 			if err == nil && len(got) != 0 {
 				t.Errorf("%q matched %v\n%s", hostile, got, influxQLQuery(s.bucket, q.Device, q.Metric, now-1000, now+1000, 1000, "count", 0))
 			}
 		}
 	}
 	// The database is still there.
-	if got, err := s.influxQL(ctx, q, now-1000, now+1000); err != nil || len(got) != 1 {
+	if got, err := s.influxQL(ctx, q); err != nil || len(got) != 1 {
 		t.Fatalf("the plain query after: got %v, %v; want 1 point", got, err)
 	}
 }

@@ -10,6 +10,7 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -31,17 +32,73 @@ func (s *Store) Readings(ctx context.Context, q store.Query, fn func([]store.Poi
 	if err := q.Validate(); err != nil {
 		return err
 	}
-	from, to := max(q.From, minTime), min(q.To, maxTime)
-	if from >= to {
+	q, ok := q.Storable()
+	if !ok {
 		return nil
 	}
-	return s.fluxCSV(ctx, fluxQuery(s.bucket, q.Device, q.Metric, from, to, 0, "", 0), from, to, fn)
+	return s.points(ctx, s.stream, fluxQuery(s.bucket, q.Device, q.Metric, q.From, q.To, 0, "", 0), nil, q.From, q.To, fn)
 }
 
-// fluxCSV runs a Flux query whose tables have _time and _value columns,
-// reading the plain CSV answer line by line, and passes fn the points with
-// from <= time < to in chunks.
-func (s *Store) fluxCSV(ctx context.Context, flux string, from, to int64, fn func([]store.Point) error) error {
+// points runs a Flux query whose tables have _time and _value columns
+// through c and passes fn the points with lo <= time < hi, in chunks of at
+// most store.ReadingsChunk, each time mapped by at if at is not nil. With
+// at, the _time column may be missing (an aggregate over the whole range):
+// at(0) is then the time.
+func (s *Store) points(ctx context.Context, c *http.Client, flux string, at func(int64) int64, lo, hi int64, fn func([]store.Point) error) error {
+	buf := make([]store.Point, 0, store.ReadingsChunk)
+	err := s.fluxCSV(ctx, c, flux, []string{"_time", "_value"}, func(f [][]byte) error {
+		var p store.Point
+		ok := f != nil && f[1] != nil
+		if ok && f[0] != nil {
+			p.T, ok = parseTime(f[0])
+		} else if at == nil {
+			ok = false
+		}
+		if ok {
+			var err error
+			p.V, err = strconv.ParseFloat(string(f[1]), 64)
+			ok = err == nil
+		}
+		if !ok {
+			return devices.Errorf(devices.EInternal, "influx: an answer's row without a time and a number")
+		}
+		if at != nil {
+			p.T = at(p.T)
+		}
+		if p.T < lo || p.T >= hi {
+			return nil
+		}
+		buf = append(buf, p)
+		if len(buf) == cap(buf) {
+			if err := fn(buf); err != nil {
+				return err
+			}
+			buf = buf[:0]
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	if len(buf) > 0 {
+		return fn(buf)
+	}
+	return nil
+}
+
+// fluxCSV runs a Flux query through c and reads its answer, plain CSV,
+// line by line as it arrives: it calls row with the fields of each row
+// named by cols, in their order, nil for a column the row's table does not
+// have; or with f nil for a row with a quoted field (a name that is not
+// devices.ValidName: none of ours). An error from row stops it and is
+// returned.
+//
+// It is the package's one way of reading Flux's answers, rather than
+// InfluxDB's Go client library: BenchmarkQueryPath finds it two to four
+// times as fast for raw readings, with a fifth of the memory and a hundred
+// allocations instead of eight for each point, and at least as fast for
+// aggregates, whose time is the server's.
+func (s *Store) fluxCSV(ctx context.Context, c *http.Client, flux string, cols []string, row func(f [][]byte) error) error {
 	body, err := json.Marshal(map[string]any{
 		"query":   flux,
 		"type":    "flux",
@@ -64,7 +121,7 @@ func (s *Store) fluxCSV(ctx context.Context, flux string, from, to int64, fn fun
 	// more time compressing the answer than sending it: on loopback and
 	// LANs a raw read runs at half the speed.
 	req.Header.Set("Accept-Encoding", "identity")
-	resp, err := s.do(s.stream, req)
+	resp, err := s.do(c, req)
 	if err != nil {
 		return err
 	}
@@ -73,8 +130,8 @@ func (s *Store) fluxCSV(ctx context.Context, flux string, from, to int64, fn fun
 		return statusError(resp)
 	}
 	r := bufio.NewReaderSize(resp.Body, 64<<10)
-	buf := make([]store.Point, 0, store.ReadingsChunk)
-	tCol, vCol := -1, -1
+	f := make([][]byte, len(cols))
+	var at []int // at[i] is the index in cols of the table's column i, or -1
 	for {
 		line, err := r.ReadSlice('\n')
 		if errors.Is(err, bufio.ErrBufferFull) {
@@ -92,47 +149,40 @@ func (s *Store) fluxCSV(ctx context.Context, flux string, from, to int64, fn fun
 		case len(line) == 0:
 			// Tables are separated by an empty line; each starts with a
 			// header.
-			tCol = -1
-		case tCol < 0:
-			tCol, vCol = -1, -1
-			for i, name := range bytes.Split(line, []byte(",")) {
-				switch string(name) {
-				case "_time":
-					tCol = i
-				case "_value":
-					vCol = i
-				case "error":
+			at = at[:0]
+		case len(at) == 0:
+			for name := range bytes.SplitSeq(line, []byte(",")) {
+				if string(name) == "error" {
 					msg, _ := r.ReadString('\n')
 					return devices.Errorf(devices.EInternal, "InfluxDB query failed: %s", bytes.TrimSpace([]byte(msg)))
 				}
+				at = append(at, slices.Index(cols, string(name)))
 			}
-			if tCol < 0 || vCol < 0 {
-				return devices.Errorf(devices.EInternal, "influx: an answer without _time and _value: %q", line)
+		case bytes.IndexByte(line, '"') >= 0:
+			if err := row(nil); err != nil {
+				return err
 			}
 		default:
-			p, ok := parseRow(line, tCol, vCol)
-			if !ok {
-				return devices.Errorf(devices.EInternal, "influx: cannot read the answer's line %q", line)
-			}
-			if p.T < from || p.T >= to {
-				break
-			}
-			buf = append(buf, p)
-			if len(buf) == cap(buf) {
-				if err := fn(buf); err != nil {
-					return err
+			clear(f)
+			for i := 0; i < len(at) && line != nil; i++ {
+				field := line
+				if j := bytes.IndexByte(line, ','); j >= 0 {
+					field, line = line[:j], line[j+1:]
+				} else {
+					line = nil
 				}
-				buf = buf[:0]
+				if at[i] >= 0 {
+					f[at[i]] = field
+				}
+			}
+			if err := row(f); err != nil {
+				return err
 			}
 		}
 		if eof {
-			break
+			return nil
 		}
 	}
-	if len(buf) > 0 {
-		return fn(buf)
-	}
-	return nil
 }
 
 // statusError reads InfluxDB's error answer and gives it its kind.
@@ -142,32 +192,6 @@ func statusError(resp *http.Response) error {
 		return devices.Wrap(cause, devices.EUnavailable, "InfluxDB cannot answer now")
 	}
 	return devices.Wrap(cause, devices.EInternal, "InfluxDB query failed")
-}
-
-// parseRow reads the time and value columns of a CSV line. The answer's
-// fields are numbers, times and names, none quoted.
-func parseRow(line []byte, tCol, vCol int) (store.Point, bool) {
-	var p store.Point
-	var tOK, vOK bool
-	for i := 0; ; i++ {
-		j := bytes.IndexByte(line, ',')
-		field := line
-		if j >= 0 {
-			field = line[:j]
-		}
-		switch i {
-		case tCol:
-			p.T, tOK = parseTime(field)
-		case vCol:
-			v, err := strconv.ParseFloat(string(field), 64)
-			p.V, vOK = v, err == nil
-		}
-		if j < 0 || (i >= tCol && i >= vCol) {
-			break
-		}
-		line = line[j+1:]
-	}
-	return p, tOK && vOK
 }
 
 // parseTime reads an RFC 3339 UTC time as Flux writes it
@@ -254,13 +278,17 @@ func answerMessage(resp *http.Response) string {
 	return string(bytes.TrimSpace(b))
 }
 
-// do sends req through c with the Store's token, if it has one. Errors:
-// EUnavailable when InfluxDB cannot be reached.
+// do sends req through c with the Store's token, if it has one and req has
+// no credentials of its own. Errors: EUnavailable when InfluxDB cannot be
+// reached.
 func (s *Store) do(c *http.Client, req *http.Request) (*http.Response, error) {
-	if s.token != "" {
+	if s.token != "" && req.Header.Get("Authorization") == "" {
 		req.Header.Set("Authorization", "Token "+s.token)
 	}
 	resp, err := c.Do(req)
+	if err != nil && req.Context().Err() != nil {
+		return nil, devices.Wrap(err, devices.EUnavailable, "InfluxDB did not answer in time")
+	}
 	if err != nil {
 		return nil, devices.Wrap(err, devices.EUnavailable, "InfluxDB cannot be reached")
 	}

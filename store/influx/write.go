@@ -37,8 +37,8 @@ func (s *Store) Append(ctx context.Context, rs []devices.Reading) error {
 		if err := r.Validate(); err != nil {
 			return err
 		}
-		if r.Time < minTime || r.Time >= maxTime {
-			return devices.Errorf(devices.EInvalid, "reading time %d ms is outside what InfluxDB can store (1677 to 2262)", r.Time)
+		if !devices.ValidTime(r.Time) {
+			return devices.Errorf(devices.EInvalid, "reading time %d ms is outside the years 2000 to 2100", r.Time)
 		}
 	}
 	bp, _ := s.bufs.Get().(*[]byte)

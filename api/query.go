@@ -484,7 +484,7 @@ func Query(st Reader, opts QueryOptions) http.Handler {
 			return
 		}
 		if req.Format == "csv" {
-			writeCSV(w, req, series)
+			writeCSV(w, req, series, opts.Fleet)
 			return
 		}
 		var b bytes.Buffer

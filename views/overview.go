@@ -62,14 +62,19 @@ func (f *Filter) parseLayout(get func(string) string) {
 			f.Group = g.Value
 		}
 	}
+	// A header's button without scripts sends its sort as sort-by, beside
+	// the form's own (hidden) sort: the button's wins.
 	s := get("sort")
+	if by := get("sort-by"); by != "" {
+		s = by
+	}
 	for _, c := range Columns {
 		if strings.TrimPrefix(s, "-") == c.Key {
 			f.Sort = s
 		}
 	}
-	if f.Sort == defaultSort {
-		f.Sort = ""
+	if f.Sort == defaultSort || f.View != "table" {
+		f.Sort = "" // cards are in the order of what needs attention
 	}
 }
 

@@ -266,6 +266,15 @@ function refreshSoon() {
   refreshTimer = setTimeout(refresh, wait);
 }
 
+// refreshNow fetches a fresh copy at once: the page asks for another view
+// of itself (its URL changed).
+let refreshAgain = false;
+function refreshNow() {
+  clearTimeout(refreshTimer);
+  refreshTimer = 0;
+  if (refreshing) refreshAgain = true; else refresh();
+}
+
 async function refresh() {
   refreshTimer = 0;
   refreshing = true;
@@ -300,6 +309,10 @@ async function refresh() {
     console.warn('iotdash: refreshing the page failed', err);
   } finally {
     refreshing = false;
+    if (refreshAgain) {
+      refreshAgain = false;
+      refresh();
+    }
   }
 }
 
@@ -480,6 +493,7 @@ const live = {
   serverNow,
   subscribe,
   refreshSoon,
+  refreshNow,
   resort,
   // status shows statuses learnt other than over /ws.
   status(list) {

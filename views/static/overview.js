@@ -119,13 +119,11 @@ export function init(live) {
   }
 
   function onFilter(e) {
-    // Another view or grouping: the server renders it.
-    if (e?.target === layout?.view || e?.target === layout?.group) {
-      location.assign(urlOf());
-      return;
-    }
     apply();
     keepURL();
+    // Another view or grouping: the server renders it, and the page takes
+    // its copy in place (the focus stays on the choice).
+    if (e?.target === layout?.view || e?.target === layout?.group) live.refreshNow();
   }
 
   // sortBy sorts the table by sort (a column's key, led by "-" for
@@ -178,6 +176,11 @@ export function init(live) {
     const p = new URLSearchParams(location.search);
     if (text) text.value = p.get('q') || '';
     if (status) status.value = p.get('status') || '';
+    if (layout && (layout.view.value !== (p.get('view') || '') || layout.group.value !== (p.get('group') || ''))) {
+      layout.view.value = p.get('view') || '';
+      layout.group.value = p.get('group') || '';
+      live.refreshNow();
+    }
     apply();
   });
 

@@ -15,21 +15,13 @@ import (
 // series (an empty cell where one has no point), and aggregates reach the
 // CSV rounded to 12 significant digits, while raw readings stay exact.
 func TestCSVWideAndRounded(t *testing.T) {
-	st, err := sqlite.Open(filepath.Join(t.TempDir(), "iotdash.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
 	const t0 = 1767225600000
-	err = st.Append(context.Background(), []devices.Reading{
+	st := storeWith(t, []devices.Reading{
 		{Device: "boiler-1", Metric: "temperature", Time: t0, Value: 55.1},
 		{Device: "boiler-1", Metric: "temperature", Time: t0 + 1000, Value: 55.2},
 		{Device: "boiler-1", Metric: "pressure", Time: t0 + 1000, Value: 1.015},
 		{Device: "boiler-1", Metric: "temperature", Time: t0 + 60000, Value: 40240.648123},
 	})
-	if err != nil {
-		t.Fatal(err)
-	}
 	h := Query(st, QueryOptions{Logger: slog.New(slog.DiscardHandler)})
 	q := "/?device=boiler-1&metric=temperature,pressure&from=1767225600000&to=1767225720000&format=csv&tz=UTC"
 	for _, tc := range []struct{ query, want string }{
@@ -62,11 +54,6 @@ func TestCSVWideAndRounded(t *testing.T) {
 // decimals reaches the CSV rounded to them; its raw readings stay exact,
 // and a metric that declares none keeps 12 significant digits.
 func TestCSVDeclaredDecimals(t *testing.T) {
-	st, err := sqlite.Open(filepath.Join(t.TempDir(), "iotdash.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
 	const t0 = 1767225600000
 	rs := []devices.Reading{
 		{Device: "boiler-1", Metric: "temperature", Time: t0, Value: 20},
@@ -74,9 +61,7 @@ func TestCSVDeclaredDecimals(t *testing.T) {
 		{Device: "boiler-1", Metric: "pressure", Time: t0, Value: 1.015},
 		{Device: "boiler-1", Metric: "pressure", Time: t0 + 1000, Value: 1.0161},
 	}
-	if err := st.Append(context.Background(), rs); err != nil {
-		t.Fatal(err)
-	}
+	st := storeWith(t, rs)
 	f := devices.NewFleet(nil)
 	f.SetMeta("boiler-1", devices.Meta{Decimals: map[string]int{"temperature": 1}})
 	f.Seen("boiler-1", rs)
@@ -95,4 +80,18 @@ func TestCSVDeclaredDecimals(t *testing.T) {
 			t.Errorf("%s: %d\n%s\nwant\n%s", tc.query, a.code, a.body, tc.want)
 		}
 	}
+}
+
+// storeWith is an embedded store in the test's directory holding rs.
+func storeWith(t *testing.T, rs []devices.Reading) *sqlite.Store {
+	t.Helper()
+	st, err := sqlite.Open(filepath.Join(t.TempDir(), "iotdash.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	if err := st.Append(context.Background(), rs); err != nil {
+		t.Fatal(err)
+	}
+	return st
 }

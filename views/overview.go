@@ -199,19 +199,26 @@ func groupsOf(f Filter, cards []Card) []Group {
 	return gs
 }
 
-// groupCounts are how many of cards there are, how many the filter leaves
-// on screen and how many need attention.
-func groupCounts(cards []Card) (n, shown, attention int) {
+// groupCounts are how many of cards there are and how many need
+// attention.
+func groupCounts(cards []Card) (n, attention int) {
 	for _, c := range cards {
-		n++
-		if !c.Hidden {
-			shown++
-		}
 		if c.Attention() < len(attentionOrder) {
 			attention++
 		}
 	}
-	return n, shown, attention
+	return len(cards), attention
+}
+
+// Hidden reports whether the filter leaves out every card of g, one of
+// the groups of cards.
+func (g Group) Hidden(cards []Card) bool {
+	for _, c := range cards[g.Lo:g.Hi] {
+		if !c.Hidden {
+			return false
+		}
+	}
+	return true
 }
 
 // ariaSort is the aria-sort of a column header: how the table is sorted

@@ -10,6 +10,7 @@ import (
 
 	"github.com/chromedp/chromedp"
 
+	"iotdash/internal/testenv"
 	"iotdash/simulator"
 )
 
@@ -60,6 +61,19 @@ func TestReadmeScreenshot(t *testing.T) {
 	once := newDevice(t, d.Broker, "once-01", `{"name":"Once 01","kind":"counter","location":"Yard","units":{"count":""}}`)
 	once.publish("telemetry", false, `{"count":1}`)
 
+	started := time.Now()
+	testenv.WaitFor(t, 60*time.Second, "devices offline and stale", func() bool {
+		var list []apiDevice
+		d.getJSON(t, "/api/v1/devices", &list)
+		n := map[string]int{}
+		for _, dev := range list {
+			n[dev.Status]++
+		}
+		return len(list) == 50 && n["offline"] >= 2 && n["stale"] >= 1
+	})
+	// A few minutes of history, for sparklines worth the picture.
+	time.Sleep(time.Until(started.Add(3 * time.Minute)))
+
 	tab := page(t, d.URL)
 	until(t, tab, "the live connection", connected)
 	settle(t, tab, "50 devices, some offline, stale and out of range", `document.querySelectorAll('[data-testid="device-card"]').length === 50 &&
@@ -74,7 +88,7 @@ func TestReadmeScreenshot(t *testing.T) {
 			t.Fatal(err)
 		}
 		until(t, tab, "the live connection", connected)
-		time.Sleep(time.Second) // let the sparklines draw (a picture, not an assertion)
+		time.Sleep(3 * time.Second) // let the sparklines draw (a picture, not an assertion)
 		img, err := chromedp.Run(tab, chromedp.CaptureScreenshot())
 		if err != nil {
 			t.Fatal(err)

@@ -82,6 +82,27 @@ func TestCSVDeclaredDecimals(t *testing.T) {
 	}
 }
 
+// TestJSONAggregatesWithoutNoise: the JSON answer's means are rounded to
+// 12 significant digits, as the CSV's are, so that the device page's CSV
+// of what its charts show has no float noise either.
+func TestJSONAggregatesWithoutNoise(t *testing.T) {
+	const t0 = 1767225600000
+	st := storeWith(t, []devices.Reading{
+		{Device: "boiler-1", Metric: "temperature", Time: t0, Value: 55.1},
+		{Device: "boiler-1", Metric: "temperature", Time: t0 + 1000, Value: 55.2},
+	})
+	h := Query(st, QueryOptions{Logger: slog.New(slog.DiscardHandler)})
+	q := "/?device=boiler-1&metric=temperature&from=1767225600000&to=1767225660000&tz=UTC"
+	for _, tc := range []struct{ query, want string }{
+		{"&step=1m", `"points":[[1767225600000,55.15]]`},
+		{"&step=raw", `"points":[[1767225600000,55.1],[1767225601000,55.2]]`},
+	} {
+		if a := serve(t, h, q+tc.query); a.code != 200 || !strings.Contains(string(a.body), tc.want) {
+			t.Errorf("%s: %d %s, want %s", tc.query, a.code, a.body, tc.want)
+		}
+	}
+}
+
 // storeWith is an embedded store in the test's directory holding rs.
 func storeWith(t *testing.T, rs []devices.Reading) *sqlite.Store {
 	t.Helper()

@@ -487,6 +487,15 @@ func Query(st Reader, opts QueryOptions) http.Handler {
 			writeCSV(w, req, series, opts.Fleet)
 			return
 		}
+		if req.Step > 0 {
+			// A mean's float noise (55.150000000000006) would reach the
+			// page's own CSV of what its charts show.
+			for _, ps := range series {
+				for i := range ps {
+					ps[i].V, ps[i].Max = roundAggregate(ps[i].V, -1), roundAggregate(ps[i].Max, -1)
+				}
+			}
+		}
 		var b bytes.Buffer
 		appendAnswer(&b, req, series)
 		w.Header().Set("Content-Type", "application/json")

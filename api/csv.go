@@ -35,6 +35,9 @@ type csvWriter struct {
 	err     error // the first write error
 	day     int64 // the day whose date is in date
 	date    []byte
+	// decimals are the decimals each series' meta declares, -1 where it
+	// declares none (nil: none declares any).
+	decimals []int
 
 	// The wide layout's row being gathered: its time and each series'
 	// point, if it has one.
@@ -107,7 +110,7 @@ func (c *csvWriter) row(i int, p store.Point) error {
 	b = append(b, ',')
 	b = appendCSVName(b, c.qs[i].Metric)
 	b = append(b, ',')
-	b = c.appendValue(b, p)
+	b = c.appendValue(b, i, p)
 	c.buf = append(b, '\n')
 	if len(c.buf) >= csvFlushAt {
 		c.flush()
@@ -115,28 +118,59 @@ func (c *csvWriter) row(i int, p store.Point) error {
 	return c.err
 }
 
-// appendValue writes p's value, or its min and max: a reading exactly, an
-// aggregate rounded to 12 significant digits, so that its float noise
+// appendValue writes p of series i, its value or its min and max: a
+// reading exactly, an aggregate rounded to the decimals the metric's meta
+// declares, else to 12 significant digits, so that its float noise
 // (55.150000000000006, a mean's last bits) does not reach a spreadsheet.
-func (c *csvWriter) appendValue(b []byte, p store.Point) []byte {
+func (c *csvWriter) appendValue(b []byte, i int, p store.Point) []byte {
 	if c.req.Step == 0 {
 		return appendCSVNumber(b, p.V)
 	}
-	b = appendCSVNumber(b, roundDigits(p.V))
+	dec := -1
+	if c.decimals != nil {
+		dec = c.decimals[i]
+	}
+	b = appendCSVNumber(b, roundAggregate(p.V, dec))
 	if c.req.Agg == store.AggMinMax {
 		b = append(b, ',')
-		b = appendCSVNumber(b, roundDigits(p.Max))
+		b = appendCSVNumber(b, roundAggregate(p.Max, dec))
 	}
 	return b
 }
 
-// roundDigits is v to 12 significant digits.
-func roundDigits(v float64) float64 {
-	r, err := strconv.ParseFloat(strconv.FormatFloat(v, 'g', 12, 64), 64)
+// roundAggregate is v to decimals decimals, or to 12 significant digits
+// when decimals is negative.
+func roundAggregate(v float64, decimals int) float64 {
+	s := strconv.FormatFloat(v, 'g', 12, 64)
+	if decimals >= 0 {
+		s = strconv.FormatFloat(v, 'f', decimals, 64)
+	}
+	r, err := strconv.ParseFloat(s, 64)
 	if err != nil {
 		return v
 	}
 	return r
+}
+
+// declaredDecimals are the decimals the meta of each series of qs
+// declares, -1 where it declares none; nil when none does or f is nil.
+func declaredDecimals(f Fleet, qs []store.Query) []int {
+	if f == nil {
+		return nil
+	}
+	var out []int
+	for i, q := range qs {
+		d, _ := f.Get(q.Device)
+		dec, ok := d.Meta.Decimals[q.Metric]
+		if !ok {
+			continue
+		}
+		if out == nil {
+			out = slices.Repeat([]int{-1}, len(qs))
+		}
+		out[i] = dec
+	}
+	return out
 }
 
 // endRow writes the wide layout's row being gathered, if any.
@@ -150,7 +184,7 @@ func (c *csvWriter) endRow() {
 	for i, p := range c.cells {
 		b = append(b, ',')
 		if c.has[i] {
-			b = c.appendValue(b, p)
+			b = c.appendValue(b, i, p)
 		} else if c.req.Step > 0 && c.req.Agg == store.AggMinMax {
 			b = append(b, ',')
 		}
@@ -241,8 +275,9 @@ func appendCSVNumber(b []byte, f float64) []byte {
 }
 
 // writeCSV writes the answer of a query with a step: its points in time
-// order, the series of one time in the order asked.
-func writeCSV(w http.ResponseWriter, req Request, series [][]store.Point) {
+// order, the series of one time in the order asked, each rounded to the
+// decimals f's meta declares for it.
+func writeCSV(w http.ResponseWriter, req Request, series [][]store.Point, f Fleet) {
 	type row struct {
 		i int
 		p store.Point
@@ -263,6 +298,7 @@ func writeCSV(w http.ResponseWriter, req Request, series [][]store.Point) {
 		return a.i - b.i
 	})
 	c := newCSVWriter(w, req)
+	c.decimals = declaredDecimals(f, c.qs)
 	for _, r := range rows {
 		if c.row(r.i, r.p) != nil {
 			return

@@ -484,8 +484,17 @@ func Query(st Reader, opts QueryOptions) http.Handler {
 			return
 		}
 		if req.Format == "csv" {
-			writeCSV(w, req, series)
+			writeCSV(w, req, series, opts.Fleet)
 			return
+		}
+		if req.Step > 0 {
+			// A mean's float noise (55.150000000000006) would reach the
+			// page's own CSV of what its charts show.
+			for _, ps := range series {
+				for i := range ps {
+					ps[i].V, ps[i].Max = roundAggregate(ps[i].V, -1), roundAggregate(ps[i].Max, -1)
+				}
+			}
 		}
 		w.Header().Set("Content-Type", "application/json")
 		w.Header().Set("Cache-Control", "no-store")

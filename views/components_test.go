@@ -73,14 +73,14 @@ func TestFilterFormIsLabelled(t *testing.T) {
 	if form.AttrOr("role", "") != "search" || form.AttrOr("method", "") != "get" {
 		t.Errorf("the filter is not a GET search form")
 	}
-	form.Find("input, select").Each(func(_ int, s *goquery.Selection) {
+	form.Find(`input:not([type="hidden"]), select`).Each(func(_ int, s *goquery.Selection) {
 		id := s.AttrOr("id", "")
 		if id == "" || doc.Find(`label[for="`+id+`"]`).Length() != 1 {
 			t.Errorf("control %s has no label", s.AttrOr("name", "?"))
 		}
 	})
 	var statuses []string
-	form.Find("select option").Each(func(_ int, o *goquery.Selection) { statuses = append(statuses, o.AttrOr("value", "")) })
+	form.Find("#filter-status option").Each(func(_ int, o *goquery.Selection) { statuses = append(statuses, o.AttrOr("value", "")) })
 	if got := strings.Join(statuses, ","); got != ",attention,online,stale,offline,unknown" {
 		t.Errorf("status choices %q", got)
 	}

@@ -45,14 +45,16 @@ type dashboard struct {
 	done   chan error
 }
 
-func startDashboard(t *testing.T) *dashboard {
+// startDashboard starts the built iotdash on free ports with a data
+// directory of its own, and flags after those.
+func startDashboard(t *testing.T, flags ...string) *dashboard {
 	t.Helper()
 	httpAddr := fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t))
 	brokerAddr := fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t))
 	d := &dashboard{
 		URL:    "http://" + httpAddr,
 		Broker: "tcp://" + brokerAddr,
-		args:   []string{"-http", httpAddr, "-broker", brokerAddr, "-data", t.TempDir(), "-simulate-interval", "500ms"},
+		args:   append([]string{"-http", httpAddr, "-broker", brokerAddr, "-data", t.TempDir(), "-simulate-interval", "500ms"}, flags...),
 		out:    &testenv.Buffer{},
 	}
 	t.Cleanup(func() {

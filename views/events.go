@@ -59,6 +59,9 @@ func humanDuration(d time.Duration) string {
 // strip shows it: a segment per presence episode, and each status's share
 // of the time recorded.
 type Availability struct {
+	// From and To are the range drawn (Unix ms), for the page's script,
+	// which extends the strip as the device's presence changes.
+	From, To int64
 	Segments []Segment
 	// Summary says the shares in words: "online 97.5 %, offline 2.5 %".
 	Summary string
@@ -67,17 +70,19 @@ type Availability struct {
 }
 
 // Segment is one presence episode within the strip's range: X and Width
-// in thousandths of the range.
+// in thousandths of the range, From and To in Unix ms (To 0: it lasts
+// still).
 type Segment struct {
 	Status   devices.Status
 	X, Width int
+	From, To int64
 	Title    string
 }
 
 // NewAvailability draws the presence episodes es (any order) over
 // [from, to), as of now; time with no episode recorded is left blank.
 func NewAvailability(es []devices.Event, from, to int64, now time.Time) Availability {
-	var a Availability
+	a := Availability{From: from, To: to}
 	end := min(to, now.UnixMilli())
 	span := to - from
 	if span <= 0 || end <= from {
@@ -104,7 +109,7 @@ func NewAvailability(es []devices.Event, from, to int64, now time.Time) Availabi
 		recorded += hi - lo
 		x := int((lo - from) * 1000 / span)
 		w := max(1, int((hi-from)*1000/span)-x)
-		a.Segments = append(a.Segments, Segment{Status: e.Status, X: x, Width: w,
+		a.Segments = append(a.Segments, Segment{Status: e.Status, X: x, Width: w, From: e.From, To: e.To,
 			Title: statusText(e.Status) + " " + formatAt(lo, now.Location()) + " – " + formatAt(hi, now.Location()) + " (" + humanDuration(time.Duration(hi-lo)*time.Millisecond) + ")"})
 	}
 	if recorded == 0 {

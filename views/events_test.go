@@ -53,6 +53,11 @@ func TestAvailability(t *testing.T) {
 	if want := "online 0+600,stale 600+100,offline 800+200"; strings.Join(got, ",") != want {
 		t.Errorf("segments %s, want %s", strings.Join(got, ","), want)
 	}
+	// The times, for the page's script to extend the strip: the episodes'
+	// own (an ongoing one to 0), and the range's.
+	if s := a.Segments[2]; s.From != 8_000_000 || s.To != 0 || a.Segments[0].From != -5_000_000 || a.From != from || a.To != to {
+		t.Errorf("times: %+v", a)
+	}
 	if want := "Online 66.7 %, Stale 11.1 %, Offline 22.2 %; nothing recorded for 16 min."; a.Summary != want {
 		t.Errorf("summary %q, want %q", a.Summary, want)
 	}
@@ -127,7 +132,7 @@ func TestEventsPage(t *testing.T) {
 		t.Errorf("kind=alarm: %d, want 400 that names it", code)
 	}
 	doc, _ = get("/devices/boiler-1")
-	if doc.Find(`[data-testid="strip"] rect.seg-offline`).Length() != 1 || !strings.Contains(doc.Find(`[data-testid="strip-summary"]`).Text(), "Offline") {
+	if doc.Find(`[data-testid="strip"][data-from][data-to] rect.seg-offline[data-from][data-to]`).Length() != 1 || !strings.Contains(doc.Find(`[data-testid="strip-summary"]`).Text(), "Offline") {
 		t.Errorf("device page's strip: %q", doc.Find(`[data-testid="availability"]`).Text())
 	}
 }

@@ -1,53 +1,101 @@
 package views
 
 import (
-	"net/http"
-	"net/http/httptest"
+	"context"
+	"fmt"
 	"os"
+	"path/filepath"
 	"testing"
 	"time"
 
 	"github.com/chromedp/chromedp"
 
-	"iotdash/devices"
-	"iotdash/push"
+	"iotdash/internal/testenv"
+	"iotdash/simulator"
 )
 
-// TestReadmeScreenshot renders the overview of 50 devices, a few offline,
-// stale or out of range, in Chromium, and writes the screenshot the README
-// shows to the file IOTDASH_SCREENSHOT names (skipped without it):
+// screenshotScenario is the README's fleet: 49 simulated devices of the
+// five kinds, three of which leave their limits soon after the start and
+// three drop off (two say so, one's connection is cut: stale until the
+// broker gives up on it).
+const screenshotScenario = `
+name: README screenshot
+interval: 2s
+devices:
+  - {kind: thermostat, count: 10}
+  - {kind: power-meter, count: 10}
+  - {kind: air-quality, count: 10}
+  - {kind: vibration, count: 10}
+  - {kind: tank, count: 9}
+incidents:
+  - {at: 10s, device: thermostat-03, do: disconnect}
+  - {at: 10s, device: tank-02, do: disconnect}
+  - {at: 10s, device: vibration-04, do: offline}
+  - {at: 5s, device: thermostat-07, do: high, metric: temperature}
+  - {at: 5s, device: air-quality-05, do: high, metric: co2}
+  - {at: 5s, device: tank-06, do: low}
+`
+
+// TestReadmeScreenshot renders the overview of 50 devices (49 simulated
+// by the simulator against the built binary, some of them offline or out
+// of range, and one that sent a single message and went stale) in
+// Chromium, as cards and as a table grouped by location, and writes the
+// README's screenshots into the directory IOTDASH_SCREENSHOT names
+// (skipped without it):
 //
-//	IOTDASH_SCREENSHOT=$PWD/docs/overview-50.jpg go test -run TestReadmeScreenshot ./views
+//	IOTDASH_SCREENSHOT=$PWD/docs go test -run TestReadmeScreenshot ./views
 func TestReadmeScreenshot(t *testing.T) {
-	out := os.Getenv("IOTDASH_SCREENSHOT")
-	if out == "" {
-		t.Skip("set IOTDASH_SCREENSHOT to a .jpg path to write the README's screenshot")
+	dir := os.Getenv("IOTDASH_SCREENSHOT")
+	if dir == "" {
+		t.Skip("set IOTDASH_SCREENSHOT to a directory to write the README's screenshots into")
 	}
-	f, st := historyFleet(t, 50, time.Now())
-	for _, id := range []string{"device-007", "device-023"} {
-		f.SetPresence(id, devices.StatusOffline)
-	}
-	f.Seen("device-031", []devices.Reading{{Device: "device-031", Metric: "temperature", Time: time.Now().UnixMilli(), Value: 34.2}})
-	f.Seen("device-042", []devices.Reading{{Device: "device-042", Metric: "humidity", Time: time.Now().UnixMilli(), Value: 91.5}})
-	mux := http.NewServeMux()
-	mux.Handle("GET /{$}", OverviewWithHistory(f, Options{History: st}))
-	mux.Handle("GET /static/", http.StripPrefix("/static/", Static()))
-	hub := push.NewHub(push.Options{})
-	defer hub.Close()
-	mux.Handle("GET /ws", hub)
-	srv := httptest.NewServer(mux)
-	defer srv.Close()
-	ctx := browser(t)
-	if err := chromedp.Do(ctx, chromedp.Navigate(srv.URL)); err != nil {
-		t.Fatal(err)
-	}
-	until(t, ctx, "the live connection", connected)
-	time.Sleep(500 * time.Millisecond) // let the frame with every sparkline land (a picture, not an assertion)
-	img, err := chromedp.Run(ctx, chromedp.CaptureScreenshot())
+	d := startDashboard(t, "-simulate", "0", "-stale-after", "10s")
+	sc, err := simulator.ParseScenario([]byte(screenshotScenario))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := os.WriteFile(out, img, 0o644); err != nil {
-		t.Fatal(err)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- simulator.Run(ctx, simulator.Config{Broker: d.Broker, Scenario: sc, Seed: 19}) }()
+	t.Cleanup(func() { cancel(); <-done })
+	once := newDevice(t, d.Broker, "once-01", `{"name":"Once 01","kind":"counter","location":"Yard","units":{"count":""}}`)
+	once.publish("telemetry", false, `{"count":1}`)
+
+	started := time.Now()
+	testenv.WaitFor(t, 60*time.Second, "devices offline and stale", func() bool {
+		var list []apiDevice
+		d.getJSON(t, "/api/v1/devices", &list)
+		n := map[string]int{}
+		for _, dev := range list {
+			n[dev.Status]++
+		}
+		return len(list) == 50 && n["offline"] >= 2 && n["stale"] >= 1
+	})
+	// A few minutes of history, for sparklines worth the picture.
+	time.Sleep(time.Until(started.Add(3 * time.Minute)))
+
+	tab := page(t, d.URL)
+	until(t, tab, "the live connection", connected)
+	settle(t, tab, "50 devices, some offline, stale and out of range", `document.querySelectorAll('[data-testid="device-card"]').length === 50 &&
+		document.querySelectorAll('[data-testid="device-card"][data-status="offline"]').length >= 2 &&
+		document.querySelectorAll('[data-testid="device-card"][data-status="stale"]').length >= 1 &&
+		document.querySelectorAll('[data-testid="device-card"][data-out]:not([data-status="offline"])').length >= 2`)
+	for _, shot := range []struct{ name, path string }{
+		{"overview-50.png", "/"},
+		{"overview-50-table.png", "/?view=table&group=location"},
+	} {
+		if err := chromedp.Do(tab, chromedp.Navigate(d.URL+shot.path)); err != nil {
+			t.Fatal(err)
+		}
+		until(t, tab, "the live connection", connected)
+		time.Sleep(3 * time.Second) // let the sparklines draw (a picture, not an assertion)
+		img, err := chromedp.Run(tab, chromedp.CaptureScreenshot())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, shot.name), img, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		fmt.Printf("wrote %s (%d bytes)\n", filepath.Join(dir, shot.name), len(img))
 	}
 }

@@ -18,7 +18,6 @@ package views
 import (
 	"cmp"
 	"math"
-	"net/url"
 	"slices"
 	"strconv"
 	"strings"
@@ -232,6 +231,9 @@ type OverviewModel struct {
 	Paged            bool
 	Matching, First  int
 	PrevURL, NextURL string
+	// Groups are the runs of Devices that share a location or kind, when
+	// the filter groups them (nil when not).
+	Groups []Group
 }
 
 // OverviewCards is the most cards the overview shows at once: a fleet
@@ -240,13 +242,22 @@ type OverviewModel struct {
 // sparklines of a page took as long as the rest of its render).
 const OverviewCards = 100
 
-// Filter is what the overview's filter asks for; it lives in the URL as
-// ?q=text&status=offline.
+// Filter is what the overview's filter asks for, and how it shows what
+// it matches; it lives in the URL as
+// ?q=text&status=offline&view=table&group=location&sort=-seen.
 type Filter struct {
-	// Text matches a device's id, name, kind or location, ignoring case.
+	// Text matches a device's id, name, kind, location or the names and
+	// labels of its metrics, ignoring case.
 	Text string
 	// Status is one of the Statuses' values; "" shows every device.
 	Status string
+	// View is one of the Views' values: "" for cards, "table".
+	View string
+	// Group is one of the Groupings' values: "", "location" or "kind".
+	Group string
+	// Sort is a Columns' key the table is sorted by, led by "-" for
+	// descending; "" for what needs attention first.
+	Sort string
 }
 
 // Statuses are the filter's status choices: a value and its label.
@@ -268,6 +279,7 @@ func ParseFilter(get func(string) string) Filter {
 			f.Status = s.Value
 		}
 	}
+	f.parseLayout(get)
 	return f
 }
 
@@ -354,14 +366,22 @@ type NotFoundModel struct {
 	Message string
 }
 
-// NewOverview builds the overview of ds as of now, every device shown.
+// NewOverview builds the overview of ds as of now, every device shown as
+// cards, those needing attention first.
 func NewOverview(ds []devices.Device, now time.Time) OverviewModel {
-	m, order := newOverview(ds, now)
+	return newOverviewOf(ds, now, Filter{})
+}
+
+// newOverviewOf builds the overview of ds as of now, every device shown,
+// ordered and grouped as f says.
+func newOverviewOf(ds []devices.Device, now time.Time, f Filter) OverviewModel {
+	m, order := newOverview(ds, now, f)
 	m.Devices = make([]Card, 0, len(order))
 	for _, e := range order {
 		m.Devices = append(m.Devices, NewCard(*e.d, now))
 	}
 	m.Shown = len(m.Devices)
+	m.Groups = groupsOf(f, m.Devices)
 	return m
 }
 
@@ -371,11 +391,11 @@ func NewOverview(ds []devices.Device, now time.Time) OverviewModel {
 // before any card is made, so the page stays quick at 10,000 devices.
 func NewOverviewPage(ds []devices.Device, now time.Time, f Filter, page int) OverviewModel {
 	if len(ds) <= OverviewCards {
-		m := NewOverview(ds, now)
+		m := newOverviewOf(ds, now, f)
 		m.SetFilter(f)
 		return m
 	}
-	m, order := newOverview(ds, now)
+	m, order := newOverview(ds, now, f)
 	m.Filter, m.Paged = f, true
 	kept := order[:0]
 	for _, e := range order {
@@ -391,27 +411,12 @@ func NewOverviewPage(ds []devices.Device, now time.Time, f Filter, page int) Ove
 		m.Devices = append(m.Devices, NewCard(*e.d, now))
 	}
 	m.Shown, m.First = hi-lo, lo+1
-	link := func(p int) string {
-		v := url.Values{}
-		if f.Text != "" {
-			v.Set("q", f.Text)
-		}
-		if f.Status != "" {
-			v.Set("status", f.Status)
-		}
-		if p > 1 {
-			v.Set("page", strconv.Itoa(p))
-		}
-		if len(v) == 0 {
-			return "/"
-		}
-		return "/?" + v.Encode()
-	}
+	m.Groups = groupsOf(f, m.Devices)
 	if page > 1 {
-		m.PrevURL = link(page - 1)
+		m.PrevURL = f.URL(page - 1)
 	}
 	if page < pages {
-		m.NextURL = link(page + 1)
+		m.NextURL = f.URL(page + 1)
 	}
 	return m
 }
@@ -422,11 +427,13 @@ type overviewEntry struct {
 	status devices.Status
 	att    int
 	name   string
+	group  string
 }
 
 // newOverview counts ds by status and orders it as the overview shows
-// it: what needs attention first, then by name, as people read them.
-func newOverview(ds []devices.Device, now time.Time) (OverviewModel, []overviewEntry) {
+// it: group by group (f.Group), each by f's sort column, what needs
+// attention first by default, then by name, as people read them.
+func newOverview(ds []devices.Device, now time.Time, f Filter) (OverviewModel, []overviewEntry) {
 	m := OverviewModel{Page: Page{Title: "Fleet", Kind: "overview", Live: "*", LiveLatest: OverviewLatest, NowMs: now.UnixMilli(), TZ: zoneName(now.Location())}}
 	order := make([]overviewEntry, len(ds))
 	for i := range ds {
@@ -445,14 +452,14 @@ func newOverview(ds []devices.Device, now time.Time) (OverviewModel, []overviewE
 		default:
 			m.Counts.Unknown++
 		}
-		e := overviewEntry{d: d, status: status, att: deviceAttention(*d), name: strings.ToLower(d.Name())}
+		e := overviewEntry{d: d, status: status, att: deviceAttention(*d), name: strings.ToLower(d.Name()), group: f.groupOf(*d)}
 		if e.att < len(attentionOrder) {
 			m.Counts.Attention++
 		}
 		order[i] = e
 	}
 	slices.SortStableFunc(order, func(a, b overviewEntry) int {
-		return cmp.Or(cmp.Compare(a.att, b.att), cmp.Compare(a.name, b.name), cmp.Compare(a.d.ID, b.d.ID))
+		return cmp.Or(compareGroups(a.group, b.group), f.compareEntries(a, b))
 	})
 	return m, order
 }
@@ -746,20 +753,8 @@ func countLabel(status string) string {
 	return status
 }
 
-// filterURL is the overview filtered by f.
-func filterURL(f Filter) templ.SafeURL {
-	v := url.Values{}
-	if f.Text != "" {
-		v.Set("q", f.Text)
-	}
-	if f.Status != "" {
-		v.Set("status", f.Status)
-	}
-	if len(v) == 0 {
-		return "/"
-	}
-	return templ.SafeURL("/?" + v.Encode())
-}
+// filterURL is the overview filtered by f, shown the same way as now.
+func filterURL(f Filter) templ.SafeURL { return templ.SafeURL(f.URL(1)) }
 
 // shownText says how many devices the overview shows. live.js says it the
 // same way.

@@ -5,7 +5,7 @@
 // CSV download of what the charts show; and the refetch of any span the
 // connection missed, so that a chart has no hole the data does not have.
 
-import { Series, Chart, floorTo, localTime, wall, offsetAt, isoAt, invalidate, span as spanWords } from '/static/chart.js';
+import { Series, Chart, floorTo, localTime, wall, offsetAt, isoAt, invalidate, absolute, span as spanWords } from '/static/chart.js';
 
 const M = 60 * 1000, H = 60 * M, D = 24 * H;
 // The range picker's choices, as views.Ranges.
@@ -253,6 +253,50 @@ export function init(live) {
     }));
   }
 
+  // The availability strip follows the device's presence: the episode
+  // that lasts still grows to now, a change of status ends it and begins
+  // another, and the window slides with the charts'. The server's copy,
+  // fetched a little later, brings the shares in words.
+  const SVG = 'http://www.w3.org/2000/svg';
+  let change = null; // the latest status change seen here: { s, t }
+  function drawStrip() {
+    const svg = document.querySelector('[data-testid="strip"]');
+    if (!svg) return;
+    const { from, to } = span();
+    const end = Math.min(to, live.serverNow());
+    for (const r of svg.querySelectorAll('rect[data-from]')) {
+      const lo = Math.max(Number(r.dataset.from), from);
+      const hi = Math.min(Number(r.dataset.to) || end, end);
+      const x = Math.floor((lo - from) * 1000 / (to - from));
+      const w = hi > lo ? Math.max(1, Math.floor((hi - from) * 1000 / (to - from)) - x) : 0;
+      if (r.getAttribute('x') !== String(x)) r.setAttribute('x', x);
+      if (r.getAttribute('width') !== String(w)) r.setAttribute('width', w);
+    }
+  }
+  function stripStatus(s, t) {
+    const svg = document.querySelector('[data-testid="strip"]');
+    if (!svg || !s) return;
+    const rects = svg.querySelectorAll('rect[data-from]');
+    const last = rects[rects.length - 1];
+    const open = last && last.dataset.to === '0';
+    if (open && last.dataset.status === s) return;
+    if (open) last.dataset.to = String(Math.max(t, Number(last.dataset.from)));
+    const r = document.createElementNS(SVG, 'rect');
+    r.setAttribute('class', `seg-${s}`);
+    r.setAttribute('y', '0');
+    r.setAttribute('height', '10');
+    r.dataset.status = s;
+    r.dataset.from = String(t);
+    r.dataset.to = '0';
+    const title = document.createElementNS(SVG, 'title');
+    const word = document.querySelector('[data-testid="device"] [data-testid="status-badge"] .badge-text')?.textContent || s;
+    title.textContent = `${word} from ${absolute(t)}`;
+    r.append(title);
+    svg.append(r);
+    drawStrip();
+  }
+  drawStrip();
+
   // The server embedded the history it had; what it did not is fetched.
   const missing = [];
   for (const c of charts.values()) {
@@ -277,11 +321,25 @@ export function init(live) {
       c.setWindow(from, to);
     },
     tick() {
+      drawStrip();
       if (!relative()) return;
       const { from, to } = span();
       for (const c of charts.values()) c.setWindow(from, to);
     },
+    changed(cards) {
+      for (const card of cards) {
+        if (card.dataset.device !== id || card.dataset.status === change?.s) continue;
+        change = { s: card.dataset.status, t: live.serverNow() };
+        stripStatus(change.s, change.t);
+        // The server's strip and shares, once the event log has the change.
+        setTimeout(live.refreshSoon, 2000);
+      }
+    },
     swapped() {
+      // A fresh copy of the strip: what this page saw change and the copy
+      // does not have yet is drawn on it again.
+      if (change) stripStatus(change.s, change.t);
+      drawStrip();
       // A fresh copy of the page: the charts' alerts may have changed.
       for (const c of charts.values()) {
         c.readAlerts();

@@ -163,26 +163,47 @@ function attentionOrder() {
   return (document.getElementById('device-list')?.dataset.attentionOrder || '').split(' ').filter(Boolean);
 }
 
-// resort keeps the overview's cards in the server's order as statuses and
-// limits change: what needs attention first, then by name.
+// itemKey is what an item of the overview's lists (a card's <li>, a
+// table's row) is ordered by, as views.Filter.compareEntries orders it:
+// the sort column (its value on the page; "status" is the place in what
+// needs attention), then what needs attention, name and id. null for an
+// item that holds no device (a group's heading row), which stays first.
+function itemKey(item, col, order) {
+  const card = item.matches('[data-device]') ? item : item.querySelector('[data-device]');
+  if (!card) return null;
+  const att = attention(card, order);
+  const name = (card.dataset.name || '').toLowerCase();
+  let k = att;
+  if (col === 'seen') k = Number(card.querySelector('time[data-testid="last-seen"]')?.dataset.ms || 0);
+  else if (col === 'name') k = name;
+  else if (col && col !== 'status') k = (card.dataset[col] || '').toLowerCase();
+  return [k, att, name, card.dataset.device];
+}
+
+// resort keeps the overview's devices in the server's order as statuses
+// and limits change (#device-list's data-sort: a column, led by "-" for
+// descending), each list (a group) by itself.
 function resort() {
-  const list = document.getElementById('device-list');
-  if (!list) return;
+  const root = document.getElementById('device-list');
+  if (!root) return;
   const order = attentionOrder();
-  const items = [...list.children];
-  const key = (li) => {
-    const card = li.querySelector('[data-device]');
-    return card ? [attention(card, order), (card.dataset.name || '').toLowerCase(), card.dataset.device] : [order.length + 1, '', ''];
-  };
-  const keys = new Map(items.map((li) => [li, key(li)]));
-  const cmp = (a, b) => {
-    const [x, y] = [keys.get(a), keys.get(b)];
-    for (let i = 0; i < 3; i++) if (x[i] !== y[i]) return x[i] < y[i] ? -1 : 1;
-    return 0;
-  };
-  const sorted = [...items].sort(cmp);
-  if (sorted.every((li, i) => li === items[i])) return;
-  list.append(...sorted); // moves them, in order
+  let col = root.dataset.sort || '';
+  const desc = col.startsWith('-');
+  if (desc) col = col.slice(1);
+  for (const list of root.matches('[data-list]') ? [root] : root.querySelectorAll('[data-list]')) {
+    const items = [...list.children];
+    const keys = new Map(items.map((it) => [it, itemKey(it, col, order)]));
+    const cmp = (a, b) => {
+      const [x, y] = [keys.get(a), keys.get(b)];
+      if (!x || !y) return x ? 1 : y ? -1 : 0;
+      for (let i = 0; i < x.length; i++) {
+        if (x[i] !== y[i]) return (x[i] < y[i] ? -1 : 1) * (i === 0 && desc ? -1 : 1);
+      }
+      return 0;
+    };
+    const sorted = [...items].sort(cmp);
+    if (!sorted.every((it, i) => it === items[i])) list.append(...sorted); // moves them, in order
+  }
 }
 
 function recount() {
@@ -190,10 +211,16 @@ function recount() {
   if (!section) return;
   const order = attentionOrder();
   const n = { attention: 0, online: 0, stale: 0, offline: 0, unknown: 0 };
-  for (const card of document.querySelectorAll('[data-testid="device-card"]')) {
+  for (const card of document.querySelectorAll('#device-list [data-device]')) {
     const s = card.dataset.status;
     n[s in n && s !== 'attention' ? s : 'unknown']++;
     if (attention(card, order) < order.length) n.attention++;
+  }
+  // Each group's count of what needs attention.
+  for (const g of document.querySelectorAll('#device-list [data-group]')) {
+    const el = g.querySelector('[data-group-attention]');
+    const count = String([...g.querySelectorAll('[data-device]')].filter((c) => attention(c, order) < order.length).length);
+    if (el && el.textContent !== count) el.textContent = count;
   }
   for (const [s, count] of Object.entries(n)) {
     let el = section.querySelector(`[data-count="${s}"]`);
@@ -239,6 +266,15 @@ function refreshSoon() {
   refreshTimer = setTimeout(refresh, wait);
 }
 
+// refreshNow fetches a fresh copy at once: the page asks for another view
+// of itself (its URL changed).
+let refreshAgain = false;
+function refreshNow() {
+  clearTimeout(refreshTimer);
+  refreshTimer = 0;
+  if (refreshing) refreshAgain = true; else refresh();
+}
+
 async function refresh() {
   refreshTimer = 0;
   refreshing = true;
@@ -273,6 +309,10 @@ async function refresh() {
     console.warn('iotdash: refreshing the page failed', err);
   } finally {
     refreshing = false;
+    if (refreshAgain) {
+      refreshAgain = false;
+      refresh();
+    }
   }
 }
 
@@ -453,6 +493,8 @@ const live = {
   serverNow,
   subscribe,
   refreshSoon,
+  refreshNow,
+  resort,
   // status shows statuses learnt other than over /ws.
   status(list) {
     for (const s of list) pending.status.set(s.d, s.s);

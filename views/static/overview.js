@@ -15,6 +15,9 @@ export function init(live) {
   const form = paged ? null : document.querySelector('[data-testid="filter"]');
   const text = form?.elements.q;
   const status = form?.elements.status;
+  // How the devices are shown (view, group) is the server's to render;
+  // the table's sort is kept in #device-list's data-sort.
+  const layout = document.querySelector('[data-testid="filter"]')?.elements;
   const sparks = new Map(); // "device\nmetric" -> Sparkline
   const hasHistory = document.body.dataset.history !== undefined;
 
@@ -53,17 +56,22 @@ export function init(live) {
   function apply() {
     const q = (text?.value || '').trim().toLowerCase();
     const st = status?.value || '';
-    const cards = document.querySelectorAll('[data-testid="device-card"]');
+    const cards = document.querySelectorAll('#device-list [data-device]');
     const ids = [];
     let needHistory = false;
     for (const card of cards) {
       const show = matches(card, q, st);
-      const li = card.parentElement;
-      if (li.hidden === show) {
-        li.hidden = !show;
+      const item = card.matches('tr') ? card : card.parentElement; // a row, or a card's <li>
+      if (item.hidden === show) {
+        item.hidden = !show;
         if (show && hasHistory && card.querySelector('canvas.spark:not([data-points])')) needHistory = true;
       }
       if (show) ids.push(card.dataset.device);
+    }
+    // A group none of whose devices passes is left out whole.
+    for (const g of document.querySelectorAll('#device-list [data-group]')) {
+      const none = [...g.querySelectorAll('[data-device]')].every((c) => (c.matches('tr') ? c : c.parentElement).hidden);
+      if (g.hidden !== none) g.hidden = none;
     }
     const filtered = paged || q !== '' || st !== '';
     const shown = paged ? null : document.getElementById('shown'); // a page: the server's words
@@ -92,23 +100,67 @@ export function init(live) {
     return filtered;
   }
 
-  // The filter lives in the URL, so that a view can be bookmarked.
-  function keepURL() {
+  // The filter, the view and the sort live in the URL, so that a view can
+  // be bookmarked (the parameters of views.Filter.URL).
+  function urlOf() {
     const p = new URLSearchParams();
     if (text?.value.trim()) p.set('q', text.value.trim());
     if (status?.value) p.set('status', status.value);
-    const url = p.size ? `/?${p}` : '/';
+    if (layout?.view.value) p.set('view', layout.view.value);
+    if (layout?.group.value) p.set('group', layout.group.value);
+    const sort = document.getElementById('device-list')?.dataset.sort;
+    if (layout?.view.value === 'table' && sort && sort !== 'status') p.set('sort', sort);
+    return p.size ? `/?${p}` : '/';
+  }
+
+  function keepURL() {
+    const url = urlOf();
     if (location.pathname + location.search !== url) history.replaceState(null, '', url);
   }
 
-  function onFilter() {
+  function onFilter(e) {
     apply();
     keepURL();
+    // Another view or grouping: the server renders it, and the page takes
+    // its copy in place (the focus stays on the choice).
+    if (e?.target === layout?.view || e?.target === layout?.group) live.refreshNow();
+  }
+
+  // sortBy sorts the table by sort (a column's key, led by "-" for
+  // descending) in place; the headers' buttons then offer the next sort,
+  // as the server renders them (views.Filter.nextSort).
+  function sortBy(sort) {
+    const root = document.getElementById('device-list');
+    root.dataset.sort = sort;
+    const desc = sort.startsWith('-');
+    const col = desc ? sort.slice(1) : sort;
+    for (const th of root.querySelectorAll('thead th[data-col]')) {
+      const button = th.querySelector('button[name="sort-by"]');
+      if (th.dataset.col === col) {
+        th.setAttribute('aria-sort', desc ? 'descending' : 'ascending');
+        button.value = desc ? col : `-${col}`;
+      } else {
+        th.removeAttribute('aria-sort');
+        button.value = th.dataset.col;
+      }
+    }
+    live.resort();
+    keepURL();
+  }
+  if (!paged) {
+    // A page of a large fleet is sorted by the server: the form submits.
+    document.addEventListener('click', (e) => {
+      const button = e.target.closest?.('button[name="sort-by"]');
+      if (!button) return;
+      e.preventDefault();
+      sortBy(button.value);
+    });
   }
 
   if (form) {
     form.addEventListener('input', onFilter);
     form.addEventListener('submit', (e) => { e.preventDefault(); onFilter(); });
+    form.elements.sort?.remove(); // the sort is the table's, kept in the URL by urlOf
     form.querySelector('.filter-apply').hidden = true; // applied as typed
   }
   // A count filters to its status without a reload.
@@ -124,6 +176,11 @@ export function init(live) {
     const p = new URLSearchParams(location.search);
     if (text) text.value = p.get('q') || '';
     if (status) status.value = p.get('status') || '';
+    if (layout && (layout.view.value !== (p.get('view') || '') || layout.group.value !== (p.get('group') || ''))) {
+      layout.view.value = p.get('view') || '';
+      layout.group.value = p.get('group') || '';
+      live.refreshNow();
+    }
     apply();
   });
 

@@ -52,8 +52,8 @@ func TestBoardPanels(t *testing.T) {
 	// Its selectors may pick devices the fleet gains: the grid says which
 	// it shows and how often to look again.
 	grid := doc.Find(`#board-grid`)
-	if grid.AttrOr("data-live", "") != m.Live || grid.AttrOr("data-follow", "") != "60" {
-		t.Errorf("the grid's data-live %q data-follow %q, want %q and 60", grid.AttrOr("data-live", ""), grid.AttrOr("data-follow", ""), m.Live)
+	if grid.AttrOr("data-live", "") != m.Live || grid.AttrOr("data-follow", "") != "60000" {
+		t.Errorf("the grid's data-live %q data-follow %q, want %q and 60000 (ms)", grid.AttrOr("data-live", ""), grid.AttrOr("data-follow", ""), m.Live)
 	}
 	if v, ok := doc.Find("body").Attr("data-page"); !ok || v != "board" {
 		t.Errorf("body data-page = %q, want board", v)

@@ -453,6 +453,13 @@ const live = {
   serverNow,
   subscribe,
   refreshSoon,
+  // show draws a reading learnt other than over /ws (a replay's, from
+  // history), as one that came over it.
+  show(r) {
+    const key = `${r.d}\n${r.m}`;
+    pending.values.set(key, r);
+    scheduleDraw();
+  },
   // status shows statuses learnt other than over /ws.
   status(list) {
     for (const s of list) pending.status.set(s.d, s.s);

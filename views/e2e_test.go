@@ -45,7 +45,9 @@ type dashboard struct {
 	done   chan error
 }
 
-func startDashboard(t *testing.T) *dashboard {
+// startDashboard starts iotdash with the embedded broker and simulated
+// devices, and flags, if any, beside those.
+func startDashboard(t *testing.T, flags ...string) *dashboard {
 	t.Helper()
 	httpAddr := fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t))
 	brokerAddr := fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t))
@@ -55,6 +57,7 @@ func startDashboard(t *testing.T) *dashboard {
 		args:   []string{"-http", httpAddr, "-broker", brokerAddr, "-data", t.TempDir(), "-simulate-interval", "500ms"},
 		out:    &testenv.Buffer{},
 	}
+	d.args = append(d.args, flags...)
 	t.Cleanup(func() {
 		if d.cmd != nil {
 			d.cmd.Process.Kill()

@@ -81,7 +81,7 @@ func parseReplay(q url.Values, now time.Time) (*Replay, error) {
 // links sets the replay's step, and its links to the board a step before
 // and after, and to the board live, keeping the other parameters of q.
 func (rp *Replay) links(id string, q url.Values, r Range) {
-	rp.Step = max(replayMinStep, (time.Duration(r.To-r.From)*time.Millisecond/60).Round(time.Minute))
+	rp.Step = max(replayMinStep, (time.Duration(r.To-r.From) * time.Millisecond / 60).Round(time.Minute))
 	at := func(ms int64) string {
 		v := url.Values{}
 		for k, vs := range q {

@@ -403,7 +403,7 @@ func (bp BoardPages) show(w http.ResponseWriter, r *http.Request, b boards.Board
 	at := now // the moment the board shows
 	if rp != nil {
 		at = time.UnixMilli(rp.At).In(now.Location())
-		ds = asOf(r.Context(), bp.Options.History, b, ds, bp.Boards.Limits(), chosen, at, bp.log())
+		ds = asOf(r.Context(), bp.Options.History, bp.Options.Events, b, ds, bp.Boards.Limits(), chosen, at, bp.log())
 	}
 	m := NewBoard(b, ds, at, bp.Boards.Limits(), chosen)
 	m.SetRange(ParseRange(q.Get, at))

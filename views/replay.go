@@ -1,6 +1,7 @@
 package views
 
 import (
+	"cmp"
 	"context"
 	"log/slog"
 	"net/url"
@@ -126,8 +127,9 @@ func replayInput(ms int64, loc *time.Location) string {
 // value, at or before at, of each device and metric its stats, gauges and
 // tables show, read from h (none when there was none then; a device's
 // other metrics are as they are now, which no panel shows but selectors
-// pick by), and a device last seen at the latest of those values.
-func asOf(ctx context.Context, h History, b boards.Board, ds []devices.Device, l boards.Limits, chosen map[string]string, at time.Time, log *slog.Logger) []devices.Device {
+// pick by), and a device last seen at the latest of those values, in
+// the presence the event log held for it then (unknown without one).
+func asOf(ctx context.Context, h History, events EventLog, b boards.Board, ds []devices.Device, l boards.Limits, chosen map[string]string, at time.Time, log *slog.Logger) []devices.Device {
 	type key struct{ device, metric string }
 	found := map[key]devices.Value{}
 	var want []key
@@ -164,11 +166,36 @@ func asOf(ctx context.Context, h History, b boards.Board, ds []devices.Device, l
 			values[i] = v
 		})
 	}
+	// Each shown device's presence then: the episode of the event log
+	// that holds the moment, unknown without one.
+	shown := map[string]devices.Status{}
+	for _, k := range want {
+		shown[k.device] = devices.StatusUnknown
+	}
+	statuses := make([]devices.Status, len(out))
+	for i, d := range out {
+		if _, ok := shown[d.ID]; !ok || events == nil {
+			continue
+		}
+		jobs = append(jobs, func(ctx context.Context) {
+			es, err := events.Events(ctx, devices.EventQuery{Device: d.ID, Kind: devices.EventPresence, From: at.UnixMilli(), To: at.UnixMilli() + 1, Limit: 1})
+			if err != nil {
+				fail(err)
+				return
+			}
+			if len(es) > 0 {
+				statuses[i] = es[0].Status
+			}
+		})
+	}
 	queries(ctx, jobs)
 	for i, k := range want {
 		found[k] = values[i]
 	}
 	for i, d := range out {
+		if _, ok := shown[d.ID]; ok {
+			d.Status = cmp.Or(statuses[i], devices.StatusUnknown)
+		}
 		latest := make(map[string]devices.Value, len(d.Latest))
 		for m, v := range d.Latest {
 			latest[m] = v

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/chromedp/cdproto/emulation"
 	"github.com/chromedp/chromedp"
 
 	"iotdash/internal/testenv"
@@ -103,6 +104,16 @@ func TestBoardReplayAndFollowEndToEnd(t *testing.T) {
 		}
 		until(t, ctx, "the same value after a reload", value+` === `+fmt.Sprintf("%q", paused))
 		checkAccessible(t, ctx)
+		if _, err := chromedp.Call(ctx, emulation.SetEmulatedMedia, emulation.SetEmulatedMediaParams{
+			Features: []*emulation.MediaFeature{{Name: "prefers-color-scheme", Value: "dark"}}}); err != nil {
+			t.Fatal(err)
+		}
+		checkAccessible(t, ctx)
+		if err := chromedp.Do(ctx, chromedp.EmulateViewport(390, 844)); err != nil {
+			t.Fatal(err)
+		}
+		until(t, ctx, "no sideways scrolling at phone width", `document.documentElement.scrollWidth <= window.innerWidth`)
+		screenshot(t, ctx, "board-replay-phone-dark.png")
 		for _, e := range errs() {
 			t.Errorf("console: %s", e)
 		}

@@ -75,6 +75,9 @@ func TestBoardReplay(t *testing.T) {
 	if got := stat.AttrOr("data-t", ""); got != strconv.FormatInt(want.T, 10) {
 		t.Errorf("the stat's reading is of %s, want %d", got, want.T)
 	}
+	if got := doc.Find(`[data-testid="stat"]`).AttrOr("data-status", ""); got != string(devices.StatusUnknown) {
+		t.Errorf("the stat's device is %s then, want unknown without an event log to tell", got)
+	}
 	cell := doc.Find(`[data-testid="device-table"] [data-metric="pressure"] [data-value]`)
 	if got, want := text(cell), latest("device-002", "pressure").V; got != strconv.FormatFloat(want, 'f', -1, 64) && got != strconv.FormatFloat(want, 'f', 2, 64) {
 		t.Errorf("the table shows %s, want %g", got, want)

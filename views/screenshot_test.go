@@ -35,6 +35,14 @@ func TestReadmeScreenshot(t *testing.T) {
 	f.Seen("device-042", []devices.Reading{{Device: "device-042", Metric: "humidity", Time: time.Now().UnixMilli(), Value: 91.5}})
 	mux := http.NewServeMux()
 	mux.Handle("GET /{$}", OverviewWithHistory(f, Options{History: st}))
+	shoot(t, mux, "/", chromedp.CaptureScreenshot(), out)
+}
+
+// shoot opens path of the pages mux serves (with the static files and a
+// hub for /ws) in Chromium, and writes the screenshot take makes of it,
+// once it is live and drawn, to the file out.
+func shoot(t *testing.T, mux *http.ServeMux, path string, take chromedp.Action[[]byte], out string) {
+	t.Helper()
 	mux.Handle("GET /static/", http.StripPrefix("/static/", Static()))
 	hub := push.NewHub(push.Options{})
 	defer hub.Close()
@@ -42,12 +50,13 @@ func TestReadmeScreenshot(t *testing.T) {
 	srv := httptest.NewServer(mux)
 	defer srv.Close()
 	ctx := browser(t)
-	if err := chromedp.Do(ctx, chromedp.Navigate(srv.URL)); err != nil {
+	if err := chromedp.Do(ctx, chromedp.Navigate(srv.URL+path)); err != nil {
 		t.Fatal(err)
 	}
 	until(t, ctx, "the live connection", connected)
+	until(t, ctx, "every chart drawn", `[...document.querySelectorAll('figure canvas')].every(c => c.drawing?.layout != null)`)
 	time.Sleep(500 * time.Millisecond) // let the frame with every sparkline land (a picture, not an assertion)
-	img, err := chromedp.Run(ctx, chromedp.CaptureScreenshot())
+	img, err := chromedp.Run(ctx, take)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -90,24 +99,5 @@ func TestReadmeBoardScreenshot(t *testing.T) {
 	}
 	mux := http.NewServeMux()
 	mux.Handle("GET /boards/{id}", BoardPages{Boards: bs, Fleet: f, Options: Options{History: st}}.Page())
-	mux.Handle("GET /static/", http.StripPrefix("/static/", Static()))
-	hub := push.NewHub(push.Options{})
-	defer hub.Close()
-	mux.Handle("GET /ws", hub)
-	srv := httptest.NewServer(mux)
-	defer srv.Close()
-	ctx := browser(t)
-	if err := chromedp.Do(ctx, chromedp.Navigate(srv.URL+"/boards/"+b.ID)); err != nil {
-		t.Fatal(err)
-	}
-	until(t, ctx, "the live connection", connected)
-	until(t, ctx, "the chart drawn", `document.querySelector('figure[data-lines] canvas').drawing?.layout != null`)
-	time.Sleep(500 * time.Millisecond) // let the frame with every sparkline land (a picture, not an assertion)
-	img, err := chromedp.Run(ctx, chromedp.FullScreenshot(100)) // 100: PNG
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(out, img, 0o644); err != nil {
-		t.Fatal(err)
-	}
+	shoot(t, mux, "/boards/"+b.ID, chromedp.FullScreenshot(100), out) // 100: PNG
 }

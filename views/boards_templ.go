@@ -837,7 +837,7 @@ func replayBar(m BoardModel) templ.Component {
 		if templ_7745c5c3_Err != nil {
 			return templ_7745c5c3_Err
 		}
-		templ_7745c5c3_Err = hidden(m.KeepForRange).Render(ctx, templ_7745c5c3_Buffer)
+		templ_7745c5c3_Err = hidden(notReplay(m.KeepForRange)).Render(ctx, templ_7745c5c3_Buffer)
 		if templ_7745c5c3_Err != nil {
 			return templ_7745c5c3_Err
 		}

@@ -118,6 +118,18 @@ func replayAttrs(rp *Replay) templ.Attributes {
 		"data-chunk": int64s(replayChunk.Milliseconds()), "data-speeds": speeds}
 }
 
+// notReplay are ps but a replay's moment and speed, for the replay's own
+// form, which sets them.
+func notReplay(ps []Param) []Param {
+	var out []Param
+	for _, p := range ps {
+		if p.Name != "replay" && p.Name != "speed" {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
 // replayInput is a moment as a datetime-local field shows it.
 func replayInput(ms int64, loc *time.Location) string {
 	return time.UnixMilli(ms).In(loc).Format("2006-01-02T15:04:05")

@@ -99,6 +99,12 @@ func TestBoardReplay(t *testing.T) {
 	if got := bar.Find(`[data-testid="replay-forward"]`).AttrOr("href", ""); got != "/boards/"+b.ID+"?replay="+strconv.FormatInt(at.Add(time.Minute).UnixMilli(), 10)+"&speed=10" {
 		t.Errorf("a step forward links to %s", got)
 	}
+	if got := doc.Find(`[data-testid="replay-form"] [name="replay"]`).Length(); got != 1 {
+		t.Errorf("the replay's form sends %d moments, want its field's only", got)
+	}
+	if got := doc.Find(`[data-testid="range-picker"] input[type="hidden"][name="replay"]`).AttrOr("value", ""); got != at.Format("2006-01-02T15:04:05") {
+		t.Errorf("the range picker keeps the replay %q", got)
+	}
 	if live := doc.Find("body").AttrOr("data-live", ""); live != "-" {
 		t.Errorf("a replay subscribes to %q, want no device's live readings", live)
 	}

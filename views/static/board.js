@@ -114,8 +114,8 @@ export function init(live) {
   bind();
   // A replay plays the panels from history, through the same drawings.
   if (bar) {
-    import('/static/replay.js').then((m) => {
-      replay = m.start(bar, {
+    import('/static/replay.js').then((player) => {
+      replay = player.start(bar, {
         lines: () => [...charts.values()].flat(),
         sparks: (d, m) => sparks.get(key(d, m)) || [],
         sparkSpan: SPARK_SPAN,

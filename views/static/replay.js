@@ -9,7 +9,8 @@
 // History comes from the history API in chunks ahead of the moment
 // (data-chunk ms of it, at each series' step), each chunk starting at a
 // multiple of its length, so that every viewer asks for the same URLs and
-// a chunk that cannot change any more is cached. The moment and speed are
+// a chunk that cannot change any more (older than the late-data window)
+// is cached. The moment and speed are
 // kept in the URL when it stops or steps, so a link shows the same.
 
 import { Series, invalidate, absolute, isoAt } from '/static/chart.js';

@@ -99,8 +99,10 @@ type BoardModel struct {
 	Follows     bool
 	FollowEvery time.Duration
 	// Replay, when not nil, shows the board as of a past moment, played
-	// forward by board.js.
-	Replay *Replay
+	// forward by board.js; when nil, ReplayFrom is the moment its form
+	// offers (an hour ago).
+	Replay     *Replay
+	ReplayFrom string
 }
 
 // Bounds on a kiosk's cycle through boards (?kiosk&cycle=a,b,c&every=1m).
@@ -414,6 +416,8 @@ func (bp BoardPages) show(w http.ResponseWriter, r *http.Request, b boards.Board
 		// History plays the board, not the live readings: the page
 		// subscribes to none (what fires, notices) and follows no selector.
 		m.Live, m.LiveLatest, m.Follows = "-", 0, false
+	} else {
+		m.ReplayFrom = replayInput(now.Add(-time.Hour).Truncate(time.Minute).UnixMilli(), now.Location())
 	}
 	m.FollowEvery = cmp.Or(bp.Options.BoardFollow, m.FollowEvery)
 	m.Kiosk = q.Has("kiosk")

@@ -62,7 +62,8 @@ func TestBoardReplayAndFollowEndToEnd(t *testing.T) {
 	})
 	id := d.postBoard(t, `{"title":"Replay","panels":[
 		{"title":"Now","type":"stat","series":[{"device":"replay-boiler","metric":"temperature"}]},
-		{"title":"Hour","type":"timeseries","series":[{"device":"replay-boiler","metric":"temperature"}]}]}`)
+		{"title":"Hour","type":"timeseries","series":[{"device":"replay-boiler","metric":"temperature"}]},
+		{"type":"table","series":[{"device":"replay-boiler","metric":"temperature"}]}]}`)
 
 	t.Run("replay", func(t *testing.T) {
 		// 20 min 30 s into the hour: the 21st reading, 120.
@@ -77,6 +78,8 @@ func TestBoardReplayAndFollowEndToEnd(t *testing.T) {
 			t.Errorf("the bar says %q", got)
 		}
 		until(t, ctx, "the replay's controls", `!document.querySelector('[data-testid="replay-play"]').hidden`)
+		// Ages are from the moment: the reading shown is 30 s older.
+		until(t, ctx, "the table's age from the moment", `document.querySelector('[data-testid="device-table"] time .rel').textContent === '30 s ago'`)
 		chartTo := `document.querySelector('figure[data-lines] canvas').drawing.to`
 		to := eval[float64](t, ctx, chartTo)
 

@@ -161,6 +161,8 @@ export function init(live) {
       level(r);
     },
     tick,
+    // A replay's ages are from its moment.
+    shownAt: () => replay?.at(),
     swapped: bind,
     // What fires changed: if on a device the board shows, a fresh copy
     // of the grid brings the bands and marks of its charts and stats.

@@ -211,10 +211,11 @@ function recount() {
   }
 }
 
-// Ages keep ticking between readings.
+// Ages keep ticking between readings: from now, or from the moment a
+// page shows (a board's replay: page.shownAt).
 function tick() {
   if (document.hidden) return;
-  const now = serverNow();
+  const now = page.shownAt?.() ?? serverNow();
   for (const t of document.querySelectorAll('time[data-ms]')) {
     const ms = Number(t.dataset.ms);
     const rel = t.querySelector('.rel');

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -117,6 +118,29 @@ func TestBoardReplayAndFollowEndToEnd(t *testing.T) {
 		}
 		until(t, ctx, "no sideways scrolling at phone width", `document.documentElement.scrollWidth <= window.innerWidth`)
 		screenshot(t, ctx, "board-replay-phone-dark.png")
+
+		// A moment after the boiler first reported, while the event log
+		// says it was online: online then, and unknown a step before (the
+		// log holds nothing of it before).
+		var episodes []struct {
+			Status string
+			From   time.Time
+		}
+		d.getJSON(t, "/api/v1/events?device=replay-boiler&kind=presence", &episodes)
+		if len(episodes) == 0 || episodes[len(episodes)-1].Status != "online" {
+			t.Fatalf("the boiler's presence: %+v, want online first", episodes)
+		}
+		online := episodes[len(episodes)-1].From.Add(time.Millisecond)
+		if err := chromedp.Do(ctx, chromedp.EmulateViewport(1280, 800), chromedp.Navigate(d.URL+"/boards/"+id+"?replay="+strconv.FormatInt(online.UnixMilli(), 10))); err != nil {
+			t.Fatal(err)
+		}
+		status := `document.querySelector('[data-testid="stat"]').dataset.status`
+		until(t, ctx, "the boiler online at the moment", status+` === 'online'`)
+		until(t, ctx, "the replay's controls", `!document.querySelector('[data-testid="replay-play"]').hidden`)
+		click(t, ctx, `[data-testid="replay-back"]`)
+		until(t, ctx, "the boiler unknown a step before", status+` === 'unknown'`)
+		click(t, ctx, `[data-testid="replay-forward"]`)
+		until(t, ctx, "the boiler online again", status+` === 'online'`)
 		for _, e := range errs() {
 			t.Errorf("console: %s", e)
 		}

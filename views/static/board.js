@@ -127,6 +127,7 @@ export function init(live) {
           level(r);
           live.show(r);
         },
+        status: (d, s) => live.status([{ d, s }]),
       });
     });
   }

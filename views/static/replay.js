@@ -4,7 +4,8 @@
 // (data-speed, one of data-speeds), or a step (data-step) at a time, and
 // shows every panel as it was then through the board's own drawing: each
 // chart's window ends at the moment, each stat, gauge and table cell shows
-// the latest reading at or before it, each sparkline the minutes up to it.
+// the latest reading at or before it, each sparkline the minutes up to it,
+// each device the presence the event log held for it then.
 //
 // History comes from the history API in chunks ahead of the moment
 // (data-chunk ms of it, at each series' step), each chunk starting at a
@@ -19,11 +20,12 @@ import { fetchAt } from '/static/device.js';
 const TICK = 250; // ms between the clock's moves while playing
 const AHEAD = 2; // chunks read ahead of the moment
 const FETCHES = 4; // history requests at once
+const PRESENCE_SPAN = 24 * 60 * 60 * 1000; // presence read before the first moment
 
 // start plays the board whose replay bar is bar; board gives what the
-// board draws (see board.js): its charts, sparklines, values and span of
-// a sparkline. It returns what board.js tells it: bound, after the grid
-// was fetched again.
+// board draws (see board.js): its charts, sparklines, values, statuses
+// and the span of a sparkline. It returns what board.js asks of it: bound,
+// after the grid was fetched again, and at, the moment shown.
 export function start(bar, board) {
   let at = Number(bar.dataset.replay);
   let speed = Number(bar.dataset.speed) || 1;
@@ -94,6 +96,25 @@ export function start(bar, board) {
     show();
   }
 
+  // Each device's presence episodes over the day before the first moment
+  // up to now, from the event log (/api/v1/events), for its status at the
+  // moment: null while they are read.
+  const since = at - PRESENCE_SPAN;
+  const presence = new Map(); // device -> [{ s, from, to }]
+  const statuses = new Map(); // device -> the status shown
+  function episodes(d) {
+    if (presence.has(d)) return presence.get(d);
+    presence.set(d, null);
+    const q = new URLSearchParams({ device: d, kind: 'presence', from: String(since), to: String(Math.ceil(board.now()) + 1), limit: '1000' });
+    queue.push(() => fetch(`/api/v1/events?${q}`, { cache: 'no-cache' })
+      .then((res) => (res.ok ? res.json() : Promise.reject(new Error(`${res.status} ${res.statusText}`))))
+      .then((list) => presence.set(d, list.map((e) => ({ s: e.status, from: Date.parse(e.from), to: e.to ? Date.parse(e.to) : Infinity }))))
+      .catch((err) => console.warn('iotdash: reading presence for the replay failed', err))
+      .finally(show));
+    pump();
+    return null;
+  }
+
   // show draws the board at the moment, and reads what it will need next.
   let drawn = -1;
   function show() {
@@ -116,6 +137,17 @@ export function start(bar, board) {
         sp.now = () => at;
         sp.series = new Series(b.series.step, b.series.within(at - board.sparkSpan, at + 1));
         invalidate(sp);
+      }
+    }
+    if (at >= since) {
+      for (const d of new Set([...document.querySelectorAll('#board-grid [data-device][data-status]')].map((el) => el.dataset.device))) {
+        const eps = episodes(d);
+        if (!eps) continue;
+        const s = eps.find((e) => e.from <= at && at < e.to)?.s || 'unknown';
+        if (statuses.get(d) !== s) {
+          statuses.set(d, s);
+          board.status(d, s);
+        }
       }
     }
     if (drawn !== at) label();
@@ -144,6 +176,7 @@ export function start(bar, board) {
 
   const play = bar.querySelector('[data-testid="replay-play"]');
   function setPlaying(on, quiet = false) {
+    const was = timer !== 0;
     clearInterval(timer);
     timer = 0;
     if (on) {
@@ -156,7 +189,7 @@ export function start(bar, board) {
         show();
       }, TICK);
     } else {
-      at = Math.round(at / 1000) * 1000;
+      if (was) at = Math.round(at / 1000) * 1000; // a moment a link can say
       show();
       if (!quiet) remember();
     }

@@ -716,36 +716,42 @@ func (m *BoardModel) SetRange(r Range) {
 	}
 }
 
-// addBoardAlerts marks what fired on the board's series up to now (the
-// moment a replay shows): on each chart, bands from when an alert of a
-// line's device and metric fired to when it cleared; on each line and
-// stat, the alerts that fired still.
+// addBoardAlerts marks what fired on the board's series: on each chart,
+// bands from when an alert of a line's device and metric fired to when it
+// cleared; on each line and stat, the alerts that fired still at now (the
+// moment a replay shows, whose charts carry the bands of later alerts
+// too, for when it plays on to them).
 func addBoardAlerts(m *BoardModel, src AlertSource, now time.Time) {
 	if src == nil {
 		return
 	}
-	spans := map[[2]string][]AlertSpan{}
+	all, then := map[[2]string][]AlertSpan{}, map[[2]string][]AlertSpan{}
 	for _, in := range src.Alerts("") {
-		if in.FiredAt == 0 || in.FiredAt > now.UnixMilli() {
-			continue // a replay's moment is before it fired
+		if in.FiredAt == 0 {
+			continue
 		}
+		k := [2]string{in.Device, in.Metric}
 		span := alertSpan(in, now)
+		all[k] = append(all[k], span)
+		if span.From > now.UnixMilli() {
+			continue // it fired after a replay's moment
+		}
 		if span.To > now.UnixMilli() {
 			span.To, span.Cleared = 0, "" // it fired still then
 		}
-		k := [2]string{in.Device, in.Metric}
-		spans[k] = append(spans[k], span)
+		then[k] = append(then[k], span)
 	}
 	for i := range m.Panels {
 		p := &m.Panels[i]
 		for j := range p.Chart.Lines {
 			l := &p.Chart.Lines[j]
-			l.Alerts = spans[[2]string{l.Device, l.Metric.Name}]
-			p.Chart.Alerts = append(p.Chart.Alerts, l.Alerts...)
+			k := [2]string{l.Device, l.Metric.Name}
+			l.Alerts = then[k]
+			p.Chart.Alerts = append(p.Chart.Alerts, all[k]...)
 		}
 		for j := range p.Stats {
 			s := &p.Stats[j]
-			s.Firing = firing(spans[[2]string{s.Device.ID, s.Metric.Name}])
+			s.Firing = firing(then[[2]string{s.Device.ID, s.Metric.Name}])
 		}
 	}
 }

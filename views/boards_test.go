@@ -363,6 +363,20 @@ func TestBoardShowsWhatFires(t *testing.T) {
 	if !stat.HasClass("firing") || !strings.HasPrefix(text(stat.Find(`[data-testid="stat-alert"]`)), "critical Boiler too hot, since") {
 		t.Errorf("boiler-1's stat: class %q, alert %q", stat.AttrOr("class", ""), text(stat.Find(`[data-testid="stat-alert"]`)))
 	}
+
+	// A replay of a minute before: nothing fires yet, but the chart has
+	// the band, for when the replay plays on to it.
+	before := now.Add(-time.Minute)
+	m = NewBoard(plantBoard(), fleetAt(), before, boards.Limits{}, nil)
+	addBoardAlerts(&m, engine, before)
+	doc = renderDoc(t, BoardPage(m))
+	chart = doc.Find(`[data-testid="panel"]`).Eq(0).Find(`figure[data-lines]`)
+	if a := chart.AttrOr("data-alerts", ""); !strings.Contains(a, `"critical"]`) {
+		t.Errorf("a minute before, the chart's data-alerts = %q, want the span to come", a)
+	}
+	if n := doc.Find(`[data-testid="line-alert"], [data-testid="stat-alert"]`).Length(); n != 0 || strings.Contains(text(chart.Find(`[data-testid="chart-summary"]`)), "fires") {
+		t.Errorf("a minute before it fired, %d marks say it fires; the chart says %q", n, text(chart.Find(`[data-testid="chart-summary"]`)))
+	}
 }
 
 // TestKioskCycles: a kiosk given a cycle of boards says which board comes

@@ -11,8 +11,8 @@
 // (data-chunk ms of it, at each series' step), each chunk starting at a
 // multiple of its length, so that every viewer asks for the same URLs and
 // a chunk that cannot change any more (older than the late-data window)
-// is cached. The moment and speed are
-// kept in the URL when it stops or steps, so a link shows the same.
+// is cached. The moment and speed are kept in the URL when it stops or
+// steps, so a link shows the same.
 
 import { Series, invalidate, absolute, isoAt } from '/static/chart.js';
 import { fetchAt } from '/static/device.js';
@@ -35,13 +35,17 @@ export function start(bar, board) {
   let last = 0;
 
   // One buffer of history for each device × metric × step: what has been
-  // read of it, and which chunks.
+  // read of it, and which chunks. A chunk is data-chunk long, or half the
+  // span of the chart that reads it if longer (a week's chart reads its
+  // hours in a few requests), a whole number of steps.
   const buffers = new Map();
-  function buffer(d, m, step, series) {
-    const k = `${d}\n${m}\n${step}`;
+  function buffer(d, m, step, span, series) {
+    const k = `${d}\n${m}\n${step}\n${span}`;
     let b = buffers.get(k);
     if (!b) {
-      b = { d, m, step, series: series || new Series(step), chunks: new Set(), raw: step === 0 };
+      const least = Math.max(chunk, span / 2);
+      const size = step ? step * Math.max(1, Math.round(least / step)) : least;
+      b = { d, m, step, size, series: series || new Series(step), chunks: new Set() };
       buffers.set(k, b);
     }
     return b;
@@ -49,7 +53,7 @@ export function start(bar, board) {
 
   // ensure reads the chunks of b over [from, to) it has not read.
   function ensure(b, from, to) {
-    const size = b.step ? b.step * Math.max(1, Math.round(chunk / b.step)) : chunk;
+    const size = b.size;
     for (let c = Math.floor(from / size) * size; c < to; c += size) {
       if (b.chunks.has(c)) continue;
       b.chunks.add(c);
@@ -57,6 +61,7 @@ export function start(bar, board) {
         if (s) { b.series.merge(s); return; }
         // More readings than the API gives at once: minutes instead.
         b.step = 60000;
+        b.size = Math.max(b.size, b.step);
         b.series = new Series(b.step);
         b.chunks.clear();
       }).catch((err) => {
@@ -82,7 +87,7 @@ export function start(bar, board) {
   function bind() {
     lines = [];
     for (const { chart, line } of board.lines()) {
-      const b = buffer(line.device, line.metric, line.series.step, line.known ? line.series : null);
+      const b = buffer(line.device, line.metric, line.series.step, chart.span, line.known ? line.series : null);
       lines.push({ chart, line, b });
     }
     const seen = new Map();
@@ -90,7 +95,7 @@ export function start(bar, board) {
       const d = el.closest('[data-device]').dataset.device;
       const m = el.dataset.metric;
       const k = `${d}\n${m}`;
-      if (!seen.has(k)) seen.set(k, { d, m, b: buffer(d, m, 0), shown: null, sparks: board.sparks(d, m) });
+      if (!seen.has(k)) seen.set(k, { d, m, b: buffer(d, m, 0, 0), shown: null, sparks: board.sparks(d, m) });
     }
     values = [...seen.values()];
     show();
@@ -119,13 +124,13 @@ export function start(bar, board) {
   let drawn = -1;
   function show() {
     for (const { chart, line, b } of lines) {
-      ensure(b, at - chart.span, at + AHEAD * chunk);
+      ensure(b, at - chart.span, at + AHEAD * b.size);
       if (line.series !== b.series) chart.setSeries(b.series, line);
       if (chart.to !== at + 1) chart.setWindow(at + 1 - chart.span, at + 1);
     }
     for (const v of values) {
       const { b } = v;
-      ensure(b, at - board.sparkSpan, at + AHEAD * chunk);
+      ensure(b, at - board.sparkSpan, at + AHEAD * b.size);
       const pts = b.series.pts;
       const i = b.series.index(at + 1) - 1;
       const p = i >= 0 ? pts[i] : null;

@@ -1,6 +1,7 @@
 package views
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"io"
@@ -93,9 +94,15 @@ type BoardModel struct {
 	Next  string
 	Every time.Duration
 	// Follows says a series selects devices by kind, id pattern or
-	// location: the page fetches its grid again every followEvery, so that
+	// location: the page fetches its grid again every FollowEvery, so that
 	// a device the fleet gains shows without a reload.
-	Follows bool
+	Follows     bool
+	FollowEvery time.Duration
+	// Replay, when not nil, shows the board as of a past moment, played
+	// forward by board.js; when nil, ReplayFrom is the moment its form
+	// offers (an hour ago).
+	Replay     *Replay
+	ReplayFrom string
 }
 
 // Bounds on a kiosk's cycle through boards (?kiosk&cycle=a,b,c&every=1m).
@@ -146,9 +153,9 @@ func cycleAttrs(m BoardModel) templ.Attributes {
 	return templ.Attributes{"data-next": m.Next, "data-every": strconv.FormatInt(m.Every.Milliseconds(), 10)}
 }
 
-// followEvery is how often a board whose selectors may pick new devices
-// fetches its grid again.
-const followEvery = time.Minute
+// DefaultBoardFollow is how often a board whose selectors may pick new
+// devices fetches its grid again, unless Options.BoardFollow says.
+const DefaultBoardFollow = time.Minute
 
 // VariableView is a board variable as its picker shows it.
 type VariableView struct {
@@ -390,8 +397,29 @@ func (bp BoardPages) show(w http.ResponseWriter, r *http.Request, b boards.Board
 	now := bp.Options.now(r)
 	q := r.URL.Query()
 	ds := bp.Fleet.List()
-	m := NewBoard(b, ds, now, bp.Boards.Limits(), b.Choose(ds, q.Get))
-	m.SetRange(ParseRange(q.Get, now))
+	chosen := b.Choose(ds, q.Get)
+	rp, err := parseReplay(q, now)
+	if err != nil {
+		status, problem = http.StatusBadRequest, devices.ErrorMessage(err)
+	}
+	at := now // the moment the board shows
+	if rp != nil {
+		at = time.UnixMilli(rp.At).In(now.Location())
+		ds = asOf(r.Context(), bp.Options.History, bp.Options.Events, b, ds, bp.Boards.Limits(), chosen, at, bp.log())
+	}
+	m := NewBoard(b, ds, at, bp.Boards.Limits(), chosen)
+	m.SetRange(ParseRange(q.Get, at))
+	if rp != nil {
+		rp.links(b.ID, q, m.Range)
+		m.Replay = rp
+		m.NowMs = now.UnixMilli()
+		// History plays the board, not the live readings: the page
+		// subscribes to none (what fires, notices) and follows no selector.
+		m.Live, m.LiveLatest, m.Follows = "-", 0, false
+	} else {
+		m.ReplayFrom = replayInput(now.Add(-time.Hour).Truncate(time.Minute).UnixMilli(), now.Location())
+	}
+	m.FollowEvery = cmp.Or(bp.Options.BoardFollow, m.FollowEvery)
 	m.Kiosk = q.Has("kiosk")
 	if m.Kiosk && q.Has("cycle") {
 		var err error
@@ -401,9 +429,9 @@ func (bp BoardPages) show(w http.ResponseWriter, r *http.Request, b boards.Board
 	}
 	for name, vs := range q {
 		switch {
-		case name == "kiosk" || name == "range" || name == "from" || name == "to":
+		case name == "kiosk" || name == "range" || name == "from" || name == "to" || (rp != nil && (name == "replay" || name == "speed")):
 			m.KeepForVars = append(m.KeepForVars, Param{name, vs[0]})
-			if name == "kiosk" {
+			if name == "kiosk" || name == "replay" || name == "speed" {
 				m.KeepForRange = append(m.KeepForRange, Param{name, vs[0]})
 			}
 		case strings.HasPrefix(name, "var-"):
@@ -424,10 +452,10 @@ func (bp BoardPages) show(w http.ResponseWriter, r *http.Request, b boards.Board
 		m.JSON = string(boards.Export(b))
 		m.Policy = policyJSON(bp.Boards.Limits())
 	}
-	addBoardAlerts(&m, bp.Options.Alerts, now)
+	addBoardAlerts(&m, bp.Options.Alerts, at)
 	if h := bp.Options.History; h != nil {
 		m.History = true
-		addBoardHistory(r.Context(), h, &m, now, bp.log())
+		addBoardHistory(r.Context(), h, &m, at, bp.log())
 	}
 	render(w, r, bp.log(), status, BoardPage(m))
 }
@@ -557,7 +585,7 @@ func (bp BoardPages) Delete() http.Handler {
 // panel's series resolved, with their latest values.
 func NewBoard(b boards.Board, ds []devices.Device, now time.Time, l boards.Limits, chosen map[string]string) BoardModel {
 	m := BoardModel{Page: Page{Title: b.Title, Kind: "board", NowMs: now.UnixMilli(), TZ: zoneName(now.Location())},
-		ID: b.ID, Title: b.Title, Version: b.Version, Range: DefaultRange(now)}
+		ID: b.ID, Title: b.Title, Version: b.Version, Range: DefaultRange(now), FollowEvery: DefaultBoardFollow}
 	if !b.Saved.IsZero() {
 		m.Saved = "Version " + strconv.Itoa(b.Version) + ", saved " + formatAt(b.Saved.UnixMilli(), now.Location())
 		if b.SavedBy != "" {
@@ -690,28 +718,40 @@ func (m *BoardModel) SetRange(r Range) {
 
 // addBoardAlerts marks what fired on the board's series: on each chart,
 // bands from when an alert of a line's device and metric fired to when it
-// cleared; on each line and stat, the alerts that fire still.
+// cleared; on each line and stat, the alerts that fired still at now (the
+// moment a replay shows, whose charts carry the bands of later alerts
+// too, for when it plays on to them).
 func addBoardAlerts(m *BoardModel, src AlertSource, now time.Time) {
 	if src == nil {
 		return
 	}
-	spans := map[[2]string][]AlertSpan{}
+	all, then := map[[2]string][]AlertSpan{}, map[[2]string][]AlertSpan{}
 	for _, in := range src.Alerts("") {
-		if in.FiredAt != 0 {
-			k := [2]string{in.Device, in.Metric}
-			spans[k] = append(spans[k], alertSpan(in, now))
+		if in.FiredAt == 0 {
+			continue
 		}
+		k := [2]string{in.Device, in.Metric}
+		span := alertSpan(in, now)
+		all[k] = append(all[k], span)
+		if span.From > now.UnixMilli() {
+			continue // it fired after a replay's moment
+		}
+		if span.To > now.UnixMilli() {
+			span.To, span.Cleared = 0, "" // it fired still then
+		}
+		then[k] = append(then[k], span)
 	}
 	for i := range m.Panels {
 		p := &m.Panels[i]
 		for j := range p.Chart.Lines {
 			l := &p.Chart.Lines[j]
-			l.Alerts = spans[[2]string{l.Device, l.Metric.Name}]
-			p.Chart.Alerts = append(p.Chart.Alerts, l.Alerts...)
+			k := [2]string{l.Device, l.Metric.Name}
+			l.Alerts = then[k]
+			p.Chart.Alerts = append(p.Chart.Alerts, all[k]...)
 		}
 		for j := range p.Stats {
 			s := &p.Stats[j]
-			s.Firing = firing(spans[[2]string{s.Device.ID, s.Metric.Name}])
+			s.Firing = firing(then[[2]string{s.Device.ID, s.Metric.Name}])
 		}
 	}
 }
@@ -776,8 +816,8 @@ func boardURL(id string, edit bool) string {
 // fetch it again.
 func followAttrs(m BoardModel) templ.Attributes {
 	a := templ.Attributes{"data-live": m.Live}
-	if m.Follows {
-		a["data-follow"] = strconv.Itoa(int(followEvery.Seconds()))
+	if m.Follows && m.FollowEvery > 0 {
+		a["data-follow"] = int64s(m.FollowEvery.Milliseconds())
 	}
 	return a
 }

@@ -52,8 +52,8 @@ func TestBoardPanels(t *testing.T) {
 	// Its selectors may pick devices the fleet gains: the grid says which
 	// it shows and how often to look again.
 	grid := doc.Find(`#board-grid`)
-	if grid.AttrOr("data-live", "") != m.Live || grid.AttrOr("data-follow", "") != "60" {
-		t.Errorf("the grid's data-live %q data-follow %q, want %q and 60", grid.AttrOr("data-live", ""), grid.AttrOr("data-follow", ""), m.Live)
+	if grid.AttrOr("data-live", "") != m.Live || grid.AttrOr("data-follow", "") != "60000" {
+		t.Errorf("the grid's data-live %q data-follow %q, want %q and 60000 (ms)", grid.AttrOr("data-live", ""), grid.AttrOr("data-follow", ""), m.Live)
 	}
 	if v, ok := doc.Find("body").Attr("data-page"); !ok || v != "board" {
 		t.Errorf("body data-page = %q, want board", v)
@@ -362,6 +362,20 @@ func TestBoardShowsWhatFires(t *testing.T) {
 	stat := doc.Find(`[data-testid="stat"][data-device="boiler-1"]`)
 	if !stat.HasClass("firing") || !strings.HasPrefix(text(stat.Find(`[data-testid="stat-alert"]`)), "critical Boiler too hot, since") {
 		t.Errorf("boiler-1's stat: class %q, alert %q", stat.AttrOr("class", ""), text(stat.Find(`[data-testid="stat-alert"]`)))
+	}
+
+	// A replay of a minute before: nothing fires yet, but the chart has
+	// the band, for when the replay plays on to it.
+	before := now.Add(-time.Minute)
+	m = NewBoard(plantBoard(), fleetAt(), before, boards.Limits{}, nil)
+	addBoardAlerts(&m, engine, before)
+	doc = renderDoc(t, BoardPage(m))
+	chart = doc.Find(`[data-testid="panel"]`).Eq(0).Find(`figure[data-lines]`)
+	if a := chart.AttrOr("data-alerts", ""); !strings.Contains(a, `"critical"]`) {
+		t.Errorf("a minute before, the chart's data-alerts = %q, want the span to come", a)
+	}
+	if n := doc.Find(`[data-testid="line-alert"], [data-testid="stat-alert"]`).Length(); n != 0 || strings.Contains(text(chart.Find(`[data-testid="chart-summary"]`)), "fires") {
+		t.Errorf("a minute before it fired, %d marks say it fires; the chart says %q", n, text(chart.Find(`[data-testid="chart-summary"]`)))
 	}
 }
 

@@ -81,6 +81,9 @@ type Options struct {
 	// Events, if not nil, is the event log the device page's availability
 	// strip is read from.
 	Events EventLog
+	// BoardFollow is how often a board whose series select devices by
+	// kind or pattern fetches its grid again (0: DefaultBoardFollow).
+	BoardFollow time.Duration
 }
 
 // AlertSource lists alerts by state ("" for all): alerts.Engine.

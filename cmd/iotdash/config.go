@@ -32,6 +32,7 @@ type config struct {
 	mqttClientID                  string
 	simulate                      int
 	simInterval                   time.Duration
+	boardFollow                   time.Duration
 	staleAfter                    time.Duration
 	influxURL, influxOrg          string
 	influxBucket, influxToken     string
@@ -104,6 +105,7 @@ func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (co
 	fs.IntVar(&c.brokerMaxRetained, "broker-max-retained", envInt("IOTDASH_BROKER_MAX_RETAINED", broker.DefaultMaxRetained), "most retained messages the embedded broker keeps, all under devices/ (IOTDASH_BROKER_MAX_RETAINED)")
 	fs.IntVar(&c.simulate, "simulate", envInt("IOTDASH_SIMULATE", -1), "number of simulated devices; default 12 with the embedded broker, 0 with -mqtt (IOTDASH_SIMULATE)")
 	fs.DurationVar(&c.simInterval, "simulate-interval", envDur("IOTDASH_SIMULATE_INTERVAL", 2*time.Second), "mean time between a simulated device's readings (IOTDASH_SIMULATE_INTERVAL)")
+	fs.DurationVar(&c.boardFollow, "board-follow", envDur("IOTDASH_BOARD_FOLLOW", views.DefaultBoardFollow), "how often a board whose series select devices by kind or pattern looks again for the devices they pick (IOTDASH_BOARD_FOLLOW)")
 	fs.DurationVar(&c.staleAfter, "stale-after", envDur("IOTDASH_STALE_AFTER", devices.DefaultStaleAfter), "how long an online device may be silent before it is shown as stale, while its usual interval is not known; once known, 3 intervals (IOTDASH_STALE_AFTER)")
 	fs.StringVar(&c.influxURL, "influx-url", env("IOTDASH_INFLUX_URL", ""), "InfluxDB URL; set it to store in InfluxDB instead of the embedded store. The token comes from INFLUX_TOKEN (IOTDASH_INFLUX_URL)")
 	fs.StringVar(&c.influxOrg, "influx-org", env("IOTDASH_INFLUX_ORG", ""), "InfluxDB organisation (IOTDASH_INFLUX_ORG)")
@@ -225,6 +227,10 @@ func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (co
 	var err error
 	if c.zone, err = views.LoadZone(c.timezone); err != nil {
 		return c, usageError{fmt.Errorf("-timezone %q is not a time zone such as Europe/Berlin or UTC", c.timezone)}
+	}
+	if c.boardFollow < time.Second {
+		// Every board page on screen fetches its grid this often.
+		return c, usageError{fmt.Errorf("-board-follow %v is less than a second", c.boardFollow)}
 	}
 	if c.alertHistory <= 0 {
 		return c, usageError{errors.New("-alert-history must be positive")}

@@ -35,6 +35,7 @@ func TestExitCodes(t *testing.T) {
 		{nil, "IOTDASH_SIMULATE_INTERVAL=often", 2, `IOTDASH_SIMULATE_INTERVAL="often" is not a duration`},
 		{[]string{"-log-level", "loud"}, "", 2, "-log-level"},
 		{[]string{"-alert-history", "0"}, "", 2, "-alert-history must be positive"},
+		{[]string{"-board-follow", "10ms"}, "", 2, "-board-follow 10ms is less than a second"},
 		{[]string{"-http", taken.Addr().String()}, "", 1, "-http"},
 	} {
 		cmd := exec.Command(bin, append([]string{"-data", t.TempDir(), "-broker", fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t))}, c.args...)...)

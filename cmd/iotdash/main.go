@@ -129,7 +129,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	}
 
 	srv.Handler = guard.Handler(crossOrigin(c, routes(deps{fleet: st.fleet, hub: hub, reader: data.reader, ingester: in, registry: reg, events: st.events, maxPoints: c.maxPoints,
-		maxExportRange: c.maxExportRange, queryTimeout: c.queryTimeout, exportTimeout: c.exportTimeout, pprof: c.pprof, zone: c.zone, rawRetention: data.kept, auth: people,
+		maxExportRange: c.maxExportRange, queryTimeout: c.queryTimeout, exportTimeout: c.exportTimeout, pprof: c.pprof, zone: c.zone, rawRetention: data.kept, boardFollow: c.boardFollow, auth: people,
 		alerts: rules, notifier: notifier, credentials: b.credentials, boards: boards.New(st.docs, boards.Options{Metrics: boards.NewMetrics(reg), Logger: log}), log: log, maxExports: c.exportsMax, exportsPer: c.exportsPerClient, apiMetrics: api.NewMetrics(reg), lateWindow: cmp.Or(c.maxBehind, ingest.DefaultMaxBehind)})),
 		guard.Options{Hosts: c.hosts(), CSP: views.ContentSecurityPolicy, Logger: log})
 	srvErr := serve(srv, httpLn, hub, &cl)

@@ -47,6 +47,7 @@ type deps struct {
 	pprof          bool
 	zone           *time.Location
 	rawRetention   time.Duration // of the embedded store; 0 with InfluxDB
+	boardFollow    time.Duration
 	auth           *auth.Service
 	alerts         *alerts.Engine
 	notifier       *alerts.Notifier
@@ -70,7 +71,7 @@ type route struct {
 // the one place that says who may do what (README, Security). mux is what
 // the routes are mounted on, for the API's 404 and 405.
 func table(d deps, mux *http.ServeMux) []route {
-	pages := views.Options{History: d.reader, Zone: d.zone, Logger: d.log, RawRetention: d.rawRetention, Events: d.events}
+	pages := views.Options{History: d.reader, Zone: d.zone, Logger: d.log, RawRetention: d.rawRetention, Events: d.events, BoardFollow: d.boardFollow}
 	if d.alerts != nil {
 		pages.Alerts = d.alerts
 	}

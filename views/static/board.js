@@ -21,8 +21,11 @@ export function init(live) {
   const charts = new Map(); // "device\nmetric" -> [{ chart, line }]
   const sparks = new Map(); // "device\nmetric" -> [Sparkline]
   const form = document.querySelector('[data-testid="range-picker"]');
-  // A range that is not custom moves with the clock.
-  const moving = () => !form || form.elements.range.value !== 'custom';
+  // A range that is not custom moves with the clock, unless the board is
+  // a replay, which moves it (replay.js).
+  const bar = document.getElementById('replay-bar');
+  let replay = null;
+  const moving = () => !bar && (!form || form.elements.range.value !== 'custom');
 
   function bind() {
     for (const list of charts.values()) for (const { chart } of list) release(chart);
@@ -56,10 +59,11 @@ export function init(live) {
         .catch((err) => console.warn('iotdash: loading a chart failed', err));
     }
     follow();
+    replay?.bound();
   }
 
   // follow keeps a board whose series select devices (by kind or a
-  // pattern) up with the fleet: every so often (data-follow, seconds, the
+  // pattern) up with the fleet: every so often (data-follow, ms, the
   // server's) the page's grid is fetched again, with the devices the
   // selectors pick now, and the subscription follows it (data-live).
   let following = 0;
@@ -70,7 +74,7 @@ export function init(live) {
       live.subscribe(grid.dataset.live === '-' ? [] : grid.dataset.live.split(' '));
     }
     clearInterval(following);
-    const every = Number(grid?.dataset.follow) * 1000;
+    const every = Number(grid?.dataset.follow);
     if (every > 0) following = setInterval(live.refreshSoon, every);
   }
 
@@ -108,6 +112,25 @@ export function init(live) {
   }
 
   bind();
+  // A replay plays the panels from history, through the same drawings.
+  if (bar) {
+    import('/static/replay.js').then((player) => {
+      replay = player.start(bar, {
+        lines: () => [...charts.values()].flat(),
+        sparks: (d, m) => sparks.get(key(d, m)) || [],
+        sparkSpan: SPARK_SPAN,
+        now: live.serverNow,
+        // value shows a reading of the past as the page shows a live one,
+        // older than what it shows or not.
+        value(r) {
+          for (const el of document.querySelectorAll(`#board-grid [data-device="${CSS.escape(r.d)}"] [data-metric="${CSS.escape(r.m)}"]`)) el.dataset.t = '0';
+          level(r);
+          live.show(r);
+        },
+        status: (d, s) => live.status([{ d, s }]),
+      });
+    });
+  }
   // A kiosk cycling through boards shows the next after a while: the
   // server says which and when.
   const board = document.querySelector('[data-testid="board"][data-next]');
@@ -122,6 +145,7 @@ export function init(live) {
     // A board shows only some metrics of its devices.
     partial: true,
     reading(r) {
+      if (bar) return; // a replay shows history, not what happens now
       const k = key(r.d, r.m);
       for (const { chart, line } of charts.get(k) || []) {
         if (!moving() && (r.t < chart.from || r.t >= chart.to)) continue;
@@ -138,6 +162,8 @@ export function init(live) {
       level(r);
     },
     tick,
+    // A replay's ages are from its moment.
+    shownAt: () => replay?.at(),
     swapped: bind,
     // What fires changed: if on a device the board shows, a fresh copy
     // of the grid brings the bands and marks of its charts and stats.

@@ -12,9 +12,12 @@ const M = 60 * 1000, H = 60 * M, D = 24 * H;
 const SPANS = { '15m': 15 * M, '1h': H, '6h': 6 * H, '24h': D, '7d': 7 * D };
 const LABELS = { '15m': '15 min', '1h': '1 h', '6h': '6 h', '24h': '24 h', '7d': '7 days' };
 
-// query asks the history API; a refusal throws its message.
+// query asks the history API; a refusal throws its message. What the
+// browser holds is asked again with its ETag (no-cache): a range the
+// server says cannot change any more is a 304, the live edge (no-store)
+// is read afresh.
 async function query(params) {
-  const res = await fetch(`/api/v1/query?${new URLSearchParams(params)}`, { cache: 'no-store' });
+  const res = await fetch(`/api/v1/query?${new URLSearchParams(params)}`, { cache: 'no-cache' });
   const body = await res.json().catch(() => null);
   if (!res.ok) {
     const err = new Error(body?.error || `${res.status} ${res.statusText}`);
@@ -35,7 +38,7 @@ export async function fetchSeries(device, metric, from, to, width) {
 // fetchAt reads one metric over [from, to) at the step a chart already has
 // (0: every reading); null if the span holds more readings than the API
 // gives at once.
-async function fetchAt(device, metric, from, to, step) {
+export async function fetchAt(device, metric, from, to, step) {
   const base = { device, metric, from: String(Math.floor(from)), to: String(Math.ceil(to)) };
   try {
     return await withBand(base, await query({ ...base, step: step ? `${step}ms` : 'raw' }));

@@ -238,10 +238,11 @@ function recount() {
   }
 }
 
-// Ages keep ticking between readings.
+// Ages keep ticking between readings: from now, or from the moment a
+// page shows (a board's replay: page.shownAt).
 function tick() {
   if (document.hidden) return;
-  const now = serverNow();
+  const now = page.shownAt?.() ?? serverNow();
   for (const t of document.querySelectorAll('time[data-ms]')) {
     const ms = Number(t.dataset.ms);
     const rel = t.querySelector('.rel');
@@ -495,6 +496,13 @@ const live = {
   refreshSoon,
   refreshNow,
   resort,
+  // show draws a reading learnt other than over /ws (a replay's, from
+  // history), as one that came over it.
+  show(r) {
+    const key = `${r.d}\n${r.m}`;
+    pending.values.set(key, r);
+    scheduleDraw();
+  },
   // status shows statuses learnt other than over /ws.
   status(list) {
     for (const s of list) pending.status.set(s.d, s.s);

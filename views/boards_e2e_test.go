@@ -279,4 +279,28 @@ func TestBoardVariableAndKiosk(t *testing.T) {
 		t.Errorf("the variable's form sends %q, want var-dev and kiosk kept", got)
 	}
 	checkAccessible(t, ctx)
+
+	// A 4K wall: no sideways scrolling, light or dark.
+	if err := chromedp.Do(ctx, chromedp.EmulateViewport(3840, 2160)); err != nil {
+		t.Fatal(err)
+	}
+	for _, theme := range []string{"light", "dark"} {
+		if _, err := chromedp.Call(ctx, emulation.SetEmulatedMedia, emulation.SetEmulatedMediaParams{
+			Features: []*emulation.MediaFeature{{Name: "prefers-color-scheme", Value: theme}}}); err != nil {
+			t.Fatal(err)
+		}
+		until(t, ctx, "no sideways scrolling on a 4K wall, "+theme, `document.documentElement.scrollWidth <= window.innerWidth`)
+	}
+
+	// iotdash restarts; nobody touches the wall: it comes back live.
+	shown := `Number(document.querySelector('[data-testid="stat"] [data-metric]')?.dataset.t || 0)`
+	before := eval[float64](t, ctx, shown)
+	d.stop(t)
+	until(t, ctx, "the kiosk to see the server gone", `!(`+connected+`)`)
+	d.start(t)
+	until(t, ctx, "the kiosk live again after the restart", connected)
+	until(t, ctx, "a reading from after the restart on the kiosk", fmt.Sprintf(`%s > %d`, shown, int64(before)))
+	if !eval[bool](t, ctx, `new URLSearchParams(location.search).has('kiosk')`) {
+		t.Error("the wall left kiosk mode")
+	}
 }

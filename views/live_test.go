@@ -72,8 +72,18 @@ func browser(t *testing.T) context.Context {
 // until polls a JavaScript expression in the page until it is true.
 func until(t *testing.T, ctx context.Context, what, expr string) {
 	t.Helper()
-	if err := chromedp.Do(ctx, chromedp.Poll[chromedp.Void](expr, chromedp.WithPollingInterval(20*time.Millisecond), chromedp.WithPollingTimeout(20*time.Second))); err != nil {
-		t.Fatalf("waiting for %s (%s): %v", what, expr, err)
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		err := chromedp.Do(ctx, chromedp.Poll[chromedp.Void](expr, chromedp.WithPollingInterval(20*time.Millisecond), chromedp.WithPollingTimeout(max(time.Until(deadline), time.Millisecond))))
+		if err == nil {
+			return
+		}
+		// A navigation that ends under the poll takes the page's execution
+		// context with it: poll the page that replaced it.
+		if gone := strings.Contains(err.Error(), "Cannot find context with specified id") || strings.Contains(err.Error(), "Execution context was destroyed"); !gone || time.Now().After(deadline) {
+			t.Fatalf("waiting for %s (%s): %v", what, expr, err)
+		}
+		time.Sleep(50 * time.Millisecond)
 	}
 }
 

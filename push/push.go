@@ -261,9 +261,13 @@ func (h *Hub) Publish(rs []devices.Reading) {
 // PublishStatus queues a presence change of device id for every client
 // subscribed to it. It never blocks on a client.
 func (h *Hub) PublishStatus(id string, s devices.Status) {
-	for _, c := range *h.clients.Load() {
-		if c.enqueueStatus(id, s) {
-			go c.write()
+	h.routes.mu.RLock()
+	defer h.routes.mu.RUnlock()
+	for _, l := range [2][]*client{h.routes.wide, h.routes.byDevice[id]} {
+		for _, c := range l {
+			if c.enqueueStatus(id, s) {
+				go c.write()
+			}
 		}
 	}
 }

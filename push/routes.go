@@ -5,10 +5,10 @@ import (
 	"sync"
 )
 
-// routes says which clients Publish visits for a reading: those subscribed
-// to every device, and those subscribed to its device. Without it every
-// Publish visited every client, and a device page, which wants one device
-// of hundreds, paid for every batch of the others' readings.
+// routes says which clients Publish and PublishStatus visit for a device:
+// those subscribed to every device, and those subscribed to it. Without it
+// every Publish visited every client, and a device page, which wants one
+// device of hundreds, paid for every batch of the others' readings.
 //
 // Lists are replaced, never changed in place, so a Publish that holds one
 // reads it without a copy.

@@ -26,6 +26,7 @@ type latestTable struct {
 	ring  []int32 // ring[seq % len(ring)]: the slot changed at seq
 	seq   uint64  // changes so far; the last was seq
 	reset uint64  // the seq at the last reset: a cursor before it rescans
+	max   int     // series held before it starts again: maxSeries
 }
 
 type slot struct {
@@ -43,7 +44,7 @@ const maxSeries = 1 << 20
 const ringSize = 1 << 16
 
 func newLatestTable() *latestTable {
-	return &latestTable{index: map[series]int32{}, ring: make([]int32, ringSize)}
+	return &latestTable{index: map[series]int32{}, ring: make([]int32, ringSize), max: maxSeries}
 }
 
 // put records rs; a reading older than its series' newest is ignored.
@@ -55,7 +56,7 @@ func (t *latestTable) put(rs []devices.Reading) {
 		k := series{r.Device, r.Metric}
 		n, ok := t.index[k]
 		if !ok {
-			if len(t.slots) >= maxSeries {
+			if len(t.slots) >= t.max {
 				clear(t.index)
 				t.slots = t.slots[:0]
 				t.reset = t.seq + 1

@@ -47,3 +47,31 @@ func TestLatestTableSince(t *testing.T) {
 		})
 	}
 }
+
+// The table holds at most max series: past it, it starts again with the new
+// one, and a client whose cursor is from before that gets every series of
+// the new table once, then only what changes.
+func TestLatestTableIsBounded(t *testing.T) {
+	all := func(string) bool { return true }
+	tab := newLatestTable()
+	tab.max = 3
+	cursor := tab.now()
+	for i := range 5 {
+		tab.put([]devices.Reading{reading(fmt.Sprintf("dev-%d", i), 100)})
+	}
+	if len(tab.slots) > tab.max || len(tab.index) > tab.max {
+		t.Fatalf("the table holds %d series, more than its bound %d", len(tab.slots), tab.max)
+	}
+	got, cursor, _ := tab.since(cursor, all, 100, nil)
+	var ids []string
+	for _, r := range got {
+		ids = append(ids, r.Device)
+	}
+	if fmt.Sprint(ids) != "[dev-3 dev-4]" {
+		t.Errorf("after the table started again: %v, want the series since, dev-3 and dev-4", ids)
+	}
+	tab.put([]devices.Reading{reading("dev-4", 101)})
+	if got, _, _ := tab.since(cursor, all, 100, nil); len(got) != 1 || got[0].Time != 101 {
+		t.Errorf("then: %v, want only dev-4's new reading", got)
+	}
+}

@@ -175,34 +175,50 @@ func TestFutureReadingsRefused(t *testing.T) {
 
 // TestPublishBeforeCommit: with PublishBeforeCommit, a reading reaches the
 // live push while its store is down, before it is durable, and is still
-// acknowledged only once stored; without it, nothing is published before
-// the commit.
+// acknowledged (stored, with Mosquitto) only once the store takes it;
+// without it, nothing is published before the commit. Both ways a
+// message arrives: Submit (the embedded broker's) and a real Mosquitto.
 func TestPublishBeforeCommit(t *testing.T) {
-	for _, early := range []bool{true, false} {
-		t.Run(fmt.Sprint("early=", early), func(t *testing.T) {
-			st := &memStore{down: true}
-			var mu sync.Mutex
-			var published []devices.Reading
-			in := runSubmitted(t, ingest.Config{Store: st, Fleet: devices.NewFleet(nil), PublishBeforeCommit: early,
-				Publish: func(rs []devices.Reading) { mu.Lock(); published = append(published, rs...); mu.Unlock() }})
-			count := func() int { mu.Lock(); defer mu.Unlock(); return len(published) }
-			var acked atomic.Int64
-			in.Submit("devices/d1/telemetry", fmt.Appendf(nil, `{"ts":%d,"v":1}`, time.Now().UnixMilli()), func() { acked.Add(1) })
-			testenv.WaitFor(t, 10*time.Second, "the store to be tried twice", func() bool { _, a := st.snapshot(); return a >= 2 })
-			if early {
-				testenv.WaitFor(t, 10*time.Second, "the reading published before its commit", func() bool { return count() == 1 })
-			} else if n := count(); n != 0 {
-				t.Fatalf("%d readings published before their commit", n)
-			}
-			if acked.Load() != 0 {
-				t.Fatal("acknowledged before it was stored")
-			}
-			st.setDown(false)
-			testenv.WaitFor(t, 10*time.Second, "the message acknowledged", func() bool { return acked.Load() == 1 })
-			testenv.WaitFor(t, 10*time.Second, "the reading published", func() bool { return count() >= 1 })
-			if n := count(); n != 1 {
-				t.Errorf("published %d times, want once", n)
-			}
-		})
+	for _, via := range []string{"Submit", "Mosquitto"} {
+		for _, early := range []bool{true, false} {
+			t.Run(fmt.Sprint(via, " early=", early), func(t *testing.T) {
+				st := &memStore{down: true}
+				var mu sync.Mutex
+				var published []devices.Reading
+				cfg := ingest.Config{Store: st, Fleet: devices.NewFleet(nil), PublishBeforeCommit: early,
+					Publish: func(rs []devices.Reading) { mu.Lock(); published = append(published, rs...); mu.Unlock() }}
+				count := func() int { mu.Lock(); defer mu.Unlock(); return len(published) }
+				var acked atomic.Int64
+				base := time.Now().UnixMilli()
+				if via == "Submit" {
+					in := runSubmitted(t, cfg)
+					in.Submit("devices/dev-1/telemetry", fmt.Appendf(nil, `{"ts":%d,"v":1}`, base), func() { acked.Add(1) })
+				} else {
+					mq := testenv.StartMosquitto(t)
+					cfg.Broker, cfg.ClientID = mq.URL, "early"
+					in := runSubmitted(t, cfg)
+					testenv.WaitFor(t, 20*time.Second, "the ingester to subscribe", in.Connected)
+					publishAll(t, mq.URL, 1, base)
+				}
+				testenv.WaitFor(t, 10*time.Second, "the store to be tried twice", func() bool { _, a := st.snapshot(); return a >= 2 })
+				if early {
+					testenv.WaitFor(t, 10*time.Second, "the reading published before its commit", func() bool { return count() == 1 })
+				} else if n := count(); n != 0 {
+					t.Fatalf("%d readings published before their commit", n)
+				}
+				if acked.Load() != 0 {
+					t.Fatal("acknowledged before it was stored")
+				}
+				st.setDown(false)
+				testenv.WaitFor(t, 10*time.Second, "the reading stored", func() bool { rs, _ := st.snapshot(); return len(rs) == 1 })
+				if via == "Submit" {
+					testenv.WaitFor(t, 10*time.Second, "the message acknowledged", func() bool { return acked.Load() == 1 })
+				}
+				testenv.WaitFor(t, 10*time.Second, "the reading published", func() bool { return count() >= 1 })
+				if n := count(); n != 1 {
+					t.Errorf("published %d times, want once", n)
+				}
+			})
+		}
 	}
 }

@@ -5,12 +5,12 @@ import (
 	"encoding/hex"
 	"net/http"
 	"net/url"
-	"runtime/debug"
 	"strconv"
 	"strings"
 	"time"
 
 	"iotdash/auth"
+	"iotdash/internal/version"
 )
 
 // History that cannot change any more is cacheable. A reading may arrive
@@ -85,7 +85,9 @@ func closedTag(r *http.Request, opts QueryOptions, late time.Duration) (string, 
 	if req.Zone != nil {
 		zone = req.Zone.String()
 	}
-	for _, part := range []string{build, strings.Join(req.Devices, ","), strings.Join(req.Metrics, ","),
+	// The build answering is part of the tag: an upgrade, which may write
+	// answers differently, does not answer 304 to what an older one wrote.
+	for _, part := range []string{version.String(), strings.Join(req.Devices, ","), strings.Join(req.Metrics, ","),
 		strconv.FormatInt(req.From, 10), strconv.FormatInt(req.To, 10), strconv.FormatInt(req.Step, 10), string(req.Agg), zone, req.Format} {
 		h.Write([]byte(part))
 		h.Write([]byte{0})
@@ -93,21 +95,6 @@ func closedTag(r *http.Request, opts QueryOptions, late time.Duration) (string, 
 	// Weak: the same answer gzipped or not is the same to its reader.
 	return `W/"` + hex.EncodeToString(h.Sum(nil)[:16]) + `"`, true
 }
-
-// build names the iotdash that answers, so that an upgrade, which may
-// write answers differently, does not answer 304 to what an older one
-// wrote.
-var build = func() string {
-	if bi, ok := debug.ReadBuildInfo(); ok {
-		for _, s := range bi.Settings {
-			if s.Key == "vcs.revision" {
-				return s.Value
-			}
-		}
-		return bi.Main.Version
-	}
-	return ""
-}()
 
 // matches reports whether an If-None-Match header names tag, compared
 // weakly (RFC 9110 13.1.2).

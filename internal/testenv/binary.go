@@ -31,14 +31,27 @@ var iotdash struct {
 // once or one after the other, until the source changes.
 func Iotdash(t testing.TB) string {
 	t.Helper()
-	iotdash.once.Do(func() { iotdash.path, iotdash.err = buildIotdash() })
+	iotdash.once.Do(func() { iotdash.path, iotdash.err = buildIotdash("") })
 	if iotdash.err != nil {
 		t.Fatal(iotdash.err)
 	}
 	return iotdash.path
 }
 
-func buildIotdash() (string, error) {
+// IotdashVersion is Iotdash built as a release of version v would be
+// (-ldflags -X iotdash/internal/version.Version=v): the same program under
+// another version, as after an upgrade.
+func IotdashVersion(t testing.TB, v string) string {
+	t.Helper()
+	bin, err := buildIotdash(v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return bin
+}
+
+// buildIotdash builds cmd/iotdash, stamped with version v if not "".
+func buildIotdash(v string) (string, error) {
 	root, err := moduleRoot()
 	if err != nil {
 		return "", err
@@ -56,6 +69,11 @@ func buildIotdash() (string, error) {
 		return "", err
 	}
 	bin := filepath.Join(dir, "iotdash-"+sum)
+	var flags []string
+	if v != "" {
+		bin += "-" + v
+		flags = []string{"-ldflags", "-X iotdash/internal/version.Version=" + v}
+	}
 	// One build at a time on the machine: the second package to ask
 	// waits for the first's build and takes it.
 	lock, err := os.OpenFile(filepath.Join(dir, "lock"), os.O_CREATE|os.O_RDWR, 0o644)
@@ -71,7 +89,7 @@ func buildIotdash() (string, error) {
 		return bin, nil
 	}
 	tmp := bin + ".tmp"
-	cmd := exec.Command("go", "build", "-o", tmp, "./cmd/iotdash")
+	cmd := exec.Command("go", slices.Concat([]string{"build"}, flags, []string{"-o", tmp, "./cmd/iotdash"})...)
 	cmd.Dir = root
 	if out, err := cmd.CombinedOutput(); err != nil {
 		return "", fmt.Errorf("go build: %v\n%s", err, out)
@@ -79,7 +97,9 @@ func buildIotdash() (string, error) {
 	if err := os.Rename(tmp, bin); err != nil {
 		return "", err
 	}
-	prune(dir, bin)
+	if v == "" {
+		prune(dir, bin)
+	}
 	return bin, nil
 }
 
@@ -88,7 +108,7 @@ func prune(dir, keep string) {
 	entries, _ := os.ReadDir(dir)
 	for _, e := range entries {
 		p := filepath.Join(dir, e.Name())
-		if p == keep || !strings.HasPrefix(e.Name(), "iotdash-") {
+		if strings.HasPrefix(p, keep) || !strings.HasPrefix(e.Name(), "iotdash-") {
 			continue
 		}
 		if info, err := e.Info(); err == nil && time.Since(info.ModTime()) > 24*time.Hour {

@@ -16,7 +16,9 @@
 // time[data-ms] for instants, [data-count] for the counts, [data-swap] with
 // an id for the parts a fresh copy replaces. It says how the connection is
 // on <body data-live-state="connected|disconnected"> and what the server
-// confirmed it sends in <body data-subscribed="ids">.
+// confirmed it sends in <body data-subscribed="ids">. A fresh copy from
+// another build of the server (<body data-build>) loads the whole page
+// again.
 
 import { formatValue, decimalsOf, relative, absolute, onFrame, hms } from '/static/chart.js';
 import * as overview from '/static/overview.js';
@@ -284,6 +286,14 @@ async function refresh() {
     const res = await fetch(location.href, { cache: 'no-store', headers: { Accept: 'text/html' } });
     if (!res.ok) return; // e.g. the device is gone; the page as shown stays
     const doc = new DOMParser().parseFromString(await res.text(), 'text/html');
+    // Another build of the server (an upgrade) may render pages that
+    // these scripts do not know: the whole page is loaded again, unless it
+    // holds what someone is typing.
+    const build = doc.body.dataset.build;
+    if (build !== undefined && build !== body.dataset.build && !page.unsaved?.()) {
+      location.reload();
+      return;
+    }
     syncClock(doc);
     const focused = document.activeElement;
     // The charts' alerts: their spans and their words.

@@ -74,8 +74,28 @@ func (in *Ingester) reportDrops(payload []byte) {
 	} else {
 		in.log.Info("the broker has stopped dropping messages", "broker", in.cfg.Broker)
 	}
+	in.notice(&in.notices.drops, notice)
+}
+
+// notices are the warnings for every page, each "" when there is none.
+type notices struct {
+	mu     sync.Mutex
+	broker string // the broker cannot be reached
+	drops  string // the broker drops messages
+}
+
+// notice sets one of in.notices to text and tells Config.Notice the
+// warnings that are up, if that changed them.
+func (in *Ingester) notice(which *string, text string) {
+	n := &in.notices
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if *which == text {
+		return
+	}
+	*which = text
 	if in.cfg.Notice != nil {
-		in.cfg.Notice(notice)
+		in.cfg.Notice(strings.TrimSpace(n.broker + " " + n.drops))
 	}
 }
 

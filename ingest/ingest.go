@@ -80,8 +80,8 @@ type Config struct {
 	// broker sends it again after a reconnect.
 	PublishBeforeCommit bool
 	// Notice, if not nil, is told the warning every page should show when
-	// it changes ("" for none): that the broker reports dropping messages.
-	// It must not block.
+	// it changes ("" for none): that the broker cannot be reached, or that
+	// it reports dropping messages. It must not block.
 	Notice  func(string)
 	Metrics *Metrics
 	Logger  *slog.Logger
@@ -141,6 +141,7 @@ type Ingester struct {
 	stopping  chan struct{}          // closed when the ingester takes no more messages
 	early     chan []devices.Reading // with PublishBeforeCommit, to pushLoop
 	dropped   brokerDrops
+	notices   notices
 
 	slabMu sync.Mutex
 	slab   []devices.Reading // what decoded readings are carved from
@@ -230,6 +231,7 @@ func New(cfg Config) *Ingester {
 		SetConnectionLostHandler(func(_ mqtt.Client, err error) {
 			in.connected.Store(false)
 			in.log.Warn("broker connection lost", "broker", cfg.Broker, "error", err)
+			in.notice(&in.notices.broker, fmt.Sprintf("The MQTT broker cannot be reached since %s UTC: no readings arrive; values shown are the last received.", time.Now().UTC().Format("15:04:05")))
 		})
 	if cfg.TLS != nil {
 		opts.SetTLSConfig(cfg.TLS)
@@ -247,6 +249,7 @@ func (in *Ingester) onConnect(c mqtt.Client) {
 		return
 	}
 	in.connected.Store(true)
+	in.notice(&in.notices.broker, "")
 	in.log.Info("subscribed", "broker", in.cfg.Broker, "topic", "devices/#")
 	in.watchDrops(c)
 }

@@ -232,6 +232,16 @@ func (m *Mosquitto) Stop() {
 	}
 }
 
+// Kill ends the broker at once, as a crash or a power cut does: it saves
+// nothing and closes no connection with a goodbye.
+func (m *Mosquitto) Kill() {
+	if m.proc != nil {
+		m.proc.cmd.Process.Kill()
+		<-m.proc.exited
+		m.proc = nil
+	}
+}
+
 // InfluxDB is a database on a running InfluxDB OSS 1.8 server with Flux and
 // the v2 API compatibility endpoints on. Clients use URL, an empty token,
 // any org, and Bucket ("db/autogen").

@@ -30,6 +30,7 @@ export function init(live) {
   function bind() {
     for (const list of charts.values()) for (const { chart } of list) release(chart);
     for (const list of sparks.values()) for (const s of list) release(s);
+    const had = new Map(charts);
     charts.clear();
     sparks.clear();
     const missing = [];
@@ -39,6 +40,17 @@ export function init(live) {
       for (const line of chart.lines || []) {
         if (!line.known) missing.push({ chart, line });
         const k = key(line.device, line.metric);
+        // A fresh copy of the grid holds what the store had when the
+        // server rendered it: what came live since is kept.
+        const old = had.get(k)?.find((o) => o.line.series.step === line.series.step);
+        if (old && !bar) {
+          const last = line.series.last()?.t ?? -Infinity;
+          for (const p of old.line.series.pts) {
+            if (p.t <= last) continue;
+            line.series.put(p);
+            chart.saw(p.v);
+          }
+        }
         charts.set(k, [...(charts.get(k) || []), { chart, line }]);
       }
     }
@@ -144,6 +156,8 @@ export function init(live) {
   return {
     // A board shows only some metrics of its devices.
     partial: true,
+    // An editor holds a draft that a reload would lose.
+    unsaved: () => !!editor,
     reading(r) {
       if (bar) return; // a replay shows history, not what happens now
       const k = key(r.d, r.m);

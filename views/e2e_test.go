@@ -39,10 +39,13 @@ func iotdashBinary(t *testing.T) string { return testenv.Iotdash(t) }
 type dashboard struct {
 	URL    string // http://127.0.0.1:port
 	Broker string // tcp://127.0.0.1:port
-	args   []string
-	cmd    *exec.Cmd
-	out    *testenv.Buffer
-	done   chan error
+	// Bin is the binary start runs: the built iotdash unless set (to
+	// another build, for an upgrade).
+	Bin  string
+	args []string
+	cmd  *exec.Cmd
+	out  *testenv.Buffer
+	done chan error
 }
 
 // startDashboard starts the built iotdash on free ports with a data
@@ -74,7 +77,11 @@ var dashboardLine = regexp.MustCompile(`dashboard on (http://\S+?)/?\n`)
 
 func (d *dashboard) start(t *testing.T) {
 	t.Helper()
-	d.cmd = exec.Command(iotdashBinary(t), d.args...)
+	bin := d.Bin
+	if bin == "" {
+		bin = iotdashBinary(t)
+	}
+	d.cmd = exec.Command(bin, d.args...)
 	d.cmd.Stdout, d.cmd.Stderr = d.out, d.out
 	d.cmd.Env = append(os.Environ(), "IOTDASH_ADMIN_PASSWORD="+adminPassword)
 	d.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}

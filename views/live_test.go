@@ -80,7 +80,9 @@ func until(t *testing.T, ctx context.Context, what, expr string) {
 		}
 		// A navigation that ends under the poll takes the page's execution
 		// context with it: poll the page that replaced it.
-		if gone := strings.Contains(err.Error(), "Cannot find context with specified id") || strings.Contains(err.Error(), "Execution context was destroyed"); !gone || time.Now().After(deadline) {
+		msg := err.Error()
+		gone := strings.Contains(msg, "Cannot find context with specified id") || strings.Contains(msg, "Execution context was destroyed") || strings.Contains(msg, "Inspected target navigated or closed")
+		if !gone || time.Now().After(deadline) {
 			t.Fatalf("waiting for %s (%s): %v", what, expr, err)
 		}
 		time.Sleep(50 * time.Millisecond)

@@ -35,3 +35,19 @@ func TestBrokerDropsWarning(t *testing.T) {
 		}
 	}
 }
+
+// TestNoticesEachClearOnTheirOwn: the broker's absence and its drops are
+// one notice while both hold; clearing one leaves the other.
+func TestNoticesEachClearOnTheirOwn(t *testing.T) {
+	var got []string
+	in := &Ingester{cfg: Config{Notice: func(s string) { got = append(got, s) }}}
+	in.notice(&in.notices.drops, "Dropping.")
+	in.notice(&in.notices.broker, "Gone.")
+	in.notice(&in.notices.broker, "Gone.") // no change: not told again
+	in.notice(&in.notices.drops, "")
+	in.notice(&in.notices.broker, "")
+	want := []string{"Dropping.", "Gone. Dropping.", "Gone.", ""}
+	if strings.Join(got, "|") != strings.Join(want, "|") {
+		t.Errorf("notices %q, want %q", got, want)
+	}
+}

@@ -283,3 +283,48 @@ func TestKioskReloadsForANewVersion(t *testing.T) {
 	}
 	w.newerThan(t, "a reading from the new version", eval[int64](t, w.ctx, w.stat()))
 }
+
+// TestKioskCyclesThroughADrop: a kiosk cycling through two boards is due
+// to show the next while the network to iotdash is cut. It stays on its
+// board, trying again, and shows the next once the network is back,
+// instead of leaving for the browser's error page.
+func TestKioskCyclesThroughADrop(t *testing.T) {
+	d := startDashboard(t)
+	c := newCable(t, d.URL)
+	d.fleet(t)
+	var list []struct{ Kind string }
+	d.getJSON(t, "/api/v1/devices", &list)
+	var kinds []string
+	for _, x := range list {
+		if !slices.Contains(kinds, x.Kind) {
+			kinds = append(kinds, x.Kind)
+		}
+	}
+	if len(kinds) < 2 {
+		t.Fatalf("the simulated fleet has kinds %q, want two or more", kinds)
+	}
+	first, second := "kind."+kinds[0], "kind."+kinds[1]
+	ctx := page(t, fmt.Sprintf("%s/boards/%s?kiosk&cycle=%s,%s&every=10s", c.URL, first, first, second))
+	until(t, ctx, "the kiosk live", connected)
+	// Count the kiosk's tries to reach the next board.
+	eval[bool](t, ctx, fmt.Sprintf(`(() => {
+		const fetch = window.fetch;
+		window.tries = 0;
+		window.fetch = (...args) => {
+			if (String(args[0]).startsWith('/boards/%s?')) window.tries++;
+			return fetch(...args);
+		};
+		return true;
+	})()`, second))
+
+	c.cut()
+	until(t, ctx, "the kiosk to try the next board twice while cut off", `window.tries >= 2`)
+	if at := eval[string](t, ctx, `location.pathname`); at != "/boards/"+first {
+		t.Fatalf("cut off, the kiosk is at %s, want still /boards/%s", at, first)
+	}
+	c.mend(t)
+	until(t, ctx, "the next board, live", fmt.Sprintf(`location.pathname === '/boards/%s' && %s`, second, connected))
+	if !eval[bool](t, ctx, `new URLSearchParams(location.search).has('kiosk')`) {
+		t.Error("the wall left kiosk mode")
+	}
+}

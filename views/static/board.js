@@ -15,6 +15,9 @@ import { Series, Sparkline, Chart, invalidate, release } from '/static/chart.js'
 import { fetchSeries } from '/static/device.js';
 
 const SPARK_SPAN = 15 * 60 * 1000;
+// CYCLE_RETRY is how long a cycling kiosk waits before it tries again to
+// reach the next board (ms).
+const CYCLE_RETRY = 3000;
 
 export function init(live) {
   const key = (d, m) => `${d}\n${m}`;
@@ -144,9 +147,23 @@ export function init(live) {
     });
   }
   // A kiosk cycling through boards shows the next after a while: the
-  // server says which and when.
+  // server says which and when. It leaves only for a server that answers:
+  // a wall that went while the network or iotdash was down would show the
+  // browser's error page, with no script to bring it back.
   const board = document.querySelector('[data-testid="board"][data-next]');
-  if (board) setTimeout(() => location.assign(board.dataset.next), Number(board.dataset.every));
+  if (board) {
+    const next = async () => {
+      try {
+        const res = await fetch(board.dataset.next, { method: 'HEAD', cache: 'no-store' });
+        if (res.status < 500) {
+          location.assign(board.dataset.next);
+          return;
+        }
+      } catch { /* not reachable: try again */ }
+      setTimeout(next, CYCLE_RETRY);
+    };
+    setTimeout(next, Number(board.dataset.every));
+  }
   // A variable's choice shows at once (the form is in the URL either way).
   const vars = document.querySelector('[data-testid="board-vars"]');
   vars?.addEventListener('change', () => vars.requestSubmit());

@@ -77,28 +77,6 @@ func (in *Ingester) reportDrops(payload []byte) {
 	in.notice(&in.notices.drops, notice)
 }
 
-// notices are the warnings for every page, each "" when there is none.
-type notices struct {
-	mu     sync.Mutex
-	broker string // the broker cannot be reached
-	drops  string // the broker drops messages
-}
-
-// notice sets one of in.notices to text and tells Config.Notice the
-// warnings that are up, if that changed them.
-func (in *Ingester) notice(which *string, text string) {
-	n := &in.notices
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	if *which == text {
-		return
-	}
-	*which = text
-	if in.cfg.Notice != nil {
-		in.cfg.Notice(strings.TrimSpace(n.broker + " " + n.drops))
-	}
-}
-
 // BrokerDrops says how many messages the broker reports it has dropped
 // since it started (for all its subscribers, iotdash among them) and when
 // that figure last rose (zero if it has not since iotdash connected). It

@@ -231,7 +231,7 @@ func New(cfg Config) *Ingester {
 		SetConnectionLostHandler(func(_ mqtt.Client, err error) {
 			in.connected.Store(false)
 			in.log.Warn("broker connection lost", "broker", cfg.Broker, "error", err)
-			in.notice(&in.notices.broker, fmt.Sprintf("The MQTT broker cannot be reached since %s UTC: no readings arrive; values shown are the last received.", time.Now().UTC().Format("15:04:05")))
+			in.brokerGone(time.Now())
 		})
 	if cfg.TLS != nil {
 		opts.SetTLSConfig(cfg.TLS)
@@ -465,15 +465,21 @@ func (in *Ingester) Run(ctx context.Context) {
 	}
 
 	if in.client != nil {
+		started := time.Now()
 		tok := in.client.Connect()
 		// With ConnectRetry the token completes on the first success; a
-		// wrong URL fails at once.
+		// wrong URL fails at once. A broker not reached within
+		// brokerGrace of the start is said on every page, as one lost.
 		wg.Go(func() {
+			grace := time.NewTimer(brokerGrace)
+			defer grace.Stop()
 			select {
 			case <-tok.Done():
 				if err := tok.Error(); err != nil {
 					in.log.Error("connecting to broker", "broker", in.cfg.Broker, "error", err)
 				}
+			case <-grace.C:
+				in.brokerGone(started)
 			case <-ctx.Done():
 			}
 		})

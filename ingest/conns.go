@@ -24,8 +24,9 @@ package ingest
 //     arrival (devices.Fleet.Seen), and "last seen" is the time of arrival.
 //     Open pages may be pushed an older reading after a newer one, as they
 //     are a late one.
-//   - Retained messages are never sent on a shared subscription (MQTT 5
-//     says so and Mosquitto applies it to 3.1.1 clients too), and the order
+//   - Retained messages are not sent on a shared subscription (MQTT 5
+//     says so; Mosquitto applies it since 2.0.13, to 3.1.1 clients too),
+//     and the order
 //     of a device's status messages matters (online, then its Last Will's
 //     offline). So meta and status (devices/+/meta, devices/+/status) and
 //     the broker's drop count ($SYS) are subscribed normally, on the first
@@ -40,7 +41,9 @@ package ingest
 //     again to it, not to another member. Nothing is lost, but each session
 //     keeps at most max_queued_messages (1,000 by default) before the broker
 //     drops, so a single connection that stays down at a high rate loses
-//     its share sooner than all of them together would.
+//     its share sooner than all of them together would. (And the window
+//     is not a hard bound everywhere: Mosquitto before 2.0.13 lets more
+//     than max_inflight_messages out to a session with a backlog, #2306.)
 //   - The group is named after Config.ClientID, and its members are
 //     sessions on the broker that outlive iotdash: lowering Connections
 //     leaves the sessions of the connections no longer opened (CLIENTID-k

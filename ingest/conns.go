@@ -59,6 +59,7 @@ package ingest
 // every message twice.
 
 import (
+	"errors"
 	"fmt"
 	"strings"
 	"sync"
@@ -163,8 +164,17 @@ func (in *Ingester) onConnect(c *conn, cl mqtt.Client) {
 		leave = []string{topicAll}
 	}
 	tok := cl.SubscribeMultiple(subs, nil)
-	if !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
-		in.log.Error("subscribing", "client_id", c.id, "topics", subs, "error", tok.Error())
+	var err error
+	switch {
+	case !tok.WaitTimeout(10 * time.Second):
+		err = errors.New("no SUBACK within 10 s")
+	case tok.Error() != nil:
+		err = tok.Error()
+	default:
+		err = refused(tok.(*mqtt.SubscribeToken).Result())
+	}
+	if err != nil {
+		in.log.Error("subscribing", "broker", in.cfg.Broker, "client_id", c.id, "topics", subs, "error", err)
 		// Drop the connection: the reconnect subscribes again.
 		go cl.Disconnect(0)
 		return
@@ -180,6 +190,17 @@ func (in *Ingester) onConnect(c *conn, cl mqtt.Client) {
 	if c.first {
 		in.watchDrops(cl)
 	}
+}
+
+// refused is the error of a SUBACK that refused a subscription (return
+// code 0x80: an ACL, or a broker without shared subscriptions), or nil.
+func refused(granted map[string]byte) error {
+	for topic, code := range granted {
+		if code > 2 {
+			return fmt.Errorf("the broker refused the subscription to %s (return code %#x)", topic, code)
+		}
+	}
+	return nil
 }
 
 // Connected reports whether every broker connection is up and subscribed.

@@ -157,3 +157,4 @@ func TestConnectionsChange(t *testing.T) {
 		checkOnce(t, st, devs, n, base)
 	}
 }
+

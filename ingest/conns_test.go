@@ -157,4 +157,3 @@ func TestConnectionsChange(t *testing.T) {
 		checkOnce(t, st, devs, n, base)
 	}
 }
-

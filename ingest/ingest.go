@@ -3,10 +3,10 @@
 //
 // Messages come in one of two ways. From a broker of the user's, it
 // subscribes to devices/# with QoS 1 on a persistent session (clean session
-// off, a stable client id), or, to widen the broker's in-flight window, over
-// several connections that share the telemetry subscription as an MQTT
-// shared subscription (Config.Connections; conns.go says what that changes,
-// and how Mosquitto treats the members). From the embedded broker, the broker hands each
+// off, a stable client id), or over several such connections that share
+// the telemetry subscription as an MQTT shared subscription
+// (Config.Connections; conns.go says what that changes, and how Mosquitto
+// treats the members). From the embedded broker, the broker hands each
 // message to Submit on the publishing device's own connection, and the
 // acknowledgement Submit is given is the device's PUBACK: there is no second
 // in-flight window to overflow, and "the device got its PUBACK" means "its
@@ -222,7 +222,7 @@ func New(cfg Config) *Ingester {
 	return in
 }
 
-// handle runs on paho's network goroutine, in order: it decodes and queues,
+// handle runs on each connection's paho network goroutine, in order: it decodes and queues,
 // and never waits for storage unless the queue is full.
 func (in *Ingester) handle(_ mqtt.Client, msg mqtt.Message) {
 	if msg.Topic() == droppedTopic {

@@ -3,7 +3,9 @@ package ingest_test
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -155,5 +157,47 @@ func TestConnectionsChange(t *testing.T) {
 		stop()
 		t.Logf("connections=%d", conns)
 		checkOnce(t, st, devs, n, base)
+	}
+}
+
+// TestSharedConnectionTakenOver: of four connections, one that the broker
+// drops (another client takes its client id over, and acknowledges nothing
+// it is sent) is said in the log, reconnects on its own, taking its
+// session back, and nothing published around it is lost: the messages the
+// intruder got unacknowledged are sent again to the session's next
+// connection. (A message may then be stored twice, as after any
+// reconnection; the stores take that as one reading.)
+func TestSharedConnectionTakenOver(t *testing.T) {
+	mq := testenv.StartMosquitto(t)
+	st := &groupStore{}
+	var log testenv.Buffer
+	in, stop := start(t, ingest.Config{Broker: mq.URL, ClientID: "taken", Connections: 4, Store: st, Fleet: devices.NewFleet(nil),
+		Logger: slog.New(slog.NewTextHandler(&log, nil))})
+	intruder := mqtt.NewClient(mqtt.NewClientOptions().AddBroker(mq.URL).SetClientID("taken-2").SetCleanSession(false).
+		SetAutoReconnect(false).SetAutoAckDisabled(true).SetDefaultPublishHandler(func(mqtt.Client, mqtt.Message) {}))
+	devs := []string{"d0", "d1"}
+	const n = 300
+	base := time.Now().UnixMilli()
+	done := make(chan struct{})
+	go func() { defer close(done); burst(t, mq.URL, devs, n, base) }()
+	if tok := intruder.Connect(); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
+		t.Fatalf("connect: %v", tok.Error())
+	}
+	testenv.WaitFor(t, 10*time.Second, "the lost connection in the log", func() bool {
+		return strings.Contains(log.String(), `msg="broker connection lost"`) && strings.Contains(log.String(), "client_id=taken-2")
+	})
+	<-done
+	testenv.WaitFor(t, 20*time.Second, "every connection up again", in.Connected)
+	testenv.WaitFor(t, time.Minute, "every reading stored", func() bool {
+		rs, _ := st.snapshot()
+		seen := map[string]bool{}
+		for _, r := range rs {
+			seen[fmt.Sprintf("%s@%d", r.Device, r.Time)] = true
+		}
+		return len(seen) == len(devs)*n
+	})
+	stop()
+	if in.Connected() {
+		t.Error("Connected after Run returned")
 	}
 }

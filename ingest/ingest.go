@@ -3,7 +3,10 @@
 //
 // Messages come in one of two ways. From a broker of the user's, it
 // subscribes to devices/# with QoS 1 on a persistent session (clean session
-// off, a stable client id). From the embedded broker, the broker hands each
+// off, a stable client id), or over several such connections that share
+// the telemetry subscription as an MQTT shared subscription
+// (Config.Connections; conns.go says what that changes, and how Mosquitto
+// treats the members). From the embedded broker, the broker hands each
 // message to Submit on the publishing device's own connection, and the
 // acknowledgement Submit is given is the device's PUBACK: there is no second
 // in-flight window to overflow, and "the device got its PUBACK" means "its
@@ -34,7 +37,6 @@ import (
 	"golang.org/x/time/rate"
 
 	"iotdash/devices"
-	"iotdash/internal/mqttconn"
 )
 
 // Appender stores readings durably: when Append returns nil, the readings
@@ -60,8 +62,15 @@ type Config struct {
 	// Empty, the ingester connects to no broker and takes its messages
 	// from Submit (the embedded broker's way).
 	Broker string
-	// ClientID is the stable client id of the persistent session.
-	ClientID           string
+	// ClientID is the stable client id of the persistent session (of the
+	// first connection, with several).
+	ClientID string
+	// Connections is how many connections to Broker share the telemetry
+	// subscription (default 1, at most MaxConnections): with N, up to N
+	// times the broker's in-flight window of messages can share one group
+	// commit. More than one needs a broker with MQTT shared subscriptions;
+	// see conns.go for what it changes.
+	Connections        int
 	Username, Password string
 	TLS                *tls.Config
 
@@ -131,17 +140,17 @@ type message struct {
 
 // Ingester is a running subscription. Create it with New, start it with Run.
 type Ingester struct {
-	cfg       Config
-	client    mqtt.Client
-	in        chan message
-	connected atomic.Bool
-	log       *slog.Logger
-	logLimit  *rate.Limiter
-	suppress  atomic.Int64
-	stopping  chan struct{}          // closed when the ingester takes no more messages
-	early     chan []devices.Reading // with PublishBeforeCommit, to pushLoop
-	dropped   brokerDrops
-	notices   notices
+	cfg      Config
+	conns    []*conn // to Config.Broker; none when fed by Submit
+	shared   string  // the shared subscription to telemetry
+	in       chan message
+	log      *slog.Logger
+	logLimit *rate.Limiter
+	suppress atomic.Int64
+	stopping chan struct{}          // closed when the ingester takes no more messages
+	early    chan []devices.Reading // with PublishBeforeCommit, to pushLoop
+	dropped  brokerDrops
+	notices  notices
 
 	slabMu sync.Mutex
 	slab   []devices.Reading // what decoded readings are carved from
@@ -188,6 +197,7 @@ func New(cfg Config) *Ingester {
 	if cfg.ClientID == "" {
 		cfg.ClientID = "iotdash-ingest"
 	}
+	cfg.Connections = min(max(cfg.Connections, 1), MaxConnections)
 	if cfg.MaxAhead <= 0 {
 		cfg.MaxAhead = DefaultMaxAhead
 	}
@@ -209,61 +219,11 @@ func New(cfg Config) *Ingester {
 	if cfg.Broker == "" {
 		return in // fed by Submit
 	}
-	opts := mqtt.NewClientOptions().
-		AddBroker(cfg.Broker).
-		SetClientID(cfg.ClientID).
-		SetCleanSession(false).
-		SetAutoAckDisabled(true).
-		SetOrderMatters(true).
-		SetAutoReconnect(true).
-		SetConnectRetry(true).
-		SetConnectRetryInterval(time.Second).
-		SetMaxReconnectInterval(2 * time.Second).
-		SetKeepAlive(15 * time.Second).
-		// A group's acknowledgements leave in one write, not one each.
-		SetCustomOpenConnectionFn(mqttconn.Batched(200 * time.Microsecond)).
-		SetUsername(cfg.Username).
-		SetPassword(cfg.Password).
-		// Messages the broker kept for the session arrive before Subscribe
-		// returns: the default handler takes them.
-		SetDefaultPublishHandler(in.handle).
-		SetOnConnectHandler(in.onConnect).
-		SetConnectionLostHandler(func(_ mqtt.Client, err error) {
-			in.connected.Store(false)
-			in.log.Warn("broker connection lost", "broker", cfg.Broker, "error", err)
-			in.brokerGone(time.Now())
-		})
-	if cfg.TLS != nil {
-		opts.SetTLSConfig(cfg.TLS)
-	}
-	in.client = mqtt.NewClient(opts)
+	in.newConns()
 	return in
 }
 
-func (in *Ingester) onConnect(c mqtt.Client) {
-	tok := c.Subscribe("devices/#", 1, nil)
-	if !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
-		in.log.Error("subscribing to devices/#", "error", tok.Error())
-		// Drop the connection: the reconnect subscribes again.
-		go c.Disconnect(0)
-		return
-	}
-	in.connected.Store(true)
-	in.notice(&in.notices.broker, "")
-	in.log.Info("subscribed", "broker", in.cfg.Broker, "topic", "devices/#")
-	in.watchDrops(c)
-}
-
-// Connected reports whether the broker connection is up and subscribed.
-// Fed by Submit (the embedded broker, in this process), it is always true.
-func (in *Ingester) Connected() bool {
-	if in.client == nil {
-		return true
-	}
-	return in.connected.Load() && in.client.IsConnectionOpen()
-}
-
-// handle runs on paho's network goroutine, in order: it decodes and queues,
+// handle runs on each connection's paho network goroutine, in order: it decodes and queues,
 // and never waits for storage unless the queue is full.
 func (in *Ingester) handle(_ mqtt.Client, msg mqtt.Message) {
 	if msg.Topic() == droppedTopic {
@@ -464,35 +424,9 @@ func (in *Ingester) Run(ctx context.Context) {
 		wg.Go(in.pushLoop)
 	}
 
-	if in.client != nil {
-		started := time.Now()
-		tok := in.client.Connect()
-		// With ConnectRetry the token completes on the first success; a
-		// wrong URL fails at once. A broker not reached within
-		// brokerGrace of the start is said on every page, as one lost.
-		wg.Go(func() {
-			grace := time.NewTimer(brokerGrace)
-			defer grace.Stop()
-			select {
-			case <-tok.Done():
-				if err := tok.Error(); err != nil {
-					in.log.Error("connecting to broker", "broker", in.cfg.Broker, "error", err)
-				}
-			case <-grace.C:
-				in.brokerGone(started)
-			case <-ctx.Done():
-			}
-		})
-	}
+	in.connect(&wg, ctx.Done())
 	<-ctx.Done()
-
-	if in.client != nil {
-		// Disconnect lets paho finish delivering to handle, while the
-		// commit loop still runs and acknowledges; then no handler runs
-		// again.
-		in.client.Disconnect(500)
-		in.connected.Store(false)
-	}
+	in.disconnect()
 	close(in.stopping)
 	wg.Wait()
 }

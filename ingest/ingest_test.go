@@ -46,9 +46,10 @@ func (s *memStore) setDown(down bool) {
 	s.mu.Unlock()
 }
 
-// start runs an ingester until the returned stop is called.
-func start(t *testing.T, broker, clientID string, st ingest.Appender, fleet *devices.Fleet) (*ingest.Ingester, func()) {
-	in := ingest.New(ingest.Config{Broker: broker, ClientID: clientID, Store: st, Fleet: fleet})
+// start runs an ingester of cfg until the returned stop is called, and
+// returns once it is subscribed.
+func start(t *testing.T, cfg ingest.Config) (*ingest.Ingester, func()) {
+	in := ingest.New(cfg)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { in.Run(ctx); close(done) }()
@@ -77,7 +78,7 @@ func publishAll(t *testing.T, broker string, n int, base int64) {
 func TestInOrder(t *testing.T) {
 	mq := testenv.StartMosquitto(t)
 	st := &memStore{}
-	start(t, mq.URL, "order", st, devices.NewFleet(nil))
+	start(t, ingest.Config{Broker: mq.URL, ClientID: "order", Store: st, Fleet: devices.NewFleet(nil)})
 	const n = 500
 	base := time.Now().UnixMilli()
 	publishAll(t, mq.URL, n, base)
@@ -92,35 +93,43 @@ func TestInOrder(t *testing.T) {
 
 // TestAckAfterDurable: messages whose readings could not be stored are not
 // acknowledged, so the broker delivers them again to the same persistent
-// session once the ingester is back, and nothing is lost.
+// sessions once the ingester is back, and nothing is lost: over one
+// connection, and over four that share the subscription (each member's
+// unacknowledged messages wait in its own session).
 func TestAckAfterDurable(t *testing.T) {
-	mq := testenv.StartMosquitto(t)
-	st := &memStore{down: true}
-	fleet := devices.NewFleet(nil)
-	_, stop := start(t, mq.URL, "durable", st, fleet)
-	const n = 5
-	base := time.Now().UnixMilli()
-	publishAll(t, mq.URL, n, base)
-	testenv.WaitFor(t, 20*time.Second, "the store to be tried", func() bool { _, a := st.snapshot(); return a > 0 })
-	stop()
-	if rs, _ := st.snapshot(); len(rs) != 0 {
-		t.Fatalf("store down, yet %d readings stored", len(rs))
-	}
+	for _, conns := range []int{1, 4} {
+		t.Run(fmt.Sprintf("connections=%d", conns), func(t *testing.T) {
+			t.Parallel()
+			mq := testenv.StartMosquitto(t)
+			st := &memStore{down: true}
+			fleet := devices.NewFleet(nil)
+			cfg := ingest.Config{Broker: mq.URL, ClientID: "durable", Connections: conns, Store: st, Fleet: fleet}
+			_, stop := start(t, cfg)
+			const n = 100
+			base := time.Now().UnixMilli()
+			publishAll(t, mq.URL, n, base)
+			testenv.WaitFor(t, 20*time.Second, "the store to be tried", func() bool { _, a := st.snapshot(); return a > 0 })
+			stop()
+			if rs, _ := st.snapshot(); len(rs) != 0 {
+				t.Fatalf("store down, yet %d readings stored", len(rs))
+			}
 
-	st.setDown(false)
-	start(t, mq.URL, "durable", st, fleet)
-	testenv.WaitFor(t, 20*time.Second, "the unacknowledged messages to be delivered again", func() bool { rs, _ := st.snapshot(); return len(rs) >= n })
-	rs, _ := st.snapshot()
-	seen := map[int64]int{}
-	for _, r := range rs {
-		seen[r.Time]++
-	}
-	for i := range n {
-		if seen[base+int64(i)] == 0 {
-			t.Errorf("reading %d lost", i)
-		}
-	}
-	if d, ok := fleet.Get("dev-1"); !ok || d.Status != devices.StatusOnline || d.Latest["seq"].V != n-1 {
-		t.Errorf("fleet has dev-1 = %+v, %v; want online with seq %d", d, ok, n-1)
+			st.setDown(false)
+			start(t, cfg)
+			testenv.WaitFor(t, 20*time.Second, "the unacknowledged messages to be delivered again", func() bool { rs, _ := st.snapshot(); return len(rs) >= n })
+			rs, _ := st.snapshot()
+			seen := map[int64]int{}
+			for _, r := range rs {
+				seen[r.Time]++
+			}
+			for i := range n {
+				if seen[base+int64(i)] == 0 {
+					t.Errorf("reading %d lost", i)
+				}
+			}
+			if d, ok := fleet.Get("dev-1"); !ok || d.Status != devices.StatusOnline || d.Latest["seq"].V != n-1 {
+				t.Errorf("fleet has dev-1 = %+v, %v; want online with seq %d", d, ok, n-1)
+			}
+		})
 	}
 }

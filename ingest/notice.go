@@ -22,9 +22,16 @@ const brokerGrace = 5 * time.Second
 // then, unless the ingester is subscribed by now.
 func (in *Ingester) brokerGone(since time.Time) {
 	text := fmt.Sprintf("The MQTT broker cannot be reached since %s UTC: no readings arrive; values shown are the last received.", since.UTC().Format("15:04:05"))
-	// Asked under the lock that onConnect's clearing takes after it marks
-	// the ingester connected: the warning is cleared by it, or not set.
-	in.setNotice(&in.notices.broker, text, in.connected.Load)
+	// Asked under the lock that brokerBack's clearing takes after a
+	// connection is marked subscribed: the warning is cleared by it, or
+	// not set.
+	in.setNotice(&in.notices.broker, text, in.Connected)
+}
+
+// brokerBack clears the broker's absence from every page once every
+// connection is up and subscribed again.
+func (in *Ingester) brokerBack() {
+	in.setNotice(&in.notices.broker, "", func() bool { return !in.Connected() })
 }
 
 // notice sets one of in.notices to text and tells Config.Notice the

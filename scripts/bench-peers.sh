@@ -5,6 +5,9 @@
 # MQTT load through Telegraf and through iotdash against a real Mosquitto and
 # InfluxDB 1.8.10 (scripts/benchpeers) and prints both rows and the ratios.
 # Not part of `make test`: it takes a few minutes.
+# IOTDASH_BENCH_CONNECTIONS=1,4,8 runs iotdash once per count of MQTT
+# connections (-mqtt-connections); IOTDASH_BENCH_LOADS=qos1-20k runs only
+# the loads named (qos1-20k, qos0-60k, qos0-max).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 

@@ -35,6 +35,9 @@ func cpuTime(b *testing.B, pid int) time.Duration {
 // PUBACK until the commit. It waits until every reading is stored, in
 // InfluxDB (through the journal) or in the embedded store, fails if any is
 // missing, and reports the rate held and iotdash's CPU time per message.
+// IOTDASH_BENCH_CONNECTIONS=1,4,8 runs the two -mqtt backends once for each
+// count of MQTT connections (-mqtt-connections), as sub-benchmarks
+// influxdb/conns=4 and so on.
 //
 //	IOTDASH_BENCH_RATE=5000 go test -run '^$' -bench Ingest -benchtime 100000x ./cmd/iotdash
 func BenchmarkIngest(b *testing.B) {
@@ -47,9 +50,14 @@ func BenchmarkIngest(b *testing.B) {
 	if n := os.Getenv("IOTDASH_BENCH_INFLIGHT"); n != "" {
 		mosquittoConf = []string{"max_inflight_messages " + n, "max_queued_messages 1000000"}
 	}
+	connections := []string{"1"}
+	if v := os.Getenv("IOTDASH_BENCH_CONNECTIONS"); v != "" {
+		connections = strings.Split(v, ",")
+	}
 	bin := buildBinary(b)
-	for _, backend := range []string{"influxdb", "embedded", "self-contained"} {
-		b.Run(backend, func(b *testing.B) {
+	for _, bench := range ingestBenches(connections) {
+		backend := bench.backend
+		b.Run(bench.name, func(b *testing.B) {
 			// self-contained is the default mode: the embedded broker hands
 			// messages to the ingester in-process, and iotdash's CPU
 			// includes the broker's.
@@ -62,7 +70,7 @@ func BenchmarkIngest(b *testing.B) {
 			} else {
 				mq := testenv.StartMosquitto(b, mosquittoConf...)
 				brokerURL = mq.URL
-				args = append(args, "-mqtt", mq.URL)
+				args = append(args, "-mqtt", mq.URL, "-mqtt-connections", bench.conns)
 			}
 			stored := "iotdash_readings_stored_total"
 			if backend == "influxdb" {
@@ -90,6 +98,9 @@ func BenchmarkIngest(b *testing.B) {
 			b.StopTimer()
 			cpu := cpuTime(b, p.cmd.Process.Pid) - cpu0
 			if got := metric(b, p.URL, stored); got != want {
+				// Its CPU time is no figure then (it includes a minute of
+				// answering the wait's scrapes); the commits' size still is.
+				b.Logf("%.1f messages per commit", metric(b, p.URL, "iotdash_messages_received_total")/metric(b, p.URL, "iotdash_store_commits_total"))
 				b.Fatalf("%v of the %v readings the broker accepted were stored (load: %v)", got, want, sum)
 			}
 			if !sum.Held {
@@ -100,4 +111,26 @@ func BenchmarkIngest(b *testing.B) {
 			b.ReportMetric(float64(sum.Acked)/metric(b, p.URL, "iotdash_store_commits_total"), "msgs/commit")
 		})
 	}
+}
+
+// ingestBench is one sub-benchmark of BenchmarkIngest.
+type ingestBench struct {
+	name, backend string
+	conns         string // -mqtt-connections, for a broker of the user's
+}
+
+// ingestBenches is each backend, the -mqtt ones once for each count of
+// connections (named backend/conns=N when there are several).
+func ingestBenches(connections []string) []ingestBench {
+	var bs []ingestBench
+	for _, backend := range []string{"influxdb", "embedded"} {
+		for _, n := range connections {
+			name := backend
+			if len(connections) > 1 {
+				name += "/conns=" + strings.TrimSpace(n)
+			}
+			bs = append(bs, ingestBench{name, backend, strings.TrimSpace(n)})
+		}
+	}
+	return append(bs, ingestBench{name: "self-contained", backend: "self-contained"})
 }

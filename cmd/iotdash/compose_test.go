@@ -5,6 +5,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -210,5 +211,33 @@ func TestComposeMosquittoACL(t *testing.T) {
 		case <-deadline:
 		}
 		break
+	}
+
+	// With -mqtt-connections > 1 iotdash reads telemetry through a shared
+	// subscription, which the same ACL lets it make and read.
+	shared, err := mqttDial(t, mq.URL, "iotdash-ingest-1", "iotdash", composeSecrets["MQTT_IOTDASH_PASSWORD"])
+	if err != nil {
+		t.Fatal(err)
+	}
+	tok := shared.Subscribe("$share/iotdash-ingest/devices/+/telemetry", 1, func(_ mqtt.Client, m mqtt.Message) { got <- "shared " + m.Topic() })
+	if !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
+		t.Fatal(tok.Error())
+	}
+	if codes := tok.(*mqtt.SubscribeToken).Result(); codes["$share/iotdash-ingest/devices/+/telemetry"] > 2 {
+		t.Fatalf("the shared subscription was refused: %v", codes)
+	}
+	publish(t, dev, "devices/pump-1/telemetry", false, `{"v":2}`)
+	// The plain subscription and the shared one each get it, in either order.
+	var both []string
+	for range 2 {
+		select {
+		case topic := <-got:
+			both = append(both, topic)
+		case <-time.After(10 * time.Second):
+			t.Fatalf("iotdash got only %v of the message on its plain and shared subscriptions", both)
+		}
+	}
+	if slices.Sort(both); !slices.Equal(both, []string{"devices/pump-1/telemetry", "shared devices/pump-1/telemetry"}) {
+		t.Errorf("iotdash got %v", both)
 	}
 }

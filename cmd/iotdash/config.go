@@ -30,6 +30,7 @@ type config struct {
 	mqttURL, mqttUser, mqttPass   string
 	mqttCA, mqttCert, mqttKey     string
 	mqttClientID                  string
+	mqttConns                     int
 	simulate                      int
 	simInterval                   time.Duration
 	boardFollow                   time.Duration
@@ -99,6 +100,7 @@ func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (co
 	fs.StringVar(&c.mqttCert, "mqtt-cert", env("IOTDASH_MQTT_CERT", ""), "PEM client certificate for ssl://, with -mqtt-key (IOTDASH_MQTT_CERT)")
 	fs.StringVar(&c.mqttKey, "mqtt-key", env("IOTDASH_MQTT_KEY", ""), "PEM client key for ssl:// (IOTDASH_MQTT_KEY)")
 	fs.StringVar(&c.mqttClientID, "mqtt-client-id", env("IOTDASH_MQTT_CLIENT_ID", "iotdash-ingest"), "MQTT client id of the ingester's persistent session; keep it stable (IOTDASH_MQTT_CLIENT_ID)")
+	fs.IntVar(&c.mqttConns, "mqtt-connections", envInt("IOTDASH_MQTT_CONNECTIONS", 1), "connections to the -mqtt broker that share the telemetry subscription ($share, Mosquitto ≥ 1.6): each adds a broker in-flight window to what one commit can carry; client ids CLIENTID, CLIENTID-1, … (IOTDASH_MQTT_CONNECTIONS)")
 	fs.BoolVar(&c.mqttAnonymous, "mqtt-anonymous", envBool("IOTDASH_MQTT_ANONYMOUS"), "let devices without credentials connect to the embedded broker although -broker is not on loopback (where they always may), and publish as any device (IOTDASH_MQTT_ANONYMOUS=true)")
 	fs.IntVar(&c.brokerMaxPacket, "broker-max-packet", envInt("IOTDASH_BROKER_MAX_PACKET", broker.DefaultMaxPacketSize), "largest MQTT packet in bytes the embedded broker takes; a client sending a larger one is disconnected (IOTDASH_BROKER_MAX_PACKET)")
 	fs.IntVar(&c.brokerMaxClients, "broker-max-clients", envInt("IOTDASH_BROKER_MAX_CLIENTS", broker.DefaultMaxClients), "most clients connected to the embedded broker at once (IOTDASH_BROKER_MAX_CLIENTS)")
@@ -234,6 +236,9 @@ func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (co
 	}
 	if c.alertHistory <= 0 {
 		return c, usageError{errors.New("-alert-history must be positive")}
+	}
+	if c.mqttConns < 1 || c.mqttConns > ingest.MaxConnections {
+		return c, usageError{fmt.Errorf("-mqtt-connections %d is not between 1 and %d", c.mqttConns, ingest.MaxConnections)}
 	}
 	if c.brokerMaxPacket <= 0 || c.brokerMaxClients <= 0 || c.brokerMaxRetained <= 0 {
 		return c, usageError{errors.New("-broker-max-packet, -broker-max-clients and -broker-max-retained must be positive")}

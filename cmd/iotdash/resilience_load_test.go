@@ -523,9 +523,10 @@ type underLoad struct {
 	l    *load
 }
 
-// startUnderLoad starts iotdash and a load of rate messages a second, and
-// returns once it has stored a second's worth.
-func startUnderLoad(t *testing.T, bin, prefix string, rate int, ix *testenv.InfluxDB) *underLoad {
+// startUnderLoad starts iotdash, with the flags extra beside those it
+// always has, and a load of rate messages a second, and returns once it has
+// stored two seconds' worth.
+func startUnderLoad(t *testing.T, bin, prefix string, rate int, ix *testenv.InfluxDB, extra ...string) *underLoad {
 	t.Helper()
 	mq := testenv.StartMosquitto(t, keepQueued)
 	u := &underLoad{bin: bin, data: t.TempDir(), ix: ix, rate: rate}
@@ -534,6 +535,7 @@ func startUnderLoad(t *testing.T, bin, prefix string, rate int, ix *testenv.Infl
 	if ix != nil {
 		u.args = append(u.args, "-influx-url", ix.URL, "-influx-bucket", ix.Bucket)
 	}
+	u.args = append(u.args, extra...)
 	u.p = startBinary(t, bin, u.args...)
 	u.l = startLoad(t, loadConfig{Broker: mq.URL, Rate: rate, Prefix: prefix})
 	testenv.WaitFor(t, time.Minute, "readings stored", func() bool {

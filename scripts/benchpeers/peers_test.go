@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -52,6 +53,16 @@ type result struct {
 	elapsed time.Duration // from the first publish until InfluxDB's count last grew
 	cpu     time.Duration // the consumer's user+system CPU meanwhile
 	sent    int64
+	// perCommit is the messages a group commit carried on average
+	// (iotdash only; 0 when not known).
+	perCommit float64
+}
+
+// consumer is a running consumer: its pid, and for iotdash the URLs of its
+// CPU profile and its metrics.
+type consumer struct {
+	pid              int
+	profile, metrics string
 }
 
 func (r result) perMessage() float64 {
@@ -65,6 +76,10 @@ func (r result) rate() float64 { return float64(r.stored) / r.elapsed.Seconds() 
 // InfluxDB 1.8.10, and prints the table and the ratios. It fails if either
 // consumer stores fewer or more points than were published.
 //
+// IOTDASH_BENCH_CONNECTIONS=1,4,8 runs iotdash once for each count of MQTT
+// connections (-mqtt-connections), one after the other after Telegraf, on
+// each load; IOTDASH_BENCH_LOADS=qos1-20k,… runs only the loads named.
+//
 //	IOTDASH_TELEGRAF=/path/to/telegraf go test -run Peers -v -timeout 30m ./scripts/benchpeers
 func TestPeers(t *testing.T) {
 	telegraf := os.Getenv("IOTDASH_TELEGRAF")
@@ -75,30 +90,54 @@ func TestPeers(t *testing.T) {
 	if out, err := exec.Command("go", "build", "-o", bin, "iotdash/cmd/iotdash").CombinedOutput(); err != nil {
 		t.Fatalf("go build: %v\n%s", err, out)
 	}
+	connections := []int{1}
+	if v := os.Getenv("IOTDASH_BENCH_CONNECTIONS"); v != "" {
+		connections = nil
+		for _, f := range strings.Split(v, ",") {
+			n, err := strconv.Atoi(strings.TrimSpace(f))
+			if err != nil || n < 1 {
+				t.Fatalf("IOTDASH_BENCH_CONNECTIONS=%q: %q is not a count of connections", v, f)
+			}
+			connections = append(connections, n)
+		}
+	}
+	only := os.Getenv("IOTDASH_BENCH_LOADS")
 	type row struct {
 		load
-		telegraf, iotdash result
+		telegraf result
+		iotdash  []result // one for each of connections
 	}
 	var rows []row
 	for _, l := range loads {
+		if only != "" && !slices.Contains(strings.Split(only, ","), l.id) {
+			continue
+		}
 		r := row{load: l}
-		r.telegraf = runPeer(t, "telegraf-"+l.id, l, func(t *testing.T, mq *testenv.Mosquitto, ix *testenv.InfluxDB) (int, string) {
-			return startTelegraf(t, telegraf, mq, ix), ""
+		r.telegraf = runPeer(t, "telegraf-"+l.id, l, func(t *testing.T, mq *testenv.Mosquitto, ix *testenv.InfluxDB) consumer {
+			return consumer{pid: startTelegraf(t, telegraf, mq, ix)}
 		})
-		r.iotdash = runPeer(t, "iotdash-"+l.id, l, func(t *testing.T, mq *testenv.Mosquitto, ix *testenv.InfluxDB) (int, string) {
-			return startIotdash(t, bin, mq, ix)
-		})
+		for _, n := range connections {
+			name := "iotdash-" + l.id
+			if len(connections) > 1 || n != 1 {
+				name += fmt.Sprintf("-conns%d", n)
+			}
+			r.iotdash = append(r.iotdash, runPeer(t, name, l, func(t *testing.T, mq *testenv.Mosquitto, ix *testenv.InfluxDB) consumer {
+				return startIotdash(t, bin, mq, ix, n)
+			}))
+		}
 		rows = append(rows, r)
 	}
 	var sb strings.Builder
 	tw := tabwriter.NewWriter(&sb, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "load\tTelegraf: CPU/msg\tiotdash: CPU/msg\tTelegraf: stored, time\tiotdash: stored, time\tCPU ratio (T/i)\trate ratio (i/T)")
+	fmt.Fprintln(tw, "load\tconsumer\tCPU/msg\tmsgs/commit\tstored, time\tCPU ratio (T/c)\trate ratio (c/T)")
 	for _, r := range rows {
-		fmt.Fprintf(tw, "%s\t%.1f µs\t%.1f µs\t%d in %.1f s (%.0fk msg/s)\t%d in %.1f s (%.0fk msg/s)\t%.2f×\t%.2f×\n", r.name,
-			r.telegraf.perMessage(), r.iotdash.perMessage(),
-			r.telegraf.stored, r.telegraf.elapsed.Seconds(), r.telegraf.rate()/1000,
-			r.iotdash.stored, r.iotdash.elapsed.Seconds(), r.iotdash.rate()/1000,
-			r.telegraf.perMessage()/r.iotdash.perMessage(), r.iotdash.rate()/r.telegraf.rate())
+		fmt.Fprintf(tw, "%s\tTelegraf\t%.1f µs\t\t%d in %.1f s (%.0fk msg/s)\t\t\n", r.name,
+			r.telegraf.perMessage(), r.telegraf.stored, r.telegraf.elapsed.Seconds(), r.telegraf.rate()/1000)
+		for i, res := range r.iotdash {
+			fmt.Fprintf(tw, "%s\tiotdash, %d MQTT conn.\t%.1f µs\t%.1f\t%d in %.1f s (%.0fk msg/s)\t%.2f×\t%.2f×\n", r.name, connections[i],
+				res.perMessage(), res.perCommit, res.stored, res.elapsed.Seconds(), res.rate()/1000,
+				r.telegraf.perMessage()/res.perMessage(), res.rate()/r.telegraf.rate())
+		}
 	}
 	tw.Flush()
 	fmt.Print(sb.String())
@@ -112,16 +151,16 @@ func TestPeers(t *testing.T) {
 // With IOTDASH_BENCH_PROFILE=DIR, a consumer that serves Go's profiler
 // (profile is not "") is profiled for 5 s while the load runs, into
 // DIR/NAME.pprof.
-func runPeer(t *testing.T, name string, l load, start func(*testing.T, *testenv.Mosquitto, *testenv.InfluxDB) (pid int, profile string)) result {
+func runPeer(t *testing.T, name string, l load, start func(*testing.T, *testenv.Mosquitto, *testenv.InfluxDB) consumer) result {
 	var res result
 	t.Run(name, func(t *testing.T) {
 		mq := testenv.StartMosquitto(t)
 		ix := testenv.StartInfluxDB(t)
-		pid, profile := start(t, mq, ix)
-		if dir := os.Getenv("IOTDASH_BENCH_PROFILE"); dir != "" && profile != "" {
-			go saveProfile(t, profile, filepath.Join(dir, name+".pprof"))
+		c := start(t, mq, ix)
+		if dir := os.Getenv("IOTDASH_BENCH_PROFILE"); dir != "" && c.profile != "" {
+			go saveProfile(t, c.profile, filepath.Join(dir, name+".pprof"))
 		}
-		cpu0 := cpuTime(t, pid)
+		cpu0 := cpuTime(t, c.pid)
 		began := time.Now()
 		res.sent = publish(t, mq.URL, l)
 		want := res.sent
@@ -143,7 +182,11 @@ func runPeer(t *testing.T, name string, l load, start func(*testing.T, *testenv.
 			time.Sleep(100 * time.Millisecond)
 		}
 		res.elapsed = lastMove.Sub(began) // until the last reading arrived
-		res.cpu = cpuTime(t, pid) - cpu0
+		res.cpu = cpuTime(t, c.pid) - cpu0
+		if c.metrics != "" {
+			m := scrape(t, c.metrics)
+			res.perCommit = m["iotdash_messages_received_total"] / max(m["iotdash_store_commits_total"], 1)
+		}
 		if res.stored != want {
 			t.Errorf("InfluxDB holds %d points, want %d (one per message)", res.stored, want)
 		}
@@ -320,13 +363,13 @@ func startTelegraf(t *testing.T, telegraf string, mq *testenv.Mosquitto, ix *tes
 	return cmd.Process.Pid
 }
 
-// startIotdash runs iotdash against the broker and InfluxDB and returns its
-// pid once /readyz says it is subscribed, and the URL of its CPU profile.
-func startIotdash(t *testing.T, bin string, mq *testenv.Mosquitto, ix *testenv.InfluxDB) (int, string) {
+// startIotdash runs iotdash against the broker and InfluxDB over conns MQTT
+// connections and returns once /readyz says it is subscribed.
+func startIotdash(t *testing.T, bin string, mq *testenv.Mosquitto, ix *testenv.InfluxDB, conns int) consumer {
 	addr := fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t))
 	cmd, _ := startProcess(t, []string{"IOTDASH_ADMIN_PASSWORD=bench-admin-password"}, bin,
 		"-http", addr, "-data", t.TempDir(), "-log-level", "warn", "-pprof",
-		"-mqtt", mq.URL, "-influx-url", ix.URL, "-influx-bucket", ix.Bucket)
+		"-mqtt", mq.URL, "-mqtt-connections", strconv.Itoa(conns), "-influx-url", ix.URL, "-influx-bucket", ix.Bucket)
 	testenv.WaitFor(t, 30*time.Second, "iotdash /readyz", func() bool {
 		resp, err := http.Get("http://" + addr + "/readyz")
 		if err != nil {
@@ -335,7 +378,32 @@ func startIotdash(t *testing.T, bin string, mq *testenv.Mosquitto, ix *testenv.I
 		resp.Body.Close()
 		return resp.StatusCode == http.StatusOK
 	})
-	return cmd.Process.Pid, "http://admin:bench-admin-password@" + addr + "/debug/pprof/profile?seconds=5"
+	admin := "http://admin:bench-admin-password@" + addr
+	return consumer{pid: cmd.Process.Pid, profile: admin + "/debug/pprof/profile?seconds=5", metrics: admin + "/metrics"}
+}
+
+// scrape reads the samples without labels of a Prometheus text page.
+func scrape(t *testing.T, url string) map[string]float64 {
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatalf("scraping %s: %v", url, err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("scraping metrics: %v %s", err, resp.Status)
+	}
+	m := map[string]float64{}
+	for _, line := range strings.Split(string(b), "\n") {
+		name, v, ok := strings.Cut(line, " ")
+		if !ok || strings.HasPrefix(line, "#") || strings.Contains(name, "{") {
+			continue
+		}
+		if f, err := strconv.ParseFloat(v, 64); err == nil {
+			m[name] = f
+		}
+	}
+	return m
 }
 
 // saveProfile fetches a CPU profile into path.

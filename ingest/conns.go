@@ -1,0 +1,261 @@
+package ingest
+
+// The connections to a broker of the user's.
+//
+// One connection takes at most the broker's in-flight window of
+// unacknowledged QoS 1 messages (Mosquitto's max_inflight_messages, 20 by
+// default), and since a message is acknowledged only once its group is
+// durable, one group commit carries at most that many: the commit's fsync
+// is then shared by 20 messages. Config.Connections > 1 opens that many
+// connections, each a persistent session of its own, that share the
+// telemetry subscription as an MQTT shared subscription
+// ($share/GROUP/devices/+/telemetry, Mosquitto ≥ 1.6, EMQX, HiveMQ,
+// VerneMQ): the broker hands each message to one member of the group, in
+// turn, and each member has a window of its own, so N connections let
+// 20·N messages be in flight, and all of them feed the one commit queue.
+// Each message is acknowledged on the connection it came on, in that
+// connection's order (the queue keeps each connection's order, the commit
+// loop acknowledges in queue order).
+//
+// What it costs:
+//   - Messages of one device reach the store out of order across
+//     connections. The stores do not care (a reading is keyed by device,
+//     metric and ts), the fleet keeps the newest reading by ts, not by
+//     arrival (devices.Fleet.Seen), and "last seen" is the time of arrival.
+//     Open pages may be pushed an older reading after a newer one, as they
+//     are a late one.
+//   - Retained messages are not sent on a shared subscription (MQTT 5
+//     says so; Mosquitto applies it since 2.0.13, to 3.1.1 clients too),
+//     and the order of a device's status messages matters (online, then
+//     its Last Will's offline). So meta and status (devices/+/meta, devices/+/status) and
+//     the broker's drop count ($SYS) are subscribed normally, on the first
+//     connection only, and telemetry on the shared subscription. A topic
+//     under devices/ outside the contract is then not delivered, so not
+//     counted as rejected ("topic"); with one connection (devices/#) it is.
+//   - Mosquitto gives the members their turns whether they are connected or
+//     not (src/subs.c, subs__shared_process: strict round robin over the
+//     group). A member whose connection is down has its share queued in its
+//     session, as one connection's are while iotdash is down, and gets it
+//     when it is back; messages it had in flight unacknowledged are sent
+//     again to it, not to another member. Nothing is lost, but each session
+//     keeps at most max_queued_messages (1,000 by default) before the broker
+//     drops, so a single connection that stays down at a high rate loses
+//     its share sooner than all of them together would. (And the window
+//     is not a hard bound everywhere: Mosquitto before 2.0.13 lets more
+//     than max_inflight_messages out to a session with a backlog, #2306.)
+//   - The group is named after Config.ClientID, and its members are
+//     sessions on the broker that outlive iotdash: lowering Connections
+//     leaves the sessions of the connections no longer opened (CLIENTID-k
+//     for k ≥ the new count) in the group, and the broker keeps queueing
+//     their share for them (and drops it past max_queued_messages, which
+//     iotdash then shows). Before lowering it, delete those sessions (for
+//     Mosquitto: `mosquitto_sub -i CLIENTID-k -t x -E` connects once with a
+//     clean session, which discards it, and the messages queued in it).
+//
+// What it gains, measured (README, "Over several connections"): with
+// Mosquitto 2.0.11, whose window leaks under a backlog, not less CPU a
+// message but N sessions' queues, so fewer messages dropped by the broker
+// when iotdash falls behind.
+//
+// Going from one connection to several, the first connection (the
+// configured client id) unsubscribes devices/#, and back from several to
+// one it leaves the group, so that its persistent session does not get
+// every message twice.
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	mqtt "github.com/eclipse/paho.mqtt.golang"
+
+	"iotdash/internal/mqttconn"
+)
+
+// Topics subscribed: with one connection, everything under devices/; with
+// several, telemetry shared and the rest on the first connection.
+const (
+	topicAll       = "devices/#"
+	topicTelemetry = "devices/+/telemetry"
+	topicMeta      = "devices/+/meta"
+	topicStatus    = "devices/+/status"
+)
+
+// MaxConnections bounds Config.Connections: past a few the window is wide
+// enough (a group of 20·N messages shares one fsync), and each connection
+// is a session the broker keeps.
+const MaxConnections = 64
+
+// conn is one connection to the broker, with its own persistent session.
+type conn struct {
+	client     mqtt.Client
+	id         string // its client id
+	first      bool   // the one with meta, status and the drop count
+	subscribed atomic.Bool
+}
+
+// clientIDs is the client id of each of n connections: the configured one
+// for the first (its session is the one of a single connection), then
+// id-1, id-2, ….
+func clientIDs(id string, n int) []string {
+	ids := []string{id}
+	for k := 1; k < n; k++ {
+		ids = append(ids, fmt.Sprintf("%s-%d", id, k))
+	}
+	return ids
+}
+
+// shareGroup is the shared subscription's group name for client id id: a
+// group name may not hold '/', '+' or '#'.
+func shareGroup(id string) string {
+	return strings.NewReplacer("/", "_", "+", "_", "#", "_").Replace(id)
+}
+
+// newConns makes the ingester's connections to cfg.Broker.
+func (in *Ingester) newConns() {
+	n := in.cfg.Connections
+	in.shared = "$share/" + shareGroup(in.cfg.ClientID) + "/" + topicTelemetry
+	for i, id := range clientIDs(in.cfg.ClientID, n) {
+		c := &conn{id: id, first: i == 0}
+		opts := mqtt.NewClientOptions().
+			AddBroker(in.cfg.Broker).
+			SetClientID(id).
+			SetCleanSession(false).
+			SetAutoAckDisabled(true).
+			SetOrderMatters(true).
+			SetAutoReconnect(true).
+			SetConnectRetry(true).
+			SetConnectRetryInterval(time.Second).
+			SetMaxReconnectInterval(2 * time.Second).
+			SetKeepAlive(15 * time.Second).
+			// A group's acknowledgements leave in one write, not one each.
+			SetCustomOpenConnectionFn(mqttconn.Batched(200 * time.Microsecond)).
+			SetUsername(in.cfg.Username).
+			SetPassword(in.cfg.Password).
+			// Messages the broker kept for the session arrive before
+			// Subscribe returns: the default handler takes them.
+			SetDefaultPublishHandler(in.handle).
+			SetOnConnectHandler(func(cl mqtt.Client) { in.onConnect(c, cl) }).
+			SetConnectionLostHandler(func(_ mqtt.Client, err error) {
+				c.subscribed.Store(false)
+				in.log.Warn("broker connection lost", "broker", in.cfg.Broker, "client_id", id, "error", err)
+				in.brokerGone(time.Now())
+			})
+		if in.cfg.TLS != nil {
+			opts.SetTLSConfig(in.cfg.TLS)
+		}
+		c.client = mqtt.NewClient(opts)
+		in.conns = append(in.conns, c)
+	}
+}
+
+// onConnect subscribes c, on every connection and reconnection (a
+// persistent session keeps its subscriptions, but a broker that lost its
+// sessions does not), and leaves what the other number of connections
+// would have subscribed.
+func (in *Ingester) onConnect(c *conn, cl mqtt.Client) {
+	subs := map[string]byte{in.shared: 1}
+	var leave []string
+	switch {
+	case !c.first:
+	case len(in.conns) == 1:
+		subs = map[string]byte{topicAll: 1}
+		leave = []string{in.shared, topicMeta, topicStatus}
+	default:
+		subs[topicMeta], subs[topicStatus] = 1, 1
+		leave = []string{topicAll}
+	}
+	tok := cl.SubscribeMultiple(subs, nil)
+	var err error
+	switch {
+	case !tok.WaitTimeout(10 * time.Second):
+		err = errors.New("no SUBACK within 10 s")
+	case tok.Error() != nil:
+		err = tok.Error()
+	default:
+		err = refused(tok.(*mqtt.SubscribeToken).Result())
+	}
+	if err != nil {
+		in.log.Error("subscribing", "broker", in.cfg.Broker, "client_id", c.id, "topics", subs, "error", err)
+		// Drop the connection: the reconnect subscribes again.
+		go cl.Disconnect(0)
+		return
+	}
+	if len(leave) > 0 {
+		// Unsubscribing what the session does not have is no error.
+		if tok := cl.Unsubscribe(leave...); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
+			in.log.Warn("unsubscribing what another number of connections subscribed", "client_id", c.id, "topics", leave, "error", tok.Error())
+		}
+	}
+	c.subscribed.Store(true)
+	in.brokerBack()
+	in.log.Info("subscribed", "broker", in.cfg.Broker, "client_id", c.id, "topics", subs)
+	if c.first {
+		in.watchDrops(cl)
+	}
+}
+
+// refused is the error of a SUBACK that refused a subscription (return
+// code 0x80: an ACL, or a broker without shared subscriptions), or nil.
+func refused(granted map[string]byte) error {
+	for topic, code := range granted {
+		if code > 2 {
+			return fmt.Errorf("the broker refused the subscription to %s (return code %#x)", topic, code)
+		}
+	}
+	return nil
+}
+
+// Connected reports whether every broker connection is up and subscribed.
+// Fed by Submit (the embedded broker, in this process), it is always true.
+func (in *Ingester) Connected() bool {
+	for _, c := range in.conns {
+		if !c.subscribed.Load() || !c.client.IsConnectionOpen() {
+			return false
+		}
+	}
+	return true
+}
+
+// connect starts connecting every connection (retried until it succeeds)
+// and logs a broker that cannot be reached; a connection not up within
+// brokerGrace of the start is said on every page, as one lost. done ends
+// the wait.
+func (in *Ingester) connect(wg *sync.WaitGroup, done <-chan struct{}) {
+	started := time.Now()
+	for _, c := range in.conns {
+		tok := c.client.Connect()
+		// With ConnectRetry the token completes on the first success; a
+		// wrong URL fails at once.
+		wg.Go(func() {
+			grace := time.NewTimer(brokerGrace)
+			defer grace.Stop()
+			select {
+			case <-tok.Done():
+				if err := tok.Error(); err != nil {
+					in.log.Error("connecting to broker", "broker", in.cfg.Broker, "client_id", c.id, "error", err)
+				}
+			case <-grace.C:
+				in.brokerGone(started)
+			case <-done:
+			}
+		})
+	}
+}
+
+// disconnect closes every connection at once. Each lets paho finish
+// delivering to handle, while the commit loop still runs and acknowledges;
+// then no handler runs again.
+func (in *Ingester) disconnect() {
+	var wg sync.WaitGroup
+	for _, c := range in.conns {
+		wg.Go(func() {
+			c.client.Disconnect(500)
+			c.subscribed.Store(false)
+		})
+	}
+	wg.Wait()
+}

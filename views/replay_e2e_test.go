@@ -86,10 +86,14 @@ func TestBoardReplayAndFollowEndToEnd(t *testing.T) {
 
 		click(t, ctx, `[data-testid="replay-forward"]`)
 		until(t, ctx, "the next value after a step", value+` === '121'`)
+		// The table's last seen moves with the moment, both ways.
+		seen := `Number(document.querySelector('[data-testid="device-table"] time[data-testid="last-seen"]').dataset.ms)`
+		until(t, ctx, "the table's last seen a step on", fmt.Sprintf(`%s === %d`, seen, start.Add(21*time.Minute).UnixMilli()))
 		until(t, ctx, "the chart's window a step on", fmt.Sprintf(`%s === %v`, chartTo, to+60000))
 		until(t, ctx, "the moment in the URL", fmt.Sprintf(`new URL(location.href).searchParams.get('replay') === %q`, moment.Add(time.Minute).UTC().Format(time.RFC3339)))
 		click(t, ctx, `[data-testid="replay-back"]`)
 		until(t, ctx, "the value before, a step back", value+` === '120'`)
+		until(t, ctx, "the table's last seen a step back", fmt.Sprintf(`%s === %d`, seen, start.Add(20*time.Minute).UnixMilli()))
 
 		click(t, ctx, `[data-testid="replay-play"]`)
 		until(t, ctx, "the replay to move on while playing", `Number(`+value+`) >= 122`)

@@ -143,6 +143,7 @@ export function init(live) {
           live.show(r);
         },
         status: (d, s) => live.status([{ d, s }]),
+        seen: live.seen,
       });
     });
   }

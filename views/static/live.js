@@ -137,7 +137,7 @@ function setTime(t, ms) {
     abs.className = 'abs';
     t.replaceChildren(rel, ' ', abs);
   }
-  rel.textContent = relative(serverNow() - ms);
+  rel.textContent = relative((page.shownAt?.() ?? serverNow()) - ms);
   abs.textContent = `(${absolute(ms)})`;
 }
 
@@ -512,6 +512,14 @@ const live = {
     const key = `${r.d}\n${r.m}`;
     pending.values.set(key, r);
     scheduleDraw();
+  },
+  // seen shows when device d was last heard from, learnt other than over
+  // /ws (a replay's moment), earlier than what it shows or not.
+  seen(d, ms) {
+    for (const card of cardsFor(d)) {
+      const t = card.querySelector('time[data-testid="last-seen"]');
+      if (t && Number(t.dataset.ms) !== ms) setTime(t, ms);
+    }
   },
   // status shows statuses learnt other than over /ws.
   status(list) {

@@ -128,6 +128,7 @@ export function start(bar, board) {
       if (line.series !== b.series) chart.setSeries(b.series, line);
       if (chart.to !== at + 1) chart.setWindow(at + 1 - chart.span, at + 1);
     }
+    const newest = new Map(); // device -> its newest reading shown
     for (const v of values) {
       const { b } = v;
       ensure(b, at - board.sparkSpan, at + AHEAD * b.size);
@@ -138,12 +139,16 @@ export function start(bar, board) {
         v.shown = p;
         board.value({ d: v.d, m: v.m, t: p.t, v: p.v });
       }
+      if (p && p.t > (newest.get(v.d) ?? 0)) newest.set(v.d, p.t);
       for (const sp of v.sparks) {
         sp.now = () => at;
         sp.series = new Series(b.series.step, b.series.within(at - board.sparkSpan, at + 1));
         invalidate(sp);
       }
     }
+    // A device was last seen, at the moment, with the newest of its
+    // readings the board shows then (the server renders the same).
+    for (const [d, t] of newest) board.seen(d, t);
     if (at >= since) {
       for (const d of new Set([...document.querySelectorAll('#board-grid [data-device][data-status]')].map((el) => el.dataset.device))) {
         const eps = episodes(d);

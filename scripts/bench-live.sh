@@ -73,6 +73,10 @@ profile() {
   (sleep 8 && curl -fs -u "admin:$password" "$url/debug/pprof/profile?seconds=10" >"$PROFILE/$1.pprof") &
 }
 
+# pressure prints the kernel's total time, in µs, that some task waited for
+# a core (0 where the kernel does not say).
+pressure() { sed -n 's/^some .*total=//p' /proc/pressure/cpu 2>/dev/null || echo 0; }
+
 rows=${ROWS:-"latency latency-early all ingest50k overviews50k idle"}
 for round in $(seq "${ROUNDS:-1}"); do
 for row in $rows; do
@@ -88,6 +92,7 @@ for row in $rows; do
   esac
   echo "# round $round, row $row; load average before: $(cut -d' ' -f1-3 /proc/loadavg)"
   profile "$row-$round"
+  p0=$(pressure) t0=$(date +%s%N)
   case $row in
   latency | latency-early | latency-floor)
     echo "## 10,000 readings/s (5,000 msg/s of 2 readings, QoS 1, 100 devices): 200 device pages, 200 overviews; $pushed"
@@ -125,6 +130,6 @@ for row in $rows; do
     exit 2
     ;;
   esac
-  echo "load average after: $(cut -d' ' -f1-3 /proc/loadavg)"
+  echo "load average after: $(cut -d' ' -f1-3 /proc/loadavg); some task waited for a core $(( ($(pressure) - p0) * 100000 / ($(date +%s%N) - t0) ))% of the row's time (/proc/pressure/cpu)"
 done
 done

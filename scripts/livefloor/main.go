@@ -15,8 +15,8 @@
 //
 // It takes any Authorization (iotload signs in) and checks no origin, and
 // serves /metrics (the process's CPU and memory, frames sent) so that
-// iotload reads the same figures from it as from iotdash. scripts/bench-live.sh
-// runs it as the row "floor" and its variants:
+// iotload reads the same figures from it as from iotdash.
+// scripts/bench-live.sh runs it for the rows whose names end in -floor:
 //
 //	livefloor -mqtt tcp://127.0.0.1:1883 -http 127.0.0.1:8080
 package main

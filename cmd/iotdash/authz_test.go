@@ -83,6 +83,7 @@ var matrix = map[string]struct {
 	"GET /metrics":                      {"admin", request{"GET", "/metrics", nil, 200}},
 	"GET /debug/pprof/":                 {"admin", request{"GET", "/debug/pprof/", nil, 200}},
 	"GET /debug/pprof/profile":          {"admin", request{"GET", "/debug/pprof/profile?seconds=1", nil, 200}},
+	"GET /debug/pprof/trace":            {"admin", request{"GET", "/debug/pprof/trace?seconds=1", nil, 200}},
 }
 
 var roleRank = map[string]int{"anyone": 0, "viewer": 1, "operator": 2, "admin": 3}

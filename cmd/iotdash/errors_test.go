@@ -33,7 +33,7 @@ func TestErrorsKeepTheirCauseToTheLog(t *testing.T) {
 		"/api/v1/query?device=tank-01&metric=level&from=-1h&step=fit&points=500",
 	}
 	// And every page and answer routes.go serves to a GET (but the
-	// WebSocket, the profiler's 30 s profile and the OpenAPI document,
+	// WebSocket, the profiler's 30 s profile and trace and the OpenAPI document,
 	// whose examples name webhook URLs and come from no store).
 	ids := strings.NewReplacer("{$}", "", "{id}", "tank-01", "{key}", "x", "{kind}", "users", "{what}", "zone", "{action}", "ack")
 	for _, r := range table(deps{registry: prometheus.NewRegistry(), pprof: true}, http.NewServeMux()) {
@@ -41,7 +41,7 @@ func TestErrorsKeepTheirCauseToTheLog(t *testing.T) {
 		if !ok {
 			method, p = "GET", r.pattern
 		}
-		if method != "GET" || p == "/ws" || p == "/debug/pprof/profile" || p == "/api/v1/openapi.json" {
+		if method != "GET" || p == "/ws" || p == "/debug/pprof/profile" || p == "/debug/pprof/trace" || p == "/api/v1/openapi.json" {
 			continue
 		}
 		p = ids.Replace(p)

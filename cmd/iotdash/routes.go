@@ -164,7 +164,11 @@ func table(d deps, mux *http.ServeMux) []route {
 	if d.pprof {
 		rs = append(rs,
 			route{"GET /debug/pprof/", auth.Admin, http.HandlerFunc(pprof.Index)},
-			route{"GET /debug/pprof/profile", auth.Admin, http.HandlerFunc(pprof.Profile)})
+			route{"GET /debug/pprof/profile", auth.Admin, http.HandlerFunc(pprof.Profile)},
+			// The execution trace shows how long goroutines wait for a
+			// core (go tool trace -pprof=sched), which the CPU profile
+			// does not.
+			route{"GET /debug/pprof/trace", auth.Admin, http.HandlerFunc(pprof.Trace)})
 	}
 	return rs
 }

@@ -68,10 +68,13 @@ func TestBrowserKeepsUp(t *testing.T) {
 		}
 		const seconds, tick = 10, 20 * time.Millisecond
 		n, sent := 0, 0
-		perTick := c.rate * int(tick/time.Millisecond) / 1000 / len(kinds) // messages of 3 readings
-		for end := time.Now().Add(seconds * time.Second); time.Now().Before(end); time.Sleep(tick) {
+		// Messages (of a reading of each kind) are sent as they fall due,
+		// so that the rate holds however long a tick's sleep and sending
+		// take.
+		began := time.Now()
+		for end := began.Add(seconds * time.Second); time.Now().Before(end); time.Sleep(tick) {
 			var rs []devices.Reading
-			for range perTick {
+			for due := int(time.Since(began).Seconds() * float64(c.rate) / float64(len(kinds))); n < due; {
 				id := fmt.Sprintf("device-%03d", n%c.devices)
 				if c.devices == 1 {
 					id = "device-007"

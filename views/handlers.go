@@ -210,7 +210,7 @@ func orDiscard(log *slog.Logger) *slog.Logger {
 func render(w http.ResponseWriter, r *http.Request, log *slog.Logger, status int, c templ.Component) {
 	buf := getBuffer()
 	defer putBuffer(buf)
-	if err := c.Render(r.Context(), buf); err != nil {
+	if err := c.Render(withChrome(r.Context(), r), buf); err != nil {
 		if r.Context().Err() == nil {
 			log.Error("render page", "path", r.URL.Path, "error", err)
 		}

@@ -5,7 +5,8 @@
 // it, the pressed button's data-media becomes the dark stylesheet's media
 // and its data-scheme the color-scheme meta (the server's mapping, see
 // views/theme.go), a "themechange" event tells the charts to take the new
-// colours, and the form is posted in the background for the cookie.
+// colours, and the form is posted in the background for the cookie
+// (<form data-kept> says the choice once the server has it).
 
 const form = document.querySelector('form[data-testid="theme"]');
 
@@ -26,6 +27,7 @@ form?.addEventListener('submit', async (e) => {
     // The answer is a redirect back to this page: not followed, its cookie is kept.
     const res = await fetch(form.action, { method: 'POST', body: new URLSearchParams(new FormData(form, button)), redirect: 'manual' });
     kept = res.type === 'opaqueredirect' || res.ok;
+    if (kept) form.dataset.kept = button.value; // the choice the server holds
   } catch {
     // Said below, by posting the form as without scripts.
   }

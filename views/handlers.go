@@ -217,6 +217,11 @@ func render(w http.ResponseWriter, r *http.Request, log *slog.Logger, status int
 		http.Error(w, "The page could not be shown; the server's log says why.", http.StatusInternalServerError)
 		return
 	}
+	if t := themeOf(r); t != ThemeAuto {
+		// Each page renews a choice, so that a wall that loads its board
+		// now and then keeps it for good.
+		keepTheme(w, r, t)
+	}
 	h := w.Header()
 	h.Set("Content-Type", "text/html; charset=utf-8")
 	h.Set("Cache-Control", "no-store") // the values are live

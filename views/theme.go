@@ -112,8 +112,13 @@ func ThemeChoice() http.Handler {
 			http.Error(w, "The theme is auto, light or dark.", http.StatusBadRequest)
 			return
 		}
-		http.SetCookie(w, &http.Cookie{Name: themeCookie, Value: string(t), Path: "/", MaxAge: int(themeLifetime / time.Second),
-			HttpOnly: true, SameSite: http.SameSiteLaxMode, Secure: r.TLS != nil})
+		keepTheme(w, r, t)
 		http.Redirect(w, r, auth.SafeNext(r.PostFormValue("back")), http.StatusSeeOther)
 	})
+}
+
+// keepTheme sets the theme's cookie for themeLifetime from now.
+func keepTheme(w http.ResponseWriter, r *http.Request, t Theme) {
+	http.SetCookie(w, &http.Cookie{Name: themeCookie, Value: string(t), Path: "/", MaxAge: int(themeLifetime / time.Second),
+		HttpOnly: true, SameSite: http.SameSiteLaxMode, Secure: r.TLS != nil})
 }

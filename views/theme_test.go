@@ -13,7 +13,7 @@ import (
 // TestThemeCookie: each choice posted is kept in the cookie and the
 // browser sent back to its page (never off the site); a page follows the
 // cookie in its first paint, the dark palette's link and the color-scheme
-// meta saying the choice.
+// meta saying the choice, and renews a choice of light or dark.
 func TestThemeCookie(t *testing.T) {
 	choose := ThemeChoice()
 	for _, tc := range []struct {
@@ -70,6 +70,15 @@ func TestThemeCookie(t *testing.T) {
 			}
 			rec := httptest.NewRecorder()
 			h.ServeHTTP(rec, req)
+			var renewed string
+			for _, c := range rec.Result().Cookies() {
+				if c.Name == themeCookie && c.MaxAge == int(themeLifetime.Seconds()) {
+					renewed = c.Value
+				}
+			}
+			if want := map[string]string{"dark": "dark", "light": "light"}[tc.cookie]; renewed != want {
+				t.Errorf("cookie %q, %s: renewed as %q, want %q", tc.cookie, path, renewed, want)
+			}
 			doc, err := goquery.NewDocumentFromReader(rec.Result().Body)
 			if err != nil {
 				t.Fatal(err)

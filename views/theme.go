@@ -3,6 +3,7 @@ package views
 import (
 	"context"
 	"net/http"
+	"net/url"
 	"time"
 
 	"iotdash/auth"
@@ -90,7 +91,16 @@ type chrome struct {
 type chromeKey struct{}
 
 func withChrome(ctx context.Context, r *http.Request) context.Context {
-	return context.WithValue(ctx, chromeKey{}, chrome{theme: themeOf(r), here: r.URL.RequestURI()})
+	here := r.URL.RequestURI()
+	if r.Method != http.MethodGet && r.Method != http.MethodHead {
+		// A page that answers a form's POST (one refused, say) comes back
+		// to the page the form was on: its path may take no GET.
+		here = "/"
+		if ref, err := url.Parse(r.Referer()); err == nil && ref.Host == r.Host {
+			here = ref.RequestURI()
+		}
+	}
+	return context.WithValue(ctx, chromeKey{}, chrome{theme: themeOf(r), here: here})
 }
 
 // chromeOf is the request's chrome; a component rendered outside a

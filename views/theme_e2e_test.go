@@ -96,7 +96,7 @@ func goTo(t *testing.T, ctx context.Context, base, path string) {
 }
 
 // firstDevice is a simulated device once every one reports, its kind and
-// one of its metrics.
+// the first of its metrics by name.
 func firstDevice(t *testing.T, d *dashboard) (id, kind, metric string) {
 	t.Helper()
 	d.fleet(t)
@@ -106,7 +106,9 @@ func firstDevice(t *testing.T, d *dashboard) (id, kind, metric string) {
 	}
 	d.getJSON(t, "/api/v1/devices", &list)
 	for m := range list[0].Latest {
-		metric = max(metric, m)
+		if metric == "" || m < metric {
+			metric = m
+		}
 	}
 	return list[0].ID, list[0].Kind, metric
 }

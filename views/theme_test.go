@@ -96,3 +96,24 @@ func TestThemeCookie(t *testing.T) {
 		}
 	}
 }
+
+// TestThemeComesBack: the theme control sends the browser back to the page
+// it is on; a page that answers a form's POST, to the page of the form.
+func TestThemeComesBack(t *testing.T) {
+	for _, tc := range []struct {
+		method, target, referer, want string
+	}{
+		{"GET", "/devices/boiler-1?range=1h", "", "/devices/boiler-1?range=1h"},
+		{"POST", "/admin/users", "http://example.com/admin?x=1", "/admin?x=1"},
+		{"POST", "/admin/users", "http://elsewhere.example/admin", "/"},
+		{"POST", "/admin/users", "", "/"},
+	} {
+		req := httptest.NewRequest(tc.method, "http://example.com"+tc.target, nil)
+		if tc.referer != "" {
+			req.Header.Set("Referer", tc.referer)
+		}
+		if got := chromeOf(withChrome(req.Context(), req)).here; got != tc.want {
+			t.Errorf("%s %s from %q: back to %q, want %q", tc.method, tc.target, tc.referer, got, tc.want)
+		}
+	}
+}

@@ -207,7 +207,7 @@ type LoginForm struct {
 // one-time code from Bootstrap signs in without a password.
 func (s *Service) Login(render func(w http.ResponseWriter, r *http.Request, status int, f LoginForm)) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		next := safeNext(r.FormValue("next"))
+		next := SafeNext(r.FormValue("next"))
 		if r.Method != http.MethodPost {
 			if code := r.URL.Query().Get("code"); code != "" {
 				name, ok := s.takeOneTime(code)
@@ -265,8 +265,9 @@ func (s *Service) Logout() http.Handler {
 	})
 }
 
-// safeNext keeps a next path only if it stays on this site.
-func safeNext(next string) string {
+// SafeNext is next if it is a path on this site and not the sign-in page,
+// and "/" otherwise: where a form may send the browser on to.
+func SafeNext(next string) string {
 	if !strings.HasPrefix(next, "/") || strings.HasPrefix(next, "//") || strings.HasPrefix(next, "/\\") || len(next) > 2000 ||
 		strings.HasPrefix(next, "/login") {
 		return "/"

@@ -221,7 +221,12 @@ func signIn(t *testing.T, ctx context.Context, target string) {
 // on any uncaught exception of its scripts.
 func page(t *testing.T, target string) context.Context {
 	t.Helper()
-	ctx := browser(t)
+	return pageIn(t, browser(t), target)
+}
+
+// pageIn is page in the tab ctx.
+func pageIn(t *testing.T, ctx context.Context, target string) context.Context {
+	t.Helper()
 	messages := chromedp.Console(ctx)
 	var mu sync.Mutex
 	ended := false

@@ -30,19 +30,9 @@ type wall struct {
 // simulated device reports, and waits until it is live.
 func openWall(t *testing.T, d *dashboard, base string) wall {
 	t.Helper()
-	d.fleet(t)
-	var list []struct {
-		ID, Kind string
-		Latest   map[string]json.RawMessage
-	}
-	d.getJSON(t, "/api/v1/devices", &list)
-	w := wall{device: list[0].ID}
-	for m := range list[0].Latest {
-		if w.metric == "" || m < w.metric {
-			w.metric = m
-		}
-	}
-	w.ctx = page(t, fmt.Sprintf("%s/boards/kind.%s?var-device=%s&kiosk", base, list[0].Kind, w.device))
+	id, kind, metric := firstDevice(t, d)
+	w := wall{device: id, metric: metric}
+	w.ctx = page(t, fmt.Sprintf("%s/boards/kind.%s?var-device=%s&kiosk", base, kind, w.device))
 	until(t, w.ctx, "the kiosk live", connected)
 	return w
 }

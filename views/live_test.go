@@ -52,7 +52,10 @@ func (s *liveServer) reading(id, metric string, v float64) {
 	s.hub.Load().Publish(rs)
 }
 
-func browser(t *testing.T) context.Context {
+func browser(t *testing.T) context.Context { return browserFor(t, 60*time.Second) }
+
+// browserFor is a tab of a fresh Chromium that a test may use for so long.
+func browserFor(t *testing.T, d time.Duration) context.Context {
 	t.Helper()
 	opts := append(chromedp.DefaultExecAllocatorOptions[:],
 		chromedp.ExecPath(testenv.Chromium(t)),
@@ -64,7 +67,7 @@ func browser(t *testing.T) context.Context {
 	t.Cleanup(cancel)
 	ctx, cancel = chromedp.NewContext(ctx)
 	t.Cleanup(cancel)
-	ctx, cancel = context.WithTimeout(ctx, 60*time.Second)
+	ctx, cancel = context.WithTimeout(ctx, d)
 	t.Cleanup(cancel)
 	return ctx
 }

@@ -223,9 +223,10 @@ func TestLayoutChrome(t *testing.T) {
 	if got := body.AttrOr("data-now", ""); got != "1764000000000" {
 		t.Errorf("data-now %q, want the render time in Unix ms", got)
 	}
-	script := doc.Find(`script[type="module"]`)
-	if src := script.AttrOr("src", ""); !strings.HasPrefix(src, "/static/live.js?v=") {
-		t.Errorf("script src %q", src)
+	for _, name := range []string{"theme.js", "live.js"} {
+		if doc.Find(`script[type="module"][src^="/static/`+name+`?v="]`).Length() != 1 {
+			t.Errorf("no module /static/%s?v=…", name)
+		}
 	}
 	if href := doc.Find(`link[rel="stylesheet"]`).AttrOr("href", ""); !strings.HasPrefix(href, "/static/style.css?v=") {
 		t.Errorf("stylesheet href %q", href)

@@ -77,6 +77,7 @@ var matrix = map[string]struct {
 	"POST /alerts/{key}/{action}":       {"operator", request{"POST", "/alerts/nope/ack", url.Values{}, 404}},
 	"GET /account":                      {"viewer", request{"GET", "/account", nil, 200}},
 	"POST /account/{what}":              {"viewer", request{"POST", "/account/zone", url.Values{"zone": {"Mars/Olympus"}}, 400}},
+	"POST /theme":                       {"viewer", request{"POST", "/theme", url.Values{"theme": {"sepia"}}, 400}},
 	"GET /admin":                        {"admin", request{"GET", "/admin", nil, 200}},
 	"POST /admin/{kind}":                {"admin", request{"POST", "/admin/users", url.Values{"username": {"bad name"}, "role": {"viewer"}, "password": {"long-enough-pw"}}, 400}},
 	"POST /admin/{kind}/{key}/{action}": {"admin", request{"POST", "/admin/tokens/nope/revoke", url.Values{}, 404}},

@@ -155,6 +155,7 @@ func table(d deps, mux *http.ServeMux) []route {
 
 		{"GET /account", auth.Viewer, account.Page()},
 		{"POST /account/{what}", auth.Viewer, account.Action()},
+		{"POST /theme", auth.Viewer, views.ThemeChoice()},
 
 		{"GET /admin", auth.Admin, admin.Page()},
 		{"POST /admin/{kind}", auth.Admin, admin.Action()},

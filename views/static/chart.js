@@ -230,10 +230,14 @@ function readTheme() {
   };
 }
 const allDrawings = new Set();
-matchMedia('(prefers-color-scheme: dark)').addEventListener('change', () => {
+// The colours change when the system's setting does (a page that follows
+// it) or when a theme is chosen on the page (theme.js).
+function retheme() {
   theme = null;
   for (const d of allDrawings) if (d.canvas.isConnected) invalidate(d); else allDrawings.delete(d);
-});
+}
+matchMedia('(prefers-color-scheme: dark)').addEventListener('change', retheme);
+document.addEventListener('themechange', retheme);
 
 // Each canvas's size in CSS pixels comes from a ResizeObserver, never from
 // reading the layout while drawing: on a page of hundreds of cards whose

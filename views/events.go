@@ -130,8 +130,9 @@ func NewAvailability(es []devices.Event, from, to int64, now time.Time) Availabi
 	return a
 }
 
-// addAvailability reads the device's presence over m's range into its strip.
-func addAvailability(ctx context.Context, l EventLog, m *DeviceModel, now time.Time, log *slog.Logger) {
+// addAvailability reads the presence of device d over m's range into its
+// strip.
+func addAvailability(ctx context.Context, l EventLog, m *DeviceModel, d devices.Device, now time.Time, log *slog.Logger) {
 	if l == nil {
 		return
 	}
@@ -142,7 +143,32 @@ func addAvailability(ctx context.Context, l EventLog, m *DeviceModel, now time.T
 		m.Availability = Availability{Problem: "The presence history could not be read: " + devices.ErrorMessage(err) + "."}
 		return
 	}
-	m.Availability = NewAvailability(es, m.Range.From, m.Range.To, now)
+	m.Availability = NewAvailability(withPresence(es, d), m.Range.From, m.Range.To, now)
+}
+
+// withPresence is the presence episodes es with the device's current one,
+// as the fleet knows it, in place of what the log says after it: the fleet
+// hands the log its events once a second, so a page drawn just after a
+// change would show a strip that ends in the status before it, beside a
+// badge that says the new one.
+func withPresence(es []devices.Event, d devices.Device) []devices.Event {
+	if d.Since == 0 {
+		return es
+	}
+	var out []devices.Event
+	for _, e := range es {
+		if e.Kind == devices.EventPresence && e.From >= d.Since {
+			continue // the current episode, or one the fleet has ended since
+		}
+		if e.Kind == devices.EventPresence && (e.To == 0 || e.To > d.Since) {
+			e.To = d.Since
+		}
+		out = append(out, e)
+	}
+	if d.Status != devices.StatusUnknown {
+		out = append(out, devices.Event{Device: d.ID, Kind: devices.EventPresence, Status: d.Status, From: d.Since})
+	}
+	return out
 }
 
 // EventsModel is the fleet's event log page.

@@ -66,6 +66,34 @@ func TestAvailability(t *testing.T) {
 	}
 }
 
+// TestAvailabilityAheadOfTheLog: a status change the fleet has not yet
+// handed the event log (it does once a second) is on the strip all the
+// same, ending the episode the log still holds open.
+func TestAvailabilityAheadOfTheLog(t *testing.T) {
+	now := time.UnixMilli(10_000_000).UTC()
+	saved := []devices.Event{{Kind: devices.EventPresence, Status: devices.StatusOnline, From: 1_000_000}} // open in the log
+	d := devices.Device{ID: "tank", Status: devices.StatusOffline, Since: 9_000_000}
+	a := NewAvailability(withPresence(saved, d), 0, 10_000_000, now)
+	var got []string
+	for _, s := range a.Segments {
+		got = append(got, string(s.Status)+" "+strconv.Itoa(s.X)+"+"+strconv.Itoa(s.Width)+" to "+strconv.FormatInt(s.To, 10))
+	}
+	if want := "online 100+800 to 9000000,offline 900+100 to 0"; strings.Join(got, ",") != want {
+		t.Errorf("segments %s, want %s", strings.Join(got, ","), want)
+	}
+	// Once the log has it, the same strip, the episode not drawn twice.
+	saved = []devices.Event{{Kind: devices.EventPresence, Status: devices.StatusOnline, From: 1_000_000, To: 9_000_000},
+		{Kind: devices.EventPresence, Status: devices.StatusOffline, From: 9_000_000}}
+	if b := NewAvailability(withPresence(saved, d), 0, 10_000_000, now); len(b.Segments) != 2 || b.Summary != a.Summary {
+		t.Errorf("with the log caught up: %+v, want the strip of %+v", b, a)
+	}
+	// Unknown ends the episode and begins none.
+	d = devices.Device{ID: "tank", Status: devices.StatusUnknown, Since: 9_000_000}
+	if c := NewAvailability(withPresence(saved[:1], d), 0, 10_000_000, now); len(c.Segments) != 1 || c.Segments[0].Width != 800 {
+		t.Errorf("gone unknown: %+v", c.Segments)
+	}
+}
+
 // eventServer serves the event log page and the device page over a real
 // event log, as cmd/iotdash wires them.
 func eventServer(t *testing.T) (*httptest.Server, *devices.Fleet) {

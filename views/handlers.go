@@ -181,7 +181,7 @@ func DevicePageWithHistory(f Fleet, o Options) http.Handler {
 			addCharts(r.Context(), h, &m, log)
 		}
 		addAlerts(&m, o.Alerts, now)
-		addAvailability(r.Context(), o.Events, &m, now, log)
+		addAvailability(r.Context(), o.Events, &m, d, now, log)
 		render(w, r, log, http.StatusOK, DeviceView(m))
 	})
 }

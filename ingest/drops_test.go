@@ -51,3 +51,17 @@ func TestNoticesEachClearOnTheirOwn(t *testing.T) {
 		t.Errorf("notices %q, want %q", got, want)
 	}
 }
+
+// TestBrokerGoneKeepsTheFirstTime: with several connections each one lost
+// says the broker is gone; the warning keeps the time of the first.
+func TestBrokerGoneKeepsTheFirstTime(t *testing.T) {
+	var got []string
+	// Not run: its connections are never up.
+	in := New(Config{Broker: "tcp://127.0.0.1:1", Connections: 2, Notice: func(s string) { got = append(got, s) }})
+	first := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+	in.brokerGone(first)
+	in.brokerGone(first.Add(time.Minute))
+	if len(got) != 1 || !strings.Contains(got[0], "since 03:04:05 UTC") {
+		t.Errorf("notices %q, want one, since 03:04:05", got)
+	}
+}

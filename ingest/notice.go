@@ -19,13 +19,15 @@ type notices struct {
 const brokerGrace = 5 * time.Second
 
 // brokerGone tells every page that the broker cannot be reached since
-// then, unless the ingester is subscribed by now.
+// then, unless the ingester is subscribed by now, or the pages say so
+// already: with several connections, each one lost calls it, and the
+// warning keeps the time of the first.
 func (in *Ingester) brokerGone(since time.Time) {
 	text := fmt.Sprintf("The MQTT broker cannot be reached since %s UTC: no readings arrive; values shown are the last received.", since.UTC().Format("15:04:05"))
 	// Asked under the lock that brokerBack's clearing takes after a
 	// connection is marked subscribed: the warning is cleared by it, or
 	// not set.
-	in.setNotice(&in.notices.broker, text, in.Connected)
+	in.setNotice(&in.notices.broker, text, func() bool { return in.Connected() || in.notices.broker != "" })
 }
 
 // brokerBack clears the broker's absence from every page once every

@@ -165,7 +165,7 @@ type Hub struct {
 	mu      sync.Mutex
 	set     map[*client]struct{}
 	closed  bool
-	clients atomic.Pointer[[]*client] // copy of set, read by Publish without a lock
+	clients atomic.Pointer[[]*client] // copy of set, read by setShared and Stats without a lock
 	table   *latestTable              // what conflated subscriptions read
 	routes  routes                    // which clients a reading goes to
 	wg      sync.WaitGroup            // one per connection being served

@@ -210,14 +210,15 @@ func orDiscard(log *slog.Logger) *slog.Logger {
 func render(w http.ResponseWriter, r *http.Request, log *slog.Logger, status int, c templ.Component) {
 	buf := getBuffer()
 	defer putBuffer(buf)
-	if err := c.Render(withChrome(r.Context(), r), buf); err != nil {
+	ctx := withChrome(r.Context(), r)
+	if err := c.Render(ctx, buf); err != nil {
 		if r.Context().Err() == nil {
 			log.Error("render page", "path", r.URL.Path, "error", err)
 		}
 		http.Error(w, "The page could not be shown; the server's log says why.", http.StatusInternalServerError)
 		return
 	}
-	if t := themeOf(r); t != ThemeAuto {
+	if t := chromeOf(ctx).theme; t != ThemeAuto {
 		// Each page renews a choice, so that a wall that loads its board
 		// now and then keeps it for good.
 		keepTheme(w, r, t)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"net/http"
 	"net/url"
+	"slices"
 	"time"
 
 	"iotdash/auth"
@@ -39,7 +40,7 @@ func themeOf(r *http.Request) Theme {
 	return ThemeAuto
 }
 
-func (t Theme) valid() bool { return t == ThemeAuto || t == ThemeLight || t == ThemeDark }
+func (t Theme) valid() bool { return slices.Contains(themes, t) }
 
 // darkMedia is the media of the link to the dark palette (static/dark.css):
 // the system's setting decides for ThemeAuto; the dark palette always

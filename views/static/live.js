@@ -137,7 +137,7 @@ function setTime(t, ms) {
     abs.className = 'abs';
     t.replaceChildren(rel, ' ', abs);
   }
-  rel.textContent = relative((page.shownAt?.() ?? serverNow()) - ms);
+  rel.textContent = relative(shownNow() - ms);
   abs.textContent = `(${absolute(ms)})`;
 }
 
@@ -240,11 +240,14 @@ function recount() {
   }
 }
 
-// Ages keep ticking between readings: from now, or from the moment a
-// page shows (a board's replay: page.shownAt).
+// shownNow is what ages count from: now, or the moment a page shows (a
+// board's replay: page.shownAt).
+const shownNow = () => page.shownAt?.() ?? serverNow();
+
+// Ages keep ticking between readings.
 function tick() {
   if (document.hidden) return;
-  const now = page.shownAt?.() ?? serverNow();
+  const now = shownNow();
   for (const t of document.querySelectorAll('time[data-ms]')) {
     const ms = Number(t.dataset.ms);
     const rel = t.querySelector('.rel');

@@ -246,3 +246,44 @@ func TestBurstEmbeddedBrokerInfluxDB(t *testing.T) {
 	figures(t, "burst-influxdb", "embedded broker, InfluxDB through the journal: %v; %.0f msg/s held from first publish to last PUBACK",
 		tl, float64(accepted)/res.Elapsed.Seconds())
 }
+
+// TestBurstMosquittoSharedSubscription: a burst of 3,000 QoS 1 messages at
+// once through a Mosquitto of the user's (default settings), read by
+// iotdash over 4 connections sharing the subscription (-mqtt-connections
+// 4), into the embedded store and into InfluxDB: every message the broker
+// acknowledged is stored exactly once. (One connection's session would
+// queue 1,000 and the broker drop the rest: ingest's
+// TestSharedSubscriptionBurst.)
+func TestBurstMosquittoSharedSubscription(t *testing.T) {
+	t.Parallel()
+	bin := buildBinary(t)
+	for _, backend := range []string{"embedded", "influxdb"} {
+		t.Run(backend, func(t *testing.T) {
+			t.Parallel()
+			mq := testenv.StartMosquitto(t)
+			args := []string{"-http", fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t)), "-mqtt", mq.URL, "-mqtt-connections", "4",
+				"-data", t.TempDir(), "-simulate", "0", "-log-level", "error"}
+			var ix *testenv.InfluxDB
+			if backend == "influxdb" {
+				ix = testenv.StartInfluxDB(t)
+				args = append(args, "-influx-url", ix.URL, "-influx-bucket", ix.Bucket)
+			}
+			p := startBinary(t, bin, args...)
+			const messages = 3000
+			res := burst(t, burstConfig{Broker: mq.URL, Messages: messages, Conns: 4, Devices: 100, Prefix: "share" + backend})
+			if accepted := len(res.Accepted()); accepted != messages {
+				t.Errorf("the broker acknowledged %d of %d messages", accepted, messages)
+			}
+			stored := func() series {
+				if ix != nil {
+					return res.influxSeries(t, ix.URL, ix.Database)
+				}
+				return res.historySeries(t, p.URL)
+			}
+			res.waitStored(t, 2*time.Minute, stored)
+			tl := res.check(t, stored())
+			p.stop(t)
+			figures(t, "burst-shared-"+backend, "Mosquitto, 4 shared connections, %s: %v", backend, tl)
+		})
+	}
+}

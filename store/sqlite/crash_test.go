@@ -113,7 +113,7 @@ func TestKillDuringCompaction(t *testing.T) {
 	}
 	s.Close()
 	check("after a whole compaction")
-	if got := tableRows(t, path); got["readings"] != 0 || got["blocks"] != 2*series || got["hours"] != 6*series {
+	if got := tableRows(t, path); got["readings"] != 0 || got["chunks"] != 0 || got["blocks"] != 2*series || got["hours"] != 6*series {
 		t.Errorf("after a whole compaction the tables hold %v, want no rows, %d blocks and %d hours", got, 2*series, 6*series)
 	}
 }

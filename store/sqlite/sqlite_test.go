@@ -313,7 +313,7 @@ func tableRows(t *testing.T, path string) map[string]int {
 	}
 	defer db.Close()
 	out := map[string]int{}
-	for _, table := range []string{"readings", "minutes", "blocks", "hours", "hour_minutes"} {
+	for _, table := range []string{"readings", "chunks", "minutes", "blocks", "hours", "hour_minutes"} {
 		var n int
 		if err := db.QueryRow(`SELECT count(*) FROM ` + table).Scan(&n); err != nil {
 			t.Fatal(err)
@@ -324,7 +324,7 @@ func tableRows(t *testing.T, path string) map[string]int {
 }
 
 // TestCompactMovesHoursIntoBlocks compacts two closed hours and leaves the
-// open one as rows; the answers stay the same.
+// open one as a chunk; the answers stay the same.
 func TestCompactMovesHoursIntoBlocks(t *testing.T) {
 	ctx := context.Background()
 	path := filepath.Join(t.TempDir(), "iotdash.db")
@@ -357,7 +357,7 @@ func TestCompactMovesHoursIntoBlocks(t *testing.T) {
 	if err := s.Compact(ctx); err != nil {
 		t.Fatal(err)
 	}
-	want := map[string]int{"readings": 1800, "minutes": 0, "blocks": 2, "hours": 2, "hour_minutes": 2}
+	want := map[string]int{"readings": 0, "chunks": 1, "minutes": 0, "blocks": 2, "hours": 2, "hour_minutes": 2}
 	if got := tableRows(t, path); !maps.Equal(got, want) {
 		t.Errorf("after Compact the tables hold %v, want %v", got, want)
 	}

@@ -415,3 +415,15 @@ func chunkPoints(ctx context.Context, tx *sql.Tx, dst []store.Point, id, from, t
 	}
 	return dst, rows.Err()
 }
+
+// Unflushed returns how many readings are in memory, not yet in the file
+// (they are in the log): at most about four times Options.HeadReadings.
+func (s *Store) Unflushed() int {
+	s.hmu.RLock()
+	defer s.hmu.RUnlock()
+	n := s.active.n
+	if s.flushing != nil {
+		n += s.flushing.n
+	}
+	return n
+}

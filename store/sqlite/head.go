@@ -40,42 +40,58 @@ import (
 // head is readings in memory, per series in time order, times unique.
 type head struct {
 	gen    int64
-	series map[seriesKey][]store.Point
+	series map[seriesKey]*headSeries
 	n      int
 	pos    journal.Position // set when it is flushed: where the log ended
 }
 
-func newHead(gen int64) *head { return &head{gen: gen, series: map[seriesKey][]store.Point{}} }
+// headSeries is a series' readings in a head. A series may have none (an
+// Append that failed made it).
+type headSeries struct {
+	pts []store.Point
+	// latest is the series' latest time in the file or the flushing head
+	// when the head took its first reading, which stays true while the
+	// head takes appends; known is false if there was none.
+	latest int64
+	known  bool
+}
 
-// add adds p to series k unless k has a reading at p.T, and says whether it
+func newHead(gen int64) *head { return &head{gen: gen, series: map[seriesKey]*headSeries{}} }
+
+// add adds p unless the series has a reading at p.T, and says whether it
 // did.
-func (h *head) add(k seriesKey, p store.Point) bool {
-	ps := h.series[k]
+func (hs *headSeries) add(p store.Point) bool {
+	ps := hs.pts
 	if n := len(ps); n == 0 || ps[n-1].T < p.T {
-		h.series[k] = append(ps, p)
-		h.n++
+		hs.pts = append(ps, p)
 		return true
 	}
 	i, found := slices.BinarySearchFunc(ps, p.T, byTime)
 	if found {
 		return false
 	}
-	h.series[k] = slices.Insert(ps, i, p)
-	h.n++
+	hs.pts = slices.Insert(ps, i, p)
 	return true
 }
 
 func (h *head) has(k seriesKey, t int64) bool {
-	_, found := slices.BinarySearchFunc(h.series[k], t, byTime)
+	hs := h.series[k]
+	if hs == nil {
+		return false
+	}
+	_, found := slices.BinarySearchFunc(hs.pts, t, byTime)
 	return found
 }
 
 // in returns the readings of series k with from <= t < to, appended to dst.
 func (h *head) in(dst []store.Point, k seriesKey, from, to int64) []store.Point {
-	ps := h.series[k]
-	i, _ := slices.BinarySearchFunc(ps, from, byTime)
-	j, _ := slices.BinarySearchFunc(ps, to, byTime)
-	return append(dst, ps[i:j]...)
+	hs := h.series[k]
+	if hs == nil {
+		return dst
+	}
+	i, _ := slices.BinarySearchFunc(hs.pts, from, byTime)
+	j, _ := slices.BinarySearchFunc(hs.pts, to, byTime)
+	return append(dst, hs.pts[i:j]...)
 }
 
 func byTime(p store.Point, t int64) int { return cmp.Compare(p.T, t) }
@@ -123,47 +139,76 @@ func flushedGen(ctx context.Context, tx *sql.Tx) (int64, error) {
 	return gen, err
 }
 
-// fresh returns the readings of rs that are not stored yet, looking up in
-// the flushing head and the file those no later than their series' latest
-// there. Under appendMu, so that no head is flushed meanwhile.
+// fresh returns the readings of rs that are not stored yet and each one's
+// series in the active head (in s.refs), looking up in the flushing head
+// and in the file those no later than their series' latest there. Under
+// appendMu, so that no head is flushed meanwhile.
 func (s *Store) fresh(ctx context.Context, rs []devices.Reading) ([]devices.Reading, error) {
-	var out []devices.Reading // nil while every reading so far is kept
-	var known map[hourKey][]store.Point
+	refs := s.refs[:0]
+	var look []int // readings to look up in the file
+	var dups []bool
+	dup := func(i int) {
+		if dups == nil {
+			dups = make([]bool, len(rs))
+		}
+		dups[i] = true
+	}
+	s.hmu.Lock()
 	for i, r := range rs {
 		k := seriesKey{r.Device, r.Metric}
-		s.hmu.RLock()
-		latest, seen := s.latest[k]
-		dup := seen && r.Time <= latest && s.flushing != nil && s.flushing.has(k, r.Time)
-		s.hmu.RUnlock()
-		if seen && r.Time <= latest && !dup {
-			s.smu.RLock()
-			id, ok := s.series[k]
-			s.smu.RUnlock()
-			if ok {
-				hk := hourKey{id, store.FloorTo(r.Time, hour)}
-				ps, ok := known[hk]
-				if !ok {
-					var err error
-					if ps, err = s.hourPoints(ctx, hk); err != nil {
-						return nil, unavailable("read", err)
-					}
-					if known == nil {
-						known = map[hourKey][]store.Point{}
-					}
-					known[hk] = ps
-				}
-				_, dup = slices.BinarySearchFunc(ps, r.Time, byTime)
-			}
+		hs := s.active.series[k]
+		if hs == nil {
+			hs = &headSeries{}
+			hs.latest, hs.known = s.latest[k]
+			s.active.series[k] = hs
 		}
+		refs = append(refs, hs)
 		switch {
-		case dup && out == nil:
-			out = append(make([]devices.Reading, 0, len(rs)), rs[:i]...)
-		case !dup && out != nil:
-			out = append(out, r)
+		case !hs.known || r.Time > hs.latest:
+		case s.flushing != nil && s.flushing.has(k, r.Time):
+			dup(i)
+		default:
+			look = append(look, i)
 		}
 	}
-	if out == nil {
+	s.hmu.Unlock()
+	s.refs = refs
+
+	var known map[hourKey][]store.Point
+	for _, i := range look {
+		r := rs[i]
+		s.smu.RLock()
+		id, ok := s.series[seriesKey{r.Device, r.Metric}]
+		s.smu.RUnlock()
+		if !ok {
+			continue
+		}
+		hk := hourKey{id, store.FloorTo(r.Time, hour)}
+		ps, ok := known[hk]
+		if !ok {
+			var err error
+			if ps, err = s.hourPoints(ctx, hk); err != nil {
+				return nil, unavailable("read", err)
+			}
+			if known == nil {
+				known = map[hourKey][]store.Point{}
+			}
+			known[hk] = ps
+		}
+		if _, found := slices.BinarySearchFunc(ps, r.Time, byTime); found {
+			dup(i)
+		}
+	}
+	if dups == nil {
 		return rs, nil
+	}
+	var out []devices.Reading
+	s.refs = refs[:0]
+	for i, r := range rs {
+		if !dups[i] {
+			out = append(out, r)
+			s.refs = append(s.refs, refs[i])
+		}
 	}
 	return out, nil
 }
@@ -232,9 +277,9 @@ func (s *Store) Flush(ctx context.Context) error {
 			h := s.active
 			h.pos = s.log.End()
 			s.flushing, s.active = h, newHead(h.gen+1)
-			for k, ps := range h.series {
-				if t, ok := s.latest[k]; !ok || ps[len(ps)-1].T > t {
-					s.latest[k] = ps[len(ps)-1].T
+			for k, hs := range h.series {
+				if n := len(hs.pts); n > 0 && (!hs.known || hs.pts[n-1].T > hs.latest) {
+					s.latest[k] = hs.pts[n-1].T
 				}
 			}
 		}
@@ -273,7 +318,11 @@ func (s *Store) writeHead(ctx context.Context, h *head) error {
 	added := map[seriesKey]int64{}
 	ins := tx.StmtContext(ctx, s.insChunk)
 	var data []byte
-	for k, ps := range h.series {
+	for k, hs := range h.series {
+		ps := hs.pts
+		if len(ps) == 0 {
+			continue
+		}
 		id, ok := ids[k]
 		if !ok {
 			if err := tx.StmtContext(ctx, s.insSer).QueryRowContext(ctx, k.device, k.metric).Scan(&id); err != nil {
@@ -335,7 +384,16 @@ func (s *Store) openLog(path string) error {
 	}
 	return log.Replay(pos, func(rs []devices.Reading) error {
 		for _, r := range rs {
-			s.active.add(seriesKey{r.Device, r.Metric}, store.Point{T: r.Time, V: r.Value})
+			k := seriesKey{r.Device, r.Metric}
+			hs := s.active.series[k]
+			if hs == nil {
+				hs = &headSeries{}
+				hs.latest, hs.known = s.latest[k]
+				s.active.series[k] = hs
+			}
+			if hs.add(store.Point{T: r.Time, V: r.Value}) {
+				s.active.n++
+			}
 		}
 		return nil
 	})

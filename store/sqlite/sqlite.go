@@ -152,6 +152,7 @@ type Store struct {
 	// flushing head: a reading after it is not stored yet.
 	latest map[seriesKey]int64
 	kick   chan struct{} // tells the flusher the head is full
+	refs   []*headSeries // each reading's series in Append, under appendMu
 
 	smu    sync.RWMutex
 	series map[seriesKey]int64 // every series in the file
@@ -350,11 +351,14 @@ func (s *Store) Append(ctx context.Context, rs []devices.Reading) error {
 		return unavailable("log", err)
 	}
 	s.hmu.Lock()
-	for _, r := range rs {
-		s.active.add(seriesKey{r.Device, r.Metric}, store.Point{T: r.Time, V: r.Value})
+	for i, r := range rs {
+		if s.refs[i].add(store.Point{T: r.Time, V: r.Value}) {
+			s.active.n++
+		}
 	}
 	n := s.active.n
 	s.hmu.Unlock()
+	clear(s.refs)
 	if n >= s.opts.HeadReadings {
 		select {
 		case s.kick <- struct{}{}:
@@ -887,9 +891,11 @@ func (s *Store) Devices(ctx context.Context) ([]devices.Device, error) {
 		if h == nil {
 			continue
 		}
-		for k, ps := range h.series {
-			if old, ok := latest[k]; !ok || ps[len(ps)-1].T > old.T {
-				latest[k] = devices.Value{T: ps[len(ps)-1].T, V: ps[len(ps)-1].V}
+		for k, hs := range h.series {
+			if n := len(hs.pts); n > 0 {
+				if old, ok := latest[k]; !ok || hs.pts[n-1].T > old.T {
+					latest[k] = devices.Value{T: hs.pts[n-1].T, V: hs.pts[n-1].V}
+				}
 			}
 		}
 	}

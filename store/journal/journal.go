@@ -16,6 +16,11 @@
 // found and cut when it is opened. A journal of an earlier iotdash (a SQLite
 // file at the same path) is moved into it when opened. It is not a store of
 // history: nothing here can be queried, and what has been drained is gone.
+//
+// The embedded store (store/sqlite) keeps its write-ahead log in a journal
+// too: it keeps its own place (Position, End) beside what it has written,
+// Replays the rest after a restart, and Forgets what is behind it, in place
+// of Drain.
 package journal
 
 import (

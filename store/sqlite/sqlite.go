@@ -1,14 +1,19 @@
 // Package sqlite is the embedded history store iotdash uses when no InfluxDB
 // is configured: one SQLite file (pure Go, modernc.org/sqlite) holding every
-// reading, written in group commits and queried raw or downsampled.
+// reading, with a log beside it, written in group commits and queried raw or
+// downsampled.
 //
-// Readings go in as rows. A background compactor turns each series' closed
-// hours into one compressed block (codec.go) beside the hour's summary and
-// its minutes' summaries, and applies retention: raw readings are dropped
-// after Options.Retention, summaries after Options.RollupRetention, in
-// small steps, the space given back (compact.go). Queries read rows and
-// blocks in one snapshot, and summaries wherever a step covers whole hours
-// or minutes.
+// A group commit goes into the log (a store/journal, one fsync) and into
+// the head, in memory; a flusher moves the head into the file every few
+// seconds as compressed chunks, a row per series and hour (head.go). A
+// background compactor turns each series' closed hours into one compressed
+// block (codec.go) beside the hour's summary and its minutes' summaries,
+// and applies retention: raw readings are dropped after Options.Retention,
+// summaries after Options.RollupRetention, in small steps, the space given
+// back (compact.go). Queries read the head, then rows, chunks and blocks in
+// one snapshot, and summaries wherever a step covers whole hours or
+// minutes. Rows are what a file of an earlier format holds, and are read
+// and compacted as ever.
 //
 // It is for a single iotdash process on one machine. It is not a shared
 // database: one Store owns its file, and the series cache it keeps in memory

@@ -96,6 +96,18 @@ func (h *head) in(dst []store.Point, k seriesKey, from, to int64) []store.Point 
 
 func byTime(p store.Point, t int64) int { return cmp.Compare(p.T, t) }
 
+// seriesOf returns series k in the active head, added if it is not there.
+// Under hmu, or before the store is shared.
+func (s *Store) seriesOf(k seriesKey) *headSeries {
+	hs := s.active.series[k]
+	if hs == nil {
+		hs = &headSeries{}
+		hs.latest, hs.known = s.latest[k]
+		s.active.series[k] = hs
+	}
+	return hs
+}
+
 // headView is what a query reads of the heads: their readings of one series
 // in its range, each with its head's generation.
 type headView struct {
@@ -156,12 +168,7 @@ func (s *Store) fresh(ctx context.Context, rs []devices.Reading) ([]devices.Read
 	s.hmu.Lock()
 	for i, r := range rs {
 		k := seriesKey{r.Device, r.Metric}
-		hs := s.active.series[k]
-		if hs == nil {
-			hs = &headSeries{}
-			hs.latest, hs.known = s.latest[k]
-			s.active.series[k] = hs
-		}
+		hs := s.seriesOf(k)
 		refs = append(refs, hs)
 		switch {
 		case !hs.known || r.Time > hs.latest:
@@ -384,14 +391,7 @@ func (s *Store) openLog(path string) error {
 	}
 	return log.Replay(pos, func(rs []devices.Reading) error {
 		for _, r := range rs {
-			k := seriesKey{r.Device, r.Metric}
-			hs := s.active.series[k]
-			if hs == nil {
-				hs = &headSeries{}
-				hs.latest, hs.known = s.latest[k]
-				s.active.series[k] = hs
-			}
-			if hs.add(store.Point{T: r.Time, V: r.Value}) {
+			if s.seriesOf(seriesKey{r.Device, r.Metric}).add(store.Point{T: r.Time, V: r.Value}) {
 				s.active.n++
 			}
 		}

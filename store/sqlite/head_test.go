@@ -4,10 +4,8 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"errors"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"sync"
@@ -95,17 +93,9 @@ func TestKillDuringFlush(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "iotdash.db")
 	var n int64
 	for _, ms := range []int{20, 50, 100, 200, 300, 500} {
-		cmd := exec.Command(os.Args[0], "-test.run=^TestKillDuringFlush$", "-test.count=1")
-		cmd.Env = append(os.Environ(), "IOTDASH_SQLITE_FLUSH_CHILD="+path, "IOTDASH_SQLITE_FROM="+strconv.FormatInt(n, 10), "IOTDASH_SQLITE_KILL_AFTER_MS="+strconv.Itoa(ms))
-		var out bytes.Buffer
-		cmd.Stdout = &out
-		err := cmd.Run()
-		var exit *exec.ExitError
-		if !errors.As(err, &exit) || exit.Sys().(syscall.WaitStatus).Signal() != syscall.SIGKILL {
-			t.Fatalf("child: got %v, want killed by SIGKILL; output:\n%s", err, out.Bytes())
-		}
+		out := runKilled(t, "TestKillDuringFlush", "IOTDASH_SQLITE_FLUSH_CHILD="+path, "IOTDASH_SQLITE_FROM="+strconv.FormatInt(n, 10), "IOTDASH_SQLITE_KILL_AFTER_MS="+strconv.Itoa(ms))
 		acked := n
-		for sc := bufio.NewScanner(&out); sc.Scan(); {
+		for sc := bufio.NewScanner(bytes.NewReader(out)); sc.Scan(); {
 			if v, err := strconv.ParseInt(sc.Text(), 10, 64); err == nil {
 				acked = v
 			}
@@ -149,13 +139,7 @@ func TestReplaysLogAfterCrash(t *testing.T) {
 		select {}
 	}
 	path := filepath.Join(t.TempDir(), "iotdash.db")
-	cmd := exec.Command(os.Args[0], "-test.run=^TestReplaysLogAfterCrash$", "-test.count=1")
-	cmd.Env = append(os.Environ(), "IOTDASH_SQLITE_REPLAY_CHILD="+path)
-	out, err := cmd.CombinedOutput()
-	var exit *exec.ExitError
-	if !errors.As(err, &exit) || exit.Sys().(syscall.WaitStatus).Signal() != syscall.SIGKILL {
-		t.Fatalf("child: got %v, want killed by SIGKILL; output:\n%s", err, out)
-	}
+	runKilled(t, "TestReplaysLogAfterCrash", "IOTDASH_SQLITE_REPLAY_CHILD="+path)
 	if got := tableRows(t, path); got["chunks"] != 0 || got["readings"] != 0 {
 		t.Fatalf("the child's file holds %v, want nothing: its readings should be only in the log", got)
 	}

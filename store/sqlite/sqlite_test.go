@@ -3,12 +3,10 @@ package sqlite_test
 import (
 	"context"
 	"database/sql"
-	"errors"
 	"fmt"
 	"maps"
 	"math"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"syscall"
@@ -144,13 +142,7 @@ func TestSurvivesKill(t *testing.T) {
 		select {}
 	}
 	path := filepath.Join(t.TempDir(), "iotdash.db")
-	cmd := exec.Command(os.Args[0], "-test.run=^TestSurvivesKill$", "-test.count=1")
-	cmd.Env = append(os.Environ(), "IOTDASH_SQLITE_KILL_CHILD="+path)
-	out, err := cmd.CombinedOutput()
-	var exit *exec.ExitError
-	if !errors.As(err, &exit) || exit.Sys().(syscall.WaitStatus).Signal() != syscall.SIGKILL {
-		t.Fatalf("child: got %v, want killed by SIGKILL; output:\n%s", err, out)
-	}
+	runKilled(t, "TestSurvivesKill", "IOTDASH_SQLITE_KILL_CHILD="+path)
 	s := open(t, path)
 	defer s.Close()
 	checkSample(t, s)

@@ -106,7 +106,7 @@ func (s *Store) start() {
 		}
 		t := time.NewTicker(s.opts.Interval)
 		defer t.Stop()
-		var failing bool
+		f := failures{log: s.opts.Logger, what: "maintenance"}
 		for first := true; ; first = false {
 			if !first {
 				select {
@@ -115,19 +115,28 @@ func (s *Store) start() {
 				case <-t.C:
 				}
 			}
-			// One line when maintenance starts failing and one when it
-			// recovers, rather than one per tick.
-			err := s.compact(ctx)
-			switch {
-			case err != nil && ctx.Err() == nil && !failing:
-				s.opts.Logger.Error("history store maintenance failed; retrying", "error", err)
-				failing = true
-			case err == nil && failing:
-				s.opts.Logger.Info("history store maintenance recovered")
-				failing = false
-			}
+			f.report(ctx, s.compact(ctx))
 		}
 	}()
+}
+
+// failures logs one line when a background task starts failing and one
+// when it recovers, rather than one per attempt.
+type failures struct {
+	log     *slog.Logger
+	what    string
+	failing bool
+}
+
+func (f *failures) report(ctx context.Context, err error) {
+	switch {
+	case err != nil && ctx.Err() == nil && !f.failing:
+		f.log.Error("history store "+f.what+" failed; retrying", "error", err)
+		f.failing = true
+	case err == nil && f.failing:
+		f.log.Info("history store " + f.what + " recovered")
+		f.failing = false
+	}
 }
 
 // Compact flushes the readings in memory into the file and does now what

@@ -407,7 +407,7 @@ const logSuffix = "-log"
 func (s *Store) flusher(ctx context.Context) {
 	t := time.NewTicker(s.opts.FlushInterval)
 	defer t.Stop()
-	var failing bool
+	f := failures{log: s.opts.Logger, what: "flush"}
 	for {
 		select {
 		case <-ctx.Done():
@@ -415,15 +415,7 @@ func (s *Store) flusher(ctx context.Context) {
 		case <-t.C:
 		case <-s.kick:
 		}
-		err := s.Flush(ctx)
-		switch {
-		case err != nil && ctx.Err() == nil && !failing:
-			s.opts.Logger.Error("history store flush failed; retrying", "error", err)
-			failing = true
-		case err == nil && failing:
-			s.opts.Logger.Info("history store flush recovered")
-			failing = false
-		}
+		f.report(ctx, s.Flush(ctx))
 	}
 }
 
@@ -431,7 +423,7 @@ func (s *Store) flusher(ctx context.Context) {
 func (s *Store) loadLatest(ctx context.Context) error {
 	rows, err := s.w.QueryContext(ctx, `SELECT s.device, s.metric, max(
 	coalesce((SELECT max(t) FROM readings WHERE series = s.id), -1 << 62),
-	coalesce((SELECT max(last_t) FROM hours WHERE series = s.id), -1 << 62),
+	coalesce((SELECT last_t FROM hours WHERE series = s.id ORDER BY h DESC LIMIT 1), -1 << 62),
 	coalesce((SELECT max(last_t) FROM chunks WHERE series = s.id), -1 << 62)) FROM series AS s`)
 	if err != nil {
 		return err

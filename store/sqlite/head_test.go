@@ -236,3 +236,14 @@ func TestHeadBounded(t *testing.T) {
 	}
 	held(t, s, 10000, 0, "after 30,000 readings")
 }
+
+// TestAppendAfterClose fails as the store's file being gone does.
+func TestAppendAfterClose(t *testing.T) {
+	s := open(t, filepath.Join(t.TempDir(), "iotdash.db"))
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Append(context.Background(), batchOf(0, 1)); devices.ErrorKind(err) != devices.EUnavailable {
+		t.Errorf("Append after Close = %v, want %s", err, devices.EUnavailable)
+	}
+}

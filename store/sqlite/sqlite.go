@@ -50,13 +50,20 @@ import (
 // minutes summarised the rows of readings per minute in the first format;
 // its rows in such a file are deleted as their hours are compacted.
 //
-// The compactor moves the rows of each closed hour (h, its start in Unix
-// ms) into a block, whose hour is summarised in hours and its minutes in
-// hour_minutes (encoded as in codec.go): the readings of a series are those
-// of readings and of blocks, never both. A reading that arrives late into a
-// compacted hour is a row until the compactor merges it into the block.
-// A file of the first format (series, readings, minutes) gains the new
-// tables on Open and is compacted like any other.
+// The flusher writes the head as chunks, a row per series, hour and
+// flush (gen), encoded as blocks are, and records in flushed (one row) the
+// last flush's generation and the place in the log it reached (head.go).
+// Files of earlier formats hold rows in readings, which Append no longer
+// writes.
+//
+// The compactor moves the chunks and rows of each closed hour (h, its
+// start in Unix ms) into a block, whose hour is summarised in hours and its
+// minutes in hour_minutes (encoded as in codec.go): the readings of a
+// series are those of readings, chunks and blocks, each in one of them
+// only. A reading that arrives late into a compacted hour is a chunk until
+// the compactor merges it into the block. A file of the first format
+// (series, readings, minutes) gains the new tables on Open and is
+// compacted like any other.
 const schema = `
 CREATE TABLE IF NOT EXISTS series (
 	id     INTEGER PRIMARY KEY,
@@ -313,8 +320,8 @@ func (s *Store) Close() error {
 	}
 	var errs []error
 	if s.log != nil {
+		// An Append after this fails on the closed log.
 		errs = append(errs, s.Flush(context.Background()), s.log.Close())
-		s.log = nil
 	}
 	if s.r != nil {
 		errs = append(errs, s.r.Close())

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"time"
 
 	"iotdash/devices"
@@ -309,11 +310,52 @@ func (s *Store) Flush(ctx context.Context) error {
 	return nil
 }
 
+// chunkRows is the most chunks one INSERT writes: a statement a chunk
+// cost more than encoding it.
+const chunkRows = 64
+
+// insertChunks adds n chunks.
+func insertChunks(n int) string {
+	return "INSERT INTO chunks (series, h, gen, last_t, last_v, data) VALUES (?, ?, ?, ?, ?, ?)" + strings.Repeat(", (?, ?, ?, ?, ?, ?)", n-1)
+}
+
+// chunk is one series' readings of one hour in a head, encoded.
+type chunk struct {
+	k    seriesKey
+	h    int64
+	last store.Point
+	data []byte
+}
+
 // writeHead writes h into the file as chunks, in one transaction with its
 // generation and place in the log.
 func (s *Store) writeHead(ctx context.Context, h *head) error {
+	var chunks []chunk
+	for k, hs := range h.series {
+		for ps := hs.pts; len(ps) > 0; {
+			hr := store.FloorTo(ps[0].T, hour)
+			n, _ := slices.BinarySearchFunc(ps, hr+hour, byTime)
+			part := ps[:n]
+			ps = ps[n:]
+			chunks = append(chunks, chunk{k: k, h: hr, last: part[n-1], data: encodeBlock(nil, part, decimals(part))})
+		}
+	}
+
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	// Prepared before the transaction, which holds the one connection.
+	for _, n := range []int{min(len(chunks), chunkRows), len(chunks) % chunkRows} {
+		if n == 0 {
+			continue
+		}
+		if s.insChunks[n] == nil {
+			st, err := s.w.PrepareContext(ctx, insertChunks(n))
+			if err != nil {
+				return unavailable("prepare", err)
+			}
+			s.insChunks[n] = st
+		}
+	}
 	tx, err := s.w.BeginTx(ctx, nil)
 	if err != nil {
 		return unavailable("begin", err)
@@ -323,30 +365,31 @@ func (s *Store) writeHead(ctx context.Context, h *head) error {
 	ids := s.series
 	s.smu.RUnlock()
 	added := map[seriesKey]int64{}
-	ins := tx.StmtContext(ctx, s.insChunk)
-	var data []byte
-	for k, hs := range h.series {
-		ps := hs.pts
-		if len(ps) == 0 {
-			continue
+	id := func(k seriesKey) (int64, error) {
+		if id, ok := ids[k]; ok {
+			return id, nil
 		}
-		id, ok := ids[k]
-		if !ok {
-			if err := tx.StmtContext(ctx, s.insSer).QueryRowContext(ctx, k.device, k.metric).Scan(&id); err != nil {
+		if id, ok := added[k]; ok {
+			return id, nil
+		}
+		var id int64
+		err := tx.StmtContext(ctx, s.insSer).QueryRowContext(ctx, k.device, k.metric).Scan(&id)
+		added[k] = id
+		return id, err
+	}
+	args := make([]any, 0, 6*chunkRows)
+	for start := 0; start < len(chunks); start += chunkRows {
+		part := chunks[start:min(start+chunkRows, len(chunks))]
+		args = args[:0]
+		for _, c := range part {
+			sid, err := id(c.k)
+			if err != nil {
 				return unavailable("add series", err)
 			}
-			added[k] = id
+			args = append(args, sid, c.h, h.gen, c.last.T, c.last.V, c.data)
 		}
-		for len(ps) > 0 {
-			hr := store.FloorTo(ps[0].T, hour)
-			n, _ := slices.BinarySearchFunc(ps, hr+hour, byTime)
-			part := ps[:n]
-			ps = ps[n:]
-			last := part[len(part)-1]
-			data = encodeBlock(data[:0], part, decimals(part))
-			if _, err := ins.ExecContext(ctx, id, hr, h.gen, last.T, last.V, data); err != nil {
-				return unavailable("write", err)
-			}
+		if _, err := tx.StmtContext(ctx, s.insChunks[len(part)]).ExecContext(ctx, args...); err != nil {
+			return unavailable("write", err)
 		}
 	}
 	if _, err := tx.ExecContext(ctx, `INSERT OR REPLACE INTO flushed (one, gen, segment, offset) VALUES (1, ?, ?, ?)`, h.gen, h.pos.Segment, h.pos.Offset); err != nil {

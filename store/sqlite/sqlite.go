@@ -148,9 +148,10 @@ type Store struct {
 	w *sql.DB // the one writing connection
 	r *sql.DB // reading connections
 
-	mu       sync.Mutex // serialises writes and Ping on w
-	insSer   *sql.Stmt
-	insChunk *sql.Stmt
+	mu     sync.Mutex // serialises writes and Ping on w
+	insSer *sql.Stmt
+	// INSERTs of several chunks, by count (see writeHead); under mu.
+	insChunks map[int]*sql.Stmt
 
 	// The write path (head.go). Lock order: flushMu, appendMu, mu or
 	// hmu, smu.
@@ -218,7 +219,7 @@ func OpenWith(path string, o Options) (*Store, error) {
 		return nil, fmt.Errorf("sqlite: open %s: %w", path, err)
 	}
 	w.SetMaxOpenConns(1)
-	s := &Store{w: w, series: map[seriesKey]int64{}, latest: map[seriesKey]int64{}, kick: make(chan struct{}, 1), opts: o.withDefaults()}
+	s := &Store{w: w, series: map[seriesKey]int64{}, latest: map[seriesKey]int64{}, insChunks: map[int]*sql.Stmt{}, kick: make(chan struct{}, 1), opts: o.withDefaults()}
 	if err := s.init(); err != nil {
 		w.Close()
 		return nil, err
@@ -284,7 +285,6 @@ func (s *Store) init() error {
 		q  string
 	}{
 		{&s.insSer, `INSERT INTO series (device, metric) VALUES (?, ?) RETURNING id`},
-		{&s.insChunk, `INSERT INTO chunks (series, h, gen, last_t, last_v, data) VALUES (?, ?, ?, ?, ?, ?)`},
 	} {
 		if *p.st, err = s.w.Prepare(p.q); err != nil {
 			return fmt.Errorf("sqlite: prepare: %w", err)

@@ -303,7 +303,9 @@ func (c *Client) request(timeout time.Duration, want byte, body func([]byte) []b
 // Disconnect stops reading (letting a running handler return), sends the
 // acknowledgements queued then and DISCONNECT, and closes the connection,
 // waiting at most wait for the network; it stops reconnecting. It returns
-// once no handler runs, nor will. Call it once.
+// once no handler runs, nor will (a handler that never returns holds it).
+// Once disconnected a client stays so: calling Disconnect again does
+// nothing.
 func (c *Client) Disconnect(wait time.Duration) {
 	if !c.started.Load() {
 		c.cancel()

@@ -140,7 +140,7 @@ func (in *Ingester) newConns() {
 				in.log.Warn("broker connection lost", "broker", in.cfg.Broker, "client_id", id, "error", err)
 				in.brokerGone(time.Now())
 			},
-			Logger: in.log.With("client_id", id),
+			Logger: in.log,
 		})
 		in.conns = append(in.conns, c)
 	}

@@ -510,7 +510,6 @@ type session struct {
 
 	closing atomic.Bool   // Disconnect ends it
 	seen    atomic.Uint64 // packets read: keepalive's sign of life
-	unacked atomic.Int32  // messages handed out whose acknowledgement is not written
 
 	mu      sync.Mutex // guards what follows, and writes to conn
 	out     []byte     // queued acknowledgements
@@ -527,34 +526,29 @@ type pending struct {
 }
 
 func newSession(c *Client, conn net.Conn) *session {
-	s := &session{c: c, conn: conn, done: make(chan struct{}), pending: map[uint16]pending{}}
-	var r io.Reader = conn
+	var r = bufio.NewReaderSize(conn, bufSize)
 	if ack := mqttconn.QuickAck(conn); ack != nil {
-		r = quickAckReader{conn, ack, &s.unacked}
+		r = bufio.NewReaderSize(quickAckReader{conn, ack}, bufSize)
 	}
-	s.pr = packetReader{r: bufio.NewReaderSize(r, bufSize), max: c.o.MaxPacket}
-	return s
+	return &session{
+		c: c, conn: conn, done: make(chan struct{}), pending: map[uint16]pending{},
+		pr: packetReader{r: r, max: c.o.MaxPacket},
+	}
 }
 
-// quickAckReader asks for TCP_QUICKACK after a read from the socket (the
-// bufio.Reader above it reads the socket only when it is empty) while no
-// acknowledgement is due: a broker that leaves Nagle's algorithm on
-// otherwise holds each small packet until the previous one's delayed ACK,
-// milliseconds at low rates (README, "Live push"). While QoS 1 messages
-// wait for their PUBACKs, the PUBACKs carry the TCP ACK within a group
-// commit, and an ACK of its own for every read would cost more CPU than
-// the rest of the read (README, "The subscriber").
+// quickAckReader asks for TCP_QUICKACK after each read from the socket
+// (the bufio.Reader above it reads the socket only when it is empty): a
+// broker that leaves Nagle's algorithm on otherwise holds each small
+// packet until the previous one's delayed ACK, milliseconds at low rates
+// (README, "Live push").
 type quickAckReader struct {
 	net.Conn
-	ack     func()
-	unacked *atomic.Int32
+	ack func()
 }
 
 func (r quickAckReader) Read(p []byte) (int, error) {
 	n, err := r.Conn.Read(p)
-	if r.unacked.Load() == 0 {
-		r.ack()
-	}
+	r.ack()
 	return n, err
 }
 
@@ -613,7 +607,6 @@ func (s *session) flush() error {
 		return nil
 	}
 	err := s.writeLocked(s.out)
-	s.unacked.Add(-int32(len(s.out) / 4))
 	s.out = s.out[:0]
 	if err != nil {
 		s.failLocked(err)
@@ -729,7 +722,6 @@ func (s *session) deliver(h byte, body []byte, size int) error {
 	m := Message{Topic: c.topic(p.topic), Payload: c.keep(p.payload), Size: len(p.payload), QoS: p.qos, Retain: p.retain, Dup: p.dup}
 	if p.qos > 0 {
 		m.Ack = Ack{s: s, id: p.id, kind: ackKind(p.qos)}
-		s.unacked.Add(1)
 	}
 	c.o.Handler(m)
 	return nil
@@ -762,7 +754,6 @@ func (s *session) deliverLarge(h byte, size int) error {
 	n := len(b) - len(rest)
 	if qos > 0 {
 		m.Ack = Ack{s: s, id: binary.BigEndian.Uint16(rest), kind: ackKind(qos)}
-		s.unacked.Add(1)
 		n += 2
 	}
 	m.Size = size - n

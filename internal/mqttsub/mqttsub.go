@@ -540,7 +540,9 @@ func newSession(c *Client, conn net.Conn) *session {
 // (the bufio.Reader above it reads the socket only when it is empty): a
 // broker that leaves Nagle's algorithm on otherwise holds each small
 // packet until the previous one's delayed ACK, milliseconds at low rates
-// (README, "Live push").
+// (README, "Live push"). It costs about 3 µs a message at 20,000 msg/s;
+// skipping it while PUBACKs are due (they carry the ACK) held the broker's
+// messages until the next commit instead (README, "The subscriber").
 type quickAckReader struct {
 	net.Conn
 	ack func()

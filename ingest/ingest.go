@@ -519,11 +519,8 @@ func (in *Ingester) commitLoop(ctx context.Context) {
 			if m.ack != nil {
 				m.ack()
 			} else {
-				m.acker.Queue()
+				m.acker.Queue() // sent by the flush below
 			}
-		}
-		in.flush()
-		for _, m := range group {
 			switch m.kind {
 			case KindTelemetry:
 				// Readings mean online: a message whose every metric was
@@ -541,6 +538,7 @@ func (in *Ingester) commitLoop(ctx context.Context) {
 				}
 			}
 		}
+		in.flush() // the group's acknowledgements to a broker of the user's, one write a connection
 		if len(rs) > 0 && in.cfg.Publish != nil && in.early == nil {
 			in.cfg.Publish(rs)
 		}

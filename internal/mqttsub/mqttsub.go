@@ -120,7 +120,8 @@ type Ack struct {
 // Queue queues the acknowledgement; it leaves with the client's next
 // Flush. MQTT wants them in the order the messages came. An
 // acknowledgement of a message that came on a connection since lost is
-// dropped: the broker sends the message again, under another packet id.
+// dropped: the broker sends the message again on the next connection
+// (whose packet ids may name other messages).
 // Queue does not allocate.
 func (a Ack) Queue() {
 	if a.s == nil {

@@ -58,17 +58,20 @@ func BenchmarkSeen(b *testing.B) {
 			stop := readers(f, ids, nr)
 			defer stop()
 			const group = 100
+			ms := make([]Message, 0, group)
 			t := int64(MinTime)
 			b.ReportAllocs()
 			b.ResetTimer()
 			for i := 0; i < b.N; i += group {
 				t += 1000
+				ms = ms[:0]
 				for j := i; j < i+group && j < b.N; j++ {
 					k := j % len(ids)
 					rs := msgs[k]
 					rs[0].Time, rs[1].Time = t, t
-					f.Seen(ids[k], rs)
+					ms = append(ms, Message{Device: ids[k], Readings: rs})
 				}
+				f.SeenAll(ms)
 			}
 		})
 	}

@@ -51,7 +51,9 @@ type Fleet interface {
 	// Admit keeps, in place, the readings of device id that the fleet's
 	// limits let in, and says what it refused (see devices.Fleet.Admit).
 	Admit(id string, rs []devices.Reading) ([]devices.Reading, devices.Admission)
-	Seen(id string, rs []devices.Reading)
+	// SeenAll records the readings of messages stored together, in their
+	// order (see devices.Fleet.SeenAll).
+	SeenAll(ms []devices.Message)
 	SetMeta(id string, m devices.Meta)
 	SetPresence(id string, s devices.Status)
 }
@@ -440,6 +442,7 @@ func (in *Ingester) Run(ctx context.Context) {
 func (in *Ingester) commitLoop(ctx context.Context) {
 	group := make([]message, 0, in.cfg.MaxGroup)
 	var rs []devices.Reading
+	var seen []devices.Message
 	linger := time.NewTimer(time.Hour)
 	linger.Stop()
 	for {
@@ -508,6 +511,9 @@ func (in *Ingester) commitLoop(ctx context.Context) {
 				continue
 			}
 		}
+		// The fleet is told of the telemetry in one call a run of it,
+		// and of meta and status in between, in their order.
+		seen = seen[:0]
 		for _, m := range group {
 			if m.acker != nil {
 				m.acker.Ack()
@@ -519,18 +525,23 @@ func (in *Ingester) commitLoop(ctx context.Context) {
 				// Readings mean online: a message whose every metric was
 				// rejected says nothing of the device.
 				if len(m.readings) > 0 {
-					in.cfg.Fleet.Seen(m.id, m.readings)
+					seen = append(seen, devices.Message{Device: m.id, Readings: m.readings})
 				}
 			case KindMeta:
 				if mt := m.meta; mt.Name != "" || mt.Kind != "" || mt.Location != "" || mt.Units != nil || mt.Limits != nil || mt.Decimals != nil || mt.Labels != nil || mt.Interval != 0 {
+					in.cfg.Fleet.SeenAll(seen)
+					seen = seen[:0]
 					in.cfg.Fleet.SetMeta(m.id, m.meta)
 				}
 			case KindStatus:
 				if m.status != "" {
+					in.cfg.Fleet.SeenAll(seen)
+					seen = seen[:0]
 					in.cfg.Fleet.SetPresence(m.id, m.status)
 				}
 			}
 		}
+		in.cfg.Fleet.SeenAll(seen)
 		if len(rs) > 0 && in.cfg.Publish != nil && in.early == nil {
 			in.cfg.Publish(rs)
 		}

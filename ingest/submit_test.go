@@ -222,3 +222,30 @@ func TestPublishBeforeCommit(t *testing.T) {
 		}
 	}
 }
+
+// TestFleetLearnsInOrder: the fleet learns of the messages of one commit
+// in the order they came, telemetry, status and meta alike: a device that
+// sends a reading and then says it goes offline is offline, and one that
+// says so and then sends a reading is online.
+func TestFleetLearnsInOrder(t *testing.T) {
+	fleet := devices.NewFleet(nil)
+	// The four messages wait for each other: they are committed together.
+	in := runSubmitted(t, ingest.Config{Store: &memStore{}, Fleet: fleet, MinGroup: 4, Linger: time.Minute})
+	var acked atomic.Int64
+	ack := func() { acked.Add(1) }
+	ts := time.Now().UnixMilli()
+	for _, m := range [][2]string{
+		{"devices/a/telemetry", fmt.Sprintf(`{"ts":%d,"v":1}`, ts)},
+		{"devices/a/status", "offline"},
+		{"devices/b/status", "offline"},
+		{"devices/b/telemetry", fmt.Sprintf(`{"ts":%d,"v":2}`, ts)},
+	} {
+		in.Submit(m[0], []byte(m[1]), ack)
+	}
+	testenv.WaitFor(t, 10*time.Second, "every message acknowledged", func() bool { return acked.Load() == 4 })
+	for id, want := range map[string]devices.Status{"a": devices.StatusOffline, "b": devices.StatusOnline} {
+		if d, _ := fleet.Get(id); d.Status != want || len(d.Latest) != 1 {
+			t.Errorf("device %s: %s with %v, want %s with its reading", id, d.Status, d.Latest, want)
+		}
+	}
+}

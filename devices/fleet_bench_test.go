@@ -7,18 +7,22 @@ import (
 	"time"
 )
 
-// benchFleet is a fleet of n devices of 2 metrics each, as iotsim's load
-// mode makes, all of them seen once, and one message of each: the messages
-// a commit hands the fleet are taken from it in turn.
-func benchFleet(n int) (*Fleet, []string, [][]Reading) {
+// benchFleet is a fleet of n devices of m metrics each (iotsim's load
+// mode makes 2: temperature and humidity), all of them seen once, and one
+// message of each: the messages a commit hands the fleet are taken from it
+// in turn.
+func benchFleet(n, m int) (*Fleet, []string, [][]Reading) {
 	f := NewFleet(func(string, Status) {})
+	metrics := []string{"temperature", "humidity"}
+	for i := len(metrics); i < m; i++ {
+		metrics = append(metrics, fmt.Sprintf("metric-%d", i))
+	}
 	ids := make([]string, n)
 	msgs := make([][]Reading, n)
 	for i := range ids {
 		ids[i] = fmt.Sprintf("load-%04d", i+1)
-		msgs[i] = []Reading{
-			{Device: ids[i], Metric: "temperature", Time: MinTime, Value: 21},
-			{Device: ids[i], Metric: "humidity", Time: MinTime, Value: 40},
+		for _, name := range metrics[:m] {
+			msgs[i] = append(msgs[i], Reading{Device: ids[i], Metric: name, Time: MinTime, Value: 21})
 		}
 		f.Seen(ids[i], msgs[i])
 	}
@@ -48,14 +52,18 @@ func readers(f *Fleet, ids []string, n int) (stop func()) {
 // BenchmarkSeen is the fleet's bookkeeping per message that ingest's
 // commit loop hands it: groups of 100 messages of 2 readings each, from a
 // fleet of 1,000 devices, with and without a reader holding the lock now
-// and then.
+// and then, and of 16 readings each.
 //
 //	go test -run '^$' -bench 'Seen|Admit' -benchmem ./devices
 func BenchmarkSeen(b *testing.B) {
-	for _, nr := range []int{0, 1} {
-		b.Run(fmt.Sprintf("readers=%d", nr), func(b *testing.B) {
-			f, ids, msgs := benchFleet(1000)
-			stop := readers(f, ids, nr)
+	for _, c := range []struct{ readers, metrics int }{{0, 2}, {1, 2}, {0, 16}} {
+		name := fmt.Sprintf("readers=%d", c.readers)
+		if c.metrics != 2 {
+			name = fmt.Sprintf("metrics=%d", c.metrics)
+		}
+		b.Run(name, func(b *testing.B) {
+			f, ids, msgs := benchFleet(1000, c.metrics)
+			stop := readers(f, ids, c.readers)
 			defer stop()
 			const group = 100
 			ms := make([]Message, 0, group)
@@ -68,7 +76,9 @@ func BenchmarkSeen(b *testing.B) {
 				for j := i; j < i+group && j < b.N; j++ {
 					k := j % len(ids)
 					rs := msgs[k]
-					rs[0].Time, rs[1].Time = t, t
+					for r := range rs {
+						rs[r].Time = t
+					}
 					ms = append(ms, Message{Device: ids[k], Readings: rs})
 				}
 				f.SeenAll(ms)
@@ -83,7 +93,7 @@ func BenchmarkSeen(b *testing.B) {
 func BenchmarkAdmit(b *testing.B) {
 	for _, nr := range []int{0, 1} {
 		b.Run(fmt.Sprintf("readers=%d", nr), func(b *testing.B) {
-			f, ids, msgs := benchFleet(1000)
+			f, ids, msgs := benchFleet(1000, 2)
 			f.now = func() time.Time { return time.UnixMilli(MinTime) }
 			stop := readers(f, ids, nr)
 			defer stop()

@@ -389,15 +389,16 @@ func (p *parser) number() ([]byte, bool) {
 	return p.b[start:p.i], true
 }
 
-// exact are the powers of ten a float64 holds exactly.
+// exact are the powers of ten parseNumber divides by, all of which a
+// float64 holds exactly (up to 1e22 would be).
 var exact = [...]float64{1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10,
-	1e11, 1e12, 1e13, 1e14, 1e15, 1e16, 1e17, 1e18, 1e19, 1e20, 1e21, 1e22}
+	1e11, 1e12, 1e13, 1e14, 1e15, 1e16, 1e17, 1e18, 1e19}
 
 // parseNumber parses a JSON number literal, as strconv.ParseFloat does.
-// A sensor's literal (at most 15 or so significant digits, no exponent:
-// 21.53, 1764000000123) takes a quicker way that gives the same float: its
-// digits as an integer below 2^53 and its power of ten are both exact, and
-// one division of exact floats is rounded correctly, as ParseFloat rounds.
+// A sensor's literal (no exponent, at most 19 digits that make an integer
+// below 2^53: 21.53, 1764000000123) takes a quicker way that gives the same
+// float: that integer and its power of ten are both exact floats, and one
+// division of exact floats is rounded correctly, as ParseFloat rounds.
 // Anything else goes to ParseFloat.
 func parseNumber(lit []byte) (float64, error) {
 	i, neg := 0, false
@@ -420,7 +421,7 @@ func parseNumber(lit []byte) (float64, error) {
 			return strconv.ParseFloat(string(lit), 64)
 		}
 	}
-	if n == 0 || mant >= 1<<53 || frac >= len(exact) {
+	if n == 0 || mant >= 1<<53 {
 		return strconv.ParseFloat(string(lit), 64)
 	}
 	v := float64(mant) / exact[frac]

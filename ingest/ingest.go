@@ -17,8 +17,8 @@
 // message that arrived while the previous commit was running goes into the
 // next one, so a broker's in-flight window of unacknowledged messages is
 // refilled within a commit's time rather than a batching interval. Once a
-// group is durable, its messages are acknowledged in the order they arrived,
-// then the fleet state and the live push learn of them.
+// group is durable, the fleet state learns of its messages, they are
+// acknowledged in the order they arrived, then the live push learns of them.
 //
 // It is not a store and not a pusher: those are handed in as small
 // interfaces by the caller.
@@ -433,8 +433,8 @@ func (in *Ingester) Run(ctx context.Context) {
 	wg.Wait()
 }
 
-// commitLoop commits the queued messages in groups, then acknowledges them
-// in order and tells the fleet and the push.
+// commitLoop commits the queued messages in groups, then tells the fleet,
+// acknowledges them in order and tells the push.
 //
 // Once ctx has ended, a failing store is tried once more per group instead of
 // until it succeeds; what is not stored then is not acknowledged either, and
@@ -511,15 +511,12 @@ func (in *Ingester) commitLoop(ctx context.Context) {
 				continue
 			}
 		}
-		// The fleet is told of the telemetry in one call a run of it,
-		// and of meta and status in between, in their order.
+		// The fleet learns of the group in its order before any of it is
+		// acknowledged, so that a device whose message is acknowledged finds
+		// the fleet knowing it and every message before it: telemetry in one
+		// call a run of it, meta and status in between.
 		seen = seen[:0]
 		for _, m := range group {
-			if m.acker != nil {
-				m.acker.Ack()
-			} else {
-				m.ack()
-			}
 			switch m.kind {
 			case KindTelemetry:
 				// Readings mean online: a message whose every metric was
@@ -542,6 +539,13 @@ func (in *Ingester) commitLoop(ctx context.Context) {
 			}
 		}
 		in.cfg.Fleet.SeenAll(seen)
+		for _, m := range group {
+			if m.acker != nil {
+				m.acker.Ack()
+			} else {
+				m.ack()
+			}
+		}
 		if len(rs) > 0 && in.cfg.Publish != nil && in.early == nil {
 			in.cfg.Publish(rs)
 		}

@@ -132,6 +132,9 @@ func (f *Fleet) EventsDropped() uint64 {
 // checkRange records the start, the peak or the end of an out-of-range
 // episode of metric, whose newest reading is v at t; f.mu held.
 func (f *Fleet) checkRange(id string, d *device, metric string, t int64, v float64) {
+	if len(d.meta.Limits) == 0 && len(d.ranges) == 0 {
+		return // the case of most devices, whose meta sets no limits
+	}
 	lim, ok := d.meta.Limits[metric]
 	ep, open := d.ranges[metric]
 	out := ok && (v < lim[0] || v > lim[1])

@@ -93,8 +93,43 @@ type device struct {
 	lastSeen int64
 	lastMsg  int64 // arrival of the previous message, for the interval
 	interval int64 // smoothed gap between messages, ms
-	latest   map[string]Value
+	latest   []latest
 	ranges   map[string]Event // out-of-range episodes going on, by metric
+	dirty    bool             // in Fleet.dirty
+}
+
+// latest is the latest value of one metric of a device. A device keeps
+// them in a slice in the order its last message named them (Seen puts
+// them so), which is the order its next message names them in: the i-th
+// reading of a message is looked for at i first, so that its readings are
+// matched without hashing their names.
+type latest struct {
+	metric string
+	Value
+}
+
+// find returns the index of metric in d.latest, looking at hint first,
+// or -1.
+func (d *device) find(metric string, hint int) int {
+	if hint < len(d.latest) && d.latest[hint].metric == metric {
+		return hint
+	}
+	for i := range d.latest {
+		if d.latest[i].metric == metric {
+			return i
+		}
+	}
+	return -1
+}
+
+// knows reports whether d has a latest value of every metric of rs.
+func (d *device) knows(rs []Reading) bool {
+	for i := range rs {
+		if d.find(rs[i].Metric, i) < 0 {
+			return false
+		}
+	}
+	return true
 }
 
 // Defaults for Limits left zero.
@@ -156,7 +191,7 @@ type Admission struct {
 type Fleet struct {
 	mu         sync.RWMutex
 	devices    map[string]*device
-	dirty      map[string]struct{} // changed since the last Save
+	dirty      []string // devices changed since the last Save
 	onChange   func(id string, s Status)
 	now        func() time.Time
 	staleAfter time.Duration
@@ -178,7 +213,7 @@ type Fleet struct {
 // change of a device's shown status; it must not block, and is never called
 // with the fleet's lock held.
 func NewFleet(onChange func(id string, s Status)) *Fleet {
-	f := &Fleet{devices: map[string]*device{}, dirty: map[string]struct{}{}, onChange: onChange, now: time.Now, staleAfter: DefaultStaleAfter,
+	f := &Fleet{devices: map[string]*device{}, onChange: onChange, now: time.Now, staleAfter: DefaultStaleAfter,
 		pending: map[string]map[string]struct{}{}, events: map[eventKey]Event{}}
 	f.SetLimits(Limits{})
 	return f
@@ -204,12 +239,7 @@ func (f *Fleet) SetLimits(l Limits) {
 func (f *Fleet) Admit(id string, rs []Reading) ([]Reading, Admission) {
 	f.mu.RLock()
 	d := f.devices[id]
-	known := d != nil
-	for i := 0; known && i < len(rs); i++ {
-		if _, ok := d.latest[rs[i].Metric]; !ok {
-			known = false
-		}
-	}
+	known := d != nil && d.knows(rs)
 	f.mu.RUnlock()
 	if known {
 		return rs, Admission{}
@@ -235,10 +265,7 @@ func (f *Fleet) Admit(id string, rs []Reading) ([]Reading, Admission) {
 	kept := rs[:0]
 	for _, r := range rs {
 		_, pending := p[r.Metric]
-		seen := false
-		if d != nil {
-			_, seen = d.latest[r.Metric]
-		}
+		seen := d != nil && d.find(r.Metric, 0) >= 0
 		switch {
 		case seen || pending:
 		case metrics >= f.limits.Metrics:
@@ -290,14 +317,22 @@ func (f *Fleet) SetStaleAfter(d time.Duration) {
 func (f *Fleet) get(id string) *device {
 	d := f.devices[id]
 	if d == nil {
-		d = &device{reported: StatusUnknown, status: StatusUnknown, latest: map[string]Value{}}
+		d = &device{reported: StatusUnknown, status: StatusUnknown}
 		f.devices[id] = d
 		if _, ok := f.pending[id]; ok {
 			f.newPending--
 		}
 	}
-	f.dirty[id] = struct{}{}
+	f.changed(id, d)
 	return d
+}
+
+// changed marks device id, d, as changed since the last Save; f.mu held.
+func (f *Fleet) changed(id string, d *device) {
+	if !d.dirty {
+		d.dirty = true
+		f.dirty = append(f.dirty, id)
+	}
 }
 
 type change struct {
@@ -334,8 +369,37 @@ func (f *Fleet) setStatus(d *device, id string, s Status, now int64, cs []change
 // Seen records the readings of one message from one device, which arrived now.
 // A device that sends readings is online, whatever it said before.
 func (f *Fleet) Seen(id string, rs []Reading) {
+	f.SeenAll([]Message{{Device: id, Readings: rs}})
+}
+
+// Message is the readings of one message from one device.
+type Message struct {
+	Device   string
+	Readings []Reading
+}
+
+// SeenAll records messages that arrived now, in their order, as Seen of
+// each would: ingest hands it every message of one commit, so that the
+// fleet's lock is taken and its clock read once a commit rather than once
+// a message.
+func (f *Fleet) SeenAll(ms []Message) {
+	if len(ms) == 0 {
+		return
+	}
 	now := f.now().UnixMilli()
+	var cs []change
 	f.mu.Lock()
+	for _, m := range ms {
+		cs = f.seen(m.Device, m.Readings, now, cs)
+	}
+	f.mu.Unlock()
+	f.notify(cs)
+}
+
+// seen records the readings of one message of device id, which arrived
+// at now, and returns cs with the change of status it made, if any; f.mu
+// held.
+func (f *Fleet) seen(id string, rs []Reading, now int64, cs []change) []change {
 	d := f.get(id)
 	if d.lastMsg > 0 {
 		gap := now - d.lastMsg
@@ -346,11 +410,21 @@ func (f *Fleet) Seen(id string, rs []Reading) {
 		}
 	}
 	d.lastMsg, d.lastSeen = now, now
-	for _, r := range rs {
+	for k, r := range rs {
+		at := d.find(r.Metric, k)
+		fresh := at < 0
+		if fresh {
+			at = len(d.latest)
+			d.latest = append(d.latest, latest{metric: r.Metric})
+		}
+		if at != k && k < len(d.latest) {
+			d.latest[at], d.latest[k] = d.latest[k], d.latest[at]
+			at = k
+		}
 		// A later reading with the same time does not replace the first,
 		// as in the embedded store (first write wins).
-		if v, ok := d.latest[r.Metric]; !ok || r.Time > v.T {
-			d.latest[r.Metric] = Value{T: r.Time, V: r.Value}
+		if fresh || r.Time > d.latest[at].T {
+			d.latest[at].Value = Value{T: r.Time, V: r.Value}
 			f.checkRange(id, d, r.Metric, r.Time, r.Value)
 		}
 	}
@@ -363,9 +437,7 @@ func (f *Fleet) Seen(id string, rs []Reading) {
 		}
 	}
 	d.reported = StatusOnline
-	cs := f.setStatus(d, id, StatusOnline, now, nil)
-	f.mu.Unlock()
-	f.notify(cs)
+	return f.setStatus(d, id, StatusOnline, now, cs)
 }
 
 // SetMeta records what a device says about itself.
@@ -374,8 +446,8 @@ func (f *Fleet) SetMeta(id string, m Meta) {
 	d := f.get(id)
 	d.meta = m
 	// Limits declared, changed or taken back begin or end episodes.
-	for metric, v := range d.latest {
-		f.checkRange(id, d, metric, v.T, v.V)
+	for _, l := range d.latest {
+		f.checkRange(id, d, l.metric, l.T, l.V)
 	}
 	f.mu.Unlock()
 }
@@ -404,7 +476,7 @@ func (f *Fleet) CheckStale() {
 	for id, d := range f.devices {
 		if d.status == StatusOnline && now-d.lastSeen > f.silence(d) {
 			cs = f.setStatus(d, id, StatusStale, now, cs)
-			f.dirty[id] = struct{}{}
+			f.changed(id, d)
 		}
 	}
 	f.mu.Unlock()
@@ -438,8 +510,8 @@ func (f *Fleet) Run(ctx context.Context, every time.Duration) {
 
 func (d *device) snapshot(id string) Device {
 	out := Device{ID: id, Meta: d.meta, Status: d.status, Since: d.since, LastSeen: d.lastSeen, Interval: d.interval, Latest: make(map[string]Value, len(d.latest))}
-	for k, v := range d.latest {
-		out.Latest[k] = v
+	for _, l := range d.latest {
+		out.Latest[l.metric] = l.Value
 	}
 	return out
 }
@@ -505,7 +577,7 @@ func (f *Fleet) Restore(ds []Device) {
 			continue
 		}
 		d := &device{meta: s.Meta, reported: s.Status, status: s.Status, since: s.Since,
-			lastSeen: s.LastSeen, lastMsg: s.LastSeen, interval: s.Interval, latest: make(map[string]Value, len(s.Latest))}
+			lastSeen: s.LastSeen, lastMsg: s.LastSeen, interval: s.Interval, latest: make([]latest, 0, len(s.Latest))}
 		switch s.Status {
 		case StatusStale:
 			d.reported = StatusOnline
@@ -514,7 +586,7 @@ func (f *Fleet) Restore(ds []Device) {
 			d.reported, d.status = StatusUnknown, StatusUnknown
 		}
 		for m, v := range s.Latest {
-			d.latest[m] = v
+			d.latest = append(d.latest, latest{m, v})
 		}
 		f.devices[s.ID] = d
 		if _, ok := f.pending[s.ID]; ok {
@@ -529,13 +601,14 @@ func (f *Fleet) Restore(ds []Device) {
 // not save is tried again at the next Save.
 func (f *Fleet) Save(ctx context.Context, r Registry) error {
 	f.mu.Lock()
-	ids := make([]string, 0, len(f.dirty))
-	ds := make([]Device, 0, len(f.dirty))
-	for id := range f.dirty {
-		ids = append(ids, id)
-		ds = append(ds, f.devices[id].snapshot(id))
+	ids := f.dirty
+	f.dirty = nil
+	ds := make([]Device, 0, len(ids))
+	for _, id := range ids {
+		d := f.devices[id]
+		d.dirty = false
+		ds = append(ds, d.snapshot(id))
 	}
-	clear(f.dirty)
 	f.mu.Unlock()
 	if len(ds) == 0 {
 		return nil
@@ -543,7 +616,7 @@ func (f *Fleet) Save(ctx context.Context, r Registry) error {
 	if err := r.Save(ctx, ds); err != nil {
 		f.mu.Lock()
 		for _, id := range ids {
-			f.dirty[id] = struct{}{}
+			f.changed(id, f.devices[id])
 		}
 		f.mu.Unlock()
 		return err

@@ -2,6 +2,8 @@ package devices
 
 import (
 	"context"
+	"maps"
+	"math/rand/v2"
 	"strings"
 	"sync"
 	"testing"
@@ -271,5 +273,43 @@ func TestFirstWriteWinsInLatest(t *testing.T) {
 	f.Seen("a", []Reading{{Device: "a", Metric: "m", Time: now, Value: 2}})
 	if d, _ := f.Get("a"); d.Latest["m"].V != 1 {
 		t.Errorf("latest = %v, want the first value, 1", d.Latest["m"])
+	}
+}
+
+// TestLatestWhateverTheOrder: a device's latest values are right whatever
+// order and subset of its metrics its messages name, late readings
+// included, before and after a restart.
+func TestLatestWhateverTheOrder(t *testing.T) {
+	f, _, _ := newTestFleet()
+	want := map[string]Value{}
+	metrics := []string{"a", "b", "c", "d", "e"}
+	rnd := rand.New(rand.NewPCG(1, 2))
+	check := func(f *Fleet, step int) {
+		t.Helper()
+		d, _ := f.Get("dev")
+		if !maps.Equal(d.Latest, want) {
+			t.Fatalf("step %d: latest = %v, want %v", step, d.Latest, want)
+		}
+	}
+	for step := range 2000 {
+		if step == 1000 {
+			g, _, _ := newTestFleet()
+			g.Restore(f.List())
+			f = g
+			check(f, step)
+		}
+		var rs []Reading
+		for _, i := range rnd.Perm(len(metrics))[:1+rnd.IntN(len(metrics))] {
+			r := Reading{Device: "dev", Metric: metrics[i], Time: int64(MinTime + rnd.IntN(50)), Value: float64(step)}
+			rs = append(rs, r)
+			if v, ok := want[r.Metric]; !ok || r.Time > v.T {
+				want[r.Metric] = Value{T: r.Time, V: r.Value}
+			}
+		}
+		f.Seen("dev", rs)
+		check(f, step)
+		if rs, _ := f.Admit("dev", rs); len(rs) == 0 {
+			t.Fatalf("step %d: readings of known metrics refused", step)
+		}
 	}
 }

@@ -4,6 +4,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"math"
+	"math/rand/v2"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -217,4 +219,31 @@ func FuzzParseTopic(f *testing.F) {
 			t.Fatalf("ParseTopic(%q) = %q, %v: not devices/{id}/{kind}", topic, id, kind)
 		}
 	})
+}
+
+// TestParseNumber: the quick way through a number gives exactly the float
+// strconv.ParseFloat gives, for the literals it takes and those it leaves.
+func TestParseNumber(t *testing.T) {
+	lits := []string{"0", "-0", "0.0", "-0.0", "1", "-1", "21.53", "0.1", "0.3", "1764000000123", "9007199254740991",
+		"9007199254740992", "9007199254740993", "12345678901234567890", "1e3", "1.5E-7", "0.0000000000000000000001",
+		"0.00000000000000000000001", "123456.789012345678", "3.141592653589793", "1.7976931348623157e308", "1e999", "4.9e-324"}
+	rnd := rand.New(rand.NewPCG(3, 4))
+	for range 200_000 {
+		// Digits before and after the point in every mix of lengths.
+		lit := strconv.FormatUint(rnd.Uint64N(1<<uint(rnd.IntN(64))), 10)
+		if rnd.IntN(2) == 0 {
+			lit += "." + strconv.FormatUint(rnd.Uint64N(1<<uint(rnd.IntN(64))), 10)
+		}
+		if rnd.IntN(2) == 0 {
+			lit = "-" + lit
+		}
+		lits = append(lits, lit)
+	}
+	for _, lit := range lits {
+		got, gerr := parseNumber([]byte(lit))
+		want, werr := strconv.ParseFloat(lit, 64)
+		if math.Float64bits(got) != math.Float64bits(want) || (gerr == nil) != (werr == nil) {
+			t.Fatalf("parseNumber(%q) = %v, %v; ParseFloat: %v, %v", lit, got, gerr, want, werr)
+		}
+	}
 }

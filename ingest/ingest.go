@@ -17,8 +17,8 @@
 // message that arrived while the previous commit was running goes into the
 // next one, so a broker's in-flight window of unacknowledged messages is
 // refilled within a commit's time rather than a batching interval. Once a
-// group is durable, its messages are acknowledged in the order they arrived,
-// then the fleet state and the live push learn of them.
+// group is durable, the fleet state learns of its messages, they are
+// acknowledged in the order they arrived, then the live push learns of them.
 //
 // It is not a store and not a pusher: those are handed in as small
 // interfaces by the caller.
@@ -51,7 +51,9 @@ type Fleet interface {
 	// Admit keeps, in place, the readings of device id that the fleet's
 	// limits let in, and says what it refused (see devices.Fleet.Admit).
 	Admit(id string, rs []devices.Reading) ([]devices.Reading, devices.Admission)
-	Seen(id string, rs []devices.Reading)
+	// SeenAll records the readings of messages stored together, in their
+	// order (see devices.Fleet.SeenAll).
+	SeenAll(ms []devices.Message)
 	SetMeta(id string, m devices.Meta)
 	SetPresence(id string, s devices.Status)
 }
@@ -438,8 +440,8 @@ func (in *Ingester) Run(ctx context.Context) {
 	wg.Wait()
 }
 
-// commitLoop commits the queued messages in groups, then acknowledges them
-// in order and tells the fleet and the push.
+// commitLoop commits the queued messages in groups, then tells the fleet,
+// acknowledges them in order and tells the push.
 //
 // Once ctx has ended, a failing store is tried once more per group instead of
 // until it succeeds; what is not stored then is not acknowledged either, and
@@ -447,6 +449,7 @@ func (in *Ingester) Run(ctx context.Context) {
 func (in *Ingester) commitLoop(ctx context.Context) {
 	group := make([]message, 0, in.cfg.MaxGroup)
 	var rs []devices.Reading
+	var seen []devices.Message
 	linger := time.NewTimer(time.Hour)
 	linger.Stop()
 	for {
@@ -515,27 +518,39 @@ func (in *Ingester) commitLoop(ctx context.Context) {
 				continue
 			}
 		}
+		// The fleet learns of the group in its order before any of it is
+		// acknowledged, so that a device whose message is acknowledged finds
+		// the fleet knowing it and every message before it: telemetry in one
+		// call a run of it, meta and status in between.
+		seen = seen[:0]
 		for _, m := range group {
-			if m.ack != nil {
-				m.ack()
-			} else {
-				m.acker.Queue() // sent by the flush below
-			}
 			switch m.kind {
 			case KindTelemetry:
 				// Readings mean online: a message whose every metric was
 				// rejected says nothing of the device.
 				if len(m.readings) > 0 {
-					in.cfg.Fleet.Seen(m.id, m.readings)
+					seen = append(seen, devices.Message{Device: m.id, Readings: m.readings})
 				}
 			case KindMeta:
 				if mt := m.meta; mt.Name != "" || mt.Kind != "" || mt.Location != "" || mt.Units != nil || mt.Limits != nil || mt.Decimals != nil || mt.Labels != nil || mt.Interval != 0 {
+					in.cfg.Fleet.SeenAll(seen)
+					seen = seen[:0]
 					in.cfg.Fleet.SetMeta(m.id, m.meta)
 				}
 			case KindStatus:
 				if m.status != "" {
+					in.cfg.Fleet.SeenAll(seen)
+					seen = seen[:0]
 					in.cfg.Fleet.SetPresence(m.id, m.status)
 				}
+			}
+		}
+		in.cfg.Fleet.SeenAll(seen)
+		for _, m := range group {
+			if m.ack != nil {
+				m.ack()
+			} else {
+				m.acker.Queue() // sent by the flush below
 			}
 		}
 		in.flush() // the group's acknowledgements to a broker of the user's, one write a connection

@@ -222,3 +222,40 @@ func TestPublishBeforeCommit(t *testing.T) {
 		}
 	}
 }
+
+// TestFleetLearnsInOrder: the fleet learns of the messages of one commit
+// in the order they came, telemetry, status and meta alike, and before
+// they are acknowledged: a device that sends a reading and then says it
+// goes offline is offline, one that says so and then sends a reading is
+// online, and a device whose message is acknowledged finds the fleet
+// knowing it.
+func TestFleetLearnsInOrder(t *testing.T) {
+	fleet := devices.NewFleet(nil)
+	// The four messages wait for each other: they are committed together.
+	in := runSubmitted(t, ingest.Config{Store: &memStore{}, Fleet: fleet, MinGroup: 4, Linger: time.Minute})
+	var acked, unknown atomic.Int64
+	ts := time.Now().UnixMilli()
+	for _, m := range [][2]string{
+		{"devices/a/telemetry", fmt.Sprintf(`{"ts":%d,"v":1}`, ts)},
+		{"devices/a/status", "offline"},
+		{"devices/b/status", "offline"},
+		{"devices/b/telemetry", fmt.Sprintf(`{"ts":%d,"v":2}`, ts)},
+	} {
+		id, _, _ := ingest.ParseTopic(m[0])
+		in.Submit(m[0], []byte(m[1]), func() {
+			if _, ok := fleet.Get(id); !ok {
+				unknown.Add(1)
+			}
+			acked.Add(1)
+		})
+	}
+	testenv.WaitFor(t, 10*time.Second, "every message acknowledged", func() bool { return acked.Load() == 4 })
+	if n := unknown.Load(); n > 0 {
+		t.Errorf("%d messages acknowledged before the fleet knew their device", n)
+	}
+	for id, want := range map[string]devices.Status{"a": devices.StatusOffline, "b": devices.StatusOnline} {
+		if d, _ := fleet.Get(id); d.Status != want || len(d.Latest) != 1 {
+			t.Errorf("device %s: %s with %v, want %s with its reading", id, d.Status, d.Latest, want)
+		}
+	}
+}

@@ -63,6 +63,7 @@ package ingest
 // every message twice.
 
 import (
+	"errors"
 	"fmt"
 	"strings"
 	"sync"
@@ -137,6 +138,9 @@ func (in *Ingester) newConns() {
 			OnConnect: func(cl *mqttsub.Client) error { return in.onConnect(c, cl) },
 			OnConnectionLost: func(err error) {
 				c.subscribed.Store(false)
+				if errors.Is(err, mqttsub.ErrMalformed) {
+					in.cfg.Metrics.BrokerProtocolErrors.Inc()
+				}
 				in.log.Warn("broker connection lost", "broker", in.cfg.Broker, "client_id", id, "error", err)
 				in.brokerGone(time.Now())
 			},

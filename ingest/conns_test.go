@@ -3,7 +3,9 @@ package ingest_test
 import (
 	"context"
 	"fmt"
+	"io"
 	"log/slog"
+	"net"
 	"slices"
 	"strings"
 	"sync"
@@ -242,5 +244,58 @@ func TestLargeMessageFromBroker(t *testing.T) {
 	testenv.WaitFor(t, 10*time.Second, "the next message stored", func() bool { rs, _ := cfg.Store.(*memStore).snapshot(); return len(rs) == 1 })
 	if got := testutil.ToFloat64(cfg.Metrics.Received); got != 1 {
 		t.Errorf("after a restart the ingester received %v messages, want only the new one", got)
+	}
+}
+
+// TestMalformedFromBroker: a peer on the broker's address that answers
+// CONNECT and then sends what is not MQTT (no real broker does: the one
+// place this package is tested against a fake) gets its connection closed,
+// counted and logged, and is connected to again; nothing crashes, nothing
+// is stored.
+func TestMalformedFromBroker(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { l.Close() })
+	var conns atomic.Int32
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			conns.Add(1)
+			go func() {
+				defer c.Close()
+				c.Read(make([]byte, 512)) // CONNECT
+				// CONNACK, then a remaining length of five bytes, which MQTT
+				// does not have.
+				c.Write([]byte{0x20, 2, 0, 0, 0x30, 0xff, 0xff, 0xff, 0xff, 0x7f})
+				io.Copy(io.Discard, c)
+			}()
+		}
+	}()
+	var log testenv.Buffer
+	st := &memStore{}
+	cfg := ingest.Config{Broker: "tcp://" + l.Addr().String(), ClientID: "junk", Store: st, Fleet: devices.NewFleet(nil), Metrics: ingest.NewMetrics(nil),
+		Logger: slog.New(slog.NewTextHandler(&log, nil))}
+	in := ingest.New(cfg)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { in.Run(ctx); close(done) }()
+	testenv.WaitFor(t, 20*time.Second, "two malformed connections counted", func() bool {
+		return testutil.ToFloat64(cfg.Metrics.BrokerProtocolErrors) >= 2
+	})
+	cancel()
+	<-done
+	if conns.Load() < 2 {
+		t.Errorf("%d connections, want a reconnection after the first", conns.Load())
+	}
+	if !strings.Contains(log.String(), "malformed") {
+		t.Errorf("the log does not say why the connection ended:\n%s", log.String())
+	}
+	if rs, _ := st.snapshot(); len(rs) != 0 {
+		t.Errorf("stored %d readings from junk", len(rs))
 	}
 }

@@ -12,6 +12,10 @@ type Metrics struct {
 	WriteErrors  prometheus.Counter
 	Throttled    prometheus.Counter
 	DeadLetters  prometheus.Counter
+	// BrokerProtocolErrors counts connections to a broker of the user's
+	// closed because it sent what is not MQTT 3.1.1 (each is logged and
+	// connected again).
+	BrokerProtocolErrors prometheus.Counter
 }
 
 // NewMetrics creates the metrics and registers them with reg, if not nil.
@@ -34,12 +38,14 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "iotdash_ingest_throttled_total", Help: "Messages that waited for room in the full commit queue (meanwhile the embedded broker stops reading from their device)."}),
 		DeadLetters: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "iotdash_dead_letters_total", Help: "Messages the store refused as invalid, kept in the dead-letter file."}),
+		BrokerProtocolErrors: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "iotdash_broker_protocol_errors_total", Help: "Connections to the -mqtt broker closed because it sent a malformed or unexpected packet (then connected again)."}),
 	}
 	for _, r := range []string{ReasonTopic, ReasonDeviceID, ReasonTooLarge, ReasonJSON, ReasonNotNumber, ReasonRange, ReasonMetric, ReasonTimestamp, ReasonFuture, ReasonPast, ReasonEmpty, ReasonMeta, ReasonStatus, ReasonTooManyDevices, ReasonTooManyMetrics, ReasonNewSeries} {
 		m.Rejected.WithLabelValues(r)
 	}
 	if reg != nil {
-		reg.MustRegister(m.Received, m.Stored, m.Groups, m.Rejected, m.WriteSeconds, m.WriteErrors, m.Throttled, m.DeadLetters)
+		reg.MustRegister(m.Received, m.Stored, m.Groups, m.Rejected, m.WriteSeconds, m.WriteErrors, m.Throttled, m.DeadLetters, m.BrokerProtocolErrors)
 	}
 	return m
 }

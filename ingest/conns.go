@@ -63,16 +63,13 @@ package ingest
 // every message twice.
 
 import (
-	"errors"
 	"fmt"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
-	mqtt "github.com/eclipse/paho.mqtt.golang"
-
-	"iotdash/internal/mqttconn"
+	"iotdash/internal/mqttsub"
 )
 
 // Topics subscribed: with one connection, everything under devices/; with
@@ -91,7 +88,8 @@ const MaxConnections = 64
 
 // conn is one connection to the broker, with its own persistent session.
 type conn struct {
-	client     mqtt.Client
+	client     *mqttsub.Client
+	err        error  // why client could not be made (a broker URL it cannot use)
 	id         string // its client id
 	first      bool   // the one with meta, status and the drop count
 	subscribed atomic.Bool
@@ -120,74 +118,66 @@ func (in *Ingester) newConns() {
 	in.shared = "$share/" + shareGroup(in.cfg.ClientID) + "/" + topicTelemetry
 	for i, id := range clientIDs(in.cfg.ClientID, n) {
 		c := &conn{id: id, first: i == 0}
-		opts := mqtt.NewClientOptions().
-			AddBroker(in.cfg.Broker).
-			SetClientID(id).
-			SetCleanSession(false).
-			SetAutoAckDisabled(true).
-			SetOrderMatters(true).
-			SetAutoReconnect(true).
-			SetConnectRetry(true).
-			SetConnectRetryInterval(time.Second).
-			SetMaxReconnectInterval(2 * time.Second).
-			SetKeepAlive(15 * time.Second).
-			// A group's acknowledgements leave in one write, not one each.
-			SetCustomOpenConnectionFn(mqttconn.Batched(200 * time.Microsecond)).
-			SetUsername(in.cfg.Username).
-			SetPassword(in.cfg.Password).
+		c.client, c.err = mqttsub.New(mqttsub.Options{
+			Broker:           in.cfg.Broker,
+			TLS:              in.cfg.TLS,
+			ClientID:         id,
+			Username:         in.cfg.Username,
+			Password:         in.cfg.Password,
+			KeepAlive:        15 * time.Second,
+			RetryInterval:    time.Second,
+			MaxRetryInterval: 2 * time.Second,
+			// Room for a payload of MaxPayload and the longest topic: a
+			// larger message is skipped on the wire, and refused as too
+			// large by handle.
+			MaxPacket: 2 + 65535 + 2 + MaxPayload,
 			// Messages the broker kept for the session arrive before
-			// Subscribe returns: the default handler takes them.
-			SetDefaultPublishHandler(in.handle).
-			SetOnConnectHandler(func(cl mqtt.Client) { in.onConnect(c, cl) }).
-			SetConnectionLostHandler(func(_ mqtt.Client, err error) {
+			// Subscribe returns: handle takes them as any other.
+			Handler:   in.handle,
+			OnConnect: func(cl *mqttsub.Client) error { return in.onConnect(c, cl) },
+			OnConnectionLost: func(err error) {
 				c.subscribed.Store(false)
 				in.log.Warn("broker connection lost", "broker", in.cfg.Broker, "client_id", id, "error", err)
 				in.brokerGone(time.Now())
-			})
-		if in.cfg.TLS != nil {
-			opts.SetTLSConfig(in.cfg.TLS)
-		}
-		c.client = mqtt.NewClient(opts)
+			},
+			Logger: in.log,
+		})
 		in.conns = append(in.conns, c)
 	}
 }
 
+// subscribeTimeout bounds the wait for a SUBACK or UNSUBACK.
+const subscribeTimeout = 10 * time.Second
+
 // onConnect subscribes c, on every connection and reconnection (a
 // persistent session keeps its subscriptions, but a broker that lost its
 // sessions does not), and leaves what the other number of connections
-// would have subscribed.
-func (in *Ingester) onConnect(c *conn, cl mqtt.Client) {
-	subs := map[string]byte{in.shared: 1}
+// would have subscribed. An error drops the connection: the reconnection
+// subscribes again.
+func (in *Ingester) onConnect(c *conn, cl *mqttsub.Client) error {
+	subs := []mqttsub.Subscription{{Topic: in.shared, QoS: 1}}
 	var leave []string
 	switch {
 	case !c.first:
 	case len(in.conns) == 1:
-		subs = map[string]byte{topicAll: 1}
+		subs = []mqttsub.Subscription{{Topic: topicAll, QoS: 1}}
 		leave = []string{in.shared, topicMeta, topicStatus}
 	default:
-		subs[topicMeta], subs[topicStatus] = 1, 1
+		subs = append(subs, mqttsub.Subscription{Topic: topicMeta, QoS: 1}, mqttsub.Subscription{Topic: topicStatus, QoS: 1})
 		leave = []string{topicAll}
 	}
-	tok := cl.SubscribeMultiple(subs, nil)
-	var err error
-	switch {
-	case !tok.WaitTimeout(10 * time.Second):
-		err = errors.New("no SUBACK within 10 s")
-	case tok.Error() != nil:
-		err = tok.Error()
-	default:
-		err = refused(tok.(*mqtt.SubscribeToken).Result())
+	codes, err := cl.Subscribe(subscribeTimeout, subs...)
+	if err == nil {
+		err = refused(subs, codes)
 	}
 	if err != nil {
 		in.log.Error("subscribing", "broker", in.cfg.Broker, "client_id", c.id, "topics", subs, "error", err)
-		// Drop the connection: the reconnect subscribes again.
-		go cl.Disconnect(0)
-		return
+		return fmt.Errorf("subscribing: %w", err)
 	}
 	if len(leave) > 0 {
 		// Unsubscribing what the session does not have is no error.
-		if tok := cl.Unsubscribe(leave...); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
-			in.log.Warn("unsubscribing what another number of connections subscribed", "client_id", c.id, "topics", leave, "error", tok.Error())
+		if err := cl.Unsubscribe(subscribeTimeout, leave...); err != nil {
+			in.log.Warn("unsubscribing what another number of connections subscribed", "client_id", c.id, "topics", leave, "error", err)
 		}
 	}
 	c.subscribed.Store(true)
@@ -196,14 +186,15 @@ func (in *Ingester) onConnect(c *conn, cl mqtt.Client) {
 	if c.first {
 		in.watchDrops(cl)
 	}
+	return nil
 }
 
 // refused is the error of a SUBACK that refused a subscription (return
 // code 0x80: an ACL, or a broker without shared subscriptions), or nil.
-func refused(granted map[string]byte) error {
-	for topic, code := range granted {
+func refused(subs []mqttsub.Subscription, codes []byte) error {
+	for i, code := range codes {
 		if code > 2 {
-			return fmt.Errorf("the broker refused the subscription to %s (return code %#x)", topic, code)
+			return fmt.Errorf("the broker refused the subscription to %s (return code %#x)", subs[i].Topic, code)
 		}
 	}
 	return nil
@@ -213,49 +204,60 @@ func refused(granted map[string]byte) error {
 // Fed by Submit (the embedded broker, in this process), it is always true.
 func (in *Ingester) Connected() bool {
 	for _, c := range in.conns {
-		if !c.subscribed.Load() || !c.client.IsConnectionOpen() {
+		if !c.subscribed.Load() || c.client == nil || !c.client.Connected() {
 			return false
 		}
 	}
 	return true
 }
 
-// connect starts connecting every connection (retried until it succeeds)
-// and logs a broker that cannot be reached; a connection not up within
-// brokerGrace of the start is said on every page, as one lost. done ends
-// the wait.
+// connect starts every connection (each retried until it succeeds, and
+// again whenever it is lost) and logs a broker URL it cannot use; if a
+// connection is not up within brokerGrace of the start, every page says
+// the broker cannot be reached. done ends the wait.
 func (in *Ingester) connect(wg *sync.WaitGroup, done <-chan struct{}) {
 	started := time.Now()
 	for _, c := range in.conns {
-		tok := c.client.Connect()
-		// With ConnectRetry the token completes on the first success; a
-		// wrong URL fails at once.
-		wg.Go(func() {
-			grace := time.NewTimer(brokerGrace)
-			defer grace.Stop()
-			select {
-			case <-tok.Done():
-				if err := tok.Error(); err != nil {
-					in.log.Error("connecting to broker", "broker", in.cfg.Broker, "client_id", c.id, "error", err)
-				}
-			case <-grace.C:
-				in.brokerGone(started)
-			case <-done:
-			}
-		})
+		if c.err != nil {
+			in.log.Error("connecting to broker", "broker", in.cfg.Broker, "client_id", c.id, "error", c.err)
+			continue
+		}
+		c.client.Start()
 	}
+	wg.Go(func() {
+		grace := time.NewTimer(brokerGrace)
+		defer grace.Stop()
+		select {
+		case <-grace.C:
+			in.brokerGone(started) // unless every connection is up by now
+		case <-done:
+		}
+	})
 }
 
-// disconnect closes every connection at once. Each lets paho finish
-// delivering to handle, while the commit loop still runs and acknowledges;
-// then no handler runs again.
+// disconnect closes every connection at once. Each lets a running handle
+// return and sends the acknowledgements the commit loop, still running,
+// has queued; then no handler runs again.
 func (in *Ingester) disconnect() {
 	var wg sync.WaitGroup
 	for _, c := range in.conns {
+		if c.client == nil {
+			continue
+		}
 		wg.Go(func() {
-			c.client.Disconnect(500)
+			c.client.Disconnect(500 * time.Millisecond)
 			c.subscribed.Store(false)
 		})
 	}
 	wg.Wait()
+}
+
+// flush sends the acknowledgements queued on each connection, each
+// connection's in one write.
+func (in *Ingester) flush() {
+	for _, c := range in.conns {
+		if c.client != nil {
+			c.client.Flush()
+		}
+	}
 }

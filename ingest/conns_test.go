@@ -7,10 +7,12 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	mqtt "github.com/eclipse/paho.mqtt.golang"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"iotdash/devices"
 	"iotdash/ingest"
@@ -199,5 +201,46 @@ func TestSharedConnectionTakenOver(t *testing.T) {
 	stop()
 	if in.Connected() {
 		t.Error("Connected after Run returned")
+	}
+}
+
+// TestLargeMessageFromBroker: a message far over ingest.MaxPayload from a
+// broker of the user's is not read into memory but skipped on the wire,
+// counted as too large, and acknowledged in turn (the session does not
+// send it again), while the messages around it are stored.
+func TestLargeMessageFromBroker(t *testing.T) {
+	mq := testenv.StartMosquitto(t)
+	var published atomic.Int64 // the last ts handed to Publish, which comes after a group's acknowledgements are sent
+	cfg := ingest.Config{Broker: mq.URL, ClientID: "large", Store: &memStore{}, Fleet: devices.NewFleet(nil), Metrics: ingest.NewMetrics(nil),
+		Publish: func(rs []devices.Reading) { published.Store(rs[len(rs)-1].Time) }}
+	_, stop := start(t, cfg)
+	base := time.Now().UnixMilli()
+	pub := mqtt.NewClient(mqtt.NewClientOptions().AddBroker(mq.URL).SetClientID("large-pub"))
+	if tok := pub.Connect(); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
+		t.Fatalf("connect: %v", tok.Error())
+	}
+	defer pub.Disconnect(100)
+	for _, p := range []string{fmt.Sprintf(`{"ts":%d,"seq":0}`, base), `{"pad":"` + strings.Repeat("x", 4*ingest.MaxPayload) + `"}`, fmt.Sprintf(`{"ts":%d,"seq":2}`, base+2)} {
+		if tok := pub.Publish("devices/big/telemetry", 1, false, p); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
+			t.Fatalf("publish: %v", tok.Error())
+		}
+	}
+	st := cfg.Store.(*memStore)
+	testenv.WaitFor(t, 10*time.Second, "the two small messages stored", func() bool { rs, _ := st.snapshot(); return len(rs) == 2 })
+	testenv.WaitFor(t, 10*time.Second, "the last one acknowledged", func() bool { return published.Load() == base+2 })
+	stop()
+	if got := testutil.ToFloat64(cfg.Metrics.Rejected.WithLabelValues(ingest.ReasonTooLarge)); got != 1 {
+		t.Errorf("rejected as too large: %v, want 1", got)
+	}
+
+	// The session has nothing left to send again.
+	cfg.Store, cfg.Metrics = &memStore{}, ingest.NewMetrics(nil)
+	start(t, cfg)
+	if tok := pub.Publish("devices/big/telemetry", 1, false, fmt.Sprintf(`{"ts":%d,"seq":3}`, base+3)); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
+		t.Fatalf("publish: %v", tok.Error())
+	}
+	testenv.WaitFor(t, 10*time.Second, "the next message stored", func() bool { rs, _ := cfg.Store.(*memStore).snapshot(); return len(rs) == 1 })
+	if got := testutil.ToFloat64(cfg.Metrics.Received); got != 1 {
+		t.Errorf("after a restart the ingester received %v messages, want only the new one", got)
 	}
 }

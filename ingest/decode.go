@@ -62,6 +62,11 @@ func (r *Rejection) Error() string { return r.Reason + ": " + r.Detail }
 
 func reject(reason, detail string) *Rejection { return &Rejection{reason, detail} }
 
+// tooLarge is the rejection of a payload over MaxPayload.
+func tooLarge() *Rejection {
+	return reject(ReasonTooLarge, "payload larger than "+strconv.Itoa(MaxPayload)+" bytes")
+}
+
 // ParseTopic splits devices/{id}/{telemetry|meta|status}.
 func ParseTopic(topic string) (id string, kind Kind, err *Rejection) {
 	rest, ok := strings.CutPrefix(topic, "devices/")
@@ -110,7 +115,7 @@ func parseMeta(b []byte) (devices.Meta, error) {
 // readings and one rejection in err.
 func DecodeTelemetry(dst []devices.Reading, id string, payload []byte, now int64) (_ []devices.Reading, skipped []*Rejection, err *Rejection) {
 	if len(payload) > MaxPayload {
-		return dst, nil, reject(ReasonTooLarge, "payload larger than "+strconv.Itoa(MaxPayload)+" bytes")
+		return dst, nil, tooLarge()
 	}
 	start := len(dst)
 	ts := now

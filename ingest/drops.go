@@ -7,7 +7,7 @@ import (
 	"sync"
 	"time"
 
-	mqtt "github.com/eclipse/paho.mqtt.golang"
+	"iotdash/internal/mqttsub"
 )
 
 // droppedTopic is where Mosquitto publishes how many messages it has
@@ -88,9 +88,9 @@ func (in *Ingester) BrokerDrops() (total int64, lastRise time.Time) {
 	return in.dropped.total, in.dropped.lastRise
 }
 
-// watchDrops subscribes to the broker's count of dropped messages. A broker
-// that does not publish it (or refuses the subscription) just leaves the
-// figure at zero.
-func (in *Ingester) watchDrops(c mqtt.Client) {
-	c.Subscribe(droppedTopic, 0, func(_ mqtt.Client, m mqtt.Message) { in.reportDrops(m.Payload()) })
+// watchDrops subscribes to the broker's count of dropped messages (handle
+// takes them). A broker that does not publish it (or refuses the
+// subscription) just leaves the figure at zero.
+func (in *Ingester) watchDrops(c *mqttsub.Client) {
+	c.Subscribe(subscribeTimeout, mqttsub.Subscription{Topic: droppedTopic})
 }

@@ -33,10 +33,10 @@ import (
 	"sync/atomic"
 	"time"
 
-	mqtt "github.com/eclipse/paho.mqtt.golang"
 	"golang.org/x/time/rate"
 
 	"iotdash/devices"
+	"iotdash/internal/mqttsub"
 )
 
 // Appender stores readings durably: when Append returns nil, the readings
@@ -131,8 +131,8 @@ const DefaultMaxBehind = 7 * 24 * time.Hour
 type message struct {
 	topic    string
 	payload  []byte
-	ack      func()
-	acker    mqtt.Message // acknowledged instead of ack, when set
+	ack      func()      // Submit's; nil for a message from a broker of the user's
+	acker    mqttsub.Ack // a broker's message's: queued, then flushed per group
 	id       string
 	kind     Kind
 	readings []devices.Reading
@@ -225,17 +225,24 @@ func New(cfg Config) *Ingester {
 	return in
 }
 
-// handle runs on each connection's paho network goroutine, in order: it decodes and queues,
-// and never waits for storage unless the queue is full.
-func (in *Ingester) handle(_ mqtt.Client, msg mqtt.Message) {
-	if msg.Topic() == droppedTopic {
-		// Kept for the session and sent before its handler is set again.
-		in.reportDrops(msg.Payload())
+// handle runs on each connection's reading goroutine, in order: it decodes
+// and queues, and never waits for storage unless the queue is full. The
+// client's topic and payload stay valid as long as the message is kept.
+func (in *Ingester) handle(msg mqttsub.Message) {
+	if msg.Topic == droppedTopic {
+		// Kept for the session and sent before the subscription is made
+		// again.
+		in.reportDrops(msg.Payload)
 		return
 	}
-	// The message itself is its acknowledgement: msg.Ack as a func
-	// value would be an allocation a message.
-	in.submit(message{topic: msg.Topic(), payload: msg.Payload(), acker: msg})
+	if msg.Payload == nil && msg.Size > 0 {
+		// Over the client's packet bound: skipped on the wire unread.
+		in.cfg.Metrics.Received.Inc()
+		in.rejected(msg.Topic, tooLarge(), 1)
+		in.queue(message{topic: msg.Topic, acker: msg.Ack}) // acknowledged in turn
+		return
+	}
+	in.submit(message{topic: msg.Topic, payload: msg.Payload, acker: msg.Ack})
 }
 
 // Submit takes one message published to topic. It decodes it and queues it
@@ -540,12 +547,13 @@ func (in *Ingester) commitLoop(ctx context.Context) {
 		}
 		in.cfg.Fleet.SeenAll(seen)
 		for _, m := range group {
-			if m.acker != nil {
-				m.acker.Ack()
-			} else {
+			if m.ack != nil {
 				m.ack()
+			} else {
+				m.acker.Queue() // sent by the flush below
 			}
 		}
+		in.flush() // the group's acknowledgements to a broker of the user's, one write a connection
 		if len(rs) > 0 && in.cfg.Publish != nil && in.early == nil {
 			in.cfg.Publish(rs)
 		}

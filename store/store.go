@@ -10,8 +10,9 @@
 //
 // The backends each wrap one outside thing: sqlite is the embedded store the
 // self-contained mode uses, influx writes to and queries InfluxDB, and
-// journal is the durable on-disk buffer in front of InfluxDB. None of them
-// imports another; cmd/iotdash picks one.
+// journal is the durable on-disk buffer in front of InfluxDB. sqlite keeps
+// its write-ahead log in a journal too (it imports journal, the one import
+// between them); otherwise none imports another, and cmd/iotdash picks one.
 package store
 
 import (

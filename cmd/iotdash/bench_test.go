@@ -2,7 +2,10 @@ package main
 
 import (
 	"fmt"
+	"io"
+	"net/http"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
@@ -37,7 +40,8 @@ func cpuTime(b *testing.B, pid int) time.Duration {
 // missing, and reports the rate held and iotdash's CPU time per message.
 // IOTDASH_BENCH_CONNECTIONS=1,4,8 runs the two -mqtt backends once for each
 // count of MQTT connections (-mqtt-connections), as sub-benchmarks
-// influxdb/conns=4 and so on.
+// influxdb/conns=4 and so on. IOTDASH_BENCH_PROFILE=DIR saves a CPU profile
+// of iotdash, taken over most of the load, in DIR/NAME.pprof.
 //
 //	IOTDASH_BENCH_RATE=5000 go test -run '^$' -bench Ingest -benchtime 100000x ./cmd/iotdash
 func BenchmarkIngest(b *testing.B) {
@@ -78,7 +82,15 @@ func BenchmarkIngest(b *testing.B) {
 				args = append(args, "-influx-url", ix.URL, "-influx-bucket", ix.Bucket)
 				stored = "iotdash_journal_written_total"
 			}
+			profileDir := os.Getenv("IOTDASH_BENCH_PROFILE")
+			if profileDir != "" {
+				args = append(args, "-pprof")
+			}
 			p := startBinary(b, bin, args...)
+			if profileDir != "" {
+				secs := max(1, b.N/rate*9/10)
+				go saveProfile(b, fmt.Sprintf("%s/debug/pprof/profile?seconds=%d", p.URL, secs), filepath.Join(profileDir, strings.ReplaceAll(bench.name, "/", "-")+".pprof"))
+			}
 			cpu0 := cpuTime(b, p.cmd.Process.Pid)
 			b.ResetTimer()
 			start := time.Now()
@@ -110,6 +122,23 @@ func BenchmarkIngest(b *testing.B) {
 			b.ReportMetric(float64(cpu.Microseconds())/float64(sum.Acked), "cpu-µs/msg")
 			b.ReportMetric(float64(sum.Acked)/metric(b, p.URL, "iotdash_store_commits_total"), "msgs/commit")
 		})
+	}
+}
+
+// saveProfile fetches a CPU profile from url into path.
+func saveProfile(b *testing.B, url, path string) {
+	resp, err := http.Get(url)
+	if err != nil {
+		b.Logf("profile: %v", err)
+		return
+	}
+	defer resp.Body.Close()
+	data, err := io.ReadAll(resp.Body)
+	if err == nil {
+		err = os.WriteFile(path, data, 0o644)
+	}
+	if err != nil {
+		b.Logf("profile: %v", err)
 	}
 }
 

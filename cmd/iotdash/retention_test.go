@@ -61,7 +61,12 @@ func TestRetentionEndToEnd(t *testing.T) {
 	points := func(metric string, from, to int64, step string) [][2]float64 {
 		var a queryAnswer
 		q := fmt.Sprintf("/api/v1/query?device=sensor-1&metric=%s&from=%d&to=%d&step=%s", metric, from, to, step)
-		if code := getJSON(t, in.URL, q, &a); code != 200 {
+		switch code := getJSON(t, in.URL, q, &a); {
+		case code == 404 && metric == "old":
+			// The fleet lists the stored devices once started: if the
+			// sweep has already taken every reading and summary of old,
+			// the metric is not known, and a 404 says it is gone.
+		case code != 200:
 			t.Fatalf("GET %s: %d", q, code)
 		}
 		return a.Points

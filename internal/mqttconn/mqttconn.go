@@ -1,11 +1,14 @@
-// Package mqttconn opens connections to an MQTT broker for the paho client
-// (its SetCustomOpenConnectionFn): plain TCP, or TLS for ssl://, tls:// and
-// mqtts://, optionally with writes gathered into fewer system calls. It is
-// shared by the ingester and the simulator, and knows nothing of either.
+// Package mqttconn opens connections to an MQTT broker: plain TCP, or TLS
+// for ssl://, tls:// and mqtts://, for iotdash's own subscriber
+// (internal/mqttsub) and for the paho client (its
+// SetCustomOpenConnectionFn), there optionally with writes gathered into
+// fewer system calls. It is shared by the ingester, the simulator and the
+// benchmark tools, and knows nothing of any of them.
 package mqttconn
 
 import (
 	"bufio"
+	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"fmt"
@@ -68,19 +71,25 @@ func TLSConfig(rawURL, caFile, certFile, keyFile string) (*tls.Config, error) {
 // Dial opens a connection to the broker at u, over TLS for ssl, tls and
 // mqtts URLs, with the options' connect timeout and TLS configuration.
 func Dial(u *url.URL, o mqtt.ClientOptions) (net.Conn, error) {
-	dialer := &net.Dialer{Timeout: o.ConnectTimeout}
-	switch {
-	case Secure(u.Scheme):
+	return Open(context.Background(), u, o.ConnectTimeout, o.TLSConfig)
+}
+
+// Open opens a connection to the broker at u within timeout (none if 0) or
+// until ctx ends, over TLS for ssl, tls and mqtts URLs with tc (nil: the
+// system's CAs), whose ServerName defaults to u's host.
+func Open(ctx context.Context, u *url.URL, timeout time.Duration, tc *tls.Config) (net.Conn, error) {
+	dialer := &net.Dialer{Timeout: timeout}
+	if Secure(u.Scheme) {
 		cfg := &tls.Config{ServerName: u.Hostname()}
-		if o.TLSConfig != nil {
-			cfg = o.TLSConfig.Clone()
+		if tc != nil {
+			cfg = tc.Clone()
 			if cfg.ServerName == "" {
 				cfg.ServerName = u.Hostname()
 			}
 		}
-		return (&tls.Dialer{NetDialer: dialer, Config: cfg}).Dial("tcp", u.Host)
+		return (&tls.Dialer{NetDialer: dialer, Config: cfg}).DialContext(ctx, "tcp", u.Host)
 	}
-	return dialer.Dial("tcp", u.Host)
+	return dialer.DialContext(ctx, "tcp", u.Host)
 }
 
 // Batched returns an open-connection function whose connections gather
@@ -95,7 +104,7 @@ func Batched(delay time.Duration) mqtt.OpenConnectionFunc {
 		if err != nil {
 			return nil, err
 		}
-		return &batchConn{Conn: c, r: bufio.NewReaderSize(c, batchSize), delay: delay, ack: quickAck(c)}, nil
+		return &batchConn{Conn: c, r: bufio.NewReaderSize(c, batchSize), delay: delay, ack: QuickAck(c)}, nil
 	}
 }
 

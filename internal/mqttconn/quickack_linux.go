@@ -5,14 +5,14 @@ import (
 	"syscall"
 )
 
-// quickAck returns a function that asks the kernel to acknowledge what
+// QuickAck returns a function that asks the kernel to acknowledge what
 // arrives on c at once rather than after its delayed-ACK timer, or nil where
 // c is not a TCP connection. A broker that leaves Nagle's algorithm on (as
 // Mosquitto does unless set_tcp_nodelay is set) holds each small packet
 // until the previous one is acknowledged, so the delayed ACK otherwise adds
 // milliseconds to every message it sends. Linux turns quick
 // acknowledgement off again by itself, so it is asked for after each read.
-func quickAck(c net.Conn) func() {
+func QuickAck(c net.Conn) func() {
 	if tc, ok := c.(interface{ NetConn() net.Conn }); ok {
 		c = tc.NetConn() // TLS: the TCP connection beneath
 	}

@@ -4,5 +4,5 @@ package mqttconn
 
 import "net"
 
-// quickAck is Linux's TCP_QUICKACK; elsewhere there is none to ask for.
-func quickAck(net.Conn) func() { return nil }
+// QuickAck is Linux's TCP_QUICKACK; elsewhere there is none to ask for.
+func QuickAck(net.Conn) func() { return nil }

@@ -16,6 +16,11 @@
 // found and cut when it is opened. A journal of an earlier iotdash (a SQLite
 // file at the same path) is moved into it when opened. It is not a store of
 // history: nothing here can be queried, and what has been drained is gone.
+//
+// The embedded store (store/sqlite) keeps its write-ahead log in a journal
+// too: it keeps its own place (Position, End) beside what it has written,
+// Replays the rest after a restart, and Forgets what is behind it, in place
+// of Drain.
 package journal
 
 import (
@@ -25,6 +30,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"os"
 	"path/filepath"
 	"sync"
@@ -642,4 +648,82 @@ func (j *Journal) setAside(rs []devices.Reading, why error) error {
 		return err
 	}
 	return f.Close()
+}
+
+// Position is a place between two records of a journal, as End returns
+// it. A reader that keeps its own place (the embedded store, which holds
+// what it has read in memory and writes it elsewhere) stores a Position
+// beside what it wrote, Replays from it after a restart and Forgets what
+// is before it, in place of Drain.
+type Position struct {
+	Segment uint64
+	Offset  int64
+}
+
+// Before says whether p is earlier in the journal than q.
+func (p Position) Before(q Position) bool {
+	return position{seg: p.Segment, off: p.Offset}.before(position{seg: q.Segment, off: q.Offset})
+}
+
+// End returns where the next record will go: every reading Append has
+// stored is before it.
+func (j *Journal) End() Position {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	return Position{Segment: j.end.seg, Offset: j.end.off}
+}
+
+// Replay calls fn with the readings of each record from p (or from the
+// first record the journal still holds, if that is later) to its end, in
+// order, and stops at fn's first error, which it returns. fn must not
+// keep the slice. A record that does not read gives an error.
+func (j *Journal) Replay(p Position, fn func([]devices.Reading) error) error {
+	j.drainMu.Lock()
+	defer j.drainMu.Unlock()
+	end := j.End()
+	at := position{seg: p.Segment, off: p.Offset}
+	if at.before(j.done) {
+		at = j.done
+	}
+	for at.before(position{seg: end.Segment, off: end.Offset}) {
+		f, err := j.reader(at.seg)
+		if err != nil {
+			return err
+		}
+		payload, next, buf, err := readRecord(f, at.off, j.rbuf)
+		j.rbuf = buf
+		if err == io.EOF && at.seg < end.Segment {
+			at = position{seg: at.seg + 1}
+			continue
+		}
+		if err != nil {
+			return fmt.Errorf("journal: reading %s at %d: %w", f.Name(), at.off, err)
+		}
+		rs, _, err := j.dec.decode(j.batch[:0], payload, at.skip, math.MaxInt64)
+		j.batch = rs
+		if err != nil {
+			return fmt.Errorf("journal: reading %s at %d: %w", f.Name(), at.off, err)
+		}
+		if err := fn(rs); err != nil {
+			return err
+		}
+		at = position{seg: at.seg, off: next}
+	}
+	return nil
+}
+
+// Forget drops the records before p: the checkpoint moves to p and the
+// segments wholly before it are deleted. Stats.Backlog does not count
+// them down: it is Drain's count.
+func (j *Journal) Forget(p Position) error {
+	j.drainMu.Lock()
+	defer j.drainMu.Unlock()
+	at := position{seg: p.Segment, off: p.Offset}
+	if !j.done.before(at) {
+		return nil
+	}
+	if err := j.confirm(at); err != nil {
+		return devices.Wrap(err, devices.EInternal, "journal: cannot forget what is stored")
+	}
+	return nil
 }

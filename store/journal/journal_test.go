@@ -305,3 +305,49 @@ func cpuTime() time.Duration {
 	}
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
+
+// TestReplayFromPosition keeps its own place in the journal, as the
+// embedded store does: it Replays from a Position after a reopen, and
+// Forget deletes the segments before it.
+func TestReplayFromPosition(t *testing.T) {
+	ctx := context.Background()
+	dir := filepath.Join(t.TempDir(), "log")
+	j := open(t, dir, journal.Options{SegmentBytes: 1 << 10})
+	for i := 0; i < 100; i += 10 {
+		if err := j.Append(ctx, readings(i, 10)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	mark := j.End()
+	if err := j.Append(ctx, readings(100, 50)); err != nil {
+		t.Fatal(err)
+	}
+	if err := j.Forget(mark); err != nil {
+		t.Fatal(err)
+	}
+	j.Close()
+	segs, _ := filepath.Glob(filepath.Join(dir, "*.seg"))
+	j = open(t, dir, journal.Options{SegmentBytes: 1 << 10})
+	for _, tc := range []struct {
+		from journal.Position
+		want []devices.Reading
+	}{
+		{journal.Position{}, readings(100, 50)}, // what was forgotten is gone
+		{mark, readings(100, 50)},
+		{j.End(), nil},
+	} {
+		var got []devices.Reading
+		if err := j.Replay(tc.from, func(rs []devices.Reading) error {
+			got = append(got, rs...)
+			return nil
+		}); err != nil {
+			t.Fatal(err)
+		}
+		if !slices.Equal(got, tc.want) {
+			t.Errorf("Replay(%+v) gives %d readings, want %d", tc.from, len(got), len(tc.want))
+		}
+	}
+	if len(segs) != 1 || mark.Segment != 2 || !mark.Before(j.End()) {
+		t.Errorf("after Forget %d segments are left, mark %+v, end %+v; want one, the second, that the mark is in", len(segs), mark, j.End())
+	}
+}

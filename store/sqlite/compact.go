@@ -1,12 +1,15 @@
 package sqlite
 
 import (
+	"cmp"
 	"context"
 	"database/sql"
 	"errors"
 	"log/slog"
 	"math"
+	"slices"
 	"strconv"
+	"sync"
 	"time"
 
 	"iotdash/store"
@@ -35,6 +38,16 @@ type Options struct {
 	// Interval is how often compaction and retention run in the
 	// background (default 10 s); negative, never (call Compact).
 	Interval time.Duration
+	// FlushInterval is how often the readings in memory are written into
+	// the file (default 10 s); negative, only when HeadReadings fill up,
+	// on Flush, Compact and Close. They are durable before that, in the
+	// store's log.
+	FlushInterval time.Duration
+	// HeadReadings is how many readings in memory start a flush before
+	// its time (default 100,000). Appends wait for a flush once twice as
+	// many are waiting, so that the memory held is bounded by about four
+	// times as many (two heads, one being written).
+	HeadReadings int
 	// Now is the clock retention and compaction go by (default time.Now).
 	Now func() time.Time
 	// Logger takes the background maintenance's failures (default: none).
@@ -47,6 +60,12 @@ func (o Options) withDefaults() Options {
 	}
 	if o.Interval == 0 {
 		o.Interval = 10 * time.Second
+	}
+	if o.FlushInterval == 0 {
+		o.FlushInterval = 10 * time.Second
+	}
+	if o.HeadReadings <= 0 {
+		o.HeadReadings = 100_000
 	}
 	if o.Now == nil {
 		o.Now = time.Now
@@ -77,12 +96,17 @@ func (s *Store) start() {
 	s.stop, s.done = cancel, make(chan struct{})
 	go func() {
 		defer close(s.done)
+		if s.opts.FlushInterval > 0 {
+			var wg sync.WaitGroup
+			wg.Go(func() { s.flusher(ctx) })
+			defer wg.Wait()
+		}
 		if s.opts.Interval < 0 {
 			return
 		}
 		t := time.NewTicker(s.opts.Interval)
 		defer t.Stop()
-		var failing bool
+		f := failures{log: s.opts.Logger, what: "maintenance"}
 		for first := true; ; first = false {
 			if !first {
 				select {
@@ -91,29 +115,48 @@ func (s *Store) start() {
 				case <-t.C:
 				}
 			}
-			// One line when maintenance starts failing and one when it
-			// recovers, rather than one per tick.
-			err := s.Compact(ctx)
-			switch {
-			case err != nil && ctx.Err() == nil && !failing:
-				s.opts.Logger.Error("history store maintenance failed; retrying", "error", err)
-				failing = true
-			case err == nil && failing:
-				s.opts.Logger.Info("history store maintenance recovered")
-				failing = false
-			}
+			f.report(ctx, s.compact(ctx))
 		}
 	}()
 }
 
-// Compact does now what the background maintenance does: it compacts every
-// hour that ended CompactAfter ago or more and has rows, merging them into
-// its block; drops readings and summaries past retention; and gives the
-// freed pages back to the file system. It works in small steps, each a
+// failures logs one line when a background task starts failing and one
+// when it recovers, rather than one per attempt.
+type failures struct {
+	log     *slog.Logger
+	what    string
+	failing bool
+}
+
+func (f *failures) report(ctx context.Context, err error) {
+	switch {
+	case err != nil && ctx.Err() == nil && !f.failing:
+		f.log.Error("history store "+f.what+" failed; retrying", "error", err)
+		f.failing = true
+	case err == nil && f.failing:
+		f.log.Info("history store " + f.what + " recovered")
+		f.failing = false
+	}
+}
+
+// Compact flushes the readings in memory into the file and does now what
+// the background maintenance does: it compacts every hour that ended
+// CompactAfter ago or more and has rows or chunks, merging them into its
+// block; drops readings and summaries past retention; and gives the freed
+// pages back to the file system. It works in small steps, each a
 // transaction of its own, so that a crash at any point loses nothing and
 // duplicates nothing, and ingest goes on between them. A failure of the
 // file gives EUnavailable.
 func (s *Store) Compact(ctx context.Context) error {
+	if err := s.Flush(ctx); err != nil {
+		return err
+	}
+	return s.compact(ctx)
+}
+
+// compact is Compact without the flush: the background maintenance, beside
+// the flusher.
+func (s *Store) compact(ctx context.Context) error {
 	now := s.opts.Now().UnixMilli()
 	cutoff := store.FloorTo(now-s.opts.CompactAfter.Milliseconds(), hour)
 	rawCutoff, rollupCutoff := int64(math.MinInt64), int64(math.MinInt64)
@@ -173,23 +216,33 @@ func (s *Store) Compact(ctx context.Context) error {
 	return nil
 }
 
-// compactHour merges the rows of series id in the earliest hour before
-// cutoff that has rows into that hour's block, and rewrites the hour's
-// summaries, in one transaction; rows late into an hour whose readings
-// retention has dropped (before rawCutoff) are deleted instead. It reports
-// whether there was such an hour.
+// compactHour merges the rows and chunks of series id in the earliest hour
+// before cutoff that has any into that hour's block, and rewrites the
+// hour's summaries, in one transaction; rows and chunks late into an hour
+// whose readings retention has dropped (before rawCutoff) are deleted
+// instead. It reports whether there was such an hour.
 func (s *Store) compactHour(ctx context.Context, id, cutoff, rawCutoff int64) (bool, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	h, ok := int64(0), false
 	var t int64
 	err := s.w.QueryRowContext(ctx, `SELECT t FROM readings WHERE series = ? AND t < ? ORDER BY t LIMIT 1`, id, cutoff).Scan(&t)
-	if errors.Is(err, sql.ErrNoRows) {
-		return false, nil
-	}
-	if err != nil {
+	switch {
+	case err == nil:
+		h, ok = store.FloorTo(t, hour), true
+	case !errors.Is(err, sql.ErrNoRows):
 		return false, err
 	}
-	h := store.FloorTo(t, hour)
+	err = s.w.QueryRowContext(ctx, `SELECT h FROM chunks WHERE series = ? AND h < ? ORDER BY h LIMIT 1`, id, cutoff).Scan(&t)
+	switch {
+	case err == nil && (!ok || t < h):
+		h, ok = t, true
+	case err != nil && !errors.Is(err, sql.ErrNoRows):
+		return false, err
+	}
+	if !ok {
+		return false, nil
+	}
 	tx, err := s.w.BeginTx(ctx, nil)
 	if err != nil {
 		return false, err
@@ -240,8 +293,12 @@ func (s *Store) compactHour(ctx context.Context, id, cutoff, rawCutoff int64) (b
 	if err := rows.Err(); err != nil {
 		return false, err
 	}
-	// The block's value wins over a row of the same time: it was there
-	// first (Append leaves such rows out; this only makes sure).
+	if fresh, err = chunkPoints(ctx, tx, fresh, id, h, h+hour); err != nil {
+		return false, err
+	}
+	slices.SortFunc(fresh, func(a, b store.Point) int { return cmp.Compare(a.T, b.T) })
+	// The block's value wins over a row or chunk of the same time: it was
+	// there first (Append leaves such readings out; this only makes sure).
 	ps = mergePoints(make([]store.Point, 0, len(ps)+len(fresh)), ps, fresh)
 
 	d := decimals(ps)
@@ -269,13 +326,16 @@ func (s *Store) compactHour(ctx context.Context, id, cutoff, rawCutoff int64) (b
 	if err := tx.Commit(); err != nil {
 		return false, err
 	}
-	s.compactedTo[id] = max(s.compactedTo[id], h+hour)
 	return true, nil
 }
 
-// deleteRows deletes the rows of series id in hour h and their minutes.
+// deleteRows deletes the rows and chunks of series id in hour h and the
+// rows' minutes.
 func deleteRows(ctx context.Context, tx *sql.Tx, id, h int64) error {
 	if _, err := tx.ExecContext(ctx, `DELETE FROM readings WHERE series = ? AND t >= ? AND t < ?`, id, h, h+hour); err != nil {
+		return err
+	}
+	if _, err := tx.ExecContext(ctx, `DELETE FROM chunks WHERE series = ? AND h = ?`, id, h); err != nil {
 		return err
 	}
 	_, err := tx.ExecContext(ctx, `DELETE FROM minutes WHERE series = ? AND m >= ? AND m < ?`, id, h, h+hour)
@@ -335,21 +395,4 @@ func (s *Store) autoVacuum(ctx context.Context) bool {
 	var mode int
 	err := s.w.QueryRowContext(ctx, `PRAGMA auto_vacuum`).Scan(&mode)
 	return err == nil && mode == 2
-}
-
-// loadCompacted reads where each series' blocks end.
-func (s *Store) loadCompacted(ctx context.Context) error {
-	rows, err := s.w.QueryContext(ctx, `SELECT series, max(h) FROM blocks GROUP BY series`)
-	if err != nil {
-		return err
-	}
-	defer rows.Close()
-	for rows.Next() {
-		var id, h int64
-		if err := rows.Scan(&id, &h); err != nil {
-			return err
-		}
-		s.compactedTo[id] = h + hour
-	}
-	return rows.Err()
 }

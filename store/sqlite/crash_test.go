@@ -25,6 +25,20 @@ func crashOptions() sqlite.Options {
 	return sqlite.Options{Retention: 4 * time.Hour, RollupRetention: 48 * time.Hour, Interval: -1, Now: func() time.Time { return time.UnixMilli(t0 + 8*3600000) }}
 }
 
+// runKilled runs this test binary's test name with env added, and returns
+// its output once SIGKILL has ended it; anything else ending it fails t.
+func runKilled(t *testing.T, name string, env ...string) []byte {
+	t.Helper()
+	cmd := exec.Command(os.Args[0], "-test.run=^"+name+"$", "-test.count=1")
+	cmd.Env = append(os.Environ(), env...)
+	out, err := cmd.CombinedOutput()
+	var exit *exec.ExitError
+	if !errors.As(err, &exit) || exit.Sys().(syscall.WaitStatus).Signal() != syscall.SIGKILL {
+		t.Fatalf("child: got %v, want killed by SIGKILL; output:\n%s", err, out)
+	}
+	return out
+}
+
 // TestKillDuringCompaction kills a child process with SIGKILL while it
 // compacts and sweeps, at a later moment each round, and checks after each
 // kill that nothing kept was lost or counted twice: the two hours within
@@ -94,13 +108,7 @@ func TestKillDuringCompaction(t *testing.T) {
 		}
 	}
 	for _, ms := range []int{0, 10, 30, 60, 100, 200, 400, 800} {
-		cmd := exec.Command(os.Args[0], "-test.run=^TestKillDuringCompaction$", "-test.count=1")
-		cmd.Env = append(os.Environ(), "IOTDASH_SQLITE_COMPACT_CHILD="+path, "IOTDASH_SQLITE_KILL_AFTER_MS="+strconv.Itoa(ms))
-		out, err := cmd.CombinedOutput()
-		var exit *exec.ExitError
-		if !errors.As(err, &exit) || exit.Sys().(syscall.WaitStatus).Signal() != syscall.SIGKILL {
-			t.Fatalf("child: got %v, want killed by SIGKILL; output:\n%s", err, out)
-		}
+		runKilled(t, "TestKillDuringCompaction", "IOTDASH_SQLITE_COMPACT_CHILD="+path, "IOTDASH_SQLITE_KILL_AFTER_MS="+strconv.Itoa(ms))
 		check(fmt.Sprintf("killed %d ms into compaction", ms))
 		t.Logf("killed %d ms into compaction: %v", ms, tableRows(t, path))
 	}
@@ -113,7 +121,7 @@ func TestKillDuringCompaction(t *testing.T) {
 	}
 	s.Close()
 	check("after a whole compaction")
-	if got := tableRows(t, path); got["readings"] != 0 || got["blocks"] != 2*series || got["hours"] != 6*series {
+	if got := tableRows(t, path); got["readings"] != 0 || got["chunks"] != 0 || got["blocks"] != 2*series || got["hours"] != 6*series {
 		t.Errorf("after a whole compaction the tables hold %v, want no rows, %d blocks and %d hours", got, 2*series, 6*series)
 	}
 }

@@ -1,14 +1,19 @@
 // Package sqlite is the embedded history store iotdash uses when no InfluxDB
 // is configured: one SQLite file (pure Go, modernc.org/sqlite) holding every
-// reading, written in group commits and queried raw or downsampled.
+// reading, with a log beside it, written in group commits and queried raw or
+// downsampled.
 //
-// Readings go in as rows. A background compactor turns each series' closed
-// hours into one compressed block (codec.go) beside the hour's summary and
-// its minutes' summaries, and applies retention: raw readings are dropped
-// after Options.Retention, summaries after Options.RollupRetention, in
-// small steps, the space given back (compact.go). Queries read rows and
-// blocks in one snapshot, and summaries wherever a step covers whole hours
-// or minutes.
+// A group commit goes into the log (a store/journal, one fsync) and into
+// the head, in memory; a flusher moves the head into the file every few
+// seconds as compressed chunks, a row per series and hour (head.go). A
+// background compactor turns each series' closed hours into one compressed
+// block (codec.go) beside the hour's summary and its minutes' summaries,
+// and applies retention: raw readings are dropped after Options.Retention,
+// summaries after Options.RollupRetention, in small steps, the space given
+// back (compact.go). Queries read the head, then rows, chunks and blocks in
+// one snapshot, and summaries wherever a step covers whole hours or
+// minutes. Rows are what a file of an earlier format holds, and are read
+// and compacted as ever.
 //
 // It is for a single iotdash process on one machine. It is not a shared
 // database: one Store owns its file, and the series cache it keeps in memory
@@ -34,6 +39,7 @@ import (
 
 	"iotdash/devices"
 	"iotdash/store"
+	"iotdash/store/journal"
 )
 
 // schema is applied on every Open; it only creates what is missing.
@@ -44,13 +50,20 @@ import (
 // minutes summarised the rows of readings per minute in the first format;
 // its rows in such a file are deleted as their hours are compacted.
 //
-// The compactor moves the rows of each closed hour (h, its start in Unix
-// ms) into a block, whose hour is summarised in hours and its minutes in
-// hour_minutes (encoded as in codec.go): the readings of a series are those
-// of readings and of blocks, never both. A reading that arrives late into a
-// compacted hour is a row until the compactor merges it into the block.
-// A file of the first format (series, readings, minutes) gains the new
-// tables on Open and is compacted like any other.
+// The flusher writes the head as chunks, a row per series, hour and
+// flush (gen), encoded as blocks are, and records in flushed (one row) the
+// last flush's generation and the place in the log it reached (head.go).
+// Files of earlier formats hold rows in readings, which Append no longer
+// writes.
+//
+// The compactor moves the chunks and rows of each closed hour (h, its
+// start in Unix ms) into a block, whose hour is summarised in hours and its
+// minutes in hour_minutes (encoded as in codec.go): the readings of a
+// series are those of readings, chunks and blocks, each in one of them
+// only. A reading that arrives late into a compacted hour is a chunk until
+// the compactor merges it into the block. A file of the first format
+// (series, readings, minutes) gains the new tables on Open and is
+// compacted like any other.
 const schema = `
 CREATE TABLE IF NOT EXISTS series (
 	id     INTEGER PRIMARY KEY,
@@ -103,6 +116,21 @@ CREATE TABLE IF NOT EXISTS hour_minutes (
 	data   BLOB NOT NULL,
 	PRIMARY KEY (series, h)
 );
+CREATE TABLE IF NOT EXISTS chunks (
+	series INTEGER NOT NULL,
+	h      INTEGER NOT NULL,
+	gen    INTEGER NOT NULL,
+	last_t INTEGER NOT NULL,
+	last_v REAL NOT NULL,
+	data   BLOB NOT NULL,
+	PRIMARY KEY (series, h, gen)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS flushed (
+	one     INTEGER PRIMARY KEY CHECK (one = 1),
+	gen     INTEGER NOT NULL,
+	segment INTEGER NOT NULL,
+	offset  INTEGER NOT NULL
+);
 `
 
 const (
@@ -120,18 +148,24 @@ type Store struct {
 	w *sql.DB // the one writing connection
 	r *sql.DB // reading connections
 
-	mu     sync.Mutex // serialises Append and Ping on w
+	mu     sync.Mutex // serialises writes and Ping on w
 	insSer *sql.Stmt
-	// Statements of several rows, by row count (see rowsStmt), and what
-	// Append reuses from one call to the next; all under mu.
-	inserts map[int]*sql.Stmt
-	ids     []int64
-	args    []any
+	// INSERTs of several chunks, by count (see writeHead); under mu.
+	insChunks map[int]*sql.Stmt
 
-	// compactedTo is, per series, the end of its latest block: a reading
-	// before it may be one of a block's. Under mu.
-	compactedTo map[int64]int64
-	blockAt     *sql.Stmt // on w
+	// The write path (head.go). Lock order: flushMu, appendMu, mu or
+	// hmu, smu.
+	log      *journal.Journal
+	flushMu  sync.Mutex // one flush at a time
+	appendMu sync.Mutex // an Append's log record and head go together
+	hmu      sync.RWMutex
+	active   *head // takes the appends
+	flushing *head // being written into the file, or nil
+	// latest is, per series, its latest time in the file or in the
+	// flushing head: a reading after it is not stored yet.
+	latest map[seriesKey]int64
+	kick   chan struct{} // tells the flusher the head is full
+	refs   []*headSeries // each reading's series in Append, under appendMu
 
 	smu    sync.RWMutex
 	series map[seriesKey]int64 // every series in the file
@@ -185,10 +219,14 @@ func OpenWith(path string, o Options) (*Store, error) {
 		return nil, fmt.Errorf("sqlite: open %s: %w", path, err)
 	}
 	w.SetMaxOpenConns(1)
-	s := &Store{w: w, series: map[seriesKey]int64{}, inserts: map[int]*sql.Stmt{}, compactedTo: map[int64]int64{}, opts: o.withDefaults()}
+	s := &Store{w: w, series: map[seriesKey]int64{}, latest: map[seriesKey]int64{}, insChunks: map[int]*sql.Stmt{}, kick: make(chan struct{}, 1), opts: o.withDefaults()}
 	if err := s.init(); err != nil {
 		w.Close()
 		return nil, err
+	}
+	if err := s.openLog(path); err != nil {
+		w.Close()
+		return nil, devices.Wrap(err, devices.EUnavailable, "the store's log cannot be opened")
 	}
 	v.Add("_pragma", "query_only(1)")
 	r, err := sql.Open("sqlite", path+"?"+v.Encode())
@@ -217,7 +255,9 @@ JOIN readings AS r ON r.series = s.id AND r.t = (SELECT max(t) FROM readings WHE
 UNION ALL
 SELECT s.device, s.metric, h.last_t, h.last_v FROM series AS s
 JOIN hours AS h ON h.series = s.id AND h.h = (SELECT max(h) FROM hours WHERE series = s.id)
-ORDER BY 1`},
+UNION ALL
+SELECT s.device, s.metric, c.last_t, c.last_v FROM series AS s
+JOIN chunks AS c ON c.series = s.id AND c.h = (SELECT max(h) FROM chunks WHERE series = s.id)`},
 	} {
 		if *p.st, err = r.Prepare(p.q); err != nil {
 			s.Close()
@@ -236,8 +276,8 @@ func (s *Store) init() error {
 	if err := s.loadSeries(ctx); err != nil {
 		return fmt.Errorf("sqlite: series: %w", err)
 	}
-	if err := s.loadCompacted(ctx); err != nil {
-		return fmt.Errorf("sqlite: blocks: %w", err)
+	if err := s.loadLatest(ctx); err != nil {
+		return fmt.Errorf("sqlite: latest: %w", err)
 	}
 	var err error
 	for _, p := range []struct {
@@ -245,38 +285,12 @@ func (s *Store) init() error {
 		q  string
 	}{
 		{&s.insSer, `INSERT INTO series (device, metric) VALUES (?, ?) RETURNING id`},
-		{&s.blockAt, `SELECT data FROM blocks WHERE series = ? AND h = ?`},
 	} {
 		if *p.st, err = s.w.Prepare(p.q); err != nil {
 			return fmt.Errorf("sqlite: prepare: %w", err)
 		}
 	}
 	return nil
-}
-
-// insertReadings adds n readings, leaving out those already stored.
-func insertReadings(n int) string {
-	return "INSERT INTO readings (series, t, v) VALUES (?, ?, ?)" + strings.Repeat(", (?, ?, ?)", n-1) + " ON CONFLICT DO NOTHING"
-}
-
-// insertRows is the most rows of one statement: one statement per group
-// of readings rather than one per reading is most of what an Append saves
-// in CPU.
-const insertRows = 128
-
-// rowsStmt returns from cache the statement q(n), preparing it on the
-// writing connection the first time: before a transaction, which holds
-// the one connection.
-func (s *Store) rowsStmt(ctx context.Context, cache map[int]*sql.Stmt, q func(int) string, n int) (*sql.Stmt, error) {
-	if st := cache[n]; st != nil {
-		return st, nil
-	}
-	st, err := s.w.PrepareContext(ctx, q(n))
-	if err != nil {
-		return nil, err
-	}
-	cache[n] = st
-	return st, nil
 }
 
 func (s *Store) loadSeries(ctx context.Context) error {
@@ -296,8 +310,8 @@ func (s *Store) loadSeries(ctx context.Context) error {
 	return rows.Err()
 }
 
-// Close stops the background maintenance and closes the file. Every Append
-// that returned is already durable.
+// Close stops the background work, flushes the head into the file and
+// closes it. Every Append that returned is already durable.
 func (s *Store) Close() error {
 	if s.stop != nil {
 		s.stop()
@@ -305,6 +319,10 @@ func (s *Store) Close() error {
 		s.stop = nil
 	}
 	var errs []error
+	if s.log != nil {
+		// An Append after this fails on the closed log.
+		errs = append(errs, s.Flush(context.Background()), s.log.Close())
+	}
 	if s.r != nil {
 		errs = append(errs, s.r.Close())
 	}
@@ -312,17 +330,14 @@ func (s *Store) Close() error {
 	return errors.Join(errs...)
 }
 
-// Append stores rs in one transaction, durably, before it returns. A reading
-// with the device, metric and time of one already stored, or of one before
-// it in rs, is left out: the first value written wins, as in a ledger, so
-// that a redelivery changes nothing and a device cannot rewrite its history.
-// If any reading is invalid none is stored and the error is EInvalid; a
-// failure of the file gives EUnavailable.
-//
-// The readings go in as rows, with one INSERT per insertRows of them;
-// nothing else is written, so that ingest costs little. The compactor
-// summarises them once their hour is over, and until then a query reads
-// them one by one: an hour or so of each series.
+// Append stores rs durably before it returns: in the store's log, one
+// record and one fsync, and in the head, where queries see them at once
+// (see head.go; the flusher moves them into the file). A reading with the
+// device, metric and time of one already stored, or of one before it in
+// rs, is left out: the first value written wins, as in a ledger, so that a
+// redelivery changes nothing and a device cannot rewrite its history. If
+// any reading is invalid none is stored and the error is EInvalid; a
+// failure of the log or the file gives EUnavailable.
 func (s *Store) Append(ctx context.Context, rs []devices.Reading) error {
 	for _, r := range rs {
 		if err := r.Validate(); err != nil {
@@ -332,188 +347,111 @@ func (s *Store) Append(ctx context.Context, rs []devices.Reading) error {
 	if len(rs) == 0 {
 		return nil
 	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	defer s.reset()
-	var err error
-
-	// Each reading's series; one not yet in the file has a placeholder
-	// -1, -2, ... (an index into added) until the transaction adds it.
-	s.smu.RLock()
-	cache := s.series
-	s.smu.RUnlock()
-	var added []seriesKey
-	var placeholders map[seriesKey]int64
-	ids := s.ids[:0]
-	for _, r := range rs {
-		k := seriesKey{r.Device, r.Metric}
-		id, ok := cache[k]
-		if !ok {
-			if id, ok = placeholders[k]; !ok {
-				if placeholders == nil {
-					placeholders = map[seriesKey]int64{}
-				}
-				added = append(added, k)
-				id = -int64(len(added))
-				placeholders[k] = id
-			}
-		}
-		ids = append(ids, id)
-	}
-	s.ids = ids
-	if rs, ids, err = s.dropCompacted(ctx, rs, ids); err != nil {
-		return unavailable("read", err)
-	}
-	if len(rs) == 0 {
-		return nil
-	}
-	for _, n := range []int{min(len(rs), insertRows), len(rs) % insertRows} {
-		if n == 0 {
-			continue
-		}
-		if _, err := s.rowsStmt(ctx, s.inserts, insertReadings, n); err != nil {
-			return unavailable("prepare", err)
+	if s.full() {
+		// The flusher is behind: wait for it rather than grow.
+		if err := s.Flush(ctx); err != nil {
+			return err
 		}
 	}
-
-	tx, err := s.w.BeginTx(ctx, nil)
-	if err != nil {
-		return unavailable("begin", err)
+	s.appendMu.Lock()
+	defer s.appendMu.Unlock()
+	rs, err := s.fresh(ctx, rs)
+	if err != nil || len(rs) == 0 {
+		return err
 	}
-	defer tx.Rollback()
-	newIDs := make([]int64, len(added))
-	for i, k := range added {
-		if err := tx.StmtContext(ctx, s.insSer).QueryRowContext(ctx, k.device, k.metric).Scan(&newIDs[i]); err != nil {
-			return unavailable("add series", err)
+	if err := s.log.Append(ctx, rs); err != nil {
+		return unavailable("log", err)
+	}
+	s.hmu.Lock()
+	for i, r := range rs {
+		if s.refs[i].add(store.Point{T: r.Time, V: r.Value}) {
+			s.active.n++
 		}
 	}
-	// stored is the id in the file of series id, a placeholder or not.
-	stored := func(id int64) int64 {
-		if id < 0 {
-			return newIDs[-id-1]
+	n := s.active.n
+	s.hmu.Unlock()
+	clear(s.refs)
+	if n >= s.opts.HeadReadings {
+		select {
+		case s.kick <- struct{}{}:
+		default:
 		}
-		return id
-	}
-
-	for start := 0; start < len(rs); start += insertRows {
-		chunk := rs[start:min(start+insertRows, len(rs))]
-		args := s.args[:0]
-		for i, r := range chunk {
-			args = append(args, stored(ids[start+i]), r.Time, r.Value)
-		}
-		s.args = args
-		if _, err := tx.StmtContext(ctx, s.inserts[len(chunk)]).ExecContext(ctx, args...); err != nil {
-			return unavailable("write", err)
-		}
-	}
-	if err := tx.Commit(); err != nil {
-		return unavailable("commit", err)
-	}
-	if len(added) > 0 {
-		s.smu.Lock()
-		for i, k := range added {
-			s.series[k] = newIDs[i]
-		}
-		s.smu.Unlock()
 	}
 	return nil
-}
-
-// reset empties what Append reuses, keeping the room.
-func (s *Store) reset() {
-	clear(s.args)
-	s.args = s.args[:0]
 }
 
 func unavailable(what string, err error) error {
 	return devices.Wrap(err, devices.EUnavailable, "history store: %s failed", what)
 }
 
-// dropCompacted returns rs and their series ids without the readings that
-// a block holds already (a late redelivery): the first value written wins
-// there as in the rows. Only a reading before its series' compactedTo can
-// be in a block; each block it needs is read and decoded once. Under mu.
-func (s *Store) dropCompacted(ctx context.Context, rs []devices.Reading, ids []int64) ([]devices.Reading, []int64, error) {
-	var blocks map[hourKey][]store.Point
-	var keep []bool
-	for i, r := range rs {
-		id := ids[i]
-		if id < 0 || r.Time >= s.compactedTo[id] {
-			continue
-		}
-		k := hourKey{id, store.FloorTo(r.Time, hour)}
-		ps, ok := blocks[k]
-		if !ok {
-			var data []byte
-			err := s.blockAt.QueryRowContext(ctx, k.series, k.h).Scan(&data)
-			if err != nil && !errors.Is(err, sql.ErrNoRows) {
-				return nil, nil, err
-			}
-			if data != nil {
-				if ps, err = decodeBlock(nil, data); err != nil {
-					return nil, nil, err
-				}
-			}
-			if blocks == nil {
-				blocks = map[hourKey][]store.Point{}
-			}
-			blocks[k] = ps
-		}
-		if _, found := slices.BinarySearchFunc(ps, r.Time, func(p store.Point, t int64) int { return cmp.Compare(p.T, t) }); found {
-			if keep == nil {
-				keep = make([]bool, len(rs))
-				for j := range keep {
-					keep[j] = true
-				}
-			}
-			keep[i] = false
-		}
-	}
-	if keep == nil {
-		return rs, ids, nil
-	}
-	var outR []devices.Reading
-	var outI []int64
-	for i, k := range keep {
-		if k {
-			outR = append(outR, rs[i])
-			outI = append(outI, ids[i])
-		}
-	}
-	return outR, outI, nil
-}
-
 // Query answers q (see store.Query). An invalid q gives EInvalid; no
 // readings give an empty, non-nil slice.
 //
-// Rows and blocks are read in one transaction, so that a compaction that
-// moves rows into a block meanwhile is seen whole or not at all.
+// Rows, chunks and blocks are read in one transaction, so that a compaction
+// that moves rows into a block meanwhile is seen whole or not at all, and
+// the heads as head.go says.
 func (s *Store) Query(ctx context.Context, q store.Query) ([]store.Point, error) {
 	if err := q.Validate(); err != nil {
 		return nil, err
 	}
-	s.smu.RLock()
-	id, ok := s.series[seriesKey{q.Device, q.Metric}]
-	s.smu.RUnlock()
-	if !ok {
-		return []store.Point{}, nil
-	}
-	tx, err := s.r.BeginTx(ctx, nil)
+	k := seriesKey{q.Device, q.Metric}
+	hv := s.view(k, q.From, q.To)
+	tx, id, heads, err := s.snapshot(ctx, k, hv)
 	if err != nil {
-		return nil, unavailable("query", err)
+		return nil, err
 	}
 	defer tx.Rollback()
 	if q.Step == 0 {
-		return s.rawPoints(ctx, tx, id, q.From, q.To, -1)
+		return s.rawPoints(ctx, tx, id, q.From, q.To, -1, heads)
 	}
 	acc := &accumulator{q: q, m: map[int64]*bucket{}}
-	if err := acc.addRows(tx.StmtContext(ctx, s.raw).QueryContext(ctx, id, q.From, q.To)); err != nil {
-		return nil, err
+	if id != 0 {
+		if err := acc.addRows(tx.StmtContext(ctx, s.raw).QueryContext(ctx, id, q.From, q.To)); err != nil {
+			return nil, err
+		}
+		if err := s.fromBlocks(ctx, tx, id, q, acc); err != nil {
+			return nil, err
+		}
+		ps, err := chunkPoints(ctx, tx, nil, id, q.From, q.To)
+		if err != nil {
+			return nil, unavailable("query", err)
+		}
+		for _, p := range ps {
+			acc.add(p.T, p.V)
+		}
 	}
-	if err := s.fromBlocks(ctx, tx, id, q, acc); err != nil {
-		return nil, err
+	for _, p := range heads {
+		acc.add(p.T, p.V)
 	}
 	return acc.points(), nil
+}
+
+// snapshot begins a read transaction and returns it with series k's id in
+// the file (0 if it has none) and the readings of hv the file does not hold
+// in that snapshot. hv must be taken before: see head.go.
+func (s *Store) snapshot(ctx context.Context, k seriesKey, hv headView) (*sql.Tx, int64, []store.Point, error) {
+	tx, err := s.r.BeginTx(ctx, nil)
+	if err != nil {
+		return nil, 0, nil, unavailable("query", err)
+	}
+	gen, err := flushedGen(ctx, tx)
+	if err != nil {
+		tx.Rollback()
+		return nil, 0, nil, unavailable("query", err)
+	}
+	s.smu.RLock()
+	id, ok := s.series[k]
+	s.smu.RUnlock()
+	if !ok {
+		// Added by a flush that committed before the snapshot, perhaps
+		// not yet in the cache.
+		err := tx.QueryRowContext(ctx, `SELECT id FROM series WHERE device = ? AND metric = ?`, k.device, k.metric).Scan(&id)
+		if err != nil && !errors.Is(err, sql.ErrNoRows) {
+			tx.Rollback()
+			return nil, 0, nil, unavailable("query", err)
+		}
+	}
+	return tx, id, hv.unflushed(gen), nil
 }
 
 // Readings calls fn with the readings of q's series with From <= t < To, in
@@ -532,14 +470,9 @@ func (s *Store) Readings(ctx context.Context, q store.Query, fn func([]store.Poi
 	if err := q.Validate(); err != nil {
 		return err
 	}
-	s.smu.RLock()
-	id, ok := s.series[seriesKey{q.Device, q.Metric}]
-	s.smu.RUnlock()
-	if !ok {
-		return nil
-	}
+	k := seriesKey{q.Device, q.Metric}
 	for from := q.From; ; {
-		buf, err := s.readingsPage(ctx, id, from, q.To)
+		buf, err := s.readingsPage(ctx, k, from, q.To)
 		if err != nil {
 			return err
 		}
@@ -557,21 +490,44 @@ func (s *Store) Readings(ctx context.Context, q store.Query, fn func([]store.Poi
 	}
 }
 
-// readingsPage returns the first store.ReadingsChunk readings from from
-// to to, read in a transaction of its own.
-func (s *Store) readingsPage(ctx context.Context, id, from, to int64) ([]store.Point, error) {
-	tx, err := s.r.BeginTx(ctx, nil)
+// readingsPage returns the first store.ReadingsChunk readings of series k
+// from from to to, read in a transaction of its own.
+func (s *Store) readingsPage(ctx context.Context, k seriesKey, from, to int64) ([]store.Point, error) {
+	hv := s.view(k, from, to)
+	tx, id, heads, err := s.snapshot(ctx, k, hv)
 	if err != nil {
-		return nil, unavailable("query", err)
+		return nil, err
 	}
 	defer tx.Rollback()
-	return s.rawPoints(ctx, tx, id, from, to, store.ReadingsChunk)
+	return s.rawPoints(ctx, tx, id, from, to, store.ReadingsChunk, heads)
 }
 
-// rawPoints returns the readings of series id with from <= t < to in time
-// order, the first limit of them if limit >= 0: the rows merged with the
-// blocks.
-func (s *Store) rawPoints(ctx context.Context, tx *sql.Tx, id, from, to int64, limit int) ([]store.Point, error) {
+// rawPoints returns the readings of series id (0: none in the file) with
+// from <= t < to in time order, the first limit of them if limit >= 0: the
+// rows and chunks merged with the blocks and with heads, the readings in
+// memory the file does not hold.
+func (s *Store) rawPoints(ctx context.Context, tx *sql.Tx, id, from, to int64, limit int, heads []store.Point) ([]store.Point, error) {
+	var out []store.Point
+	if id != 0 {
+		var err error
+		if out, err = s.filePoints(ctx, tx, id, from, to, limit); err != nil {
+			return nil, err
+		}
+	}
+	if len(heads) > 0 {
+		out = mergePoints(make([]store.Point, 0, len(out)+len(heads)), out, heads)
+	}
+	if out == nil {
+		out = []store.Point{}
+	}
+	if limit >= 0 && len(out) > limit {
+		out = out[:limit]
+	}
+	return out, nil
+}
+
+// filePoints is rawPoints of the file alone.
+func (s *Store) filePoints(ctx context.Context, tx *sql.Tx, id, from, to int64, limit int) ([]store.Point, error) {
 	var rowPts []store.Point
 	rows, err := tx.StmtContext(ctx, s.page).QueryContext(ctx, id, from, to, limit)
 	if err != nil {
@@ -619,11 +575,20 @@ func (s *Store) rawPoints(ctx context.Context, tx *sql.Tx, id, from, to int64, l
 	out := blockPts
 	if len(rowPts) > 0 {
 		out = mergePoints(make([]store.Point, 0, len(rowPts)+len(blockPts)), blockPts, rowPts)
-	} else if out == nil {
-		out = []store.Point{}
 	}
-	if limit >= 0 && len(out) > limit {
-		out = out[:limit]
+	// Chunks hold the latest hour or two: read them only as far as they
+	// can be among the first limit.
+	end := to
+	if limit >= 0 && len(out) >= limit {
+		end = out[limit-1].T + 1
+	}
+	chunkPts, err := chunkPoints(ctx, tx, nil, id, from, end)
+	if err != nil {
+		return nil, unavailable("query", err)
+	}
+	if len(chunkPts) > 0 {
+		slices.SortFunc(chunkPts, func(a, b store.Point) int { return cmp.Compare(a.T, b.T) })
+		out = mergePoints(make([]store.Point, 0, len(out)+len(chunkPts)), out, chunkPts)
 	}
 	return out, nil
 }
@@ -932,29 +897,52 @@ func (s *Store) Ping(ctx context.Context) error {
 // newest of them: so that a device known from history is listed even when
 // nothing else remembers it. Its status is unknown.
 func (s *Store) Devices(ctx context.Context) ([]devices.Device, error) {
+	latest := map[seriesKey]devices.Value{}
+	s.hmu.RLock()
+	for _, h := range []*head{s.flushing, s.active} {
+		if h == nil {
+			continue
+		}
+		for k, hs := range h.series {
+			if n := len(hs.pts); n > 0 {
+				if old, ok := latest[k]; !ok || hs.pts[n-1].T > old.T {
+					latest[k] = devices.Value{T: hs.pts[n-1].T, V: hs.pts[n-1].V}
+				}
+			}
+		}
+	}
+	s.hmu.RUnlock()
 	rows, err := s.devicesNow.QueryContext(ctx)
 	if err != nil {
 		return nil, unavailable("devices", err)
 	}
 	defer rows.Close()
-	var out []devices.Device
 	for rows.Next() {
-		var id, metric string
+		var k seriesKey
 		var v devices.Value
-		if err := rows.Scan(&id, &metric, &v.T, &v.V); err != nil {
+		if err := rows.Scan(&k.device, &k.metric, &v.T, &v.V); err != nil {
 			return nil, unavailable("devices", err)
 		}
-		if n := len(out); n == 0 || out[n-1].ID != id {
-			out = append(out, devices.Device{ID: id, Status: devices.StatusUnknown, Latest: map[string]devices.Value{}})
+		if old, ok := latest[k]; !ok || v.T > old.T {
+			latest[k] = v
 		}
-		d := &out[len(out)-1]
-		if old, ok := d.Latest[metric]; !ok || v.T > old.T {
-			d.Latest[metric] = v
-		}
-		d.LastSeen = max(d.LastSeen, v.T)
 	}
 	if err := rows.Err(); err != nil {
 		return nil, unavailable("devices", err)
+	}
+	byID := map[string]*devices.Device{}
+	for k, v := range latest {
+		d := byID[k.device]
+		if d == nil {
+			d = &devices.Device{ID: k.device, Status: devices.StatusUnknown, Latest: map[string]devices.Value{}}
+			byID[k.device] = d
+		}
+		d.Latest[k.metric] = v
+		d.LastSeen = max(d.LastSeen, v.T)
+	}
+	var out []devices.Device
+	for _, id := range slices.Sorted(maps.Keys(byID)) {
+		out = append(out, *byID[id])
 	}
 	return out, nil
 }

@@ -3,12 +3,10 @@ package sqlite_test
 import (
 	"context"
 	"database/sql"
-	"errors"
 	"fmt"
 	"maps"
 	"math"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"syscall"
@@ -144,13 +142,7 @@ func TestSurvivesKill(t *testing.T) {
 		select {}
 	}
 	path := filepath.Join(t.TempDir(), "iotdash.db")
-	cmd := exec.Command(os.Args[0], "-test.run=^TestSurvivesKill$", "-test.count=1")
-	cmd.Env = append(os.Environ(), "IOTDASH_SQLITE_KILL_CHILD="+path)
-	out, err := cmd.CombinedOutput()
-	var exit *exec.ExitError
-	if !errors.As(err, &exit) || exit.Sys().(syscall.WaitStatus).Signal() != syscall.SIGKILL {
-		t.Fatalf("child: got %v, want killed by SIGKILL; output:\n%s", err, out)
-	}
+	runKilled(t, "TestSurvivesKill", "IOTDASH_SQLITE_KILL_CHILD="+path)
 	s := open(t, path)
 	defer s.Close()
 	checkSample(t, s)
@@ -313,7 +305,7 @@ func tableRows(t *testing.T, path string) map[string]int {
 	}
 	defer db.Close()
 	out := map[string]int{}
-	for _, table := range []string{"readings", "minutes", "blocks", "hours", "hour_minutes"} {
+	for _, table := range []string{"readings", "chunks", "minutes", "blocks", "hours", "hour_minutes"} {
 		var n int
 		if err := db.QueryRow(`SELECT count(*) FROM ` + table).Scan(&n); err != nil {
 			t.Fatal(err)
@@ -324,7 +316,7 @@ func tableRows(t *testing.T, path string) map[string]int {
 }
 
 // TestCompactMovesHoursIntoBlocks compacts two closed hours and leaves the
-// open one as rows; the answers stay the same.
+// open one as a chunk; the answers stay the same.
 func TestCompactMovesHoursIntoBlocks(t *testing.T) {
 	ctx := context.Background()
 	path := filepath.Join(t.TempDir(), "iotdash.db")
@@ -357,7 +349,7 @@ func TestCompactMovesHoursIntoBlocks(t *testing.T) {
 	if err := s.Compact(ctx); err != nil {
 		t.Fatal(err)
 	}
-	want := map[string]int{"readings": 1800, "minutes": 0, "blocks": 2, "hours": 2, "hour_minutes": 2}
+	want := map[string]int{"readings": 0, "chunks": 1, "minutes": 0, "blocks": 2, "hours": 2, "hour_minutes": 2}
 	if got := tableRows(t, path); !maps.Equal(got, want) {
 		t.Errorf("after Compact the tables hold %v, want %v", got, want)
 	}

@@ -132,6 +132,7 @@ func (in *Ingester) newConns() {
 			// larger message is skipped on the wire, and refused as too
 			// large by handle.
 			MaxPacket: 2 + 65535 + 2 + MaxPayload,
+			ReadPause: readPause,
 			// Messages the broker kept for the session arrive before
 			// Subscribe returns: handle takes them as any other.
 			Handler:   in.handle,
@@ -149,6 +150,14 @@ func (in *Ingester) newConns() {
 		in.conns = append(in.conns, c)
 	}
 }
+
+// readPause is how long a connection's reader waits after a read that did
+// not fill its buffer before it reads again (mqttsub.Options.ReadPause).
+// At 20,000 msg/s a read a message and the wake-up before each cost about
+// half of ingest's CPU; reading every 0.5 ms halves it (README, "Reading
+// in batches"), and adds at most 0.5 ms to a message, against the 1 ms or
+// more of the commit's fsync that it waits for anyway.
+const readPause = 500 * time.Microsecond
 
 // subscribeTimeout bounds the wait for a SUBACK or UNSUBACK.
 const subscribeTimeout = 10 * time.Second

@@ -131,10 +131,17 @@ func texts(ms []mqttsub.Message) []string {
 // TestReceive: QoS 0 and QoS 1 messages arrive in order, with their topic,
 // payload and QoS, and only a QoS 1 message has something to acknowledge.
 // Payloads handed out stay as they were while later ones arrive (they are
-// copies, never reused).
+// copies, never reused). So also when the reader pauses between reads
+// (Options.ReadPause), and reads several messages at a time.
 func TestReceive(t *testing.T) {
+	for _, pause := range []time.Duration{0, 2 * time.Millisecond} {
+		t.Run(fmt.Sprintf("pause=%v", pause), func(t *testing.T) { testReceive(t, pause) })
+	}
+}
+
+func testReceive(t *testing.T, pause time.Duration) {
 	mq := testenv.StartMosquitto(t)
-	c, r, _ := client(t, mqttsub.Options{Broker: mq.URL, ClientID: "receive"}, "devices/#")
+	c, r, _ := client(t, mqttsub.Options{Broker: mq.URL, ClientID: "receive", ReadPause: pause}, "devices/#")
 	publish(t, mq.URL, "devices/a/telemetry", 0, payloads("zero", 50)...)
 	publish(t, mq.URL, "devices/b/telemetry", 1, payloads("one", 50)...)
 	// The broker sends 20 QoS 1 messages at a time, then waits for their

@@ -115,7 +115,8 @@ func TestSharedSubscriptionBurst(t *testing.T) {
 
 	st := &groupStore{}
 	fleet := devices.NewFleet(nil)
-	_, stop := start(t, ingest.Config{Broker: mq.URL, ClientID: "shared", Connections: 4, Store: st, Fleet: fleet})
+	// Each connection reads in batches, as the binary's do by default.
+	_, stop := start(t, ingest.Config{Broker: mq.URL, ClientID: "shared", Connections: 4, ReadPause: ingest.DefaultReadPause, Store: st, Fleet: fleet})
 	devs := []string{"d0", "d1", "d2", "d3"}
 	const n = 500
 	base := time.Now().UnixMilli()

@@ -72,7 +72,13 @@ type Config struct {
 	// times the broker's in-flight window of messages can share one group
 	// commit. More than one needs a broker with MQTT shared subscriptions;
 	// see conns.go for what it changes.
-	Connections        int
+	Connections int
+	// ReadPause is how long each connection to Broker waits after a read
+	// of its socket that did not fill its buffer before it reads again
+	// (mqttsub.Options.ReadPause): CPU against latency, see
+	// DefaultReadPause. Zero reads each message as it comes; New bounds it
+	// to MaxReadPause.
+	ReadPause          time.Duration
 	Username, Password string
 	TLS                *tls.Config
 
@@ -200,6 +206,7 @@ func New(cfg Config) *Ingester {
 		cfg.ClientID = "iotdash-ingest"
 	}
 	cfg.Connections = min(max(cfg.Connections, 1), MaxConnections)
+	cfg.ReadPause = min(max(cfg.ReadPause, 0), MaxReadPause)
 	if cfg.MaxAhead <= 0 {
 		cfg.MaxAhead = DefaultMaxAhead
 	}

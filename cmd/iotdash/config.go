@@ -31,6 +31,7 @@ type config struct {
 	mqttCA, mqttCert, mqttKey     string
 	mqttClientID                  string
 	mqttConns                     int
+	mqttReadPause                 time.Duration
 	simulate                      int
 	simInterval                   time.Duration
 	boardFollow                   time.Duration
@@ -100,6 +101,7 @@ func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (co
 	fs.StringVar(&c.mqttCert, "mqtt-cert", env("IOTDASH_MQTT_CERT", ""), "PEM client certificate for ssl://, with -mqtt-key (IOTDASH_MQTT_CERT)")
 	fs.StringVar(&c.mqttKey, "mqtt-key", env("IOTDASH_MQTT_KEY", ""), "PEM client key for ssl:// (IOTDASH_MQTT_KEY)")
 	fs.StringVar(&c.mqttClientID, "mqtt-client-id", env("IOTDASH_MQTT_CLIENT_ID", "iotdash-ingest"), "MQTT client id of the ingester's persistent session; keep it stable (IOTDASH_MQTT_CLIENT_ID)")
+	fs.DurationVar(&c.mqttReadPause, "mqtt-read-pause", envDur("IOTDASH_MQTT_READ_PAUSE", ingest.DefaultReadPause), "how long a connection to the -mqtt broker waits after a read before the next, so that a steady stream is read many messages a system call: a third less CPU at 5,000–20,000 msg/s, about 3 ms later on a live page at 5,000 msg/s; 0 reads each message at once (IOTDASH_MQTT_READ_PAUSE)")
 	fs.IntVar(&c.mqttConns, "mqtt-connections", envInt("IOTDASH_MQTT_CONNECTIONS", 1), "connections to the -mqtt broker that share the telemetry subscription ($share, Mosquitto ≥ 1.6): each adds a broker in-flight window to what one commit can carry; client ids CLIENTID, CLIENTID-1, … (IOTDASH_MQTT_CONNECTIONS)")
 	fs.BoolVar(&c.mqttAnonymous, "mqtt-anonymous", envBool("IOTDASH_MQTT_ANONYMOUS"), "let devices without credentials connect to the embedded broker although -broker is not on loopback (where they always may), and publish as any device (IOTDASH_MQTT_ANONYMOUS=true)")
 	fs.IntVar(&c.brokerMaxPacket, "broker-max-packet", envInt("IOTDASH_BROKER_MAX_PACKET", broker.DefaultMaxPacketSize), "largest MQTT packet in bytes the embedded broker takes; a client sending a larger one is disconnected (IOTDASH_BROKER_MAX_PACKET)")
@@ -236,6 +238,9 @@ func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (co
 	}
 	if c.alertHistory <= 0 {
 		return c, usageError{errors.New("-alert-history must be positive")}
+	}
+	if c.mqttReadPause < 0 || c.mqttReadPause > ingest.MaxReadPause {
+		return c, usageError{fmt.Errorf("-mqtt-read-pause %v is not between 0 and %v", c.mqttReadPause, ingest.MaxReadPause)}
 	}
 	if c.mqttConns < 1 || c.mqttConns > ingest.MaxConnections {
 		return c, usageError{fmt.Errorf("-mqtt-connections %d is not between 1 and %d", c.mqttConns, ingest.MaxConnections)}

@@ -37,6 +37,7 @@ func TestExitCodes(t *testing.T) {
 		{[]string{"-alert-history", "0"}, "", 2, "-alert-history must be positive"},
 		{[]string{"-board-follow", "10ms"}, "", 2, "-board-follow 10ms is less than a second"},
 		{[]string{"-mqtt-connections", "0"}, "", 2, "-mqtt-connections 0 is not between 1 and 64"},
+		{[]string{"-mqtt-read-pause", "1s"}, "", 2, "-mqtt-read-pause 1s is not between 0 and 10ms"},
 		{[]string{"-http", taken.Addr().String()}, "", 1, "-http"},
 	} {
 		cmd := exec.Command(bin, append([]string{"-data", t.TempDir(), "-broker", fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t))}, c.args...)...)

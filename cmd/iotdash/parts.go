@@ -187,7 +187,7 @@ func newIngester(c config, st state, data storage, publish func([]devices.Readin
 		return nil, usageError{err}
 	}
 	return ingest.New(ingest.Config{
-		Broker: c.mqttURL, ClientID: c.mqttClientID, Connections: c.mqttConns, Username: c.mqttUser, Password: c.mqttPass, TLS: tc,
+		Broker: c.mqttURL, ClientID: c.mqttClientID, Connections: c.mqttConns, ReadPause: c.mqttReadPause, Username: c.mqttUser, Password: c.mqttPass, TLS: tc,
 		Store: data.durable, Fleet: st.fleet, Publish: publish, Notice: notice, DeadLetters: dead,
 		Metrics: ingest.NewMetrics(reg), Logger: log, MaxAhead: c.maxAhead, MaxBehind: c.maxBehind,
 		PublishBeforeCommit: c.pushBeforeCommit,

@@ -2,8 +2,6 @@ package main
 
 import (
 	"fmt"
-	"io"
-	"net/http"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -89,7 +87,7 @@ func BenchmarkIngest(b *testing.B) {
 			p := startBinary(b, bin, args...)
 			if profileDir != "" {
 				secs := max(1, b.N/rate*9/10)
-				go saveProfile(b, fmt.Sprintf("%s/debug/pprof/profile?seconds=%d", p.URL, secs), filepath.Join(profileDir, strings.ReplaceAll(bench.name, "/", "-")+".pprof"))
+				go testenv.SaveProfile(b, fmt.Sprintf("%s/debug/pprof/profile?seconds=%d", p.URL, secs), filepath.Join(profileDir, strings.ReplaceAll(bench.name, "/", "-")+".pprof"))
 			}
 			cpu0 := cpuTime(b, p.cmd.Process.Pid)
 			b.ResetTimer()
@@ -122,23 +120,6 @@ func BenchmarkIngest(b *testing.B) {
 			b.ReportMetric(float64(cpu.Microseconds())/float64(sum.Acked), "cpu-µs/msg")
 			b.ReportMetric(float64(sum.Acked)/metric(b, p.URL, "iotdash_store_commits_total"), "msgs/commit")
 		})
-	}
-}
-
-// saveProfile fetches a CPU profile from url into path.
-func saveProfile(b *testing.B, url, path string) {
-	resp, err := http.Get(url)
-	if err != nil {
-		b.Logf("profile: %v", err)
-		return
-	}
-	defer resp.Body.Close()
-	data, err := io.ReadAll(resp.Body)
-	if err == nil {
-		err = os.WriteFile(path, data, 0o644)
-	}
-	if err != nil {
-		b.Logf("profile: %v", err)
 	}
 }
 

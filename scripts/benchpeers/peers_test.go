@@ -158,7 +158,7 @@ func runPeer(t *testing.T, name string, l load, start func(*testing.T, *testenv.
 		ix := testenv.StartInfluxDB(t)
 		c := start(t, mq, ix)
 		if dir := os.Getenv("IOTDASH_BENCH_PROFILE"); dir != "" && c.profile != "" {
-			go saveProfile(t, c.profile, filepath.Join(dir, name+".pprof"))
+			go testenv.SaveProfile(t, c.profile, filepath.Join(dir, name+".pprof"))
 		}
 		cpu0 := cpuTime(t, c.pid)
 		began := time.Now()
@@ -404,21 +404,4 @@ func scrape(t *testing.T, url string) map[string]float64 {
 		}
 	}
 	return m
-}
-
-// saveProfile fetches a CPU profile into path.
-func saveProfile(t *testing.T, url, path string) {
-	resp, err := http.Get(url)
-	if err != nil {
-		t.Logf("profile: %v", err)
-		return
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	if err == nil {
-		err = os.WriteFile(path, b, 0o644)
-	}
-	if err != nil {
-		t.Logf("profile: %v", err)
-	}
 }

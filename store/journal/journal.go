@@ -555,25 +555,19 @@ func (j *Journal) oldest(n int) ([]devices.Reading, position, error) {
 	j.mu.Unlock()
 	rs := j.batch[:0]
 	p := j.done
-	for len(rs) < n && p.before(end) {
-		f, err := j.reader(p.seg)
+	for len(rs) < n {
+		payload, at, next, err := j.record(p, end)
+		p = at
+		if err == io.EOF {
+			break
+		}
 		if err != nil {
 			return nil, p, err
-		}
-		payload, next, buf, err := readRecord(f, p.off, j.rbuf)
-		j.rbuf = buf
-		if err == io.EOF && p.seg < end.seg {
-			// The end of a complete segment: go on in the next one.
-			p = position{seg: p.seg + 1}
-			continue
-		}
-		if err != nil {
-			return nil, p, fmt.Errorf("reading %s at %d: %w", f.Name(), p.off, err)
 		}
 		var took int64
 		rs, took, err = j.dec.decode(rs, payload, p.skip, int64(n-len(rs)))
 		if err != nil {
-			return nil, p, fmt.Errorf("reading %s at %d: %w", f.Name(), p.off, err)
+			return nil, p, fmt.Errorf("reading %s at %d: %w", segmentName(j.dir, p.seg), p.off, err)
 		}
 		count, _ := readingCount(payload)
 		if p.skip+took < count {
@@ -584,6 +578,32 @@ func (j *Journal) oldest(n int) ([]devices.Reading, position, error) {
 	}
 	j.batch = rs
 	return rs, p, nil
+}
+
+// record reads the record at p, or, where p is the end of a complete
+// segment (one before end's), the first record of the next. It returns the
+// record, where it was read (p, or the next segment's start, with skip
+// kept only in the first case) and the offset after it; io.EOF once p is
+// not before end.
+func (j *Journal) record(p, end position) (payload []byte, at position, next int64, err error) {
+	for p.before(end) {
+		f, err := j.reader(p.seg)
+		if err != nil {
+			return nil, p, 0, err
+		}
+		payload, next, buf, err := readRecord(f, p.off, j.rbuf)
+		j.rbuf = buf
+		if err == io.EOF && p.seg < end.seg {
+			// The end of a complete segment: go on in the next one.
+			p = position{seg: p.seg + 1}
+			continue
+		}
+		if err != nil {
+			return nil, p, 0, fmt.Errorf("reading %s at %d: %w", f.Name(), p.off, err)
+		}
+		return payload, p, next, nil
+	}
+	return nil, p, 0, io.EOF
 }
 
 // reader returns segment seg open for reading.
@@ -685,31 +705,25 @@ func (j *Journal) Replay(p Position, fn func([]devices.Reading) error) error {
 	if at.before(j.done) {
 		at = j.done
 	}
-	for at.before(position{seg: end.Segment, off: end.Offset}) {
-		f, err := j.reader(at.seg)
-		if err != nil {
-			return err
-		}
-		payload, next, buf, err := readRecord(f, at.off, j.rbuf)
-		j.rbuf = buf
-		if err == io.EOF && at.seg < end.Segment {
-			at = position{seg: at.seg + 1}
-			continue
+	for {
+		payload, read, next, err := j.record(at, position{seg: end.Segment, off: end.Offset})
+		if err == io.EOF {
+			return nil
 		}
 		if err != nil {
-			return fmt.Errorf("journal: reading %s at %d: %w", f.Name(), at.off, err)
+			return fmt.Errorf("journal: %w", err)
 		}
+		at = read
 		rs, _, err := j.dec.decode(j.batch[:0], payload, at.skip, math.MaxInt64)
 		j.batch = rs
 		if err != nil {
-			return fmt.Errorf("journal: reading %s at %d: %w", f.Name(), at.off, err)
+			return fmt.Errorf("journal: reading %s at %d: %w", segmentName(j.dir, at.seg), at.off, err)
 		}
 		if err := fn(rs); err != nil {
 			return err
 		}
 		at = position{seg: at.seg, off: next}
 	}
-	return nil
 }
 
 // Forget drops the records before p: the checkpoint moves to p and the

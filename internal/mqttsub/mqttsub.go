@@ -35,6 +35,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"golang.org/x/time/rate"
+
 	"iotdash/internal/mqttconn"
 )
 
@@ -343,14 +345,17 @@ func (c *Client) Disconnect(wait time.Duration) {
 func (c *Client) run() {
 	defer close(c.done)
 	backoff := c.o.RetryInterval
-	limit := newEvery(30 * time.Second)
+	// A broker that cannot be reached is said once, then every 30 s, until
+	// a connection succeeds.
+	newLimit := func() *rate.Limiter { return rate.NewLimiter(rate.Every(30*time.Second), 1) }
+	limit := newLimit()
 	for {
 		s, err := c.connect()
 		if err != nil {
 			if c.ctx.Err() != nil {
 				return
 			}
-			if limit.allow() {
+			if limit.Allow() {
 				c.log.Error("connecting to the MQTT broker", "broker", c.o.Broker, "client_id", c.o.ClientID, "retry_in", backoff, "error", err)
 			}
 			if !c.sleep(backoff) {
@@ -369,7 +374,7 @@ func (c *Client) run() {
 		c.s = s
 		c.up.Store(true)
 		c.mu.Unlock()
-		limit.reset()
+		limit = newLimit()
 		started := time.Now()
 		go s.read()
 		go s.keepAlive(c.o.KeepAlive)
@@ -447,25 +452,6 @@ func (c *Client) connect() (*session, error) {
 	conn.SetDeadline(time.Time{})
 	return s, nil
 }
-
-// every allows one event a period: the first after a reset, then one per
-// period.
-type every struct {
-	period time.Duration
-	last   time.Time
-}
-
-func newEvery(d time.Duration) *every { return &every{period: d} }
-
-func (e *every) allow() bool {
-	if now := time.Now(); now.Sub(e.last) >= e.period {
-		e.last = now
-		return true
-	}
-	return false
-}
-
-func (e *every) reset() { e.last = time.Time{} }
 
 // slabSize is how many bytes of topics and payloads one allocation makes
 // room for.

@@ -196,7 +196,7 @@ func (s *Store) fresh(ctx context.Context, rs []devices.Reading) ([]devices.Read
 		if !ok {
 			var err error
 			if ps, err = s.hourPoints(ctx, hk); err != nil {
-				return nil, unavailable("read", err)
+				return nil, err
 			}
 			if known == nil {
 				known = map[hourKey][]store.Point{}
@@ -222,44 +222,15 @@ func (s *Store) fresh(ctx context.Context, rs []devices.Reading) ([]devices.Read
 }
 
 // hourPoints returns every reading the file holds of series k.series in
-// hour k.h, as rows, chunks or in its block, in time order.
+// hour k.h, as rows, chunks or in its block, in time order: what a query
+// reads of it.
 func (s *Store) hourPoints(ctx context.Context, k hourKey) ([]store.Point, error) {
 	tx, err := s.r.BeginTx(ctx, nil)
 	if err != nil {
-		return nil, err
+		return nil, unavailable("read", err)
 	}
 	defer tx.Rollback()
-	var ps, block []store.Point
-	var data []byte
-	err = tx.QueryRowContext(ctx, `SELECT data FROM blocks WHERE series = ? AND h = ?`, k.series, k.h).Scan(&data)
-	if err != nil && !errors.Is(err, sql.ErrNoRows) {
-		return nil, err
-	}
-	if data != nil {
-		if block, err = decodeBlock(nil, data); err != nil {
-			return nil, err
-		}
-	}
-	if ps, err = chunkPoints(ctx, tx, block, k.series, k.h, k.h+hour); err != nil {
-		return nil, err
-	}
-	rows, err := tx.QueryContext(ctx, `SELECT t, v FROM readings WHERE series = ? AND t >= ? AND t < ?`, k.series, k.h, k.h+hour)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	for rows.Next() {
-		var p store.Point
-		if err := rows.Scan(&p.T, &p.V); err != nil {
-			return nil, err
-		}
-		ps = append(ps, p)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, err
-	}
-	slices.SortFunc(ps, func(a, b store.Point) int { return cmp.Compare(a.T, b.T) })
-	return ps, nil
+	return s.filePoints(ctx, tx, k.series, k.h, k.h+hour, -1)
 }
 
 // full says whether the head holds more than the flusher should have let

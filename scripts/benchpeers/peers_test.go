@@ -53,6 +53,9 @@ type result struct {
 	elapsed time.Duration // from the first publish until InfluxDB's count last grew
 	cpu     time.Duration // the consumer's user+system CPU meanwhile
 	sent    int64
+	// dropped is what the broker says it dropped ($SYS), read only when
+	// fewer points were stored than published; -1 if not known.
+	dropped int64
 	// perCommit is the messages a group commit carried on average
 	// (iotdash only; 0 when not known).
 	perCommit float64
@@ -67,6 +70,15 @@ type consumer struct {
 
 func (r result) perMessage() float64 {
 	return float64(r.cpu.Microseconds()) / float64(max(r.stored, 1))
+}
+
+// droppedText is the broker's count of dropped messages for the table:
+// empty when every message was stored (it was not read then).
+func (r result) droppedText() string {
+	if r.dropped < 0 {
+		return ""
+	}
+	return strconv.FormatInt(r.dropped, 10)
 }
 
 func (r result) rate() float64 { return float64(r.stored) / r.elapsed.Seconds() }
@@ -129,13 +141,13 @@ func TestPeers(t *testing.T) {
 	}
 	var sb strings.Builder
 	tw := tabwriter.NewWriter(&sb, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "load\tconsumer\tCPU/msg\tmsgs/commit\tstored, time\tCPU ratio (T/c)\trate ratio (c/T)")
+	fmt.Fprintln(tw, "load\tconsumer\tCPU/msg\tmsgs/commit\tstored, time\tbroker dropped\tCPU ratio (T/c)\trate ratio (c/T)")
 	for _, r := range rows {
-		fmt.Fprintf(tw, "%s\tTelegraf\t%.1f µs\t\t%d in %.1f s (%.0fk msg/s)\t\t\n", r.name,
-			r.telegraf.perMessage(), r.telegraf.stored, r.telegraf.elapsed.Seconds(), r.telegraf.rate()/1000)
+		fmt.Fprintf(tw, "%s\tTelegraf\t%.1f µs\t\t%d in %.1f s (%.0fk msg/s)\t%s\t\t\n", r.name,
+			r.telegraf.perMessage(), r.telegraf.stored, r.telegraf.elapsed.Seconds(), r.telegraf.rate()/1000, r.telegraf.droppedText())
 		for i, res := range r.iotdash {
-			fmt.Fprintf(tw, "%s\tiotdash, %d MQTT conn.\t%.1f µs\t%.1f\t%d in %.1f s (%.0fk msg/s)\t%.2f×\t%.2f×\n", r.name, connections[i],
-				res.perMessage(), res.perCommit, res.stored, res.elapsed.Seconds(), res.rate()/1000,
+			fmt.Fprintf(tw, "%s\tiotdash, %d MQTT conn.\t%.1f µs\t%.1f\t%d in %.1f s (%.0fk msg/s)\t%s\t%.2f×\t%.2f×\n", r.name, connections[i],
+				res.perMessage(), res.perCommit, res.stored, res.elapsed.Seconds(), res.rate()/1000, res.droppedText(),
 				r.telegraf.perMessage()/res.perMessage(), res.rate()/r.telegraf.rate())
 		}
 	}
@@ -187,8 +199,11 @@ func runPeer(t *testing.T, name string, l load, start func(*testing.T, *testenv.
 			m := scrape(t, c.metrics)
 			res.perCommit = m["iotdash_messages_received_total"] / max(m["iotdash_store_commits_total"], 1)
 		}
+		res.dropped = -1
 		if res.stored != want {
-			t.Errorf("InfluxDB holds %d points, want %d (one per message)", res.stored, want)
+			res.dropped = brokerDropped(t, mq)
+			t.Errorf("InfluxDB holds %d points, want %d (one per message); the broker says it dropped %d messages "+
+				"(its max_queued_messages was reached: the consumer fell behind it)", res.stored, want, res.dropped)
 		}
 	})
 	return res
@@ -286,6 +301,41 @@ func count(t *testing.T, ix *testenv.InfluxDB) int64 {
 	}
 	n, _ := v.Results[0].Series[0].Values[0][1].(json.Number).Int64()
 	return n
+}
+
+// brokerDropped returns the count of messages the broker has dropped since
+// it started ($SYS/broker/publish/messages/dropped: Mosquitto drops a QoS 1
+// message for a subscriber whose queue holds max_queued_messages already,
+// though it acknowledged it to the publisher), as Mosquitto last published
+// it (every sys_interval, 10 s by default; it is retained), or -1 if it
+// says nothing within 15 s. Callers have waited 15 s since the count of
+// stored points last grew, so the figure covers the whole run.
+func brokerDropped(t *testing.T, mq *testenv.Mosquitto) int64 {
+	got := make(chan int64, 1)
+	cl := mqtt.NewClient(mqtt.NewClientOptions().AddBroker(mq.URL).SetClientID("bench-sys").SetCleanSession(true))
+	if tok := cl.Connect(); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
+		t.Logf("reading the broker's dropped count: connect: %v", tok.Error())
+		return -1
+	}
+	defer cl.Disconnect(100)
+	tok := cl.Subscribe("$SYS/broker/publish/messages/dropped", 0, func(_ mqtt.Client, m mqtt.Message) {
+		if n, err := strconv.ParseInt(strings.TrimSpace(string(m.Payload())), 10, 64); err == nil {
+			select {
+			case got <- n:
+			default:
+			}
+		}
+	})
+	if !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
+		t.Logf("reading the broker's dropped count: subscribe: %v", tok.Error())
+		return -1
+	}
+	select {
+	case n := <-got:
+		return n
+	case <-time.After(15 * time.Second):
+		return -1
+	}
 }
 
 // cpuTime returns the user+system CPU time the process pid has used.

@@ -91,6 +91,10 @@ func (r result) rate() float64 { return float64(r.stored) / r.elapsed.Seconds() 
 // IOTDASH_BENCH_CONNECTIONS=1,4,8 runs iotdash once for each count of MQTT
 // connections (-mqtt-connections), one after the other after Telegraf, on
 // each load; IOTDASH_BENCH_LOADS=qos1-20k,… runs only the loads named.
+// IOTDASH_BENCH_FLOOR=1 adds a row for the floor consumer
+// (scripts/benchpeers/floor: iotdash's MQTT reading, a group commit's
+// pwrite and fdatasync, and the acknowledgements, nothing else) on each
+// load.
 //
 //	IOTDASH_TELEGRAF=/path/to/telegraf go test -run Peers -v -timeout 30m ./scripts/benchpeers
 func TestPeers(t *testing.T) {
@@ -114,10 +118,18 @@ func TestPeers(t *testing.T) {
 		}
 	}
 	only := os.Getenv("IOTDASH_BENCH_LOADS")
+	floor := ""
+	if os.Getenv("IOTDASH_BENCH_FLOOR") == "1" {
+		floor = filepath.Join(t.TempDir(), "floor")
+		if out, err := exec.Command("go", "build", "-o", floor, "iotdash/scripts/benchpeers/floor").CombinedOutput(); err != nil {
+			t.Fatalf("go build: %v\n%s", err, out)
+		}
+	}
 	type row struct {
 		load
 		telegraf result
 		iotdash  []result // one for each of connections
+		floor    *result
 	}
 	var rows []row
 	for _, l := range loads {
@@ -137,6 +149,10 @@ func TestPeers(t *testing.T) {
 				return startIotdash(t, bin, mq, ix, n)
 			}))
 		}
+		if floor != "" {
+			f := runFloor(t, floor, l)
+			r.floor = &f
+		}
 		rows = append(rows, r)
 	}
 	var sb strings.Builder
@@ -149,6 +165,10 @@ func TestPeers(t *testing.T) {
 			fmt.Fprintf(tw, "%s\tiotdash, %d MQTT conn.\t%.1f µs\t%.1f\t%d in %.1f s (%.0fk msg/s)\t%s\t%.2f×\t%.2f×\n", r.name, connections[i],
 				res.perMessage(), res.perCommit, res.stored, res.elapsed.Seconds(), res.rate()/1000, res.droppedText(),
 				r.telegraf.perMessage()/res.perMessage(), res.rate()/r.telegraf.rate())
+		}
+		if f := r.floor; f != nil {
+			fmt.Fprintf(tw, "%s\tfloor: read, fdatasync, ack\t%.1f µs\t\t%d in %.1f s (%.0fk msg/s)\t%s\t\t\n", r.name,
+				f.perMessage(), f.stored, f.elapsed.Seconds(), f.rate()/1000, f.droppedText())
 		}
 	}
 	tw.Flush()
@@ -204,6 +224,53 @@ func runPeer(t *testing.T, name string, l load, start func(*testing.T, *testenv.
 			res.dropped = brokerDropped(t, mq)
 			t.Errorf("InfluxDB holds %d points, want %d (one per message); the broker says it dropped %d messages "+
 				"(its max_queued_messages was reached: the consumer fell behind it)", res.stored, want, res.dropped)
+		}
+	})
+	return res
+}
+
+// runFloor runs the floor consumer (scripts/benchpeers/floor, built at
+// bin) against a Mosquitto of its own, publishes l, and waits until it says
+// it has received and made durable every message, or until its count stops
+// moving for 15 s. stored is that count.
+func runFloor(t *testing.T, bin string, l load) result {
+	var res result
+	t.Run("floor-"+l.id, func(t *testing.T) {
+		mq := testenv.StartMosquitto(t)
+		cmd, out := startProcess(t, nil, bin, "-broker", mq.URL, "-file", filepath.Join(t.TempDir(), "floor.log"))
+		testenv.WaitFor(t, 30*time.Second, "the floor consumer to subscribe", func() bool {
+			return strings.Contains(out.String(), "subscribed")
+		})
+		received := func() int64 {
+			s := out.String()
+			i := strings.LastIndex(s, "received ")
+			if i < 0 {
+				return 0
+			}
+			n, _ := strconv.ParseInt(strings.Fields(s[i+len("received "):])[0], 10, 64)
+			return n
+		}
+		cpu0 := cpuTime(t, cmd.Process.Pid)
+		began := time.Now()
+		res.sent = publish(t, mq.URL, l)
+		last, lastMove := int64(-1), time.Now()
+		for {
+			n := received()
+			if n != last {
+				last, lastMove = n, time.Now()
+			}
+			if n >= res.sent || time.Since(lastMove) > 15*time.Second {
+				res.stored = n
+				break
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+		res.elapsed = lastMove.Sub(began)
+		res.cpu = cpuTime(t, cmd.Process.Pid) - cpu0
+		res.dropped = -1
+		if res.stored != res.sent {
+			res.dropped = brokerDropped(t, mq)
+			t.Errorf("the floor consumer received %d messages of %d; the broker says it dropped %d", res.stored, res.sent, res.dropped)
 		}
 	})
 	return res

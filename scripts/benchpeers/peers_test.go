@@ -91,10 +91,11 @@ func (r result) rate() float64 { return float64(r.stored) / r.elapsed.Seconds() 
 // IOTDASH_BENCH_CONNECTIONS=1,4,8 runs iotdash once for each count of MQTT
 // connections (-mqtt-connections), one after the other after Telegraf, on
 // each load; IOTDASH_BENCH_LOADS=qos1-20k,… runs only the loads named.
-// IOTDASH_BENCH_FLOOR=1 adds a row for the floor consumer
-// (scripts/benchpeers/floor: iotdash's MQTT reading, a group commit's
-// pwrite and fdatasync, and the acknowledgements, nothing else) on each
-// load.
+// IOTDASH_BENCH_EMBEDDED=1 adds a row for iotdash with its embedded store
+// instead of InfluxDB (one MQTT connection), and IOTDASH_BENCH_FLOOR=1 one
+// for the floor consumer (scripts/benchpeers/floor: iotdash's MQTT reading,
+// a group commit's pwrite and fdatasync, and the acknowledgements, nothing
+// else), on each load.
 //
 //	IOTDASH_TELEGRAF=/path/to/telegraf go test -run Peers -v -timeout 30m ./scripts/benchpeers
 func TestPeers(t *testing.T) {
@@ -118,6 +119,7 @@ func TestPeers(t *testing.T) {
 		}
 	}
 	only := os.Getenv("IOTDASH_BENCH_LOADS")
+	embedded := os.Getenv("IOTDASH_BENCH_EMBEDDED") == "1"
 	floor := ""
 	if os.Getenv("IOTDASH_BENCH_FLOOR") == "1" {
 		floor = filepath.Join(t.TempDir(), "floor")
@@ -129,6 +131,7 @@ func TestPeers(t *testing.T) {
 		load
 		telegraf result
 		iotdash  []result // one for each of connections
+		embedded *result
 		floor    *result
 	}
 	var rows []row
@@ -149,6 +152,10 @@ func TestPeers(t *testing.T) {
 				return startIotdash(t, bin, mq, ix, n)
 			}))
 		}
+		if embedded {
+			e := runEmbedded(t, bin, l)
+			r.embedded = &e
+		}
 		if floor != "" {
 			f := runFloor(t, floor, l)
 			r.floor = &f
@@ -165,6 +172,10 @@ func TestPeers(t *testing.T) {
 			fmt.Fprintf(tw, "%s\tiotdash, %d MQTT conn.\t%.1f µs\t%.1f\t%d in %.1f s (%.0fk msg/s)\t%s\t%.2f×\t%.2f×\n", r.name, connections[i],
 				res.perMessage(), res.perCommit, res.stored, res.elapsed.Seconds(), res.rate()/1000, res.droppedText(),
 				r.telegraf.perMessage()/res.perMessage(), res.rate()/r.telegraf.rate())
+		}
+		if e := r.embedded; e != nil {
+			fmt.Fprintf(tw, "%s\tiotdash, embedded store\t%.1f µs\t%.1f\t%d in %.1f s (%.0fk msg/s)\t%s\t\t\n", r.name,
+				e.perMessage(), e.perCommit, e.stored, e.elapsed.Seconds(), e.rate()/1000, e.droppedText())
 		}
 		if f := r.floor; f != nil {
 			fmt.Fprintf(tw, "%s\tfloor: read, fdatasync, ack\t%.1f µs\t\t%d in %.1f s (%.0fk msg/s)\t%s\t\t\n", r.name,
@@ -192,47 +203,31 @@ func runPeer(t *testing.T, name string, l load, start func(*testing.T, *testenv.
 		if dir := os.Getenv("IOTDASH_BENCH_PROFILE"); dir != "" && c.profile != "" {
 			go testenv.SaveProfile(t, c.profile, filepath.Join(dir, name+".pprof"))
 		}
-		cpu0 := cpuTime(t, c.pid)
-		began := time.Now()
-		res.sent = publish(t, mq.URL, l)
-		want := res.sent
-		if res.sent != int64(l.messages) {
-			t.Errorf("the publisher sent %d messages, want %d", res.sent, l.messages)
-		}
-		// Wait until InfluxDB holds every message, or until the count
-		// stops moving for 15 s (a loss).
-		last, lastMove := int64(-1), time.Now()
-		for {
-			n := count(t, ix)
-			if n != last {
-				last, lastMove = n, time.Now()
-			}
-			if n >= want || time.Since(lastMove) > 15*time.Second {
-				res.stored = n
-				break
-			}
-			time.Sleep(100 * time.Millisecond)
-		}
-		res.elapsed = lastMove.Sub(began) // until the last reading arrived
-		res.cpu = cpuTime(t, c.pid) - cpu0
-		if c.metrics != "" {
-			m := scrape(t, c.metrics)
-			res.perCommit = m["iotdash_messages_received_total"] / max(m["iotdash_store_commits_total"], 1)
-		}
-		res.dropped = -1
-		if res.stored != want {
-			res.dropped = brokerDropped(t, mq)
-			t.Errorf("InfluxDB holds %d points, want %d (one per message); the broker says it dropped %d messages "+
-				"(its max_queued_messages was reached: the consumer fell behind it)", res.stored, want, res.dropped)
-		}
+		res = measure(t, mq, c, l, 0, "InfluxDB holds", func() int64 { return count(t, ix) })
+	})
+	return res
+}
+
+// runEmbedded runs iotdash (built at bin) with its embedded store against a
+// Mosquitto of its own, publishes l, and waits until the store holds every
+// message's readings.
+func runEmbedded(t *testing.T, bin string, l load) result {
+	var res result
+	t.Run("iotdash-embedded-"+l.id, func(t *testing.T) {
+		mq := testenv.StartMosquitto(t)
+		c := startIotdash(t, bin, mq, nil, 1)
+		// The head's last readings go into the file at its next flush,
+		// 10 s at most after they were stored: that is counted too.
+		res = measure(t, mq, c, l, 11*time.Second, "the embedded store holds the readings of", func() int64 {
+			return int64(scrape(t, c.metrics)["iotdash_readings_stored_total"]) / readingsPerMessage
+		})
 	})
 	return res
 }
 
 // runFloor runs the floor consumer (scripts/benchpeers/floor, built at
 // bin) against a Mosquitto of its own, publishes l, and waits until it says
-// it has received and made durable every message, or until its count stops
-// moving for 15 s. stored is that count.
+// it has received and made durable every message.
 func runFloor(t *testing.T, bin string, l load) result {
 	var res result
 	t.Run("floor-"+l.id, func(t *testing.T) {
@@ -241,7 +236,7 @@ func runFloor(t *testing.T, bin string, l load) result {
 		testenv.WaitFor(t, 30*time.Second, "the floor consumer to subscribe", func() bool {
 			return strings.Contains(out.String(), "subscribed")
 		})
-		received := func() int64 {
+		res = measure(t, mq, consumer{pid: cmd.Process.Pid}, l, 0, "the floor consumer made durable", func() int64 {
 			s := out.String()
 			i := strings.LastIndex(s, "received ")
 			if i < 0 {
@@ -249,30 +244,51 @@ func runFloor(t *testing.T, bin string, l load) result {
 			}
 			n, _ := strconv.ParseInt(strings.Fields(s[i+len("received "):])[0], 10, 64)
 			return n
-		}
-		cpu0 := cpuTime(t, cmd.Process.Pid)
-		began := time.Now()
-		res.sent = publish(t, mq.URL, l)
-		last, lastMove := int64(-1), time.Now()
-		for {
-			n := received()
-			if n != last {
-				last, lastMove = n, time.Now()
-			}
-			if n >= res.sent || time.Since(lastMove) > 15*time.Second {
-				res.stored = n
-				break
-			}
-			time.Sleep(100 * time.Millisecond)
-		}
-		res.elapsed = lastMove.Sub(began)
-		res.cpu = cpuTime(t, cmd.Process.Pid) - cpu0
-		res.dropped = -1
-		if res.stored != res.sent {
-			res.dropped = brokerDropped(t, mq)
-			t.Errorf("the floor consumer received %d messages of %d; the broker says it dropped %d", res.stored, res.sent, res.dropped)
-		}
+		})
 	})
+	return res
+}
+
+// measure publishes l through mq to the consumer c, and waits until stored
+// (what the consumer has made durable, in messages) reaches what was
+// published, or stops moving for 15 s (a loss, reported as "<what> N
+// messages"). It returns c's CPU time meanwhile.
+//
+// settle is how long to wait after that before reading the CPU time, so
+// that work the consumer does later for those messages is counted.
+func measure(t *testing.T, mq *testenv.Mosquitto, c consumer, l load, settle time.Duration, what string, stored func() int64) result {
+	var res result
+	cpu0 := cpuTime(t, c.pid)
+	began := time.Now()
+	res.sent = publish(t, mq.URL, l)
+	if res.sent != int64(l.messages) {
+		t.Errorf("the publisher sent %d messages, want %d", res.sent, l.messages)
+	}
+	last, lastMove := int64(-1), time.Now()
+	for {
+		n := stored()
+		if n != last {
+			last, lastMove = n, time.Now()
+		}
+		if n >= res.sent || time.Since(lastMove) > 15*time.Second {
+			res.stored = n
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	res.elapsed = lastMove.Sub(began) // until the last message was stored
+	time.Sleep(settle)
+	res.cpu = cpuTime(t, c.pid) - cpu0
+	if c.metrics != "" {
+		m := scrape(t, c.metrics)
+		res.perCommit = m["iotdash_messages_received_total"] / max(m["iotdash_store_commits_total"], 1)
+	}
+	res.dropped = -1
+	if res.stored != res.sent {
+		res.dropped = brokerDropped(t, mq)
+		t.Errorf("%s %d messages, want %d; the broker says it dropped %d messages "+
+			"(its max_queued_messages was reached: the consumer fell behind it)", what, res.stored, res.sent, res.dropped)
+	}
 	return res
 }
 
@@ -330,6 +346,10 @@ func publish(t *testing.T, broker string, l load) int64 {
 	wg.Wait()
 	return sent.Load()
 }
+
+// readingsPerMessage is the readings each payload holds: seq, temperature
+// and humidity.
+const readingsPerMessage = 3
 
 func payload(b []byte, ts, seq int64) []byte {
 	b = append(b, `{"ts":`...)
@@ -480,13 +500,17 @@ func startTelegraf(t *testing.T, telegraf string, mq *testenv.Mosquitto, ix *tes
 	return cmd.Process.Pid
 }
 
-// startIotdash runs iotdash against the broker and InfluxDB over conns MQTT
-// connections and returns once /readyz says it is subscribed.
+// startIotdash runs iotdash against the broker and InfluxDB (its embedded
+// store if ix is nil) over conns MQTT connections and returns once /readyz
+// says it is subscribed.
 func startIotdash(t *testing.T, bin string, mq *testenv.Mosquitto, ix *testenv.InfluxDB, conns int) consumer {
 	addr := fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t))
-	cmd, _ := startProcess(t, []string{"IOTDASH_ADMIN_PASSWORD=bench-admin-password"}, bin,
-		"-http", addr, "-data", t.TempDir(), "-log-level", "warn", "-pprof",
-		"-mqtt", mq.URL, "-mqtt-connections", strconv.Itoa(conns), "-influx-url", ix.URL, "-influx-bucket", ix.Bucket)
+	args := []string{"-http", addr, "-data", t.TempDir(), "-log-level", "warn", "-pprof",
+		"-mqtt", mq.URL, "-mqtt-connections", strconv.Itoa(conns)}
+	if ix != nil {
+		args = append(args, "-influx-url", ix.URL, "-influx-bucket", ix.Bucket)
+	}
+	cmd, _ := startProcess(t, []string{"IOTDASH_ADMIN_PASSWORD=bench-admin-password"}, bin, args...)
 	testenv.WaitFor(t, 30*time.Second, "iotdash /readyz", func() bool {
 		resp, err := http.Get("http://" + addr + "/readyz")
 		if err != nil {

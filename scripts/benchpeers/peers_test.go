@@ -216,6 +216,9 @@ func runEmbedded(t *testing.T, bin string, l load) result {
 	t.Run("iotdash-embedded-"+l.id, func(t *testing.T) {
 		mq := testenv.StartMosquitto(t)
 		c := startIotdash(t, bin, mq, nil, 1)
+		if dir := os.Getenv("IOTDASH_BENCH_PROFILE"); dir != "" {
+			go testenv.SaveProfile(t, c.profile, filepath.Join(dir, "iotdash-embedded-"+l.id+".pprof"))
+		}
 		// The head's last readings go into the file at its next flush,
 		// 10 s at most after they were stored: that is counted too.
 		res = measure(t, mq, c, l, 11*time.Second, "the embedded store holds the readings of", func() int64 {
@@ -255,9 +258,17 @@ func runFloor(t *testing.T, bin string, l load) result {
 // messages"). It returns c's CPU time meanwhile.
 //
 // settle is how long to wait after that before reading the CPU time, so
-// that work the consumer does later for those messages is counted.
+// that work the consumer does later for those messages is counted; what
+// the consumer spends idle in as long (measured for 3 s before the load)
+// is taken off again.
 func measure(t *testing.T, mq *testenv.Mosquitto, c consumer, l load, settle time.Duration, what string, stored func() int64) result {
 	var res result
+	var idle time.Duration // the CPU time the consumer spends idle in settle
+	if settle > 0 {
+		cpu, start := cpuTime(t, c.pid), time.Now()
+		time.Sleep(3 * time.Second)
+		idle = time.Duration(float64(cpuTime(t, c.pid)-cpu) * float64(settle) / float64(time.Since(start)))
+	}
 	cpu0 := cpuTime(t, c.pid)
 	began := time.Now()
 	res.sent = publish(t, mq.URL, l)
@@ -278,7 +289,7 @@ func measure(t *testing.T, mq *testenv.Mosquitto, c consumer, l load, settle tim
 	}
 	res.elapsed = lastMove.Sub(began) // until the last message was stored
 	time.Sleep(settle)
-	res.cpu = cpuTime(t, c.pid) - cpu0
+	res.cpu = cpuTime(t, c.pid) - cpu0 - idle
 	if c.metrics != "" {
 		m := scrape(t, c.metrics)
 		res.perCommit = m["iotdash_messages_received_total"] / max(m["iotdash_store_commits_total"], 1)

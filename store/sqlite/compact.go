@@ -156,42 +156,75 @@ func (s *Store) Compact(ctx context.Context) error {
 
 // compact is Compact without the flush: the background maintenance, beside
 // the flusher.
+//
+// A pass looks at every series when the cutoffs have moved since the last
+// pass (once an hour: they are whole hours), and after a pass that failed
+// or none. Otherwise the last pass left no rows or chunks before the
+// compaction cutoff and nothing before the retention cutoffs, and only a
+// flush since can have added some: late readings, into an hour already
+// over. Then it looks at those series alone, so that a quiet pass costs
+// nothing per series (the flusher records them, see lateHours).
 func (s *Store) compact(ctx context.Context) error {
+	s.compactMu.Lock()
+	defer s.compactMu.Unlock()
 	now := s.opts.Now().UnixMilli()
-	cutoff := store.FloorTo(now-s.opts.CompactAfter.Milliseconds(), hour)
-	rawCutoff, rollupCutoff := int64(math.MinInt64), int64(math.MinInt64)
+	c := cutoffs{compact: store.FloorTo(now-s.opts.CompactAfter.Milliseconds(), hour), raw: math.MinInt64, rollup: math.MinInt64}
 	if r := s.opts.Retention; r > 0 {
-		rawCutoff = store.FloorTo(now-r.Milliseconds(), hour)
+		c.raw = store.FloorTo(now-r.Milliseconds(), hour)
 	}
 	if r := s.opts.RollupRetention; r > 0 {
-		rollupCutoff = store.FloorTo(now-r.Milliseconds(), hour)
+		c.rollup = store.FloorTo(now-r.Milliseconds(), hour)
 	}
-	s.smu.RLock()
-	ids := make([]int64, 0, len(s.series))
-	for _, id := range s.series {
-		ids = append(ids, id)
+	s.lateMu.Lock()
+	late := s.late
+	s.late = map[int64]int64{}
+	all := s.passed == nil || *s.passed != c
+	s.passed = nil // set again once this pass has succeeded
+	s.lateMu.Unlock()
+
+	var ids []int64
+	if all {
+		s.smu.RLock()
+		ids = make([]int64, 0, len(s.series))
+		for _, id := range s.series {
+			ids = append(ids, id)
+		}
+		s.smu.RUnlock()
+	} else {
+		for id, h := range late {
+			if h < c.compact {
+				ids = append(ids, id)
+			}
+		}
 	}
-	s.smu.RUnlock()
 
 	freed := false
 	for _, id := range ids {
+		// An hour compacted before raw retention's cutoff (readings never
+		// compacted, of a file of the first format or a late backfill)
+		// leaves a block and summaries for the sweep.
+		low := false
 		for {
 			if err := ctx.Err(); err != nil {
 				return err
 			}
-			more, err := s.compactHour(ctx, id, cutoff, rawCutoff)
+			h, more, err := s.compactHour(ctx, id, c.compact, c.raw)
 			if err != nil {
 				return unavailable("compact", err)
 			}
 			freed = freed || more
+			low = low || (more && h < c.raw)
 			if !more {
 				break
 			}
 		}
+		if !all && !low {
+			continue
+		}
 		for _, d := range []struct {
 			table  string
 			cutoff int64
-		}{{"blocks", rawCutoff}, {"hours", rollupCutoff}, {"hour_minutes", rollupCutoff}} {
+		}{{"blocks", c.raw}, {"hours", c.rollup}, {"hour_minutes", c.rollup}} {
 			if d.cutoff == math.MinInt64 {
 				continue
 			}
@@ -211,17 +244,39 @@ func (s *Store) compact(ctx context.Context) error {
 		}
 	}
 	if freed {
-		return s.vacuum(ctx)
+		if err := s.vacuum(ctx); err != nil {
+			return err
+		}
 	}
+	s.lateMu.Lock()
+	s.passed = &c
+	s.lateMu.Unlock()
 	return nil
+}
+
+// cutoffs are a maintenance pass's: hours before compact are compacted,
+// blocks before raw and summaries before rollup dropped (math.MinInt64:
+// none).
+type cutoffs struct{ compact, raw, rollup int64 }
+
+// lateHours records, for the next maintenance pass, the earliest hour of
+// the chunks a flush wrote for each series.
+func (s *Store) lateHours(first map[int64]int64) {
+	s.lateMu.Lock()
+	defer s.lateMu.Unlock()
+	for id, h := range first {
+		if old, ok := s.late[id]; !ok || h < old {
+			s.late[id] = h
+		}
+	}
 }
 
 // compactHour merges the rows and chunks of series id in the earliest hour
 // before cutoff that has any into that hour's block, and rewrites the
 // hour's summaries, in one transaction; rows and chunks late into an hour
 // whose readings retention has dropped (before rawCutoff) are deleted
-// instead. It reports whether there was such an hour.
-func (s *Store) compactHour(ctx context.Context, id, cutoff, rawCutoff int64) (bool, error) {
+// instead. It reports whether there was such an hour, and which.
+func (s *Store) compactHour(ctx context.Context, id, cutoff, rawCutoff int64) (int64, bool, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	h, ok := int64(0), false
@@ -231,28 +286,28 @@ func (s *Store) compactHour(ctx context.Context, id, cutoff, rawCutoff int64) (b
 	case err == nil:
 		h, ok = store.FloorTo(t, hour), true
 	case !errors.Is(err, sql.ErrNoRows):
-		return false, err
+		return 0, false, err
 	}
 	err = s.w.QueryRowContext(ctx, `SELECT h FROM chunks WHERE series = ? AND h < ? ORDER BY h LIMIT 1`, id, cutoff).Scan(&t)
 	switch {
 	case err == nil && (!ok || t < h):
 		h, ok = t, true
 	case err != nil && !errors.Is(err, sql.ErrNoRows):
-		return false, err
+		return 0, false, err
 	}
 	if !ok {
-		return false, nil
+		return 0, false, nil
 	}
 	tx, err := s.w.BeginTx(ctx, nil)
 	if err != nil {
-		return false, err
+		return 0, false, err
 	}
 	defer tx.Rollback()
 	var ps []store.Point
 	var data []byte
 	err = tx.QueryRowContext(ctx, `SELECT data FROM blocks WHERE series = ? AND h = ?`, id, h).Scan(&data)
 	if err != nil && !errors.Is(err, sql.ErrNoRows) {
-		return false, err
+		return 0, false, err
 	}
 	if data == nil && h < rawCutoff {
 		// Past retention: if the hour has summaries, its readings have
@@ -263,38 +318,38 @@ func (s *Store) compactHour(ctx context.Context, id, cutoff, rawCutoff int64) (b
 		err := tx.QueryRowContext(ctx, `SELECT 1 FROM hours WHERE series = ? AND h = ?`, id, h).Scan(&one)
 		if err == nil {
 			if err := deleteRows(ctx, tx, id, h); err != nil {
-				return false, err
+				return 0, false, err
 			}
-			return true, tx.Commit()
+			return h, true, tx.Commit()
 		}
 		if !errors.Is(err, sql.ErrNoRows) {
-			return false, err
+			return 0, false, err
 		}
 	}
 	if data != nil {
 		if ps, err = decodeBlock(nil, data); err != nil {
-			return false, err
+			return 0, false, err
 		}
 	}
 	rows, err := tx.QueryContext(ctx, `SELECT t, v FROM readings WHERE series = ? AND t >= ? AND t < ? ORDER BY t`, id, h, h+hour)
 	if err != nil {
-		return false, err
+		return 0, false, err
 	}
 	var fresh []store.Point
 	for rows.Next() {
 		var p store.Point
 		if err := rows.Scan(&p.T, &p.V); err != nil {
 			rows.Close()
-			return false, err
+			return 0, false, err
 		}
 		fresh = append(fresh, p)
 	}
 	rows.Close()
 	if err := rows.Err(); err != nil {
-		return false, err
+		return 0, false, err
 	}
 	if fresh, err = chunkPoints(ctx, tx, fresh, id, h, h+hour); err != nil {
-		return false, err
+		return 0, false, err
 	}
 	slices.SortFunc(fresh, func(a, b store.Point) int { return cmp.Compare(a.T, b.T) })
 	// The block's value wins over a row or chunk of the same time: it was
@@ -317,16 +372,16 @@ func (s *Store) compactHour(ctx context.Context, id, cutoff, rawCutoff int64) (b
 		{`INSERT OR REPLACE INTO hour_minutes (series, h, data) VALUES (?, ?, ?)`, []any{id, h, encodeMinutes(nil, h, ms, minuteDecimals(ms, d))}},
 	} {
 		if _, err := tx.ExecContext(ctx, st.q, st.args...); err != nil {
-			return false, err
+			return 0, false, err
 		}
 	}
 	if err := deleteRows(ctx, tx, id, h); err != nil {
-		return false, err
+		return 0, false, err
 	}
 	if err := tx.Commit(); err != nil {
-		return false, err
+		return 0, false, err
 	}
-	return true, nil
+	return h, true, nil
 }
 
 // deleteRows deletes the rows and chunks of series id in hour h and the

@@ -349,6 +349,7 @@ func (s *Store) writeHead(ctx context.Context, h *head) error {
 		return id, err
 	}
 	args := make([]any, 0, 6*chunkRows)
+	first := map[int64]int64{} // per series, its earliest chunk's hour
 	for start := 0; start < len(chunks); start += chunkRows {
 		part := chunks[start:min(start+chunkRows, len(chunks))]
 		args = args[:0]
@@ -358,6 +359,9 @@ func (s *Store) writeHead(ctx context.Context, h *head) error {
 				return unavailable("add series", err)
 			}
 			args = append(args, sid, c.h, h.gen, c.last.T, c.last.V, c.data)
+			if old, ok := first[sid]; !ok || c.h < old {
+				first[sid] = c.h
+			}
 		}
 		if _, err := tx.StmtContext(ctx, s.insChunks[len(part)]).ExecContext(ctx, args...); err != nil {
 			return unavailable("write", err)
@@ -369,6 +373,7 @@ func (s *Store) writeHead(ctx context.Context, h *head) error {
 	if err := tx.Commit(); err != nil {
 		return unavailable("commit", err)
 	}
+	s.lateHours(first)
 	if len(added) > 0 {
 		s.smu.Lock()
 		for k, id := range added {

@@ -170,6 +170,15 @@ type Store struct {
 	smu    sync.RWMutex
 	series map[seriesKey]int64 // every series in the file
 
+	// The background maintenance (compact.go). compactMu makes its
+	// passes one at a time; lateMu guards passed, the cutoffs of the last
+	// pass if it succeeded, and late, per series the earliest hour of the
+	// chunks flushed since the last pass began.
+	compactMu sync.Mutex
+	lateMu    sync.Mutex
+	passed    *cutoffs
+	late      map[int64]int64
+
 	raw        *sql.Stmt
 	page       *sql.Stmt
 	blocksIn   *sql.Stmt
@@ -219,7 +228,7 @@ func OpenWith(path string, o Options) (*Store, error) {
 		return nil, fmt.Errorf("sqlite: open %s: %w", path, err)
 	}
 	w.SetMaxOpenConns(1)
-	s := &Store{w: w, series: map[seriesKey]int64{}, latest: map[seriesKey]int64{}, insChunks: map[int]*sql.Stmt{}, kick: make(chan struct{}, 1), opts: o.withDefaults()}
+	s := &Store{w: w, series: map[seriesKey]int64{}, late: map[int64]int64{}, latest: map[seriesKey]int64{}, insChunks: map[int]*sql.Stmt{}, kick: make(chan struct{}, 1), opts: o.withDefaults()}
 	if err := s.init(); err != nil {
 		w.Close()
 		return nil, err

@@ -19,7 +19,8 @@ test:
 	  $(GO) tool staticcheck ./... && \
 	  $(GO) test -count=1 -timeout 12m ./... && \
 	  $(GO) test -count=1 -run '^$$' -fuzz '^FuzzDecodeTelemetry$$' -fuzztime 15s ./ingest && \
-	  $(GO) test -count=1 -run '^$$' -fuzz '^FuzzParseTopic$$' -fuzztime 10s ./ingest
+	  $(GO) test -count=1 -run '^$$' -fuzz '^FuzzParseTopic$$' -fuzztime 10s ./ingest && \
+	  $(GO) test -count=1 -run '^$$' -fuzz '^FuzzReadPacket$$' -fuzztime 10s ./internal/mqttsub
 
 bench:
 	@deps="$$(scripts/test-deps.sh)" && eval "$$deps" && \

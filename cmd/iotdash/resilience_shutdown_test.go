@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -49,15 +48,9 @@ func TestResilienceSIGTERM(t *testing.T) {
 				})
 			}
 
-			u.p.cmd.Process.Signal(syscall.SIGTERM)
 			signalled := time.Now()
-			select {
-			case err := <-u.p.done:
-				if err != nil {
-					t.Fatalf("iotdash exited with %v after SIGTERM, want code 0\n%s", err, u.p.stderr.String())
-				}
-			case <-time.After(30 * time.Second):
-				t.Fatalf("iotdash had not exited 30s after SIGTERM")
+			if err := testenv.Terminate(u.p.cmd, u.p.done); err != nil {
+				t.Fatalf("%v, want code 0", err)
 			}
 			exited := time.Since(signalled)
 			left := "no journal (embedded store)"

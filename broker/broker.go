@@ -158,7 +158,7 @@ func Start(addr string, opts Options) (*Broker, error) {
 			return nil, err
 		}
 	}
-	if err := s.AddListener(&listener{TCP: listeners.NewTCP(listeners.Config{ID: "tcp", Address: actual}), refuse: refuse}); err != nil {
+	if err := s.AddListener(&listener{TCP: listeners.NewTCP(listeners.Config{ID: "tcp", Address: actual}), server: s, refuse: refuse}); err != nil {
 		stop()
 		return nil, fmt.Errorf("listening on %s: %w", actual, err)
 	}

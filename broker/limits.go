@@ -94,6 +94,7 @@ func (r *refusals) count(reason, msg string, attrs ...any) {
 // mochi, and every connection closed when it closes.
 type listener struct {
 	*listeners.TCP
+	server *mqtt.Server
 	refuse *refusals
 
 	mu     sync.Mutex
@@ -124,13 +125,29 @@ func (l *listener) Serve(establish listeners.EstablishFn) {
 // closes every connection still open: mochi disconnects only the clients
 // signed in when it starts, and its Server.Close waits for every
 // connection to end, which one that never sends its CONNECT never does.
-func (l *listener) Close(closeClients listeners.CloseFn) {
-	l.TCP.Close(closeClients)
+//
+// The clients are disconnected by disconnect, not by mochi's closeClients
+// (v2.7.9), whose Clients.GetByListener takes the clients' read lock twice
+// over: a client that leaves in between (Clients.Delete, waiting for the
+// write lock) deadlocks it, and the broker never closes
+// (mochi-mqtt/server#488).
+func (l *listener) Close(listeners.CloseFn) {
+	l.TCP.Close(l.disconnect)
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	l.closed = true
 	for c := range l.conns {
 		c.Close()
+	}
+}
+
+// disconnect disconnects the clients of listener id, as mochi's
+// closeListenerClients does, taking the clients' lock once.
+func (l *listener) disconnect(id string) {
+	for _, cl := range l.server.Clients.GetAll() {
+		if cl.Net.Listener == id && !cl.Closed() {
+			l.server.DisconnectClient(cl, packets.ErrServerShuttingDown)
+		}
 	}
 }
 

@@ -43,9 +43,9 @@ func Terminate(cmd *exec.Cmd, exited <-chan error) error {
 
 // AwaitReturn waits for the result, on returned, of iotdash's run in this
 // process once its context is cancelled, and returns it. If run has not
-// returned within
-// StopWithin, it returns an error that carries every goroutine's stack in
-// the process (as SIGQUIT would print them, without ending the tests).
+// returned within StopWithin, it returns a hang error that carries every
+// goroutine's stack in the process (as SIGQUIT would print them, without
+// ending the tests).
 func AwaitReturn(returned <-chan error) (runErr, hang error) {
 	return awaitStop(returned, "of its context's end", func() string {
 		var b bytes.Buffer

@@ -149,12 +149,17 @@ func Start(addr string, opts Options) (*Broker, error) {
 	if err := s.AddHook(&retainHook{server: s, prefix: opts.Prefix, max: opts.MaxRetained, refuse: refuse}, nil); err != nil {
 		return nil, err
 	}
+	// Ended by Close: the revocation sweep, and the wait for Deliver's
+	// acknowledgement of a QoS 2 message.
+	ctx, stop := context.WithCancel(context.Background())
 	if opts.Deliver != nil {
-		if err := s.AddHook(&deliverHook{server: s, prefix: opts.Prefix, deliver: opts.Deliver}, nil); err != nil {
+		if err := s.AddHook(&deliverHook{server: s, prefix: opts.Prefix, deliver: opts.Deliver, closing: ctx.Done()}, nil); err != nil {
+			stop()
 			return nil, err
 		}
 	}
-	if err := s.AddListener(&listener{TCP: listeners.NewTCP(listeners.Config{ID: "tcp", Address: actual}), refuse: refuse}); err != nil {
+	if err := s.AddListener(&listener{TCP: listeners.NewTCP(listeners.Config{ID: "tcp", Address: actual}), server: s, refuse: refuse}); err != nil {
+		stop()
 		return nil, fmt.Errorf("listening on %s: %w", actual, err)
 	}
 	errc := make(chan error, 1)
@@ -162,11 +167,11 @@ func Start(addr string, opts Options) (*Broker, error) {
 	select {
 	case err := <-errc:
 		if err != nil {
+			stop()
 			return nil, err
 		}
 	default:
 	}
-	ctx, stop := context.WithCancel(context.Background())
 	go func() {
 		t := time.NewTicker(opts.Recheck)
 		defer t.Stop()
@@ -193,7 +198,10 @@ func (b *Broker) Dropped() int64 {
 // URL is the broker's address for MQTT clients: tcp://host:port.
 func (b *Broker) URL() string { return "tcp://" + b.Addr }
 
-// Close disconnects every client and stops listening.
+// Close disconnects every client and stops listening. It returns once
+// every connection has ended, signed in or not; a Deliver that blocks and
+// does not return holds it up (one that does not acknowledge a QoS 2
+// message does not).
 func (b *Broker) Close() error {
 	b.stop()
 	err := b.server.Close()

@@ -25,6 +25,7 @@ type deliverHook struct {
 	server  *mqtt.Server
 	prefix  string
 	deliver Deliver
+	closing <-chan struct{} // closed when the broker starts to close
 }
 
 func (h *deliverHook) ID() string { return "iotdash-deliver" }
@@ -42,13 +43,20 @@ func (h *deliverHook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Pac
 	topic, payload := pk.TopicName, pk.Payload
 	if qos == 2 {
 		// The QoS 2 exchange (PUBREC, PUBREL, PUBCOMP) stays mochi's:
-		// wait for the commit here, then let it go on as usual.
+		// wait for the commit here, then let it go on as usual. A
+		// consumer that stops may never commit: the broker's close does
+		// not wait for it, and the device, without its PUBREC, sends
+		// the message again.
 		done := make(chan struct{})
 		if !h.deliver(topic, payload, func() { close(done) }) {
 			return pk, packets.ErrRejectPacket
 		}
-		<-done
-		return pk, nil
+		select {
+		case <-done:
+			return pk, nil
+		case <-h.closing:
+			return pk, packets.ErrRejectPacket
+		}
 	}
 	ack := func() {
 		if qos == 1 {

@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"net"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -90,14 +91,24 @@ func (r *refusals) count(reason, msg string, attrs ...any) {
 
 // listener is mochi's TCP listener, with the errors that end a connection
 // counted (and logged at a limited rate) here instead of each logged by
-// mochi.
+// mochi, and every connection closed when it closes.
 type listener struct {
 	*listeners.TCP
+	server *mqtt.Server
 	refuse *refusals
+
+	mu     sync.Mutex
+	conns  map[net.Conn]struct{} // open, signed in or not
+	closed bool
 }
 
 func (l *listener) Serve(establish listeners.EstablishFn) {
 	l.TCP.Serve(func(id string, c net.Conn) error {
+		if !l.track(c) {
+			c.Close()
+			return nil
+		}
+		defer l.untrack(c)
 		remote := c.RemoteAddr().String()
 		err := establish(id, c)
 		switch {
@@ -108,6 +119,57 @@ func (l *listener) Serve(establish listeners.EstablishFn) {
 		}
 		return nil
 	})
+}
+
+// Close stops listening and disconnects the clients, as mochi's does, then
+// closes every connection still open: mochi disconnects only the clients
+// signed in when it starts, and its Server.Close waits for every
+// connection to end, which one that never sends its CONNECT never does.
+//
+// The clients are disconnected by disconnect, not by mochi's closeClients
+// (v2.7.9), whose Clients.GetByListener takes the clients' read lock twice
+// over: a client that leaves in between (Clients.Delete, waiting for the
+// write lock) deadlocks it, and the broker never closes
+// (mochi-mqtt/server#488).
+func (l *listener) Close(listeners.CloseFn) {
+	l.TCP.Close(l.disconnect)
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.closed = true
+	for c := range l.conns {
+		c.Close()
+	}
+}
+
+// disconnect disconnects the clients of listener id, as mochi's
+// closeListenerClients does, taking the clients' lock once.
+func (l *listener) disconnect(id string) {
+	for _, cl := range l.server.Clients.GetAll() {
+		if cl.Net.Listener == id && !cl.Closed() {
+			l.server.DisconnectClient(cl, packets.ErrServerShuttingDown)
+		}
+	}
+}
+
+// track adds c to the open connections, or reports false once the
+// listener is closed.
+func (l *listener) track(c net.Conn) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.closed {
+		return false
+	}
+	if l.conns == nil {
+		l.conns = make(map[net.Conn]struct{})
+	}
+	l.conns[c] = struct{}{}
+	return true
+}
+
+func (l *listener) untrack(c net.Conn) {
+	l.mu.Lock()
+	delete(l.conns, c)
+	l.mu.Unlock()
 }
 
 // retainHook keeps retained messages only under the device prefix, and at

@@ -107,16 +107,11 @@ func (d *dashboard) start(t *testing.T) {
 // stop ends iotdash as a service manager does, with SIGTERM.
 func (d *dashboard) stop(t *testing.T) {
 	t.Helper()
-	d.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case err := <-d.done:
-		if err != nil {
-			t.Fatalf("iotdash exited with %v after SIGTERM", err)
-		}
-	case <-time.After(30 * time.Second):
-		t.Fatal("iotdash did not stop within 30s of SIGTERM")
-	}
+	err := testenv.Terminate(d.cmd, d.done)
 	d.cmd = nil
+	if err != nil {
+		t.Fatal(err)
+	}
 }
 
 // getJSON decodes the answer of GET path.

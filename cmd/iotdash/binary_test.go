@@ -55,14 +55,8 @@ func startBinary(t testing.TB, bin string, args ...string) *process {
 // stop sends SIGTERM and checks that iotdash exits cleanly with code 0.
 func (p *process) stop(t *testing.T) {
 	t.Helper()
-	p.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case err := <-p.done:
-		if err != nil {
-			t.Fatalf("iotdash exited with %v after SIGTERM\n%s", err, p.stderr.String())
-		}
-	case <-time.After(20 * time.Second):
-		t.Fatalf("iotdash did not exit within 20s of SIGTERM")
+	if err := testenv.Terminate(p.cmd, p.done); err != nil {
+		t.Fatal(err)
 	}
 }
 

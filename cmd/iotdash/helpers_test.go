@@ -69,17 +69,16 @@ func launch(t *testing.T, args ...string) *instance {
 	go func() { errc <- run(ctx, args, testEnv, in.stdout, in.stderr) }()
 	in.stop = func() error {
 		cancel()
-		select {
-		case err := <-errc:
-			errc <- err
-			return err
-		case <-time.After(30 * time.Second):
-			return fmt.Errorf("iotdash did not stop within 30s")
+		err, hang := testenv.AwaitReturn(errc)
+		if hang != nil {
+			return hang
 		}
+		errc <- err // for the next call
+		return err
 	}
 	t.Cleanup(func() {
 		if err := in.stop(); err != nil {
-			t.Errorf("run returned %v", err)
+			t.Errorf("stopping iotdash: %v", err)
 		}
 		if t.Failed() {
 			t.Logf("iotdash stderr:\n%s", in.stderr.String())

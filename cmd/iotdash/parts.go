@@ -245,7 +245,9 @@ func startBroker(c config, in *ingest.Ingester, reg prometheus.Registerer, log *
 	if err != nil {
 		return e, listenError("broker", c.brokerAddr, err)
 	}
-	cl.add(closer(b.Close))
+	// Close waits for every device's connection to end: within the
+	// shutdown's deadline, as a task.
+	cl.add(func(ctx context.Context) error { return wait(ctx, "the embedded broker", func() { b.Close() }) })
 	e.url = b.URL()
 	e.dropped = func() float64 { return float64(b.Dropped()) }
 	fmt.Fprintf(stdout, "iotdash: embedded MQTT broker on %s\n", e.url)

@@ -23,6 +23,7 @@ import (
 	"syscall"
 	"time"
 
+	"iotdash/ingest"
 	"iotdash/internal/mqttsub"
 )
 
@@ -37,7 +38,7 @@ type message struct {
 func main() {
 	broker := flag.String("broker", "tcp://127.0.0.1:1883", "the MQTT broker")
 	path := flag.String("file", "floor.log", "the file written and synced for each group")
-	pause := flag.Duration("pause", 500*time.Microsecond, "the subscriber's read pause (iotdash's default)")
+	pause := flag.Duration("pause", ingest.DefaultReadPause, "the subscriber's read pause (iotdash's default)")
 	flag.Parse()
 
 	f, err := os.OpenFile(*path, os.O_RDWR|os.O_CREATE|os.O_TRUNC, 0o600)
@@ -85,8 +86,8 @@ func main() {
 		}
 	}()
 
-	// The commit loop: ingest's rule, a group of fewer than 16 waits up to
-	// 3 ms for more.
+	// The commit loop: ingest's rule, a group of fewer than
+	// ingest.DefaultMinGroup waits up to ingest.DefaultLinger for more.
 	var rec []byte
 	var off int64
 	group := make([]message, 0, 4096)
@@ -102,10 +103,10 @@ func main() {
 				continue
 			default:
 			}
-			if len(group) >= 16 {
+			if len(group) >= ingest.DefaultMinGroup {
 				break
 			}
-			linger.Reset(3 * time.Millisecond)
+			linger.Reset(ingest.DefaultLinger)
 			select {
 			case m := <-in:
 				group = append(group, m)

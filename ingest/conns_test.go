@@ -3,9 +3,7 @@ package ingest_test
 import (
 	"context"
 	"fmt"
-	"io"
 	"log/slog"
-	"net"
 	"slices"
 	"strings"
 	"sync"
@@ -254,32 +252,11 @@ func TestLargeMessageFromBroker(t *testing.T) {
 // counted and logged, and is connected to again; nothing crashes, nothing
 // is stored.
 func TestMalformedFromBroker(t *testing.T) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { l.Close() })
-	var conns atomic.Int32
-	go func() {
-		for {
-			c, err := l.Accept()
-			if err != nil {
-				return
-			}
-			conns.Add(1)
-			go func() {
-				defer c.Close()
-				c.Read(make([]byte, 512)) // CONNECT
-				// CONNACK, then a remaining length of five bytes, which MQTT
-				// does not have.
-				c.Write([]byte{0x20, 2, 0, 0, 0x30, 0xff, 0xff, 0xff, 0xff, 0x7f})
-				io.Copy(io.Discard, c)
-			}()
-		}
-	}()
+	// A remaining length of five bytes, which MQTT does not have.
+	url, conns := testenv.FakeBroker(t, []byte{0x30, 0xff, 0xff, 0xff, 0xff, 0x7f})
 	var log testenv.Buffer
 	st := &memStore{}
-	cfg := ingest.Config{Broker: "tcp://" + l.Addr().String(), ClientID: "junk", Store: st, Fleet: devices.NewFleet(nil), Metrics: ingest.NewMetrics(nil),
+	cfg := ingest.Config{Broker: url, ClientID: "junk", Store: st, Fleet: devices.NewFleet(nil), Metrics: ingest.NewMetrics(nil),
 		Logger: slog.New(slog.NewTextHandler(&log, nil))}
 	in := ingest.New(cfg)
 	ctx, cancel := context.WithCancel(context.Background())

@@ -6,11 +6,11 @@ import (
 	"errors"
 	"io"
 	"log/slog"
-	"net"
 	"strings"
-	"sync/atomic"
 	"testing"
 	"time"
+
+	"iotdash/internal/testenv"
 )
 
 // publishPacket is a PUBLISH of topic and payload at qos, with packet id 7.
@@ -115,37 +115,6 @@ func FuzzReadPacket(f *testing.F) {
 	})
 }
 
-// fakeBroker accepts connections, answers CONNECT with CONNACK, then
-// sends junk; it counts the connections.
-func fakeBroker(t *testing.T, junk []byte) (string, *atomic.Int32) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { l.Close() })
-	var n atomic.Int32
-	go func() {
-		for {
-			c, err := l.Accept()
-			if err != nil {
-				return
-			}
-			n.Add(1)
-			go func() {
-				defer c.Close()
-				pr := packetReader{r: bufio.NewReader(c), max: 1 << 16}
-				if h, _, _, err := pr.next(); err != nil || h != typeConnect {
-					return
-				}
-				c.Write([]byte{typeConnack, 2, 0, 0})
-				c.Write(junk)
-				io.Copy(io.Discard, c)
-			}()
-		}
-	}()
-	return "tcp://" + l.Addr().String(), &n
-}
-
 // TestMalformedFromPeer: a peer that sends what is not MQTT gets its
 // connection closed with ErrMalformed, and is connected to again; nothing
 // panics. (A fake peer, for this parsing test only: the behaviour with
@@ -159,7 +128,7 @@ func TestMalformedFromPeer(t *testing.T) {
 		"SUBACK too long": append([]byte{typeSuback, 0xff, 0x7f}, make([]byte, 100)...),
 	} {
 		t.Run(name, func(t *testing.T) {
-			url, conns := fakeBroker(t, junk)
+			url, conns := testenv.FakeBroker(t, junk)
 			lost := make(chan error, 10)
 			c, err := New(Options{Broker: url, ClientID: "x", RetryInterval: 10 * time.Millisecond, MaxRetryInterval: 10 * time.Millisecond,
 				MaxPacket: 1024, OnConnectionLost: func(err error) { lost <- err }, Logger: slog.New(slog.DiscardHandler)})

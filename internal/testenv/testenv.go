@@ -3,6 +3,8 @@
 // and builds the iotdash binary once for the tests that run it (Iotdash).
 // It never mocks them: where a program is missing, the test fails with a
 // message that says what to install (`make test` installs everything).
+// FakeBroker is the one fake, a peer that sends what no broker does, for
+// the tests of malformed input from a broker.
 // Tests stop iotdash through Terminate or AwaitReturn, which give every
 // goroutine's stack if it hangs.
 package testenv
